@@ -1,0 +1,197 @@
+"""Application factory and process lifecycle.
+
+`build_application` wires python-telegram-bot to the services: the inbox marks each update done
+after its handlers ran, the outbox sender and the sweeper start with the application, and the
+handlers are registered in one place (`handlers.register`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application, ApplicationBuilder, CallbackContext, ContextTypes, ExtBot
+
+from bot import crypto
+from bot.clock import Clock
+from bot.config import Settings
+from bot.content import Content, get_content
+from bot.db import Database
+from bot.inbox import Inbox
+from bot.outbox import Sender
+from bot.roles import Roles
+from bot.scheduler import Sweeper
+from bot.transport import Poller, WebhookServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything handlers may use, created once per process."""
+
+    settings: Settings
+    db: Database
+    clock: Clock
+    content: Content
+    inbox: Inbox
+    sender: Sender
+    sweeper: Sweeper
+    roles: Roles
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Ctx(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
+    """The handlers' context: `ctx.svc` is the process's Services."""
+
+    @property
+    def svc(self) -> Services:
+        return self.application.bot_data["svc"]  # type: ignore[no-any-return]
+
+
+class IOPApplication(Application):  # type: ignore[type-arg]
+    """Marks each update done in the inbox once every handler for it has run."""
+
+    async def process_update(self, update: object) -> None:
+        try:
+            await super().process_update(update)
+        finally:
+            if isinstance(update, Update):
+                svc: Services | None = self.bot_data.get("svc")
+                if svc is not None:
+                    try:
+                        await svc.inbox.mark_done(update.update_id)
+                    except Exception as exc:
+                        log.warning("inbox: could not mark update %s done (%s)", update.update_id, type(exc).__name__)
+
+
+def build_application(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    clock: Clock | None = None,
+    concurrent_updates: int = 16,
+) -> Application:  # type: ignore[type-arg]
+    token = settings.require_token()
+    crypto.configure(settings.encryption_key.get_secret_value() if settings.encryption_key else None)
+    db = db or Database(settings.database_url)
+    clock = clock or Clock()
+    base = settings.telegram_api_base_url.rstrip("/")
+    app = (
+        ApplicationBuilder()
+        .application_class(IOPApplication)
+        .token(token)
+        .base_url(base)
+        .base_file_url(base.removesuffix("/bot") + "/file/bot")
+        .context_types(ContextTypes(context=Ctx))
+        .updater(None)
+        .concurrent_updates(concurrent_updates)
+        .connection_pool_size(32)
+        .build()
+    )
+
+    async def lookup(chat_id: int, user_id: int) -> str | None:
+        member = await app.bot.get_chat_member(chat_id, user_id)
+        return str(member.status)
+
+    svc = Services(
+        settings=settings,
+        db=db,
+        clock=clock,
+        content=get_content(settings.content_dir),
+        inbox=Inbox(db, clock),
+        sender=Sender(db, app.bot, clock, send_rate=settings.send_rate),
+        sweeper=Sweeper(db, clock),
+        roles=Roles(db, settings, clock, lookup),
+    )
+    svc.sweeper.after_tick.append(svc.sender.wake)
+    app.bot_data["svc"] = svc
+
+    import handlers
+
+    handlers.register(app, svc)
+    return app
+
+
+async def start_services(app: Application) -> None:  # type: ignore[type-arg]
+    """After `app.start()`: command menus, recovery, the outbox sender and the sweeper job."""
+    svc: Services = app.bot_data["svc"]
+    import handlers
+
+    try:
+        await handlers.set_commands(app, svc)
+    except Exception as exc:
+        log.warning("could not set the command menu (%s)", type(exc).__name__)
+    await svc.sweeper.recover()
+    await svc.sender.start()
+    if app.job_queue is not None:
+        app.job_queue.run_repeating(
+            _sweep_job, interval=svc.settings.sweep_interval_seconds, first=0.5, name="sweeper"
+        )
+
+
+async def _sweep_job(ctx: Ctx) -> None:
+    try:
+        await ctx.svc.sweeper.tick()
+    except Exception:
+        log.exception("sweeper tick failed")
+
+
+async def stop_services(app: Application) -> None:  # type: ignore[type-arg]
+    svc: Services = app.bot_data["svc"]
+    await svc.sender.stop()
+
+
+class Runner:
+    """Runs the application with its transport until stopped (SIGTERM/SIGINT or `stop()`)."""
+
+    def __init__(self, app: Application) -> None:  # type: ignore[type-arg]
+        self.app = app
+        self.svc: Services = app.bot_data["svc"]
+        self._stop = asyncio.Event()
+        self.transport: Poller | WebhookServer | None = None
+        self.started = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, install_signals: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+        s = self.svc.settings
+        async with self.app:
+            await self.app.start()
+            await start_services(self.app)
+            for data in await self.svc.inbox.pending():
+                await self.app.update_queue.put(Update.de_json(data, self.app.bot))
+            if s.webhook_url:
+                self.transport = WebhookServer(
+                    self.app,
+                    self.svc.inbox,
+                    url=s.webhook_url,
+                    secret=s.webhook_secret.get_secret_value() if s.webhook_secret else None,
+                    listen=s.webhook_listen,
+                    port=s.webhook_port,
+                )
+            else:
+                self.transport = Poller(self.app, self.svc.inbox)
+            await self.transport.start()
+            log.info("iop-bot is running (%s)", "webhook" if s.webhook_url else "polling")
+            self.started.set()
+            try:
+                await self._stop.wait()
+            finally:
+                log.info("stopping: finishing updates in flight")
+                await self.transport.stop()
+                await self.app.stop()
+                await stop_services(self.app)
+        await self.svc.db.dispose()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,111 @@
+"""The `iop-bot` command: run, migrate, content check, risk check, version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bot import __version__
+from bot.config import ConfigError, load_settings
+
+
+def _run(_: argparse.Namespace) -> int:
+    from bot import migrate
+    from bot.app import Runner, build_application
+    from bot.logging_setup import setup_logging
+
+    settings = load_settings()
+    token = settings.require_token()
+    setup_logging(settings.log_level, token)
+    problems = _content_problems(settings.content_dir)
+    if problems:
+        print(f"content/ has {len(problems)} problem(s); run `iop-bot content check` to see them.", file=sys.stderr)
+        return 1
+    migrate.upgrade(settings.database_url)
+    app = build_application(settings)
+    asyncio.run(Runner(app).run())
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from bot import migrate
+
+    settings = load_settings()
+    migrate.upgrade(settings.database_url)
+    print("database is up to date")
+    return 0
+
+
+def _content_problems(root: Path) -> list[object]:
+    from bot import content
+
+    return list(content.check(root))
+
+
+def _content_check(args: argparse.Namespace) -> int:
+    root = Path(args.dir) if args.dir else load_settings().content_dir
+    problems = _content_problems(root)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{len(problems)} problem(s) in {root}", file=sys.stderr)
+        return 1
+    print("content is valid")
+    return 0
+
+
+def _risk_check(args: argparse.Namespace) -> int:
+    from bot import risk
+
+    argv: list[str] = []
+    if args.jsonl:
+        argv += ["--jsonl", args.jsonl]
+    argv += args.text
+    return int(risk.main_check(argv))
+
+
+def _version(_: argparse.Namespace) -> int:
+    print(f"iop-bot {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="iop-bot", description="A Telegram companion for Intensive Outpatient Programs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the bot (applies pending migrations first)").set_defaults(fn=_run)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=_migrate)
+    c = sub.add_parser("content", help="content/ tools")
+    csub = c.add_subparsers(dest="content_command", required=True)
+    cc = csub.add_parser("check", help="validate every file in content/")
+    cc.add_argument("--dir", help="content directory (default: CONTENT_DIR)")
+    cc.set_defaults(fn=_content_check)
+    r = sub.add_parser("risk", help="risk detector tools")
+    rsub = r.add_subparsers(dest="risk_command", required=True)
+    rc = rsub.add_parser("check", help='check wording: risk check "text" or --jsonl FILE')
+    rc.add_argument("text", nargs="*", help="text to check")
+    rc.add_argument("--jsonl", help="file of JSON lines with a 'text' key ('-' for stdin)")
+    rc.set_defaults(fn=_risk_check)
+    sub.add_parser("version", help="print the version").set_defaults(fn=_version)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ConfigError as exc:
+        print(f"Configuration problem: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one sentence, not a traceback, for the person starting the bot
+        logging.getLogger(__name__).debug("fatal", exc_info=True)
+        print(f"iop-bot stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

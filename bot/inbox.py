@@ -1,0 +1,105 @@
+"""The durable inbox (DESIGN §3 Durability).
+
+Updates are stored (idempotent on `update_id`) before anything handles them and marked done after;
+on start, unfinished ones are handled again. The raw update is cleared once handled, since it holds
+what people typed; the row stays so a redelivered update is recognised and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from bot.clock import Clock
+from bot.db import Database
+from bot.models import InboxUpdate
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+class Inbox:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def store(self, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Store a batch; returns the updates that were new (to be handled now)."""
+        if not updates:
+            return []
+        now = self.clock.now()
+        ids = [u["update_id"] for u in updates]
+        async with self.db.transaction() as s:
+            known = set(
+                (await s.execute(select(InboxUpdate.update_id).where(InboxUpdate.update_id.in_(ids)))).scalars()
+            )
+            fresh = []
+            seen: set[int] = set()
+            for u in updates:
+                uid = u["update_id"]
+                if uid in known or uid in seen:
+                    continue
+                seen.add(uid)
+                fresh.append(u)
+            if fresh:
+                dialect = self.db.engine.dialect.name
+                ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(InboxUpdate)
+                await s.execute(
+                    ins.on_conflict_do_nothing(index_elements=["update_id"]),
+                    [
+                        {"update_id": u["update_id"], "payload": u, "status": "pending", "attempts": 1, "received_at": now}
+                        for u in fresh
+                    ],
+                )
+        return fresh
+
+    async def mark_done(self, update_id: int, *, failed: bool = False) -> None:
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(InboxUpdate)
+                .where(InboxUpdate.update_id == update_id)
+                .values(status="failed" if failed else "done", payload=None, done_at=self.clock.now())
+            )
+
+    async def pending(self) -> list[dict[str, Any]]:
+        """Unfinished updates from an earlier run, oldest first; each counts one more attempt.
+
+        An update that has already been tried MAX_ATTEMPTS times is set aside as failed, so one
+        poisonous update cannot stop the bot from starting.
+        """
+        async with self.db.transaction() as s:
+            rows = list(
+                (
+                    await s.execute(
+                        select(InboxUpdate)
+                        .where(InboxUpdate.status == "pending")
+                        .order_by(InboxUpdate.update_id)
+                    )
+                ).scalars()
+            )
+            out = []
+            for r in rows:
+                if r.attempts >= MAX_ATTEMPTS:
+                    log.error("inbox: update %s failed %s times; setting it aside", r.update_id, r.attempts)
+                    r.status = "failed"
+                    r.payload = None
+                    continue
+                r.attempts += 1
+                if r.payload is not None:
+                    out.append(r.payload)
+            return out
+
+    async def prune(self, older_than: timedelta = timedelta(days=7)) -> int:
+        """Forget handled rows old enough that Telegram will never redeliver them."""
+        cutoff = self.clock.now() - older_than
+        async with self.db.transaction() as s:
+            res = await s.execute(
+                delete(InboxUpdate).where(InboxUpdate.status != "pending", InboxUpdate.received_at < cutoff)
+            )
+            return res.rowcount or 0

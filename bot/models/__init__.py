@@ -1,0 +1,27 @@
+"""Every table, imported in one place so metadata (and Alembic) sees them all."""
+
+from bot.models.core import (
+    AuditEntry,
+    BlockedChat,
+    ChatState,
+    Cohort,
+    InboxUpdate,
+    Invite,
+    OutboxMessage,
+    Patient,
+    ScheduledItem,
+    StaffRole,
+)
+
+__all__ = [
+    "AuditEntry",
+    "BlockedChat",
+    "ChatState",
+    "Cohort",
+    "InboxUpdate",
+    "Invite",
+    "OutboxMessage",
+    "Patient",
+    "ScheduledItem",
+    "StaffRole",
+]

@@ -1,0 +1,368 @@
+"""The outbox: Bot API calls that must happen (flags, relays, prompts, broadcasts).
+
+`enqueue` writes a row in the caller's transaction, so the message exists exactly when the
+change that caused it does. The `Sender` delivers rows: network errors and 5xx are retried with
+backoff, 429 honours `retry_after`, 403 marks the chat blocked (nothing more is sent there), a 400
+is dead-lettered with a log line. Bulk rows share a token bucket at `SEND_RATE` per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Bot, InputFile
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.warnings import PTBUserWarning
+
+from bot.clock import Clock
+from bot.db import Database
+from bot.models import BlockedChat, OutboxMessage
+
+log = logging.getLogger(__name__)
+
+# The outbox calls Bot API methods by name on purpose; PTB would suggest its typed wrappers.
+warnings.filterwarnings("ignore", message="Please use 'Bot.", category=PTBUserWarning)
+
+MAX_ATTEMPTS = 12
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What to send, as plain values: a Bot API method and its parameters."""
+
+    chat_id: int
+    text: str | None = None
+    method: str = "sendMessage"
+    params: dict[str, Any] | None = None
+    reply_markup: dict[str, Any] | None = None
+    file_name: str | None = None
+    file_data: bytes | None = None
+
+
+async def enqueue(
+    session: AsyncSession,
+    out: Outgoing,
+    *,
+    now: datetime,
+    dedup_key: str | None = None,
+    ref: str | None = None,
+    bulk: bool = False,
+    not_before: datetime | None = None,
+) -> int | None:
+    """Add a message to the outbox in the caller's transaction.
+
+    With a `dedup_key`, a second enqueue of the same key is a no-op (returns None).
+    """
+    payload: dict[str, Any] = dict(out.params or {})
+    if out.text is not None:
+        payload.setdefault("text" if out.method == "sendMessage" or out.method == "editMessageText" else "caption", out.text)
+        payload.setdefault("parse_mode", "HTML")
+    if out.reply_markup is not None:
+        payload["reply_markup"] = out.reply_markup
+    values = dict(
+        chat_id=out.chat_id,
+        method=out.method,
+        payload=payload,
+        file_name=out.file_name,
+        file_data=out.file_data,
+        dedup_key=dedup_key,
+        ref=ref,
+        bulk=bulk,
+        status="pending",
+        attempts=0,
+        next_attempt_at=not_before or now,
+        created_at=now,
+    )
+    if dedup_key is None:
+        row = OutboxMessage(**values)
+        session.add(row)
+        await session.flush()
+        return row.id
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(OutboxMessage).values(**values)
+    ins = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(OutboxMessage.id)
+    res = await session.execute(ins)
+    return res.scalar_one_or_none()
+
+
+SentHook = Callable[[OutboxMessage, int | None], Awaitable[None]]
+BlockedHook = Callable[[int], Awaitable[None]]
+
+
+class Sender:
+    """Delivers outbox rows. One per process; `wake()` after committing new rows."""
+
+    def __init__(
+        self,
+        db: Database,
+        bot: Bot,
+        clock: Clock,
+        *,
+        send_rate: float = 25.0,
+        batch: int = 50,
+        concurrency: int = 8,
+    ) -> None:
+        self.db = db
+        self.bot = bot
+        self.clock = clock
+        self.batch = batch
+        self.concurrency = concurrency
+        self.limiter = AsyncLimiter(send_rate, 1)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._paused_until: datetime | None = None
+        self.sent_hooks: list[SentHook] = []
+        self.blocked_hooks: list[BlockedHook] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.recover()
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="outbox-sender")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def recover(self) -> None:
+        """Rows a dead process left mid-send go back to pending (single-process default)."""
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.status == "sending")
+                .values(status="pending")
+            )
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                n, next_due = await self.run_once()
+            except Exception:
+                log.exception("outbox: sender loop error")
+                n, next_due = 0, None
+            if n:
+                continue
+            timeout = 5.0
+            if next_due is not None:
+                timeout = max(0.01, min(timeout, (next_due - self.clock.now()).total_seconds()))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    # -- one pass --------------------------------------------------------------------------
+    async def run_once(self) -> tuple[int, datetime | None]:
+        """Claim and send one batch of due rows. Returns (rows handled, next due time)."""
+        now = self.clock.now()
+        if self._paused_until and now < self._paused_until:
+            return 0, self._paused_until
+        rows = await self._claim(now)
+        if not rows:
+            return 0, await self._next_due()
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(row: OutboxMessage) -> None:
+            async with sem:
+                await self._deliver(row)
+
+        # Keep per-chat order: rows of one chat go one after another.
+        by_chat: dict[int, list[OutboxMessage]] = {}
+        for r in rows:
+            by_chat.setdefault(r.chat_id, []).append(r)
+
+        async def chat_seq(items: list[OutboxMessage]) -> None:
+            for r in items:
+                await one(r)
+
+        await asyncio.gather(*(chat_seq(v) for v in by_chat.values()))
+        return len(rows), None
+
+    async def _next_due(self) -> datetime | None:
+        async with self.db.session() as s:
+            return (
+                await s.execute(
+                    select(OutboxMessage.next_attempt_at)
+                    .where(OutboxMessage.status == "pending")
+                    .order_by(OutboxMessage.next_attempt_at)
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+
+    async def _claim(self, now: datetime) -> list[OutboxMessage]:
+        async with self.db.transaction() as s:
+            q = (
+                select(OutboxMessage)
+                .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.id)
+                .limit(self.batch)
+                .with_for_update(skip_locked=True)
+            )
+            rows = list((await s.execute(q)).scalars())
+            if not rows:
+                return []
+            blocked = set(
+                (
+                    await s.execute(
+                        select(BlockedChat.chat_id).where(
+                            BlockedChat.chat_id.in_({r.chat_id for r in rows})
+                        )
+                    )
+                ).scalars()
+            )
+            live = []
+            for r in rows:
+                if r.chat_id in blocked:
+                    r.status = "blocked"
+                    r.last_error = "recipient has blocked the bot"
+                else:
+                    r.status = "sending"
+                    live.append(r)
+            return live
+
+    async def _deliver(self, row: OutboxMessage) -> None:
+        if row.bulk:
+            await self.limiter.acquire()
+        try:
+            result = await self._call(row)
+        except RetryAfter as exc:
+            delay = _seconds(exc.retry_after)
+            log.warning("outbox: 429 from Telegram, retrying row %s after %.1fs", row.id, delay)
+            self._paused_until = self.clock.now() + timedelta(seconds=delay)
+            await self._finish(row, "pending", error="429", delay=delay, count_attempt=False)
+        except ChatMigrated as exc:
+            await self._finish(row, "pending", error="chat migrated", new_chat_id=exc.new_chat_id, count_attempt=False)
+        except Forbidden as exc:
+            log.info("outbox: chat %s refused delivery (403); marking it blocked", _mask(row.chat_id))
+            await self._blocked(row, str(exc))
+        except BadRequest as exc:
+            log.error("outbox: row %s dead-lettered: Telegram refused %s (%s)", row.id, row.method, exc.message)
+            await self._finish(row, "dead", error=exc.message)
+        except (NetworkError, TelegramError) as exc:  # timeouts, dropped connections, 5xx
+            attempts = row.attempts + 1
+            if attempts >= MAX_ATTEMPTS:
+                log.error("outbox: row %s dead-lettered after %s attempts (%s)", row.id, attempts, type(exc).__name__)
+                await self._finish(row, "dead", error=str(exc))
+            else:
+                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempts - 1))
+                await self._finish(row, "pending", error=type(exc).__name__, delay=delay)
+        except Exception as exc:
+            log.exception("outbox: row %s failed unexpectedly", row.id)
+            await self._finish(row, "dead", error=type(exc).__name__)
+        else:
+            msg_id = result.get("message_id") if isinstance(result, dict) else None
+            await self._finish(row, "sent", message_id=msg_id)
+            for hook in self.sent_hooks:
+                try:
+                    await hook(row, msg_id)
+                except Exception:
+                    log.exception("outbox: sent hook failed for row %s", row.id)
+
+    async def _call(self, row: OutboxMessage) -> Any:
+        params: dict[str, Any] = dict(row.payload)
+        params["chat_id"] = row.chat_id
+        if row.file_data is not None:
+            field = {"sendPhoto": "photo", "sendDocument": "document"}.get(row.method, "document")
+            params[field] = InputFile(row.file_data, filename=row.file_name or "file")
+        return await self.bot.do_api_request(
+            row.method,
+            api_kwargs=params,
+            read_timeout=20,
+            write_timeout=20,
+            connect_timeout=10,
+        )
+
+    async def _finish(
+        self,
+        row: OutboxMessage,
+        status: str,
+        *,
+        error: str | None = None,
+        delay: float = 0.0,
+        message_id: int | None = None,
+        new_chat_id: int | None = None,
+        count_attempt: bool = True,
+    ) -> None:
+        now = self.clock.now()
+        values: dict[str, Any] = {"status": status, "last_error": error}
+        if count_attempt and status != "sent":
+            values["attempts"] = row.attempts + 1
+        if status == "pending":
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
+        if status == "sent":
+            values["sent_at"] = now
+            values["telegram_message_id"] = message_id
+        if new_chat_id is not None:
+            values["chat_id"] = new_chat_id
+        async with self.db.transaction() as s:
+            await s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values))
+        row.telegram_message_id = message_id
+        if status == "pending":
+            self._wake.set()
+
+    async def _blocked(self, row: OutboxMessage, reason: str) -> None:
+        now = self.clock.now()
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id)
+                .values(status="blocked", last_error="403")
+            )
+            await mark_blocked(s, row.chat_id, now, reason[:200])
+        for hook in self.blocked_hooks:
+            try:
+                await hook(row.chat_id)
+            except Exception:
+                log.exception("outbox: blocked hook failed")
+
+
+async def mark_blocked(session: AsyncSession, chat_id: int, now: datetime, reason: str | None) -> None:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(BlockedChat).values(
+        chat_id=chat_id, at=now, reason=reason
+    )
+    await session.execute(ins.on_conflict_do_nothing(index_elements=["chat_id"]))
+
+
+async def mark_unblocked(session: AsyncSession, chat_ids: Iterable[int]) -> None:
+    from sqlalchemy import delete
+
+    await session.execute(delete(BlockedChat).where(BlockedChat.chat_id.in_(list(chat_ids))))
+
+
+def _seconds(v: Any) -> float:
+    return v.total_seconds() if isinstance(v, timedelta) else float(v)
+
+
+def _mask(chat_id: int) -> str:
+    """Chat ids in logs are shortened: enough to correlate, not to identify."""
+    s = str(chat_id)
+    return "…" + s[-3:]

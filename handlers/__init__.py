@@ -1,0 +1,122 @@
+"""Every handler, registered in one visible place.
+
+Groups: -100 chat hygiene (membership, foreign groups); -50 safety (the risk detector sees every
+free text first); 0 features, then the fallbacks last.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, Update
+from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
+
+from handlers import common
+from handlers.router import TextRouter
+
+log = logging.getLogger(__name__)
+
+PATIENT_COMMANDS = ["checkin", "sos", "plan", "days", "progress", "talk", "settings", "privacy", "mydata", "delete", "help"]
+GROUP_COMMANDS = ["flags", "flag", "help"]
+COUNSELOR_COMMANDS = ["flags", "flag", "patient", "invite", "invites", "oncall"]
+FACILITATOR_COMMANDS = ["announce"]
+ADMIN_COMMANDS = ["cohort", "grant", "revoke", "staff"]
+
+
+def register(app: Application, svc: Any) -> None:  # type: ignore[type-arg]
+    router = TextRouter()
+    svc.extra["router"] = router
+    common.register_early(app, svc)
+    app.add_handler(TypeHandler(Update, _group_gate(svc)), group=-90)
+
+    # Features (each module's register adds its handlers to group 0 and its text kinds).
+    for module in _feature_modules():
+        module.register(app, svc, router)
+
+    common.register_fallbacks(app, router)
+    app.add_error_handler(common.error_handler)
+
+
+def _feature_modules() -> list[Any]:
+    import importlib
+
+    names = ["handlers.onboarding", "handlers.safety", "handlers.checkins", "handlers.flags", "handlers.sos"]
+    mods = []
+    for name in names:
+        try:
+            mods.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return mods
+
+
+def _group_gate(svc: Any):  # type: ignore[no-untyped-def]
+    """Leave foreign groups; in the counselors' group let only commands and buttons through."""
+
+    async def gate(update: Update, ctx: Any) -> None:
+        chat = update.effective_chat
+        if chat is None or chat.type == "private" or update.my_chat_member or update.chat_member:
+            return
+        if chat.id != svc.settings.counselor_chat_id:
+            if update.message is not None and update.message.migrate_to_chat_id is not None:
+                return
+            await common.foreign_group(update, ctx)
+            raise ApplicationHandlerStop
+        if update.callback_query is not None:
+            return
+        msg = update.message
+        if msg is not None and msg.text and msg.text.startswith("/"):
+            return
+        if msg is not None and msg.migrate_to_chat_id is not None:
+            return
+        raise ApplicationHandlerStop  # ordinary chatter among counselors
+
+    return gate
+
+
+def _commands(svc: Any, names: list[str]) -> list[BotCommand]:
+    return [BotCommand(n, svc.content.t(f"menu.{n}")) for n in names]
+
+
+async def set_commands(app: Application, svc: Any) -> None:  # type: ignore[type-arg]
+    """Command menus per scope: private chats, the counselors' group, each staff member's chat."""
+    bot = app.bot
+    await bot.set_my_commands(_commands(svc, PATIENT_COMMANDS), scope=BotCommandScopeAllPrivateChats())
+    if svc.settings.counselor_chat_id is not None:
+        try:
+            await bot.set_my_commands(_commands(svc, GROUP_COMMANDS), scope=BotCommandScopeChat(svc.settings.counselor_chat_id))
+        except Exception as exc:
+            log.warning("could not set the counselors' group menu (%s)", type(exc).__name__)
+    staff = await staff_ids(svc)
+    for uid, roles in staff.items():
+        await set_staff_commands(app, svc, uid, roles)
+
+
+async def staff_ids(svc: Any) -> dict[int, set[str]]:
+    from sqlalchemy import select
+
+    from bot.models import StaffRole
+
+    out: dict[int, set[str]] = {uid: {"admin"} for uid in svc.settings.admin_user_ids}
+    async with svc.db.session() as s:
+        for uid, role in (await s.execute(select(StaffRole.telegram_id, StaffRole.role))).all():
+            out.setdefault(uid, set()).add(role)
+    return out
+
+
+async def set_staff_commands(app: Application, svc: Any, user_id: int, roles: set[str]) -> None:  # type: ignore[type-arg]
+    names: list[str] = []
+    if roles & {"counselor", "admin"}:
+        names += COUNSELOR_COMMANDS
+    if roles & {"facilitator", "admin"}:
+        names += FACILITATOR_COMMANDS
+    if "admin" in roles:
+        names += ADMIN_COMMANDS
+    names += ["help"]
+    try:
+        await app.bot.set_my_commands(_commands(svc, list(dict.fromkeys(names))), scope=BotCommandScopeChat(user_id))
+    except Exception as exc:  # the person may not have opened a chat with the bot yet
+        log.info("staff menu not set for one user (%s)", type(exc).__name__)
+

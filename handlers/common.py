@@ -1,0 +1,214 @@
+"""What every chat gets: /help, the fallbacks, group hygiene, blocking, and the error handler."""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from telegram import ChatMemberUpdated, Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot import people
+from bot.app import Ctx
+from bot.roles import ADMIN, COUNSELOR, FACILITATOR
+from handlers.router import TextRouter
+from handlers.ui import answer, reply
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_LEN = 3000
+
+
+def is_counselor_group(ctx: Ctx, chat_id: int | None) -> bool:
+    return chat_id is not None and chat_id == ctx.svc.settings.counselor_chat_id
+
+
+async def help_cmd(update: Update, ctx: Ctx) -> None:
+    user = update.effective_user
+    if user is None:
+        return
+    c = ctx.svc.content
+    roles = await ctx.svc.roles.roles_of(user.id)
+    async with ctx.svc.db.session() as s:
+        patient = await people.patient_by_telegram(s, user.id)
+    parts = []
+    if patient is not None and patient.status in ("active", "inactive"):
+        parts.append(c.t("help.patient"))
+    if COUNSELOR in roles or ADMIN in roles:
+        parts.append(c.t("help.counselor"))
+    if FACILITATOR in roles or ADMIN in roles:
+        parts.append(c.t("help.facilitator"))
+    if ADMIN in roles:
+        parts.append(c.t("help.admin"))
+    if not parts:
+        parts.append(c.t("help.newcomer"))
+    await reply(update, "\n\n".join(parts))
+
+
+async def start_fallback(update: Update, ctx: Ctx) -> None:
+    """`/start` when onboarding has nothing to do: staff welcome, or how to enrol."""
+    user = update.effective_user
+    if user is None:
+        return
+    roles = await ctx.svc.roles.roles_of(user.id)
+    if roles:
+        await reply(
+            update,
+            ctx.svc.content.t("common.staff_welcome", name=user.first_name or "", roles=", ".join(sorted(roles))),
+        )
+    else:
+        await reply(update, ctx.svc.content.t("common.not_enrolled"))
+
+
+async def unknown_command(update: Update, ctx: Ctx) -> None:
+    await reply(update, ctx.svc.content.t("common.unknown_command"))
+
+
+async def non_text(update: Update, ctx: Ctx) -> None:
+    await reply(update, ctx.svc.content.t("common.text_only"))
+
+
+async def forwarded(update: Update, ctx: Ctx) -> None:
+    await reply(update, ctx.svc.content.t("common.forwarded"))
+
+
+async def edited(update: Update, ctx: Ctx) -> None:
+    await reply(update, ctx.svc.content.t("common.edited"))
+
+
+def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
+    async def handle(update: Update, ctx: Ctx) -> None:
+        msg = update.effective_message
+        if msg is None or msg.text is None:
+            return
+        if len(msg.text) > MAX_TEXT_LEN:
+            await reply(update, ctx.svc.content.t("common.too_long"))
+            return
+        if await router.dispatch(update, ctx):
+            return
+        if router.default is not None:
+            from bot.state import Awaiting
+
+            await router.default(update, ctx, Awaiting("", {}))
+            return
+        await reply(update, ctx.svc.content.t("common.free_text"))
+
+    return handle
+
+
+async def expired_button(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    if q is not None:
+        await answer(q, ctx.svc.content.t("common.button_expired"))
+
+
+async def my_chat_member(update: Update, ctx: Ctx) -> None:
+    """The bot's own membership changed: leave foreign groups, note blocks in private chats."""
+    cmu: ChatMemberUpdated | None = update.my_chat_member
+    if cmu is None:
+        return
+    chat = cmu.chat
+    status = cmu.new_chat_member.status
+    if chat.type == ChatType.PRIVATE:
+        blocked = status in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT)
+        async with ctx.svc.db.transaction() as s:
+            await people.set_blocked(s, chat.id, blocked, ctx.svc.clock.now())
+        return
+    if status in (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR) and not is_counselor_group(ctx, chat.id):
+        log.info("added to a group that is not the counselors' group; leaving it")
+        try:
+            await ctx.bot.leave_chat(chat.id)
+        except Exception as exc:
+            log.warning("could not leave a foreign group (%s)", type(exc).__name__)
+
+
+async def chat_member(update: Update, ctx: Ctx) -> None:
+    """Someone joined or left the counselors' group: their counselor access follows at once."""
+    cmu = update.chat_member
+    if cmu is None or not is_counselor_group(ctx, cmu.chat.id):
+        return
+    user = cmu.new_chat_member.user
+    inside = cmu.new_chat_member.status in (
+        ChatMemberStatus.OWNER,
+        ChatMemberStatus.ADMINISTRATOR,
+        ChatMemberStatus.MEMBER,
+        ChatMemberStatus.RESTRICTED,
+    )
+    ctx.svc.roles.set_membership(user.id, inside)
+
+
+async def foreign_group(update: Update, ctx: Ctx) -> None:
+    """A message from a group that is not ours: leave it."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    try:
+        await ctx.bot.leave_chat(chat.id)
+    except Exception as exc:
+        log.warning("could not leave a foreign group (%s)", type(exc).__name__)
+
+
+async def group_migrated(update: Update, ctx: Ctx) -> None:
+    msg = update.effective_message
+    if msg is None or msg.migrate_to_chat_id is None:
+        return
+    if is_counselor_group(ctx, msg.chat.id):
+        ctx.svc.settings.counselor_chat_id = msg.migrate_to_chat_id
+        log.warning(
+            "the counselors' group became a supergroup: set COUNSELOR_CHAT_ID=%s in the configuration",
+            msg.migrate_to_chat_id,
+        )
+
+
+async def error_handler(update: object, ctx: Ctx) -> None:
+    err = ctx.error
+    uid = update.update_id if isinstance(update, Update) else None
+    log.error(
+        "error while handling update %s: %s",
+        uid,
+        type(err).__name__,
+        exc_info=(type(err), err, err.__traceback__) if err is not None else None,
+    )
+    if not isinstance(update, Update):
+        return
+    if update.callback_query is not None:
+        await answer(update.callback_query, ctx.svc.content.t("common.error"), alert=True)
+        return
+    chat = update.effective_chat
+    if chat is not None and chat.type == ChatType.PRIVATE:
+        try:
+            await reply(update, ctx.svc.content.t("common.error"))
+        except Exception as exc:
+            log.warning("could not tell the person about the error (%s)", type(exc).__name__)
+
+
+def register_early(app: Application, svc: object) -> None:  # type: ignore[type-arg]
+    """Group -100: chat hygiene before any feature sees the update."""
+    app.add_handler(ChatMemberHandler(my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER), group=-100)
+    app.add_handler(ChatMemberHandler(chat_member, ChatMemberHandler.CHAT_MEMBER), group=-100)
+    app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, group_migrated), group=-100)
+
+
+def register_fallbacks(app: Application, router: TextRouter) -> None:  # type: ignore[type-arg]
+    """Group 0, last: what nothing else took."""
+    private = filters.ChatType.PRIVATE
+    app.add_handler(CommandHandler("help", help_cmd))
+    app.add_handler(CommandHandler("start", start_fallback, filters=private))
+    app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE & private, edited))
+    app.add_handler(MessageHandler(filters.FORWARDED & private, forwarded))
+    app.add_handler(MessageHandler(filters.COMMAND & private, unknown_command))
+    app.add_handler(MessageHandler(filters.TEXT & private & ~filters.COMMAND, text_dispatch(router)))
+    app.add_handler(MessageHandler(private & ~filters.TEXT & ~filters.StatusUpdate.ALL, non_text))
+    app.add_handler(CallbackQueryHandler(expired_button))
+
+
+def escape(text: str) -> str:
+    return html.escape(text, quote=False)

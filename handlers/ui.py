@@ -1,0 +1,104 @@
+"""Small rendering helpers shared by the handlers: keyboards, replies, callback answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, TelegramError
+
+log = logging.getLogger(__name__)
+
+Button = tuple[str, str]  # (label, callback_data)
+MAX_TEXT = 4096
+
+
+def keyboard(rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup:
+    for row in rows:
+        for _label, data in row:
+            if len(data.encode()) > 64:
+                raise ValueError(f"callback_data too long: {data!r}")
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+    )
+
+
+def keyboard_dict(rows: Sequence[Sequence[Button]]) -> dict[str, object]:
+    """The same keyboard as plain JSON, for outbox rows."""
+    return keyboard(rows).to_dict()
+
+
+def split_text(text: str, limit: int = MAX_TEXT - 96) -> list[str]:
+    """Split long text at paragraph or line breaks so every part stays under Telegram's limit."""
+    if len(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(line[:limit])
+            line = line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            parts.append(current)
+            current = line
+        else:
+            current = candidate
+    if current:
+        parts.append(current)
+    return parts
+
+
+async def reply(
+    update: Update,
+    text: str,
+    rows: Sequence[Sequence[Button]] | None = None,
+    *,
+    markup: object | None = None,
+) -> Message | None:
+    """Send text to the chat the update came from (HTML, split if long; buttons on the last part)."""
+    chat = update.effective_chat
+    if chat is None:
+        return None
+    parts = split_text(text)
+    msg: Message | None = None
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        rm = (keyboard(rows) if rows else markup) if last else None
+        msg = await chat.get_bot().send_message(
+            chat.id, part, parse_mode=ParseMode.HTML, reply_markup=rm, disable_web_page_preview=True  # type: ignore[arg-type]
+        )
+    return msg
+
+
+async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]] | None = None) -> None:
+    """Replace the text (and buttons) of the message a button was pressed on."""
+    try:
+        await query.edit_message_text(
+            split_text(text)[0], parse_mode=ParseMode.HTML, reply_markup=keyboard(rows) if rows else None,
+            disable_web_page_preview=True,
+        )
+    except BadRequest as exc:
+        if "not modified" in exc.message.lower():
+            return
+        if "message to edit not found" in exc.message.lower() or "can't be edited" in exc.message.lower():
+            if query.message is not None:
+                await query.get_bot().send_message(
+                    query.message.chat.id, text, parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard(rows) if rows else None,
+                )
+            return
+        raise
+
+
+async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
+    """Answer a button press (every press is answered); a late answer is not an error."""
+    try:
+        await query.answer(text[:200] if text else None, show_alert=alert)
+    except TelegramError as exc:
+        log.debug("callback answer failed: %s", type(exc).__name__)
