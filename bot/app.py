@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ class Services:
     sweeper: Sweeper
     roles: Roles
     extra: dict[str, Any] = field(default_factory=dict)
+    # Called with each update_id once its handlers have run (tests and benchmarks listen here).
+    processed_hooks: list[Callable[[int], None]] = field(default_factory=list)
 
 
 class Ctx(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -67,6 +70,8 @@ class IOPApplication(Application):  # type: ignore[type-arg]
                         await svc.inbox.mark_done(update.update_id)
                     except Exception as exc:
                         log.warning("inbox: could not mark update %s done (%s)", update.update_id, type(exc).__name__)
+                    for hook in svc.processed_hooks:
+                        hook(update.update_id)
 
 
 def build_application(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, time
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,3 +32,51 @@ async def set_blocked(session: AsyncSession, telegram_id: int, blocked: bool, no
             .where(Patient.telegram_id == telegram_id, Patient.status == "inactive")
             .values(status="active", blocked_at=None)
         )
+
+
+async def active_patient(session: AsyncSession, telegram_id: int) -> Patient | None:
+    """The enrolled (consented) patient behind a Telegram user, or None."""
+    p = await patient_by_telegram(session, telegram_id)
+    return p if p is not None and p.status in ("active", "inactive") else None
+
+
+@dataclass(frozen=True)
+class PatientInfo:
+    """A patient as plain values (ORM objects never leave a service)."""
+
+    id: int
+    telegram_id: int
+    code: str
+    first_name: str | None
+    status: str
+    language: str
+    timezone: str
+    checkin_time: time | None
+    tips_enabled: bool
+    tip_time: time | None
+    mat: bool
+    sobriety_date: date | None
+    cohort_id: int | None
+
+    @classmethod
+    def of(cls, p: Patient) -> PatientInfo:
+        return cls(
+            id=p.id,
+            telegram_id=p.telegram_id,
+            code=p.code,
+            first_name=p.first_name,
+            status=p.status,
+            language=p.language,
+            timezone=p.timezone,
+            checkin_time=p.checkin_time,
+            tips_enabled=p.tips_enabled,
+            tip_time=p.tip_time,
+            mat=p.mat,
+            sobriety_date=p.sobriety_date,
+            cohort_id=p.cohort_id,
+        )
+
+
+async def active_patient_info(session: AsyncSession, telegram_id: int) -> PatientInfo | None:
+    p = await active_patient(session, telegram_id)
+    return None if p is None else PatientInfo.of(p)

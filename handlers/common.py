@@ -31,6 +31,36 @@ def is_counselor_group(ctx: Ctx, chat_id: int | None) -> bool:
     return chat_id is not None and chat_id == ctx.svc.settings.counselor_chat_id
 
 
+async def require_patient(update: Update, ctx: Ctx) -> people.PatientInfo | None:
+    """The enrolled patient behind this update, or None after telling the person how to enrol."""
+    user = update.effective_user
+    if user is None:
+        return None
+    async with ctx.svc.db.session() as s:
+        patient = await people.active_patient_info(s, user.id)
+    if patient is None:
+        if update.callback_query is not None:
+            await answer(update.callback_query, ctx.svc.content.t("common.not_enrolled"), alert=True)
+        else:
+            await reply(update, ctx.svc.content.t("common.not_enrolled"))
+    return patient
+
+
+async def require_role(update: Update, ctx: Ctx, *roles: str) -> bool:
+    """Server-side role check for every staff command and button; refuses politely otherwise."""
+    user = update.effective_user
+    if user is not None and await ctx.svc.roles.has(user.id, *roles):
+        return True
+    c = ctx.svc.content
+    chat = update.effective_chat
+    text = c.t("common.not_allowed_group") if chat is not None and chat.type != ChatType.PRIVATE else c.t("common.not_allowed")
+    if update.callback_query is not None:
+        await answer(update.callback_query, text, alert=True)
+    elif chat is not None:
+        await reply(update, text)
+    return False
+
+
 async def help_cmd(update: Update, ctx: Ctx) -> None:
     user = update.effective_user
     if user is None:

@@ -12,12 +12,15 @@ from bot.models.core import (
     ScheduledItem,
     StaffRole,
 )
+from bot.models.flags import Flag, FlagEvent
 
 __all__ = [
     "AuditEntry",
     "BlockedChat",
     "ChatState",
     "Cohort",
+    "Flag",
+    "FlagEvent",
     "InboxUpdate",
     "Invite",
     "OutboxMessage",

@@ -1,0 +1,151 @@
+"""End-to-end harness: the real Application, polling the fake Bot API server over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bot.app import Runner, Services, build_application
+from bot.clock import Clock
+from bot.config import Settings, load_settings
+from bot.db import Database
+from fakeapi import FakeTelegram
+
+COUNSELOR_GROUP_ID = -1001234567890
+ADMIN_ID = 900001
+
+
+def make_settings(fake: FakeTelegram, db: Database, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        telegram_bot_token=fake.token,
+        telegram_api_base_url=fake.base_url,
+        database_url=db.url,
+        counselor_chat_id=COUNSELOR_GROUP_ID,
+        admin_user_ids=[ADMIN_ID],
+        sweep_interval_seconds=3600,
+    )
+    values.update(overrides)
+    return load_settings(_env_file=None, **values)
+
+
+class BotHarness:
+    """Starts, stops and restarts the bot; sends as people; waits for the bot to finish."""
+
+    def __init__(self, fake: FakeTelegram, db: Database, clock: Clock | None = None, **overrides: Any) -> None:
+        self.fake = fake
+        self.db = db
+        self.clock = clock or Clock()
+        self.overrides = overrides
+        self.settings = make_settings(fake, db, **overrides)
+        self.runner: Runner | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.processed: set[int] = set()
+        self._cond = asyncio.Condition()
+
+    @property
+    def svc(self) -> Services:
+        assert self.runner is not None
+        return self.runner.svc
+
+    @property
+    def app(self) -> Any:
+        assert self.runner is not None
+        return self.runner.app
+
+    async def start(self) -> BotHarness:
+        # A fresh Database object per run, like a new process, on the same database.
+        db = Database(self.db.url)
+        app = build_application(self.settings, db=db, clock=self.clock)
+        self.runner = Runner(app)
+        self.runner.svc.processed_hooks.append(self._on_processed)
+        self._task = asyncio.create_task(self.runner.run(install_signals=False))
+        started = asyncio.create_task(self.runner.started.wait())
+        done, _ = await asyncio.wait({started, self._task}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            self._task.result()
+        assert started in done, "the bot did not start"
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None and self._task is not None:
+            self.runner.stop()
+            await asyncio.wait_for(self._task, 30)
+        self.runner = None
+        self._task = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def _on_processed(self, update_id: int) -> None:
+        self.processed.add(update_id)
+
+        async def notify() -> None:
+            async with self._cond:
+                self._cond.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+
+    async def handled(self, update_id: int, timeout: float = 10.0) -> None:
+        """Wait until the bot's handlers have finished with this update."""
+        async with self._cond:
+            await asyncio.wait_for(self._cond.wait_for(lambda: update_id in self.processed), timeout)
+
+    async def outbox_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no outbox row is due (everything due has been sent or set aside)."""
+        from sqlalchemy import func, select
+
+        from bot.models import OutboxMessage
+
+        async def due() -> int:
+            async with self.svc.db.session() as s:
+                q = select(func.count()).select_from(OutboxMessage).where(
+                    OutboxMessage.status.in_(("pending", "sending")),
+                    OutboxMessage.next_attempt_at <= self.svc.clock.now(),
+                )
+                return int((await s.execute(q)).scalar_one())
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await due():
+            self.svc.sender.wake()
+            if loop.time() > deadline:
+                raise AssertionError("outbox did not drain")
+            await asyncio.sleep(0.02)  # re-check the condition; the sender works meanwhile
+
+    async def tick(self) -> int:
+        """Run the sweeper now (time is whatever the clock says), then let the outbox drain."""
+        n = await self.svc.sweeper.tick()
+        await self.outbox_idle()
+        return n
+
+    async def send(self, user: Any, text: str, **kw: Any) -> Any:
+        """Send text as `user`, wait until handled and the outbox is idle; return the update."""
+        inc = self.fake.send_text(user, text, **kw)
+        await self.handled(inc.update_id)
+        await self.outbox_idle()
+        return inc
+
+    async def press(self, user: Any, message: Any, data: str) -> str:
+        """Press a button (by callback_data) and wait until handled; returns the query id."""
+        before = set(self.processed)
+        qid = self.fake.press(user, message, data)
+        await self._wait_new(before)
+        await self.outbox_idle()
+        return qid
+
+    async def press_button(self, user: Any, message: Any, text: str) -> str:
+        before = set(self.processed)
+        qid = self.fake.press_button(user, message, text)
+        await self._wait_new(before)
+        await self.outbox_idle()
+        return qid
+
+    async def push(self, inc: Any) -> Any:
+        await self.handled(inc.update_id)
+        await self.outbox_idle()
+        return inc
+
+    async def _wait_new(self, before: set[int], timeout: float = 10.0) -> None:
+        async with self._cond:
+            await asyncio.wait_for(self._cond.wait_for(lambda: len(self.processed - before) > 0), timeout)
