@@ -91,7 +91,13 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    u = make_url(url)
+    schema = u.query.get("search_path")
+    if schema:
+        # `?search_path=NAME` keeps the tables in one schema (several installations, or tests).
+        u = u.difference_update_query(["search_path"])
+        kwargs.setdefault("connect_args", {})["server_settings"] = {"search_path": str(schema)}
+    return create_async_engine(u, pool_pre_ping=True, **kwargs)
 
 
 class Database:

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from telegram import Bot, InputFile
 from telegram.error import (
     BadRequest,
@@ -122,13 +123,16 @@ class Sender:
         send_rate: float = 25.0,
         batch: int = 50,
         concurrency: int = 8,
+        backoff_base: float = BACKOFF_BASE,
     ) -> None:
         self.db = db
         self.bot = bot
         self.clock = clock
         self.batch = batch
         self.concurrency = concurrency
-        self.limiter = AsyncLimiter(send_rate, 1)
+        self.backoff_base = backoff_base
+        # Capacity 1: evenly spaced sends, never a burst above the rate.
+        self.limiter = AsyncLimiter(1, 1.0 / send_rate)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -174,6 +178,8 @@ class Sender:
             if next_due is not None:
                 timeout = max(0.01, min(timeout, (next_due - self.clock.now()).total_seconds()))
             self._wake.clear()
+            if self._stopping:
+                break
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
@@ -190,9 +196,9 @@ class Sender:
             return 0, await self._next_due()
         sem = asyncio.Semaphore(self.concurrency)
 
-        async def one(row: OutboxMessage) -> None:
+        async def one(row: OutboxMessage) -> bool:
             async with sem:
-                await self._deliver(row)
+                return await self._deliver(row)
 
         # Keep per-chat order: rows of one chat go one after another.
         by_chat: dict[int, list[OutboxMessage]] = {}
@@ -200,8 +206,11 @@ class Sender:
             by_chat.setdefault(r.chat_id, []).append(r)
 
         async def chat_seq(items: list[OutboxMessage]) -> None:
-            for r in items:
-                await one(r)
+            for i, r in enumerate(items):
+                if not await one(r):
+                    # Keep the chat's order: what follows waits for the row that must be retried.
+                    await self._release([x.id for x in items[i + 1 :]])
+                    return
 
         await asyncio.gather(*(chat_seq(v) for v in by_chat.values()))
         return len(rows), None
@@ -219,9 +228,20 @@ class Sender:
 
     async def _claim(self, now: datetime) -> list[OutboxMessage]:
         async with self.db.transaction() as s:
+            older = aliased(OutboxMessage)
+            waiting = (
+                select(older.id)
+                .where(
+                    older.chat_id == OutboxMessage.chat_id,
+                    older.id < OutboxMessage.id,
+                    (older.status == "sending")
+                    | ((older.status == "pending") & (older.next_attempt_at > now)),
+                )
+                .exists()
+            )
             q = (
                 select(OutboxMessage)
-                .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+                .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now, ~waiting)
                 .order_by(OutboxMessage.id)
                 .limit(self.batch)
                 .with_for_update(skip_locked=True)
@@ -248,7 +268,14 @@ class Sender:
                     live.append(r)
             return live
 
-    async def _deliver(self, row: OutboxMessage) -> None:
+    async def _release(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        async with self.db.transaction() as s:
+            await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(status="pending"))
+
+    async def _deliver(self, row: OutboxMessage) -> bool:
+        """Send one row; False when it is to be retried later (the chat's next rows wait)."""
         if row.bulk:
             await self.limiter.acquire()
         try:
@@ -258,8 +285,10 @@ class Sender:
             log.warning("outbox: 429 from Telegram, retrying row %s after %.1fs", row.id, delay)
             self._paused_until = self.clock.now() + timedelta(seconds=delay)
             await self._finish(row, "pending", error="429", delay=delay, count_attempt=False)
+            return False
         except ChatMigrated as exc:
             await self._finish(row, "pending", error="chat migrated", new_chat_id=exc.new_chat_id, count_attempt=False)
+            return False
         except Forbidden as exc:
             log.info("outbox: chat %s refused delivery (403); marking it blocked", _mask(row.chat_id))
             await self._blocked(row, str(exc))
@@ -272,8 +301,9 @@ class Sender:
                 log.error("outbox: row %s dead-lettered after %s attempts (%s)", row.id, attempts, type(exc).__name__)
                 await self._finish(row, "dead", error=str(exc))
             else:
-                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempts - 1))
+                delay = min(BACKOFF_CAP, self.backoff_base * 2 ** (attempts - 1))
                 await self._finish(row, "pending", error=type(exc).__name__, delay=delay)
+                return False
         except Exception as exc:
             log.exception("outbox: row %s failed unexpectedly", row.id)
             await self._finish(row, "dead", error=type(exc).__name__)
@@ -285,6 +315,7 @@ class Sender:
                     await hook(row, msg_id)
                 except Exception:
                     log.exception("outbox: sent hook failed for row %s", row.id)
+        return True
 
     async def _call(self, row: OutboxMessage) -> Any:
         params: dict[str, Any] = dict(row.payload)

@@ -4,6 +4,7 @@ a frozen clock, and the project's fake Bot API server with the real Application 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,13 +19,56 @@ CONTENT_DIR = Path(__file__).resolve().parents[1] / "content"
 
 
 def database_url(tmp_path: Path) -> str:
-    return TEST_DATABASE_URL or f"sqlite+aiosqlite:///{tmp_path}/test.db"
+    """A database of the test's own: a SQLite file, or a fresh schema on PostgreSQL."""
+    if not TEST_DATABASE_URL:
+        return f"sqlite+aiosqlite:///{tmp_path}/test.db"
+    schema = "t_" + uuid.uuid4().hex[:12]
+    _schemas.append(schema)
+    sep = "&" if "?" in TEST_DATABASE_URL else "?"
+    return f"{TEST_DATABASE_URL}{sep}search_path={schema}"
+
+
+_schemas: list[str] = []
+
+
+async def _create_schemas() -> None:
+    from sqlalchemy import text
+
+    if not TEST_DATABASE_URL:
+        return
+    admin = Database(TEST_DATABASE_URL)
+    async with admin.engine.begin() as conn:
+        for schema in _schemas:
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    await admin.dispose()
+
+
+async def _drop_schemas() -> None:
+    from sqlalchemy import text
+
+    if not TEST_DATABASE_URL:
+        return
+    admin = Database(TEST_DATABASE_URL)
+    async with admin.engine.begin() as conn:
+        while _schemas:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{_schemas.pop()}" CASCADE'))
+    await admin.dispose()
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    d = Database(database_url(tmp_path))
-    await d.drop_all()
+async def db_url(tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of an empty database for this test (the schema exists on PostgreSQL)."""
+    url = database_url(tmp_path)
+    await _create_schemas()
+    try:
+        yield url
+    finally:
+        await _drop_schemas()
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    d = Database(db_url)
     await d.create_all()
     try:
         yield d

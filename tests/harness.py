@@ -11,7 +11,6 @@ from bot.config import Settings, load_settings
 from bot.db import Database
 from fakeapi import FakeTelegram
 
-COUNSELOR_GROUP_ID = -1001234567890
 ADMIN_ID = 900001
 
 
@@ -20,7 +19,6 @@ def make_settings(fake: FakeTelegram, db: Database, **overrides: Any) -> Setting
         telegram_bot_token=fake.token,
         telegram_api_base_url=fake.base_url,
         database_url=db.url,
-        counselor_chat_id=COUNSELOR_GROUP_ID,
         admin_user_ids=[ADMIN_ID],
         sweep_interval_seconds=3600,
     )
@@ -36,6 +34,10 @@ class BotHarness:
         self.db = db
         self.clock = clock or Clock()
         self.overrides = overrides
+        # The counselors' group, with the bot as admin, and an admin who has opened a chat.
+        self.group = fake.add_group("Counselors", supergroup=True)
+        self.admin = fake.add_user(id=ADMIN_ID, first_name="Ada", started=True)
+        overrides.setdefault("counselor_chat_id", self.group.id)
         self.settings = make_settings(fake, db, **overrides)
         self.runner: Runner | None = None
         self._task: asyncio.Task[None] | None = None
@@ -126,26 +128,31 @@ class BotHarness:
         await self.outbox_idle()
         return inc
 
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every update the fake has queued has been handled and the outbox is idle."""
+        await self.fake.wait_idle(timeout=timeout)
+        ids = {u.update_id for u in self.fake.updates}
+        async with self._cond:
+            await asyncio.wait_for(self._cond.wait_for(lambda: ids <= self.processed), timeout)
+        await self.outbox_idle()
+
     async def press(self, user: Any, message: Any, data: str) -> str:
         """Press a button (by callback_data) and wait until handled; returns the query id."""
-        before = set(self.processed)
         qid = self.fake.press(user, message, data)
-        await self._wait_new(before)
-        await self.outbox_idle()
+        await self.settle()
         return qid
 
     async def press_button(self, user: Any, message: Any, text: str) -> str:
-        before = set(self.processed)
+        """Press a button by its label and wait until handled; returns the query id."""
         qid = self.fake.press_button(user, message, text)
-        await self._wait_new(before)
-        await self.outbox_idle()
+        await self.settle()
         return qid
 
-    async def push(self, inc: Any) -> Any:
-        await self.handled(inc.update_id)
-        await self.outbox_idle()
+    async def push(self, inc: Any = None) -> Any:
+        """Wait until an update made with the fake's control API (or all of them) is handled."""
+        if inc is not None and hasattr(inc, "update_id"):
+            await self.handled(inc.update_id)
+            await self.outbox_idle()
+        else:
+            await self.settle()
         return inc
-
-    async def _wait_new(self, before: set[int], timeout: float = 10.0) -> None:
-        async with self._cond:
-            await asyncio.wait_for(self._cond.wait_for(lambda: len(self.processed - before) > 0), timeout)

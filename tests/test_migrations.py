@@ -1,24 +1,14 @@
 """The migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
 
-from pathlib import Path
-
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
 
 from bot import migrate
 from bot.db import Base, Database
-from tests.conftest import database_url
 
 
-async def test_upgrade_to_head_matches_the_models(tmp_path: Path):
-    url = database_url(tmp_path)
-    db = Database(url)
-    await db.drop_all()
-    async with db.engine.begin() as conn:
-        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    await db.dispose()
-
+async def test_upgrade_to_head_matches_the_models(db_url: str):
+    url = db_url
     await migrate.upgrade_async(url)
 
     db = Database(url)
@@ -30,7 +20,4 @@ async def test_upgrade_to_head_matches_the_models(tmp_path: Path):
         assert diff == [], f"models and migrations differ: {diff}"
         await migrate.upgrade_async(url)  # idempotent
     finally:
-        async with db.engine.begin() as conn:
-            await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        await db.drop_all()
         await db.dispose()

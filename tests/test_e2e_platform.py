@@ -1,0 +1,155 @@
+"""The real Application over HTTP against the fake Bot API: the platform's behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from bot.clock import Clock
+from bot.db import Database
+from bot.inbox import Inbox
+from bot.models import InboxUpdate
+from fakeapi import FakeTelegram
+from tests.harness import ADMIN_ID, BotHarness
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as f:
+        yield f
+
+
+@pytest.fixture
+async def h(fake: FakeTelegram, db: Database) -> AsyncIterator[BotHarness]:
+    harness = BotHarness(fake, db)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def test_start_and_help_answer_a_stranger(h: BotHarness, fake: FakeTelegram):
+    u = fake.add_user(first_name="Robin")
+    await h.send(u, "/start")
+    assert "invite link" in fake.last(u.id).plain_text
+    await h.send(u, "/help")
+    assert "invite link" in fake.last(u.id).plain_text
+    fake.assert_no_errors()
+
+
+async def test_commands_are_set_per_scope(h: BotHarness, fake: FakeTelegram):
+    private = [c["command"] for c in fake.commands(scope_type="all_private_chats")]
+    assert "checkin" in private and "sos" in private and "help" in private
+    group = [c["command"] for c in fake.commands(scope_type="chat", chat_id=h.group.id)]
+    assert "flags" in group
+    admin = [c["command"] for c in fake.commands(scope_type="chat", chat_id=ADMIN_ID)]
+    assert "grant" in admin
+
+
+async def test_odd_inputs_get_calm_answers(h: BotHarness, fake: FakeTelegram):
+    u = fake.add_user(first_name="Kim")
+    await h.send(u, "/nonsense")
+    assert "/help" in fake.last(u.id).plain_text
+    await h.push(fake.send_sticker(u))
+    assert "only read text" in fake.last(u.id).plain_text
+    await h.push(fake.send_voice(u))
+    assert "only read text" in fake.last(u.id).plain_text
+    await h.push(fake.send_forwarded(u, "look at this"))
+    assert "forwarded" in fake.last(u.id).plain_text
+    await h.send(u, "x" * 4000)
+    assert "long message" in fake.last(u.id).plain_text
+    fake.assert_no_errors()
+
+
+async def test_forged_button_gets_a_friendly_answer(h: BotHarness, fake: FakeTelegram):
+    u = fake.add_user(first_name="Lee")
+    await h.send(u, "/help")
+    msg = fake.last(u.id)
+    qid = await h.press(u, msg, "zz:forged:999")
+    assert "expired" in (fake.callback_answer(qid) or {}).get("text", "")
+    fake.assert_no_errors()
+
+
+async def test_bot_leaves_groups_that_are_not_the_counselors(h: BotHarness, fake: FakeTelegram):
+    u = fake.add_user(first_name="Stranger")
+    inc = fake.add_bot_to_group("Random chat", u)
+    await h.push(inc)
+    assert any(c.method == "leaveChat" for c in fake.calls)
+
+
+async def test_same_update_delivered_twice_is_handled_once(h: BotHarness, fake: FakeTelegram, db: Database):
+    u = fake.add_user(first_name="Twice")
+    inc = await h.send(u, "/help")
+    before = len(fake.sent(u.id))
+    again = fake.push_update(dict(inc.update))  # redelivered
+    assert again.update_id == inc.update_id
+    await fake.wait_idle()
+    await h.send(u, "/help")  # a later update proves the bot went past the duplicate
+    assert len(fake.sent(u.id)) == before + 1
+    async with db.session() as s:
+        row = await s.get(InboxUpdate, again.update_id)
+    assert row is not None and row.status == "done" and row.payload is None
+
+
+async def test_restart_handles_unfinished_inbox_rows(h: BotHarness, fake: FakeTelegram, db: Database):
+    u = fake.add_user(first_name="Again")
+    await h.send(u, "/help")
+    await h.stop()
+    # An update stored by a process that died before handling it.
+    inc = fake.send_text(u, "/help")
+    payload = dict(inc.update)
+    await Inbox(Database(db.url), Clock()).store([payload])
+    n = len(fake.sent(u.id))
+    await h.start()
+    await h.handled(inc.update_id)
+    await fake.wait_idle()
+    assert len(fake.sent(u.id)) == n + 1
+    async with db.session() as s:
+        statuses = (await s.execute(select(InboxUpdate.status))).scalars().all()
+    assert set(statuses) == {"done"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_webhook_mode_checks_the_secret_and_stores_before_answering(fake: FakeTelegram, db: Database):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/telegram"
+    h = BotHarness(fake, db, webhook_url=url, webhook_secret="s3cret-token", webhook_port=port)
+    await h.start()
+    try:
+        assert fake.webhook is not None and fake.webhook.get("url") == url
+        u = fake.add_user(first_name="Hook", started=True)
+        update = {
+            "update_id": 777001,
+            "message": {
+                "message_id": 1,
+                "date": 1_700_000_000,
+                "chat": {"id": u.id, "type": "private", "first_name": "Hook"},
+                "from": {"id": u.id, "is_bot": False, "first_name": "Hook"},
+                "text": "/help",
+                "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+            },
+        }
+        assert await fake.post_webhook(url, update, secret_token="wrong") == 403
+        assert await fake.post_webhook(url, update) == 403
+        assert await fake.post_webhook(url, update, secret_token="s3cret-token") == 200
+        await h.handled(777001)
+        assert "invite link" in fake.last(u.id).plain_text
+        # Telegram retries a webhook it thinks failed: the duplicate is stored once, handled once.
+        assert await fake.post_webhook(url, update, secret_token="s3cret-token") == 200
+        n = len(fake.sent(u.id))
+        update2 = dict(update, update_id=777002)
+        assert await fake.post_webhook(url, update2, secret_token="s3cret-token") == 200
+        await h.handled(777002)
+        assert len(fake.sent(u.id)) == n + 1
+    finally:
+        await h.stop()
