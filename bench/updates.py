@@ -9,6 +9,7 @@ editing the message.
 The fake server runs in its own process (as Telegram would be), driven over its control API.
 
 Run:  .venv/bin/python bench/updates.py [--users 300] [--database-url URL]
+      (BENCH_CONCURRENCY sets how many updates the bot handles at once; default 16)
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ async def full(fake: FakeProcess, users: list[int], db_url: str) -> tuple[float,
         count += 1
 
     async def run_until(n: int) -> float:
-        app = build_application(settings, db=Database(db_url))
+        app = build_application(settings, db=Database(db_url), concurrent_updates=int(os.environ.get("BENCH_CONCURRENCY", "16")))
         runner = Runner(app)
         runner.svc.processed_hooks.append(on_processed)
         task = asyncio.create_task(runner.run(install_signals=False))

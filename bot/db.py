@@ -7,6 +7,7 @@ IMMEDIATE so concurrent read-modify-write never loses an update. PostgreSQL: the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -31,6 +32,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+WRITE_WAIT_SECONDS = 30.0
 
 
 class Base(DeclarativeBase):
@@ -70,6 +74,8 @@ def _prepare_sqlite_path(url: str) -> None:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if is_sqlite(url):
         _prepare_sqlite_path(url)
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 10)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -110,6 +116,9 @@ class Database:
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else self.engine
         self._write = async_sessionmaker(writer, expire_on_commit=False)
+        # SQLite has one writer at a time. Writers wait their turn here, in the event loop, rather
+        # than in SQLite's busy handler, which sleeps in growing steps and wrecks latency.
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.sqlite else None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -120,8 +129,17 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A unit of work: commits on success, rolls back on error."""
-        async with self._write() as s, s.begin():
-            yield s
+        if self._write_lock is None:
+            async with self._write() as s, s.begin():
+                yield s
+            return
+        async with asyncio.timeout(WRITE_WAIT_SECONDS):
+            await self._write_lock.acquire()
+        try:
+            async with self._write() as s, s.begin():
+                yield s
+        finally:
+            self._write_lock.release()
 
     async def create_all(self) -> None:
         """Create every table (tests and first runs; production uses migrations)."""

@@ -38,3 +38,7 @@ def setup_logging(level: str = "INFO", token: str | None = None) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # At DEBUG these print whole updates (names, typed text) and SQL parameters: never below INFO.
+    for name in ("telegram", "aiosqlite", "asyncpg"):
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

@@ -60,8 +60,10 @@ def _group_gate(svc: Any):  # type: ignore[no-untyped-def]
         if chat is None or chat.type == "private" or update.my_chat_member or update.chat_member:
             return
         if chat.id != svc.settings.counselor_chat_id:
-            if update.message is not None and update.message.migrate_to_chat_id is not None:
-                return
+            msg = update.message
+            if msg is not None and (msg.new_chat_members or msg.left_chat_member or msg.migrate_to_chat_id):
+                # Service messages: the bot's own membership change is handled by my_chat_member.
+                raise ApplicationHandlerStop
             await common.foreign_group(update, ctx)
             raise ApplicationHandlerStop
         if update.callback_query is not None:
