@@ -1,0 +1,79 @@
+"""Confusion figures of the risk detector on labelled JSONL files.
+
+    .venv/bin/python bench/risk_eval.py tests/data/risk_holdout.jsonl [more.jsonl] [--show-misses]
+
+Each line: {"text": ..., "label": "crisis" | "high" | "moderate" | "none", ...}. "Flagged" means
+high or crisis. The summary mirrors the acceptance targets: every crisis message flagged, at
+least 95% of high-risk messages (crisis + high) flagged, at most 10% false alerts on "none".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.risk import Severity, get_detector  # noqa: E402
+
+LEVELS = ["crisis", "high", "moderate", "none"]
+FLAGGED = ("crisis", "high")
+
+
+def _count(confusion: Counter[tuple[str, str]], label: str, got: tuple[str, ...] = tuple(LEVELS)) -> int:
+    return sum(confusion[(label, g)] for g in got)
+
+
+def evaluate(path: Path, show_misses: bool) -> None:
+    det = get_detector()
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    confusion: Counter[tuple[str, str]] = Counter()
+    misses: list[str] = []
+    started = time.perf_counter()
+    for row in rows:
+        result = det.detect(row["text"])
+        got = result.severity.value
+        confusion[(row["label"], got)] += 1
+        flagged = result.severity >= Severity.HIGH
+        if (row["label"] in FLAGGED and not flagged) or (row["label"] == "none" and flagged) or (
+            row["label"] == "moderate" and got == "none"
+        ):
+            misses.append(f"  {row['label']:>8} -> {got:<8} {row['text']!r} {[m.rule_id for m in result.matches]}")
+    per_message = (time.perf_counter() - started) / max(len(rows), 1) * 1000
+    print(f"{path}: {len(rows)} messages, {per_message:.3f} ms each")
+    print("label \\ got " + "".join(f"{g:>10}" for g in LEVELS))
+    for label in LEVELS:
+        print(f"{label:>11} " + "".join(f"{confusion[(label, g)]:>10}" for g in LEVELS))
+    crisis_hit, crisis_n = _count(confusion, "crisis", FLAGGED), _count(confusion, "crisis")
+    risky_hit = crisis_hit + _count(confusion, "high", FLAGGED)
+    risky_n = crisis_n + _count(confusion, "high")
+    false_alerts, none_n = _count(confusion, "none", FLAGGED), _count(confusion, "none")
+    all_flags = risky_hit + false_alerts + _count(confusion, "moderate", FLAGGED)
+    print(
+        f"crisis flagged: {crisis_hit}/{crisis_n}; high-risk flagged (recall): {risky_hit}/{risky_n}"
+        f" ({risky_hit / max(risky_n, 1):.1%}); false alerts on none: {false_alerts}/{none_n}"
+        f" ({false_alerts / max(none_n, 1):.1%}); precision of flags: {risky_hit}/{all_flags}"
+        f" ({risky_hit / max(all_flags, 1):.1%})"
+    )
+    if show_misses and misses:
+        print("misses:")
+        print("\n".join(misses))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--show-misses", action="store_true")
+    args = parser.parse_args(argv)
+    for path in args.files:
+        evaluate(path, args.show_misses)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
