@@ -1,0 +1,959 @@
+"""Onboarding, settings, privacy and staff administration: the Telegram side (DESIGN §1, §2.1,
+§2.10). Thin: parse, authorise, call a service in a unit of work, render the result.
+
+Callback data:
+- `ob:<step>:<value>` onboarding answers (age, con, tz, tm, sob, mat)
+- `st:<what>[:<value>]` settings
+- `pv:del:1|2`, `pv:keep` the two-step erasure
+- `inv:rev:<id>` revoke an invite (counselors)
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time
+from typing import Any
+
+from telegram import (
+    BotCommandScopeChat,
+    InputFile,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+
+from bot import invites, onboarding, privacy, settings_service, staff, state
+from bot.app import Ctx
+from bot.audit import audit
+from bot.clock import local_date
+from bot.content import Content, Html
+from bot.invites import CohortError
+from bot.onboarding import (
+    AGE,
+    CHECKIN_TIME,
+    CONSENT,
+    MAT,
+    SOBRIETY,
+    TIMEZONE,
+    DateProblem,
+    Progress,
+)
+from bot.people import PatientInfo, active_patient_info
+from bot.roles import ADMIN, COUNSELOR
+from bot.state import Awaiting
+from bot.timezones import COMMON_ZONES, parse_zone, zone_at
+from bot.timezones import label as zone_label
+from handlers import common
+from handlers.router import TextRouter
+from handlers.ui import Button, answer, edit, reply
+
+log = logging.getLogger(__name__)
+
+SETTING_KIND = "onboarding:setting"
+DELETE_KIND = "privacy:delete"
+# In chat state data: a reply keyboard (share location) is showing and must be removed later.
+KEYBOARD_SHOWN = "kb"
+_STEP_CODES = {"age": AGE, "con": CONSENT, "tz": TIMEZONE, "tm": CHECKIN_TIME, "sob": SOBRIETY, "mat": MAT}
+_SETTING_FIELDS = {"tz": "timezone", "tm": "checkin_time", "sob": "sobriety_date"}
+_ASK_KEY = {
+    AGE: "onboarding.ask_age",
+    TIMEZONE: "onboarding.ask_timezone",
+    CHECKIN_TIME: "onboarding.ask_checkin_time",
+    SOBRIETY: "onboarding.ask_sobriety",
+    MAT: "onboarding.ask_mat",
+}
+
+
+def _lang(ctx: Ctx, patient: PatientInfo | None = None, update: Update | None = None) -> str:
+    """The patient's language; before there is one, Telegram's language if we have its words."""
+    if patient is not None:
+        return patient.language
+    user = update.effective_user if update is not None else None
+    code = (user.language_code or "").split("-")[0].lower() if user is not None else ""
+    return code if code in ctx.svc.content.languages else ctx.svc.settings.default_language
+
+
+def _now(ctx: Ctx) -> datetime:
+    return ctx.svc.clock.now()
+
+
+# Questions -------------------------------------------------------------------------------------
+
+
+def time_buttons(c: Content) -> list[tuple[str, str]]:
+    return [(str(v), str(lbl)) for v, lbl in c.raw("onboarding_data.time_buttons")]
+
+
+def time_label(c: Content, t: time | None, lang: str) -> str:
+    if t is None:
+        return c.t("settings.not_set", lang)
+    hhmm = t.strftime("%H:%M")
+    for v, lbl in time_buttons(c):
+        if v == hhmm:
+            return lbl
+    return hhmm
+
+
+def consent_text(c: Content, lang: str) -> tuple[str, str]:
+    """The consent in the person's language, and its version."""
+    doc = c.data("consent.yaml", lang)
+    parts = [f"<b>{doc['title']}</b>"]
+    for sec in doc["sections"]:
+        parts.append(c.t("onboarding.consent_heading", lang, heading=str(sec["heading"])) + "\n" + str(sec["text"]))
+    parts.append(str(doc["question"]))
+    return "\n\n".join(parts), str(doc["version"])
+
+
+def question(c: Content, step: str, lang: str, prefix: str = "ob") -> tuple[str, list[list[Button]]]:
+    """The text and buttons asking for one step (`prefix` ob: onboarding, st: settings)."""
+    if step == AGE:
+        return c.t(_ASK_KEY[AGE], lang), [
+            [(c.t("onboarding.age_yes", lang), "ob:age:y")],
+            [(c.t("onboarding.age_no", lang), "ob:age:n")],
+        ]
+    if step == CONSENT:
+        text, _ = consent_text(c, lang)
+        return text, [[(c.t("onboarding.consent_yes", lang), "ob:con:y"), (c.t("onboarding.consent_no", lang), "ob:con:n")]]
+    if step == TIMEZONE:
+        zones = [(lbl, f"{prefix}:tz:{i}") for i, (lbl, _z) in enumerate(COMMON_ZONES)]
+        rows = [zones[i : i + 2] for i in range(0, len(zones), 2)]
+        rows.append([(c.t("onboarding.other_zone", lang), f"{prefix}:tz:other")])
+        return c.t(_ASK_KEY[TIMEZONE], lang), rows
+    if step == CHECKIN_TIME:
+        btns = [(lbl, f"{prefix}:tm:{v.replace(':', '')}") for v, lbl in time_buttons(c)]
+        return c.t(_ASK_KEY[CHECKIN_TIME], lang), [btns[i : i + 4] for i in range(0, len(btns), 4)]
+    if step == SOBRIETY:
+        rows = [[(c.t("onboarding.skip", lang), f"{prefix}:sob:skip")]]
+        if prefix == "st":
+            rows.insert(0, [(c.t("settings.btn_clear_sobriety", lang), "st:sob:clear")])
+        return c.t(_ASK_KEY[SOBRIETY], lang), rows
+    if step == MAT:
+        return c.t(_ASK_KEY[MAT], lang), [[(c.t("onboarding.btn_yes", lang), f"{prefix}:mat:y"), (c.t("onboarding.btn_no", lang), f"{prefix}:mat:n")]]
+    raise ValueError(step)
+
+
+def location_keyboard(c: Content, lang: str) -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        [[KeyboardButton(c.t("onboarding.share_location", lang), request_location=True)]],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
+
+
+async def _ask(update: Update, ctx: Ctx, step: str | None, lang: str, *, before: str | None = None) -> None:
+    c = ctx.svc.content
+    if step is None:
+        return
+    text, rows = question(c, step, lang)
+    if before:
+        text = before + "\n\n" + text
+    await reply(update, text, rows)
+
+
+async def _answered(update: Update, ctx: Ctx, step: str, lang: str, label: str) -> None:
+    """Show the answer on the question's message (its buttons go away)."""
+    q = update.callback_query
+    if q is None:
+        return
+    c = ctx.svc.content
+    shown = getattr(q.message, "text_html", None) if q.message is not None else None
+    text = shown if isinstance(shown, str) and shown else question(c, step, lang)[0]
+    await edit(q, c.t("onboarding.answered", lang, question=Html(text), answer=label))
+
+
+# /start and onboarding -------------------------------------------------------------------------
+
+
+async def start_cmd(update: Update, ctx: Ctx) -> None:
+    user = update.effective_user
+    if user is None:
+        return
+    payload = ctx.args[0] if ctx.args else None
+    c = ctx.svc.content
+    async with ctx.svc.db.transaction() as s:
+        prog = await onboarding.start(s, user.id, payload, _now(ctx), language=_lang(ctx, None, update))
+    lang = _lang(ctx, prog.patient, update)
+    if prog.kind == "active":
+        assert prog.patient is not None
+        await reply(update, c.t("onboarding.already_enrolled", lang, code=prog.patient.code))
+    elif prog.kind == "step":
+        fresh = prog.step == AGE and bool(payload)
+        before = c.t("onboarding.welcome", lang) if fresh else c.t("onboarding.welcome_back", lang)
+        await _ask(update, ctx, prog.step, lang, before=before)
+    elif prog.kind == "invite":
+        await reply(update, c.t(f"onboarding.invite_{prog.invite_status}", lang))
+    else:
+        if await ctx.svc.roles.is_staff(user.id):
+            await _refresh_menu(ctx, user.id)
+        await common.start_fallback(update, ctx)
+
+
+async def onboarding_button(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    user = update.effective_user
+    if q is None:
+        return
+    chat = update.effective_chat
+    if user is None or q.message is None or chat is None or chat.type != "private":
+        await common.expired_button(update, ctx)
+        return
+    parts = (q.data or "").split(":")
+    step = _STEP_CODES.get(parts[1]) if len(parts) == 3 else None
+    if step is None:
+        await common.expired_button(update, ctx)
+        return
+    value = parts[2]
+    c = ctx.svc.content
+    now = _now(ctx)
+    async with ctx.svc.db.session() as s:
+        prog = await onboarding.current(s, user.id)
+    lang = _lang(ctx, prog.patient, update)
+    label = _button_label(q.message, q.data or "")
+    if prog.kind != "step" or prog.step != step:
+        await common.expired_button(update, ctx)
+        return
+    if step == TIMEZONE and value == "other":
+        async with ctx.svc.db.transaction() as s:
+            await state.set_(s, user.id, onboarding.STATE_KIND, {KEYBOARD_SHOWN: True}, now)
+        await answer(q)
+        await reply(update, c.t("onboarding.type_zone", lang), markup=location_keyboard(c, lang))
+        return
+    shown = False
+    try:
+        async with ctx.svc.db.transaction() as s:
+            waiting = await state.get(s, user.id)
+            shown = waiting is not None and bool(waiting.data.get(KEYBOARD_SHOWN))
+            prog = await _apply_button(s, user.id, user.first_name, step, value, c, lang, now)
+    except ValueError:
+        prog = Progress("stale")
+    if prog.kind == "stale":
+        await common.expired_button(update, ctx)
+        return
+    await answer(q)
+    await _answered(update, ctx, step, lang, label)
+    if step == TIMEZONE and shown and prog.patient is not None:
+        await reply(update, c.t("onboarding.zone_set", lang, zone=prog.patient.timezone), markup=ReplyKeyboardRemove())
+    await _after_step(update, ctx, prog, lang)
+
+
+async def _apply_button(
+    s: Any, user_id: int, first_name: str | None, step: str, value: str, c: Content, lang: str, now: datetime
+) -> Progress:
+    if step == AGE and value in ("y", "n"):
+        return await onboarding.answer_age(s, user_id, value == "y", now)
+    if step == CONSENT and value in ("y", "n"):
+        _, version = consent_text(c, lang)
+        return await onboarding.answer_consent(
+            s, user_id, value == "y", version=version, first_name=first_name, now=now
+        )
+    if step == TIMEZONE and value.isdigit() and int(value) < len(COMMON_ZONES):
+        return await onboarding.answer_timezone(s, user_id, COMMON_ZONES[int(value)][1], now)
+    if step == CHECKIN_TIME:
+        t = _button_time(value)
+        if t is not None:
+            return await onboarding.answer_checkin_time(s, user_id, t, now)
+    if step == SOBRIETY and value == "skip":
+        return await onboarding.answer_sobriety(s, user_id, None, now)
+    if step == MAT and value in ("y", "n"):
+        return await onboarding.answer_mat(s, user_id, value == "y", now)
+    return Progress("stale")
+
+
+def _button_time(value: str) -> time | None:
+    if len(value) != 4 or not value.isdigit():
+        return None
+    h, m = int(value[:2]), int(value[2:])
+    return time(h, m) if h < 24 and m < 60 else None
+
+
+def _button_label(message: Any, data: str) -> str:
+    markup = getattr(message, "reply_markup", None)
+    for row in getattr(markup, "inline_keyboard", ()) or ():
+        for b in row:
+            if getattr(b, "callback_data", None) == data:
+                return str(b.text)
+    return ""
+
+
+async def _after_step(update: Update, ctx: Ctx, prog: Progress, lang: str, *, before: str | None = None) -> None:
+    """What to say once a step was answered: the next question, a goodbye, or the tour."""
+    c = ctx.svc.content
+    if prog.kind == "erased":
+        key = "onboarding.under_age" if prog.step == AGE else "onboarding.declined"
+        await reply(update, c.t(key, lang))
+    elif prog.kind == "invite":
+        await reply(update, c.t(f"onboarding.invite_{prog.invite_status}", lang))
+    elif prog.kind == "done":
+        assert prog.patient is not None
+        ctx.svc.sender.wake()
+        await reply(update, c.t("onboarding.done", lang, time=time_label(c, prog.patient.checkin_time, lang)))
+    elif prog.kind == "step":
+        if prog.step == TIMEZONE and prog.patient is not None:
+            before = c.t("onboarding.consented", lang, code=prog.patient.code)
+        await _ask(update, ctx, prog.step, lang, before=before)
+
+
+async def onboarding_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
+    """Typed answers during onboarding: a zone, a time, a date; anything else re-asks."""
+    user = update.effective_user
+    msg = update.effective_message
+    if user is None or msg is None or msg.text is None:
+        return
+    c = ctx.svc.content
+    now = _now(ctx)
+    async with ctx.svc.db.session() as s:
+        prog = await onboarding.current(s, user.id)
+    lang = _lang(ctx, prog.patient)
+    if prog.kind != "step":
+        async with ctx.svc.db.transaction() as s:
+            await state.clear(s, user.id, onboarding.STATE_KIND)
+        await common.start_fallback(update, ctx)
+        return
+    await _typed_step(update, ctx, prog, msg.text, lang, now, c)
+
+
+async def _typed_step(
+    update: Update, ctx: Ctx, prog: Progress, text: str, lang: str, now: datetime, c: Content
+) -> None:
+    user_id = update.effective_user.id if update.effective_user else 0
+    step = prog.step
+    new: Progress | None = None
+    if step == TIMEZONE:
+        zone = parse_zone(text)
+        if zone is None:
+            await reply(update, c.t("onboarding.bad_zone", lang))
+            return
+        async with ctx.svc.db.transaction() as s:
+            new = await onboarding.answer_timezone(s, user_id, zone, now)
+        await reply(update, c.t("onboarding.zone_set", lang, zone=zone), markup=ReplyKeyboardRemove())
+    elif step == CHECKIN_TIME:
+        t = onboarding.parse_time(text)
+        if t is None:
+            await _ask(update, ctx, step, lang, before=c.t("onboarding.bad_time", lang))
+            return
+        async with ctx.svc.db.transaction() as s:
+            new = await onboarding.answer_checkin_time(s, user_id, t, now)
+    elif step == SOBRIETY:
+        zone = prog.patient.timezone if prog.patient else ctx.svc.settings.default_timezone
+        d: date | None = None
+        if text.strip().lower() != c.t("onboarding.skip", lang).lower():
+            try:
+                d = onboarding.parse_past_date(text, local_date(now, zone))
+            except DateProblem as exc:
+                await _ask(update, ctx, step, lang, before=c.t(f"onboarding.date_{exc.reason}", lang))
+                return
+        async with ctx.svc.db.transaction() as s:
+            new = await onboarding.answer_sobriety(s, user_id, d, now)
+    else:
+        await _ask(update, ctx, step, lang, before=c.t("onboarding.use_buttons", lang))
+        return
+    if new is not None and new.kind != "stale":
+        await _after_step(update, ctx, new, lang)
+
+
+async def location_msg(update: Update, ctx: Ctx) -> None:
+    """A shared location answers a time-zone question; it is used once and not stored."""
+    user = update.effective_user
+    msg = update.effective_message
+    if user is None or msg is None or msg.location is None:
+        return
+    async with ctx.svc.db.session() as s:
+        waiting = await state.get(s, user.id)
+        prog = await onboarding.current(s, user.id)
+    c = ctx.svc.content
+    lang = _lang(ctx, prog.patient)
+    in_onboarding = waiting is not None and waiting.kind == onboarding.STATE_KIND and prog.step == TIMEZONE
+    in_settings = waiting is not None and waiting.kind == SETTING_KIND and waiting.data.get("field") == "timezone"
+    if not (in_onboarding or in_settings):
+        await common.non_text(update, ctx)
+        return
+    zone = zone_at(msg.location.latitude, msg.location.longitude)
+    if zone is None:
+        await reply(update, c.t("onboarding.bad_zone", lang))
+        return
+    if in_onboarding:
+        await _typed_step(update, ctx, prog, zone, lang, _now(ctx), c)
+    else:
+        await _save_setting(update, ctx, "timezone", zone, typed=True)
+
+
+# /settings -------------------------------------------------------------------------------------
+
+
+async def _enrolled(update: Update, ctx: Ctx) -> PatientInfo | None:
+    """The enrolled patient; someone halfway through onboarding is taken back to their step."""
+    user = update.effective_user
+    if user is not None:
+        async with ctx.svc.db.session() as s:
+            prog = await onboarding.current(s, user.id)
+        if prog.kind == "step":
+            lang = _lang(ctx, prog.patient, update)
+            await _ask(update, ctx, prog.step, lang, before=ctx.svc.content.t("onboarding.finish_first", lang))
+            return None
+    return await common.require_patient(update, ctx)
+
+
+def settings_view(c: Content, p: PatientInfo) -> tuple[str, list[list[Button]]]:
+    lang = p.language
+    on, off = c.t("settings.state_on", lang), c.t("settings.state_off", lang)
+    name_key = f"settings.language_names.{p.language}"
+    text = c.t("settings.title", lang) + "\n" + c.t(
+        "settings.summary",
+        lang,
+        zone=zone_label(p.timezone),
+        time=time_label(c, p.checkin_time, lang),
+        sobriety=p.sobriety_date.isoformat() if p.sobriety_date else c.t("settings.not_set", lang),
+        mat=c.t("onboarding.btn_yes", lang) if p.mat else c.t("onboarding.btn_no", lang),
+        tips=on if p.tips_enabled else off,
+        language=c.t(name_key, lang) if c.has(name_key, lang) else p.language,
+    )
+    rows: list[list[Button]] = [
+        [(c.t("settings.btn_timezone", lang), "st:tz"), (c.t("settings.btn_time", lang), "st:tm")],
+        [(c.t("settings.btn_sobriety", lang), "st:sob"), (c.t("settings.btn_mat", lang), "st:mat")],
+        [
+            (c.t("settings.btn_tips_off", lang), "st:tips:0")
+            if p.tips_enabled
+            else (c.t("settings.btn_tips_on", lang), "st:tips:1"),
+            (c.t("settings.btn_language", lang), "st:lang"),
+        ],
+    ]
+    return text, rows
+
+
+async def settings_cmd(update: Update, ctx: Ctx) -> None:
+    p = await _enrolled(update, ctx)
+    if p is None:
+        return
+    text, rows = settings_view(ctx.svc.content, p)
+    await reply(update, text, rows)
+
+
+async def settings_button(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    user = update.effective_user
+    if q is None:
+        return
+    if user is None or q.message is None or update.effective_chat is None or update.effective_chat.type != "private":
+        await common.expired_button(update, ctx)
+        return
+    async with ctx.svc.db.session() as s:
+        p = await active_patient_info(s, user.id)
+    if p is None:
+        await common.expired_button(update, ctx)
+        return
+    c = ctx.svc.content
+    lang = p.language
+    parts = (q.data or "").split(":")
+    what = parts[1] if len(parts) > 1 else ""
+    value = parts[2] if len(parts) == 3 else None
+    if len(parts) > 3:
+        await common.expired_button(update, ctx)
+        return
+    now = _now(ctx)
+    if value is None and what in ("tz", "tm", "sob", "mat"):
+        step = {"tz": TIMEZONE, "tm": CHECKIN_TIME, "sob": SOBRIETY, "mat": MAT}[what]
+        if what in _SETTING_FIELDS:
+            async with ctx.svc.db.transaction() as s:
+                await state.set_(s, user.id, SETTING_KIND, {"field": _SETTING_FIELDS[what]}, now)
+        await answer(q)
+        text, rows = question(c, step, lang, prefix="st")
+        await edit(q, text, rows)
+        return
+    if value is None and what == "lang":
+        await answer(q)
+        rows = [[(c.t(f"settings.language_names.{code}", lang) if c.has(f"settings.language_names.{code}") else code, f"st:lang:{code}")] for code in c.languages]
+        await edit(q, c.t("settings.ask_language", lang), rows)
+        return
+    field, parsed = _setting_value(what, value, c)
+    if field is None:
+        await common.expired_button(update, ctx)
+        return
+    await answer(q)
+    await _save_setting(update, ctx, field, parsed, typed=False)
+
+
+def _setting_value(what: str, value: str | None, c: Content) -> tuple[str | None, Any]:
+    if value is None:
+        return None, None
+    if what == "tz" and value == "other":
+        return "tz_other", None
+    if what == "tz" and value.isdigit() and int(value) < len(COMMON_ZONES):
+        return "timezone", COMMON_ZONES[int(value)][1]
+    if what == "tm":
+        t = _button_time(value)
+        return ("checkin_time", t) if t is not None else (None, None)
+    if what == "sob" and value == "clear":
+        return "sobriety_date", None
+    if what == "sob" and value == "skip":
+        return "keep", None
+    if what == "mat" and value in ("y", "n"):
+        return "mat", value == "y"
+    if what == "tips" and value in ("0", "1"):
+        return "tips_enabled", value == "1"
+    if what == "lang" and value in c.languages:
+        return "language", value
+    return None, None
+
+
+async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typed: bool) -> None:
+    user = update.effective_user
+    if user is None:
+        return
+    c = ctx.svc.content
+    now = _now(ctx)
+    if field == "tz_other":
+        async with ctx.svc.db.transaction() as s:
+            p = await active_patient_info(s, user.id)
+            await state.set_(s, user.id, SETTING_KIND, {"field": "timezone", KEYBOARD_SHOWN: True}, now)
+        lang = _lang(ctx, p)
+        await reply(update, c.t("onboarding.type_zone", lang), markup=location_keyboard(c, lang))
+        return
+    async with ctx.svc.db.transaction() as s:
+        waiting = await state.get(s, user.id)
+        shown = waiting is not None and bool(waiting.data.get(KEYBOARD_SHOWN))
+        await state.clear(s, user.id, SETTING_KIND)
+        if field == "keep":
+            p = await active_patient_info(s, user.id)
+        else:
+            p = await settings_service.change(s, user.id, field, value, now=now, languages=c.languages)
+    ctx.svc.sender.wake()
+    if p is None:
+        await reply(update, c.t("common.not_enrolled"))
+        return
+    text, rows = settings_view(c, p)
+    text = c.t("settings.saved", p.language) + "\n\n" + text
+    q = update.callback_query
+    if field == "timezone" and (typed or shown):
+        await reply(update, c.t("onboarding.zone_set", p.language, zone=p.timezone), markup=ReplyKeyboardRemove())
+    if typed or q is None:
+        await reply(update, text, rows)
+    else:
+        await edit(q, text, rows)
+
+
+async def settings_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
+    user = update.effective_user
+    msg = update.effective_message
+    if user is None or msg is None or msg.text is None:
+        return
+    c = ctx.svc.content
+    async with ctx.svc.db.session() as s:
+        p = await active_patient_info(s, user.id)
+    if p is None:
+        async with ctx.svc.db.transaction() as s:
+            await state.clear(s, user.id, SETTING_KIND)
+        await reply(update, c.t("common.not_enrolled"))
+        return
+    lang = p.language
+    field = awaiting.data.get("field")
+    text = msg.text
+    if field == "timezone":
+        zone = parse_zone(text)
+        if zone is None:
+            await reply(update, c.t("onboarding.bad_zone", lang))
+            return
+        await _save_setting(update, ctx, "timezone", zone, typed=True)
+    elif field == "checkin_time":
+        t = onboarding.parse_time(text)
+        if t is None:
+            await reply(update, c.t("onboarding.bad_time", lang))
+            return
+        await _save_setting(update, ctx, "checkin_time", t, typed=True)
+    elif field == "sobriety_date":
+        try:
+            d = onboarding.parse_past_date(text, local_date(_now(ctx), p.timezone))
+        except DateProblem as exc:
+            await reply(update, c.t(f"onboarding.date_{exc.reason}", lang))
+            return
+        await _save_setting(update, ctx, "sobriety_date", d, typed=True)
+    else:
+        async with ctx.svc.db.transaction() as s:
+            await state.clear(s, user.id, SETTING_KIND)
+        await reply(update, c.t("common.free_text", lang))
+
+
+# /privacy, /mydata, /delete --------------------------------------------------------------------
+
+
+async def privacy_cmd(update: Update, ctx: Ctx) -> None:
+    p = await _enrolled(update, ctx)
+    if p is None:
+        return
+    c = ctx.svc.content
+    async with ctx.svc.db.transaction() as s:
+        info = await privacy.summary(s, p.telegram_id)
+    if info is None:
+        return
+    records = ", ".join(f"{name.replace('_', ' ')} ({n})" for name, n in sorted(info.records.items()))
+    await reply(
+        update,
+        c.t(
+            "privacy.info",
+            p.language,
+            code=info.code,
+            version=info.consent_version or "—",
+            date=info.consented_at.date().isoformat() if info.consented_at else "—",
+            records=records or c.t("privacy.no_records", p.language),
+        ),
+    )
+
+
+async def mydata_cmd(update: Update, ctx: Ctx) -> None:
+    p = await _enrolled(update, ctx)
+    if p is None or update.effective_chat is None:
+        return
+    async with ctx.svc.db.transaction() as s:
+        doc = await privacy.export(s, p.telegram_id, now=_now(ctx))
+    if doc is None:
+        return
+    data = privacy.export_json(doc)
+    await ctx.bot.send_document(
+        update.effective_chat.id,
+        document=InputFile(data, filename=f"mydata-{p.code}.json"),
+        caption=ctx.svc.content.t("privacy.export_caption", p.language, code=p.code),
+        parse_mode=ParseMode.HTML,
+    )
+
+
+async def delete_cmd(update: Update, ctx: Ctx) -> None:
+    user = update.effective_user
+    if user is None:
+        return
+    async with ctx.svc.db.session() as s:
+        prog = await onboarding.current(s, user.id)
+    p: PatientInfo | None = prog.patient
+    if prog.kind == "step" and prog.step in (AGE, CONSENT):
+        # Nothing is kept before consent: stopping is immediate.
+        async with ctx.svc.db.transaction() as s:
+            await onboarding.erase_onboarding(s, user.id)
+        await reply(update, ctx.svc.content.t("onboarding.declined", _lang(ctx, p, update)))
+        return
+    if prog.kind != "step":
+        p = await common.require_patient(update, ctx)
+    if p is None:
+        return
+    c = ctx.svc.content
+    async with ctx.svc.db.transaction() as s:
+        await state.set_(s, p.telegram_id, DELETE_KIND, {"step": 1}, _now(ctx))
+    await reply(
+        update,
+        c.t("privacy.delete_ask", p.language),
+        [[(c.t("privacy.delete_yes", p.language), "pv:del:1")], [(c.t("privacy.delete_no", p.language), "pv:keep")]],
+    )
+
+
+async def privacy_button(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    user = update.effective_user
+    if q is None or user is None:
+        return
+    chat = update.effective_chat
+    async with ctx.svc.db.session() as s:
+        prog = await onboarding.current(s, user.id)
+        waiting = await state.get(s, user.id)
+    p = prog.patient if prog.kind in ("step", "active") else None
+    pending = waiting is not None and waiting.kind == DELETE_KIND
+    valid = q.data in ("pv:del:1", "pv:del:2", "pv:keep") and q.message is not None
+    if p is None or chat is None or chat.type != "private" or not pending or not valid:
+        await common.expired_button(update, ctx)
+        return
+    assert waiting is not None
+    c = ctx.svc.content
+    lang = p.language
+    now = _now(ctx)
+    if q.data == "pv:keep":
+        async with ctx.svc.db.transaction() as s:
+            await state.clear(s, user.id, DELETE_KIND)
+            if prog.kind == "step":
+                await state.set_(s, user.id, onboarding.STATE_KIND, {}, now)
+        await answer(q)
+        await edit(q, c.t("privacy.delete_kept", lang))
+        if prog.kind == "step":
+            await _ask(update, ctx, prog.step, lang)
+        return
+    if q.data == "pv:del:1":
+        async with ctx.svc.db.transaction() as s:
+            await state.set_(s, user.id, DELETE_KIND, {"step": 2}, now)
+        await answer(q)
+        await edit(
+            q,
+            c.t("privacy.delete_confirm", lang),
+            [[(c.t("privacy.delete_really", lang), "pv:del:2")], [(c.t("privacy.delete_no", lang), "pv:keep")]],
+        )
+        return
+    if waiting.data.get("step") != 2:
+        await common.expired_button(update, ctx)
+        return
+    async with ctx.svc.db.transaction() as s:
+        await privacy.erase(s, user.id, now=now)
+    await answer(q)
+    await edit(q, c.t("privacy.deleted", lang))
+
+
+# Staff: cohorts, invites, roles ----------------------------------------------------------------
+
+
+def _uid(update: Update) -> int:
+    return update.effective_user.id if update.effective_user else 0
+
+
+async def cohort_cmd(update: Update, ctx: Ctx) -> None:
+    if not await common.require_role(update, ctx, ADMIN):
+        return
+    c = ctx.svc.content
+    args = list(ctx.args or [])
+    sub = args[0].lower() if args else ""
+    now = _now(ctx)
+    actor = _uid(update)
+    try:
+        if sub == "new" and len(args) > 1:
+            async with ctx.svc.db.transaction() as s:
+                info = await invites.create_cohort(s, " ".join(args[1:]), actor_id=actor, now=now)
+            await reply(update, c.t("staff.cohort_created", id=info.id, name=info.name))
+        elif sub == "list":
+            async with ctx.svc.db.transaction() as s:
+                cohorts = await invites.list_cohorts(s)
+                await staff_audit(s, actor, "cohort.list", now)
+            if not cohorts:
+                await reply(update, c.t("staff.cohort_none"))
+                return
+            lines = [
+                c.t("staff.cohort_line", id=x.id, name=x.name, patients=x.patients,
+                    archived=Html(c.t("staff.cohort_archived_mark")) if x.archived else "")
+                for x in cohorts
+            ]
+            await reply(update, "\n".join(lines))
+        elif sub == "rename" and len(args) > 2 and args[1].removeprefix("#").isdigit():
+            async with ctx.svc.db.transaction() as s:
+                info = await invites.rename_cohort(s, _small_int(args[1]), " ".join(args[2:]), actor_id=actor, now=now)
+            await reply(update, c.t("staff.cohort_renamed", id=info.id, name=info.name))
+        elif sub == "archive" and len(args) == 2 and args[1].removeprefix("#").isdigit():
+            async with ctx.svc.db.transaction() as s:
+                info = await invites.archive_cohort(s, _small_int(args[1]), actor_id=actor, now=now)
+            await reply(update, c.t("staff.cohort_archived", id=info.id, name=info.name))
+        else:
+            await reply(update, c.t("staff.cohort_usage"))
+    except CohortError as exc:
+        await reply(update, c.t(_cohort_error_key(exc.reason)))
+
+
+def _small_int(text: str) -> int:
+    digits = text.removeprefix("#")
+    return int(digits) if digits.isdigit() and len(digits) < 10 else 0
+
+
+def _cohort_error_key(reason: str) -> str:
+    return {
+        "exists": "staff.cohort_exists",
+        "unknown": "staff.cohort_unknown",
+        "archived": "staff.cohort_is_archived",
+        "empty": "staff.cohort_name_bad",
+        "too_long": "staff.cohort_name_bad",
+        "reusable_needs_cohort": "staff.invite_reusable_needs_cohort",
+    }.get(reason, "staff.cohort_usage")
+
+
+async def staff_audit(s: Any, actor: int, action: str, now: datetime, subject: str | None = None) -> None:
+    await audit(s, actor, action, subject, now=now)
+
+
+async def invite_cmd(update: Update, ctx: Ctx) -> None:
+    if not await common.require_role(update, ctx, COUNSELOR):
+        return
+    chat = update.effective_chat
+    if chat is None:
+        return
+    c = ctx.svc.content
+    args = list(ctx.args or [])
+    reusable = bool(args) and args[-1].lower() == "reusable"
+    if reusable:
+        args = args[:-1]
+    ref = " ".join(args).strip()
+    now = _now(ctx)
+    try:
+        async with ctx.svc.db.transaction() as s:
+            cohort_id = None
+            if ref:
+                found = await invites.find_cohort(s, ref)
+                if found is None:
+                    raise CohortError("unknown")
+                cohort_id = found.id
+            inv = await invites.create_invite(s, created_by=_uid(update), now=now, cohort_id=cohort_id, reusable=reusable)
+    except CohortError as exc:
+        await reply(update, c.t(_cohort_error_key(exc.reason)))
+        return
+    link = invites.invite_link(ctx.bot.username, inv.code)
+    caption = c.t(
+        "staff.invite_created",
+        cohort=Html(c.t("staff.invite_cohort", name=inv.cohort_name)) if inv.cohort_name else "",
+        kind=c.t("staff.invite_reusable") if inv.reusable else c.t("staff.invite_single"),
+        expires=inv.expires_at.strftime("%Y-%m-%d %H:%M"),
+        link=link,
+    )
+    await ctx.bot.send_photo(
+        chat.id, photo=InputFile(invites.qr_png(link), filename="invite.png"), caption=caption, parse_mode=ParseMode.HTML
+    )
+
+
+def _invites_view(c: Content, items: list[invites.InviteInfo]) -> tuple[str, list[list[Button]]]:
+    if not items:
+        return c.t("staff.invites_none"), []
+    lines = [c.t("staff.invites_title")]
+    rows: list[list[Button]] = []
+    for inv in items[:30]:
+        lines.append(
+            c.t(
+                "staff.invites_line",
+                id=inv.id,
+                cohort=Html(c.t("staff.invite_cohort", name=inv.cohort_name)) if inv.cohort_name else "",
+                kind=c.t("staff.invite_reusable") if inv.reusable else c.t("staff.invite_single"),
+                uses=inv.uses,
+                expires=inv.expires_at.strftime("%Y-%m-%d"),
+            )
+        )
+        rows.append([(c.t("staff.invite_revoke_btn", id=inv.id), f"inv:rev:{inv.id}")])
+    return "\n".join(lines), rows
+
+
+async def invites_cmd(update: Update, ctx: Ctx) -> None:
+    if not await common.require_role(update, ctx, COUNSELOR):
+        return
+    now = _now(ctx)
+    async with ctx.svc.db.transaction() as s:
+        items = await invites.list_invites(s, now)
+        await staff_audit(s, _uid(update), "invite.list", now)
+    text, rows = _invites_view(ctx.svc.content, items)
+    await reply(update, text, rows or None)
+
+
+async def invites_button(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    if q is None:
+        return
+    parts = (q.data or "").split(":")
+    if len(parts) != 3 or parts[1] != "rev" or not parts[2].isdigit() or len(parts[2]) > 9:
+        await common.expired_button(update, ctx)
+        return
+    if not await common.require_role(update, ctx, COUNSELOR):
+        return
+    c = ctx.svc.content
+    now = _now(ctx)
+    async with ctx.svc.db.transaction() as s:
+        done = await invites.revoke_invite(s, int(parts[2]), actor_id=_uid(update), now=now)
+        items = await invites.list_invites(s, now)
+    await answer(q, c.t("staff.invite_revoked", id=int(parts[2])) if done else c.t("staff.invite_already_revoked"))
+    text, rows = _invites_view(c, items)
+    await edit(q, text, rows or None)
+
+
+def _grant_args(args: list[str]) -> tuple[int, str] | None:
+    if len(args) != 2 or not args[0].isdigit() or len(args[0]) > 15:
+        return None
+    role = staff.parse_role(args[1])
+    uid = int(args[0])
+    return (uid, role) if role and uid > 0 else None
+
+
+async def _refresh_menu(ctx: Ctx, user_id: int) -> None:
+    import handlers
+
+    async with ctx.svc.db.session() as s:
+        roles = await staff.roles_in_db(s, user_id)
+    if ctx.svc.settings.is_admin(user_id):
+        roles.add(ADMIN)
+    if roles:
+        await handlers.set_staff_commands(ctx.application, ctx.svc, user_id, roles)
+        return
+    try:
+        await ctx.bot.delete_my_commands(scope=BotCommandScopeChat(user_id))
+    except Exception as exc:
+        log.info("staff menu not removed for one user (%s)", type(exc).__name__)
+
+
+async def grant_cmd(update: Update, ctx: Ctx) -> None:
+    await _grant_or_revoke(update, ctx, grant=True)
+
+
+async def revoke_cmd(update: Update, ctx: Ctx) -> None:
+    await _grant_or_revoke(update, ctx, grant=False)
+
+
+async def _grant_or_revoke(update: Update, ctx: Ctx, *, grant: bool) -> None:
+    if not await common.require_role(update, ctx, ADMIN):
+        return
+    c = ctx.svc.content
+    args = list(ctx.args or [])
+    if len(args) == 2 and args[1].lower() == ADMIN:
+        await reply(update, c.t("staff.admin_fixed"))
+        return
+    parsed = _grant_args(args)
+    if parsed is None:
+        await reply(update, c.t("staff.grant_usage" if grant else "staff.revoke_usage"))
+        return
+    uid, role = parsed
+    now = _now(ctx)
+    async with ctx.svc.db.transaction() as s:
+        if grant:
+            changed = await staff.grant(s, actor_id=_uid(update), telegram_id=uid, role=role, now=now)
+        else:
+            changed = await staff.revoke(s, actor_id=_uid(update), telegram_id=uid, role=role, now=now)
+    if grant:
+        key = "staff.granted" if changed else "staff.already_granted"
+    else:
+        key = "staff.revoked" if changed else "staff.not_granted"
+    if not grant:
+        ctx.svc.roles.forget(uid)
+    await reply(update, c.t(key, user=str(uid), role=role))
+    await _refresh_menu(ctx, uid)
+
+
+async def staff_cmd(update: Update, ctx: Ctx) -> None:
+    if not await common.require_role(update, ctx, ADMIN):
+        return
+    c = ctx.svc.content
+    now = _now(ctx)
+    async with ctx.svc.db.transaction() as s:
+        members = await staff.list_staff(s, ctx.svc.settings.admin_user_ids)
+        await staff_audit(s, _uid(update), "staff.list", now)
+    lines = [c.t("staff.staff_title")]
+    for m in members:
+        lines.append(
+            c.t("staff.staff_line", user=str(m.telegram_id), name=f" ({m.display_name})" if m.display_name else "", roles=", ".join(m.roles))
+        )
+    if not members:
+        lines.append(c.t("staff.staff_none"))
+    if ctx.svc.settings.counselor_chat_id is not None:
+        lines.append(c.t("staff.staff_group_note"))
+    await reply(update, "\n".join(lines))
+
+
+# Registration ----------------------------------------------------------------------------------
+
+
+def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: ignore[type-arg]
+    private = filters.ChatType.PRIVATE
+    app.add_handler(CommandHandler("start", start_cmd, filters=private))
+    app.add_handler(CommandHandler("settings", settings_cmd, filters=private))
+    app.add_handler(CommandHandler("privacy", privacy_cmd, filters=private))
+    app.add_handler(CommandHandler("mydata", mydata_cmd, filters=private))
+    app.add_handler(CommandHandler("delete", delete_cmd, filters=private))
+    for name, fn in (
+        ("cohort", cohort_cmd),
+        ("invite", invite_cmd),
+        ("invites", invites_cmd),
+        ("grant", grant_cmd),
+        ("revoke", revoke_cmd),
+        ("staff", staff_cmd),
+    ):
+        app.add_handler(CommandHandler(name, fn))
+    app.add_handler(CallbackQueryHandler(onboarding_button, pattern=r"^ob:"))
+    app.add_handler(CallbackQueryHandler(settings_button, pattern=r"^st:"))
+    app.add_handler(CallbackQueryHandler(privacy_button, pattern=r"^pv:"))
+    app.add_handler(CallbackQueryHandler(invites_button, pattern=r"^inv:"))
+    app.add_handler(MessageHandler(filters.LOCATION & private, location_msg))
+    router.on(onboarding.STATE_KIND, onboarding_text)
+    router.on(SETTING_KIND, settings_text)
+
