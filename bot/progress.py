@@ -1,0 +1,179 @@
+"""Progress (DESIGN §2.4): the 30-day chart data, its two-line summary, and the counselor view.
+
+`/patient <code>` is a staff view of health data: every look is audited (an AuditEntry with the
+patient code, never health data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import assessments, sobriety
+from bot.audit import audit
+from bot.charts import ChartDay, ChartLabels, render
+from bot.clock import local_date
+from bot.content import Content
+from bot.models import CheckinEntry, Flag, Patient
+from bot.people import PatientInfo
+
+DAYS = 30
+
+
+@dataclass(frozen=True)
+class Progress:
+    days: list[ChartDay]
+    summary: str
+    chart: bytes
+
+
+@dataclass(frozen=True)
+class CounselorView:
+    code: str
+    text: str
+    chart: bytes
+
+
+async def chart_days(session: AsyncSession, patient_id: int, today: date, days: int = DAYS) -> list[ChartDay]:
+    first = today - timedelta(days=days - 1)
+    q = select(CheckinEntry).where(
+        CheckinEntry.patient_id == patient_id,
+        CheckinEntry.completed_at.is_not(None),
+        CheckinEntry.local_date >= first,
+        CheckinEntry.local_date <= today,
+    )
+    by_day = {e.local_date: e for e in (await session.execute(q)).scalars()}
+    lapses = set(await sobriety.lapse_dates(session, patient_id))
+    out = []
+    for i in range(days):
+        d = first + timedelta(days=i)
+        e = by_day.get(d)
+        out.append(
+            ChartDay(
+                day=d,
+                mood=e.mood if e else None,
+                craving=e.craving if e else None,
+                checked_in=e is not None,
+                lapse=d in lapses or (e is not None and e.use == "used"),
+            )
+        )
+    return out
+
+
+def labels(content: Content, lang: str) -> ChartLabels:
+    t = content.t
+    return ChartLabels(
+        title=t("progress.chart_title", lang),
+        mood=t("progress.chart_mood", lang),
+        craving=t("progress.chart_craving", lang),
+        date=t("progress.chart_date", lang),
+        checkin=t("progress.chart_checkin", lang),
+        lapse=t("progress.chart_lapse", lang),
+    )
+
+
+def _avg(values: list[int]) -> str:
+    return f"{sum(values) / len(values):.1f}" if values else "–"
+
+
+async def summary_text(
+    session: AsyncSession, content: Content, patient_id: int, lang: str, days: list[ChartDay], today: date, now: datetime
+) -> str:
+    moods = [d.mood for d in days if d.mood is not None]
+    cravings = [d.craving for d in days if d.craving is not None]
+    checked = sum(1 for d in days if d.checked_in)
+    line1 = content.t(
+        "progress.summary_checkins", lang, checked=checked, total=len(days), mood=_avg(moods), craving=_avg(cravings)
+    )
+    nums = await sobriety.numbers(session, patient_id, today, now)
+    if nums is None:
+        line2 = content.t("progress.summary_no_date", lang)
+    else:
+        line2 = content.t(
+            "progress.summary_streak", lang, current=nums.current_days, longest=nums.longest_days, total=nums.total_days
+        )
+    return f"{line1}\n{line2}"
+
+
+async def progress(session: AsyncSession, content: Content, patient: PatientInfo, now: datetime) -> Progress:
+    today = local_date(now, patient.timezone)
+    days = await chart_days(session, patient.id, today)
+    text = await summary_text(session, content, patient.id, patient.language, days, today, now)
+    return Progress(days, text, render(days, labels(content, patient.language)))
+
+
+async def counselor_view(
+    session: AsyncSession, content: Content, code: str, actor_id: int, now: datetime, lang: str = "en"
+) -> CounselorView | None:
+    """The staff view of one patient by code; audited. None when no such patient."""
+    code = code.strip().upper()
+    p = (await session.execute(select(Patient).where(Patient.code == code))).scalar_one_or_none()
+    if p is None or p.status == "deleted":
+        await audit(session, actor_id, "patient.view_missing", code[:32], now=now)
+        return None
+    await audit(session, actor_id, "patient.view", p.code, {"via": "patient_command"}, now=now)
+    t = content.t
+    today = local_date(now, p.timezone)
+    days = await chart_days(session, p.id, today)
+    parts = [t("progress.staff_header", lang, code=p.code, status=p.status)]
+    parts.append(await summary_text(session, content, p.id, lang, days, today, now))
+
+    q = (
+        select(CheckinEntry)
+        .where(CheckinEntry.patient_id == p.id, CheckinEntry.completed_at.is_not(None))
+        .order_by(CheckinEntry.local_date.desc())
+        .limit(7)
+    )
+    recent = list((await session.execute(q)).scalars())
+    lines = [t("progress.staff_checkins", lang)]
+    if not recent:
+        lines.append(t("progress.staff_none", lang))
+    for e in recent:
+        lines.append(
+            t(
+                "progress.staff_checkin_line",
+                lang,
+                day=e.local_date.isoformat(),
+                mood="–" if e.mood is None else e.mood,
+                craving="–" if e.craving is None else e.craving,
+                use=e.use or "–",
+                halt=", ".join(e.halt or []) or "–",
+            )
+        )
+    parts.append("\n".join(lines))
+
+    scores = await assessments.latest_scores(session, content, p.id, lang)
+    lines = [t("progress.staff_scores", lang)]
+    if not scores:
+        lines.append(t("progress.staff_none", lang))
+    for s in scores:
+        band = s.band_label or ", ".join(f"{k} {v}" for k, v in s.domains.items())
+        lines.append(t("progress.staff_score_line", lang, title=s.title, total=s.total, band=band, day=s.day.isoformat()))
+    parts.append("\n".join(lines))
+
+    fq = (
+        select(Flag)
+        .where(Flag.patient_id == p.id, Flag.status != "resolved")
+        .order_by(Flag.opened_at.desc())
+    )
+    flags = list((await session.execute(fq)).scalars())
+    lines = [t("progress.staff_flags", lang)]
+    if not flags:
+        lines.append(t("progress.staff_none", lang))
+    for f in flags:
+        lines.append(
+            t(
+                "progress.staff_flag_line",
+                lang,
+                id=f.id,
+                severity=f.severity,
+                category=f.category,
+                status=f.status,
+                opened=f.opened_at.strftime("%Y-%m-%d %H:%M UTC"),
+            )
+        )
+    parts.append("\n".join(lines))
+    return CounselorView(p.code, "\n\n".join(parts), render(days, labels(content, lang)))

@@ -1,0 +1,254 @@
+"""Telegram adapters for check-ins, assessments, /days, /progress and /patient (thin)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import Update
+from telegram.constants import ChatType
+from telegram.error import TelegramError
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
+
+from bot import assessments, checkins, progress, sobriety
+from bot.app import Ctx
+from bot.checkins import Result
+from bot.clock import local_date
+from bot.roles import COUNSELOR
+from bot.state import Awaiting
+from handlers.common import require_patient, require_role
+from handlers.router import TextRouter
+from handlers.ui import answer, edit, keyboard, reply
+
+PRIVATE = filters.ChatType.PRIVATE
+log = logging.getLogger(__name__)
+
+
+async def _show(update: Update, result: Result) -> None:
+    """The first screen replaces the pressed message (or answers the command); the rest follow."""
+    q = update.callback_query
+    for i, screen in enumerate(result.screens):
+        if i == 0 and q is not None:
+            await edit(q, screen.text, screen.rows or None)
+        else:
+            await reply(update, screen.text, screen.rows or None)
+
+
+async def _expired(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    if q is not None:
+        await answer(q, ctx.svc.content.t("common.button_expired"))
+
+
+async def checkin_cmd(update: Update, ctx: Ctx) -> None:
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    svc = ctx.svc
+    async with svc.db.transaction() as s:
+        result = await checkins.start(s, svc.content, patient, svc.clock.now())
+    await _show(update, result)
+
+
+async def checkin_button(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    if q is None or q.data is None:
+        return
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    svc = ctx.svc
+    parts = q.data.split(":")
+    action = parts[1] if len(parts) > 1 else ""
+    now = svc.clock.now()
+    result: Result | None = None
+    async with svc.db.transaction() as s:
+        if action == "start" and len(parts) == 2:
+            result = await checkins.start(s, svc.content, patient, now)
+        elif action == "a" and len(parts) == 4:
+            result = await checkins.answer(s, svc.content, patient, parts[2], parts[3], now)
+        elif action == "t" and len(parts) == 4:
+            result = await checkins.toggle(s, svc.content, patient, parts[2], parts[3], now)
+        elif action == "d" and len(parts) == 3:
+            result = await checkins.multi_done(s, svc.content, patient, parts[2], now)
+        elif action == "skip" and len(parts) == 3:
+            result = await checkins.skip(s, svc.content, patient, parts[2], now)
+        elif action == "back" and len(parts) == 2:
+            result = await checkins.back(s, svc.content, patient, now)
+        elif action == "cancel" and len(parts) == 2:
+            result = await checkins.cancel_checkin(s, svc.content, patient, now)
+        elif action == "talk" and len(parts) == 3 and parts[2] in ("y", "n"):
+            screen = await checkins.talk_request(s, svc.content, patient, parts[2] == "y", now)
+            result = Result([screen])
+        elif action == "ms" and len(parts) == 4 and parts[2].isdigit() and parts[3] in ("y", "n"):
+            screen = await checkins.share_milestone(s, svc.content, patient, int(parts[2]), parts[3] == "y", now)
+            result = Result([screen])
+    if result is None:
+        await _expired(update, ctx)
+        return
+    await answer(q)
+    if action in ("talk", "ms"):
+        # Keep the closing words and any other buttons (the urge tools); add the confirmation.
+        prefix = f"ci:{action}:"
+        msg = q.message
+        markup = getattr(msg, "reply_markup", None)
+        rows = [
+            [(b.text, b.callback_data) for b in row if isinstance(b.callback_data, str) and not b.callback_data.startswith(prefix)]
+            for row in (markup.inline_keyboard if markup is not None else ())
+        ]
+        rows = [r for r in rows if r]
+        try:
+            await q.edit_message_reply_markup(keyboard(rows) if rows else None)
+        except TelegramError:
+            pass
+        await reply(update, result.screens[0].text)
+        return
+    await _show(update, result)
+    if result.finished:
+        svc.sender.wake()
+
+
+async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
+    msg = update.effective_message
+    patient = await require_patient(update, ctx)
+    if patient is None or msg is None or msg.text is None:
+        return
+    svc = ctx.svc
+    async with svc.db.transaction() as s:
+        result = await checkins.note(s, svc.content, patient, msg.text, svc.clock.now())
+    if result is None:
+        await reply(update, svc.content.t("common.free_text"))
+        return
+    await _show(update, result)
+    svc.sender.wake()
+
+
+async def assessment_button(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    if q is None or q.data is None:
+        return
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    svc = ctx.svc
+    parts = q.data.split(":")
+    action = parts[1] if len(parts) > 1 else ""
+    now = svc.clock.now()
+    result: Result | None = None
+    async with svc.db.transaction() as s:
+        if action == "start" and len(parts) == 3:
+            result = await assessments.start(s, svc.content, patient, parts[2], now)
+        elif action == "a" and len(parts) == 5:
+            result = await assessments.answer(s, svc.content, patient, parts[2], parts[3], parts[4], now)
+        elif action == "back" and len(parts) == 3:
+            result = await assessments.back(s, svc.content, patient, parts[2], now)
+        elif action == "cancel" and len(parts) == 3:
+            result = await assessments.cancel(s, svc.content, patient, parts[2], now)
+    if result is None:
+        await _expired(update, ctx)
+        return
+    await answer(q)
+    await _show(update, result)
+    svc.sender.wake()
+
+
+async def days_cmd(update: Update, ctx: Ctx) -> None:
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    svc = ctx.svc
+    c = svc.content
+    lang = patient.language
+    now = svc.clock.now()
+    today = local_date(now, patient.timezone)
+    milestone = None
+    async with svc.db.transaction() as s:
+        nums = await sobriety.numbers(s, patient.id, today, now)
+        if nums is not None:
+            milestone = await sobriety.due_milestone(s, patient.id, checkins.clinical_for(c).milestones, today, now)
+    if nums is None:
+        await reply(update, c.t("checkins.days_no_date", lang))
+        return
+    text = c.t(
+        "checkins.days",
+        lang,
+        current=nums.current_days,
+        since=nums.streak_start.strftime("%b %d, %Y"),
+        longest=nums.longest_days,
+        total=nums.total_days,
+    )
+    if nums.lapses:
+        text += "\n\n" + c.t("checkins.days_lapses", lang, lapses=nums.lapses)
+    await reply(update, text)
+    if milestone is not None:
+        screen = checkins.milestone_screen(c, lang, milestone)
+        await reply(update, screen.text, screen.rows)
+
+
+async def progress_cmd(update: Update, ctx: Ctx) -> None:
+    user = update.effective_user
+    if ctx.args and user is not None and await ctx.svc.roles.has(user.id, COUNSELOR):
+        # `/progress <code>` from a counselor: the counselor view of that patient.
+        await patient_cmd(update, ctx)
+        return
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    svc = ctx.svc
+    async with svc.db.session() as s:
+        p = await progress.progress(s, svc.content, patient, svc.clock.now())
+    await _photo(update, p.chart, svc.content.t("progress.caption", patient.language))
+    await reply(update, p.summary)
+
+
+async def _photo(update: Update, data: bytes, caption: str) -> None:
+    chat = update.effective_chat
+    if chat is None:
+        return
+    await chat.get_bot().send_photo(chat.id, photo=data, caption=caption, filename="progress.png")
+
+
+async def patient_cmd(update: Update, ctx: Ctx) -> None:
+    if not await require_role(update, ctx, COUNSELOR):
+        return
+    svc = ctx.svc
+    c = svc.content
+    chat = update.effective_chat
+    user = update.effective_user
+    if chat is None or user is None:
+        return
+    if chat.type != ChatType.PRIVATE:
+        await reply(update, c.t("progress.dm_only"))
+        return
+    args: list[Any] = list(ctx.args or [])
+    if len(args) != 1 or len(str(args[0])) > 16:
+        await reply(update, c.t("progress.usage"))
+        return
+    async with svc.db.transaction() as s:
+        view = await progress.counselor_view(s, c, str(args[0]), user.id, svc.clock.now())
+    if view is None:
+        await reply(update, c.t("progress.not_found"))
+        return
+    await reply(update, view.text)
+    await _photo(update, view.chart, c.t("progress.staff_caption", code=view.code))
+
+
+async def _ensure_prompts(ctx: Ctx) -> None:
+    svc = ctx.svc
+    async with svc.db.transaction() as s:
+        n = await checkins.ensure_prompts(s, svc.clock.now())
+    if n:
+        log.info("checkins: scheduled the next prompt for %s patients at start-up", n)
+
+
+def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: ignore[type-arg]
+    checkins.setup(svc.sweeper, svc.content)
+    if app.job_queue is not None:
+        app.job_queue.run_once(_ensure_prompts, when=0.2, name="checkins:ensure_prompts")
+    app.add_handler(CommandHandler("checkin", checkin_cmd, filters=PRIVATE))
+    app.add_handler(CommandHandler("days", days_cmd, filters=PRIVATE))
+    app.add_handler(CommandHandler("progress", progress_cmd, filters=PRIVATE))
+    app.add_handler(CommandHandler("patient", patient_cmd))
+    app.add_handler(CallbackQueryHandler(checkin_button, pattern=r"^ci:"))
+    app.add_handler(CallbackQueryHandler(assessment_button, pattern=r"^as:"))
+    router.on(checkins.NOTE_STATE, note_text)
