@@ -32,6 +32,12 @@ class Flag(Base):
     outcome: Mapped[str | None] = mapped_column(EncryptedText)
     group_message_id: Mapped[int | None] = mapped_column(BigInteger)
     renotify_stage: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by_name: Mapped[str | None] = mapped_column(String(64))
+    resolved_by_name: Mapped[str | None] = mapped_column(String(64))
+    # Bumped on every change the group post shows; outbox refs carry it so late sends get edited.
+    rev: Mapped[int] = mapped_column(Integer, default=0)
+    # Every message showing this flag's buttons: [[chat_id, message_id], ...] (posts, reposts, DMs).
+    posts: Mapped[list[list[int]] | None] = mapped_column(JSON)
 
 
 class FlagEvent(Base):
@@ -49,3 +55,61 @@ class FlagEvent(Base):
     reason: Mapped[str | None] = mapped_column(String(200))  # a rule id or short reason, never patient text
     evidence: Mapped[str | None] = mapped_column(EncryptedText)  # the patient's words, if any (encrypted)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class OnCall(Base):
+    """Who is on call: the latest row wins (older rows are the history)."""
+
+    __tablename__ = "oncall"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    telegram_id: Mapped[int | None] = mapped_column(BigInteger)  # None: nobody on call
+    display_name: Mapped[str | None] = mapped_column(EncryptedText)
+    set_by: Mapped[int | None] = mapped_column(BigInteger)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SafetyCheck(Base):
+    """An uncertain risk signal the patient was asked to confirm."""
+
+    __tablename__ = "safety_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(12))
+    source: Mapped[str] = mapped_column(String(32))
+    evidence: Mapped[str | None] = mapped_column(EncryptedText)
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # yes | no | talk | timeout
+    answer: Mapped[str | None] = mapped_column(String(12))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    flag_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class RelayConversation(Base):
+    """A counselor writing to a patient through the bot; replies go back to that counselor."""
+
+    __tablename__ = "relay_conversations"
+    __table_args__ = (Index("ix_relay_patient_open", "patient_id", "ended_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    counselor_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id", ondelete="SET NULL"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RelayMessage(Base):
+    """One relayed message (encrypted at rest)."""
+
+    __tablename__ = "relay_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("relay_conversations.id", ondelete="CASCADE"), index=True
+    )
+    direction: Mapped[str] = mapped_column(String(12))  # to_patient | to_counselor
+    text: Mapped[str] = mapped_column(EncryptedText)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,458 @@
+"""Safety: every free text a patient sends goes through `check_text` (DESIGN §2.6).
+
+The detector (`bot.risk`) classifies the text; explicit signals raise a flag at once, uncertain
+ones ask the patient to confirm ("Are you thinking about ending your life?") with buttons. An
+uncertain signal at or above the configured severity is flagged anyway when the question stays
+unanswered for a few minutes (a sweeper item). Rules live in `content/rules/escalation.yaml`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import flags
+from bot.content import Content, get_content
+from bot.flags import CATEGORIES, FlagResult, raise_flag, rank
+from bot.models import Flag, FlagEvent, Patient, SafetyCheck, ScheduledItem
+from bot.outbox import Outgoing, enqueue
+from bot.scheduler import cancel, schedule
+
+log = logging.getLogger(__name__)
+
+KIND_CONFIRM = "safety_confirm"
+EVIDENCE_MAX = 2000
+DUPLICATE_WINDOW = timedelta(minutes=10)
+
+
+class Detector(Protocol):
+    def detect(self, text: str, lang: str | None = None) -> Any: ...
+
+
+_detector: Detector | None = None
+
+
+def set_detector(detector: Detector | None) -> None:
+    """Use another detector (tests); None goes back to `bot.risk`."""
+    global _detector
+    _detector = detector
+
+
+def _get_detector() -> Detector:
+    if _detector is not None:
+        return _detector
+    from bot.risk import get_detector
+
+    return get_detector()
+
+
+def _val(x: Any) -> str | None:
+    if x is None:
+        return None
+    return str(getattr(x, "value", x))
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What the detector found, as plain values."""
+
+    severity: str  # none | moderate | high | crisis
+    category: str | None
+    rules: tuple[str, ...]
+    uncertain: bool
+
+    @property
+    def explicit_crisis(self) -> bool:
+        return self.severity == "crisis" and not self.uncertain
+
+    @property
+    def any(self) -> bool:
+        return self.severity != "none" and self.category is not None
+
+
+NO_SIGNAL = Signal("none", None, (), False)
+
+
+def detect(text: str, lang: str | None = None) -> Signal:
+    """Classify one text (pure CPU, no database): safe to call before anything else."""
+    if not text or not text.strip():
+        return NO_SIGNAL
+    r = _get_detector().detect(text, lang)
+    sev = _val(getattr(r, "severity", "none")) or "none"
+    cat = _val(getattr(r, "category", None))
+    rules = tuple(
+        str(getattr(m, "rule_id", "")) for m in (getattr(r, "matches", ()) or ()) if getattr(m, "rule_id", "")
+    )
+    if sev not in ("moderate", "high", "crisis") or cat not in CATEGORIES:
+        return NO_SIGNAL
+    return Signal(sev, cat, rules, bool(getattr(r, "uncertain", False)))
+
+
+@dataclass(frozen=True)
+class SafetyOutcome:
+    signal: Signal
+    crisis: bool  # the crisis path applies: the crisis reply must go out
+    flag: FlagResult | None
+    check_id: int | None  # a confirmation question was asked
+    duplicate: bool = False  # the same text was already handled a moment ago
+
+
+def _rules() -> flags.EscalationRules:
+    wf = flags.workflow()
+    return wf.rules if wf is not None else flags.load_rules()
+
+
+def _content() -> Content:
+    wf = flags.workflow()
+    return wf.content if wf is not None else get_content()
+
+
+def _reason(sig: Signal) -> str:
+    base = f"risk:{sig.category}:{sig.severity}"
+    return (base + (" " + ",".join(sig.rules) if sig.rules else ""))[:200]
+
+
+async def _recent_duplicate(session: AsyncSession, patient_id: int, text: str, now: datetime) -> bool:
+    """The same words were screened a moment ago (e.g. by the chat handler and a check-in note)."""
+    rows = (
+        await session.execute(
+            select(FlagEvent.evidence)
+            .join(Flag, Flag.id == FlagEvent.flag_id)
+            .where(Flag.patient_id == patient_id, FlagEvent.kind == "trigger", FlagEvent.at >= now - DUPLICATE_WINDOW)
+        )
+    ).scalars()
+    if any(ev == text for ev in rows):
+        return True
+    checks = (
+        await session.execute(
+            select(SafetyCheck.evidence).where(
+                SafetyCheck.patient_id == patient_id, SafetyCheck.asked_at >= now - DUPLICATE_WINDOW
+            )
+        )
+    ).scalars()
+    return any(ev == text for ev in checks)
+
+
+async def check_text(
+    session: AsyncSession,
+    patient_id: int,
+    text: str,
+    *,
+    source: str,
+    now: datetime,
+    signal: Signal | None = None,
+    lang: str | None = None,
+    send_crisis: bool = True,
+) -> SafetyOutcome:
+    """Screen one free text from a patient: flags, confirmation question, crisis reply.
+
+    `signal`: a detection already made (the chat handler detects before touching the database).
+    `send_crisis`: enqueue the crisis reply (the chat handler sends its own at once instead).
+    """
+    patient = await session.get(Patient, patient_id)
+    if patient is None:
+        return SafetyOutcome(NO_SIGNAL, False, None, None)
+    sig = signal if signal is not None else detect(text, lang or patient.language)
+    if not sig.any:
+        return SafetyOutcome(sig, False, None, None)
+    evidence = text[:EVIDENCE_MAX]
+    if await _recent_duplicate(session, patient_id, evidence, now):
+        return SafetyOutcome(sig, sig.explicit_crisis, None, None, duplicate=True)
+    assert sig.category is not None
+    if sig.uncertain:
+        check_id = await _ask_confirm(session, patient, sig, evidence, source, now)
+        return SafetyOutcome(sig, False, None, check_id)
+    res = await raise_flag(
+        session,
+        patient_id=patient_id,
+        category=sig.category,
+        severity=sig.severity,
+        reason=_reason(sig),
+        source=source,
+        now=now,
+        evidence=evidence,
+    )
+    if sig.explicit_crisis and send_crisis:
+        await enqueue_crisis(session, patient, now)
+    return SafetyOutcome(sig, sig.explicit_crisis, res, None)
+
+
+async def enqueue_crisis(session: AsyncSession, patient: Patient, now: datetime) -> None:
+    """The crisis reply through the outbox (for sources that are not a chat message)."""
+    from bot.crisis import crisis_message
+
+    wf = flags.workflow()
+    settings = wf.settings if wf is not None else None
+    lines = await plan_lines(session, patient.id)
+    text = crisis_message(
+        patient.language or "en",
+        _rules().default_region,
+        lines,
+        settings.office_hours if settings else None,
+        now,
+        zone=settings.default_timezone if settings else "America/New_York",
+        content=_content(),
+    )
+    await enqueue(
+        session,
+        Outgoing(patient.telegram_id, text),
+        now=now,
+        dedup_key=f"crisis:{patient.id}:{now.strftime('%Y%m%d%H%M')}",
+    )
+
+
+async def enqueue_plan(session: AsyncSession, patient_id: int, now: datetime) -> bool:
+    """After a crisis reply sent without the database: the patient's own plan, if they have one."""
+    patient = await session.get(Patient, patient_id)
+    if patient is None:
+        return False
+    lines = await plan_lines(session, patient_id)
+    if not lines:
+        return False
+    from bot.crisis import plan_block
+
+    c = _content()
+    lang = patient.language or "en"
+    body = c.t("crisis.plan_followup", lang) + "\n\n" + plan_block(lang, lines, content=c)
+    await enqueue(
+        session, Outgoing(patient.telegram_id, body), now=now, dedup_key=f"crisisplan:{patient_id}:{now:%Y%m%d%H%M}"
+    )
+    return True
+
+
+def _confirm_keyboard(c: Content, lang: str, check_id: int) -> dict[str, Any]:
+    return {
+        "inline_keyboard": [
+            [
+                {"text": c.t("safety.confirm_yes", lang), "callback_data": f"sf:y:{check_id}"},
+                {"text": c.t("safety.confirm_no", lang), "callback_data": f"sf:n:{check_id}"},
+            ],
+            [{"text": c.t("safety.confirm_talk", lang), "callback_data": f"sf:t:{check_id}"}],
+        ]
+    }
+
+
+async def _ask_confirm(
+    session: AsyncSession, patient: Patient, sig: Signal, evidence: str, source: str, now: datetime
+) -> int | None:
+    rules = _rules().confirm
+    assert sig.category is not None
+    quiet = now - timedelta(minutes=rules.quiet_minutes)
+    pending = (
+        await session.execute(
+            select(SafetyCheck)
+            .where(
+                SafetyCheck.patient_id == patient.id,
+                SafetyCheck.category == sig.category,
+                SafetyCheck.answer.is_(None),
+                SafetyCheck.asked_at >= quiet,
+            )
+            .order_by(SafetyCheck.id.desc())
+            .with_for_update()
+        )
+    ).scalars().first()
+    if pending is not None:
+        # Still waiting for an answer: keep the strongest signal, don't ask twice.
+        if rank(sig.severity) > rank(pending.severity):
+            pending.severity = sig.severity
+            pending.evidence = evidence
+            await _schedule_timeout(session, pending, now)
+        return pending.id
+    check = SafetyCheck(
+        patient_id=patient.id,
+        category=sig.category,
+        severity=sig.severity,
+        source=source,
+        evidence=evidence,
+        asked_at=now,
+    )
+    session.add(check)
+    await session.flush()
+    c = _content()
+    lang = patient.language or "en"
+    key = f"safety.confirm.{sig.category}"
+    question = c.t(key, lang) if c.has(key, lang) else c.t("safety.confirm.default", lang)
+    await enqueue(
+        session,
+        Outgoing(patient.telegram_id, question, reply_markup=_confirm_keyboard(c, lang, check.id)),
+        now=now,
+        dedup_key=f"safetyq:{check.id}",
+    )
+    await _schedule_timeout(session, check, now)
+    return check.id
+
+
+async def _schedule_timeout(session: AsyncSession, check: SafetyCheck, now: datetime) -> None:
+    rules = _rules().confirm
+    if rank(check.severity) < rank(rules.flag_without_answer_from):
+        return
+    await schedule(
+        session,
+        KIND_CONFIRM,
+        f"safetyconfirm:c{check.id}",
+        now + timedelta(minutes=rules.timeout_minutes),
+        {"check_id": check.id, "patient_id": check.patient_id},
+    )
+
+
+async def _confirm_timeout(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
+    check = (
+        await session.execute(
+            select(SafetyCheck).where(SafetyCheck.id == int((item.payload or {}).get("check_id", 0))).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if check is None or check.answer is not None:
+        return
+    check.answer = "timeout"
+    check.answered_at = now
+    res = await raise_flag(
+        session,
+        patient_id=check.patient_id,
+        category=check.category,
+        severity=check.severity,
+        reason="no answer to the safety question",
+        source="safety_timeout",
+        now=now,
+        evidence=check.evidence,
+    )
+    check.flag_id = res.flag_id
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    status: str  # ok | not_found | answered
+    answer: str | None
+    crisis: bool
+    flag: FlagResult | None
+    language: str = "en"
+    patient_id: int | None = None
+
+
+async def confirm_answer(
+    session: AsyncSession, check_id: int, *, telegram_id: int, answer: str, now: datetime
+) -> ConfirmResult:
+    """The patient's answer (yes | no | talk) to the confirmation question."""
+    if answer not in ("yes", "no", "talk"):
+        return ConfirmResult("not_found", None, False, None)
+    row = (
+        await session.execute(
+            select(SafetyCheck, Patient)
+            .join(Patient, Patient.id == SafetyCheck.patient_id)
+            .where(SafetyCheck.id == check_id)
+            .with_for_update(of=SafetyCheck)
+        )
+    ).first()
+    if row is None or row[1].telegram_id != telegram_id:
+        return ConfirmResult("not_found", None, False, None)
+    check, patient = row
+    lang = patient.language or "en"
+    if check.answer in ("yes", "no", "talk"):
+        return ConfirmResult("answered", check.answer, False, None, lang)
+    check.answer = answer
+    check.answered_at = now
+    await cancel(session, key=f"safetyconfirm:c{check.id}")
+    rules = _rules()
+    res: FlagResult | None = None
+    crisis = False
+    if answer == "yes":
+        severity = rules.confirm.yes_severity
+        res = await raise_flag(
+            session,
+            patient_id=patient.id,
+            category=check.category,
+            severity=severity,
+            reason="confirmed by the patient",
+            source="safety_confirm",
+            now=now,
+            evidence=check.evidence,
+        )
+        crisis = severity == "crisis"
+    elif answer == "talk":
+        res = await raise_flag(
+            session,
+            patient_id=patient.id,
+            category=check.category,
+            severity=check.severity,
+            reason="asked to talk after a safety question",
+            source="safety_confirm",
+            now=now,
+            evidence=check.evidence,
+        )
+    if res is not None:
+        check.flag_id = res.flag_id
+    return ConfirmResult("ok", answer, crisis, res, lang, patient.id)
+
+
+async def talk_request(session: AsyncSession, patient_id: int, now: datetime, *, source: str = "talk") -> FlagResult:
+    """/talk: the patient asks a counselor to reach out."""
+    rules = _rules().talk
+    return await raise_flag(
+        session,
+        patient_id=patient_id,
+        category="talk_request",
+        severity=rules.severity,
+        reason=rules.reason,
+        source=source,
+        now=now,
+    )
+
+
+async def followup_answer(
+    session: AsyncSession, flag_id: int, *, telegram_id: int, answer: str, now: datetime
+) -> str:
+    """The patient's answer to the follow-up after a resolved flag: ok | not_found | answered."""
+    if answer not in ("ok", "bad", "talk"):
+        return "not_found"
+    row = (
+        await session.execute(
+            select(Flag, Patient).join(Patient, Patient.id == Flag.patient_id).where(Flag.id == flag_id)
+        )
+    ).first()
+    if row is None or row[1].telegram_id != telegram_id:
+        return "not_found"
+    flag, patient = row
+    seen = (
+        await session.execute(
+            select(FlagEvent.id).where(FlagEvent.flag_id == flag.id, FlagEvent.kind == "followup_answer")
+        )
+    ).first()
+    if seen is not None:
+        return "answered"
+    session.add(FlagEvent(flag_id=flag.id, at=now, kind="followup_answer", detail={"answer": answer}))
+    if answer != "ok":
+        rules = _rules().followup
+        await raise_flag(
+            session,
+            patient_id=patient.id,
+            category="talk_request" if answer == "talk" else flag.category,
+            severity=rules.severity,
+            reason=f"follow-up after flag #{flag.id}: {answer}",
+            source="followup",
+            now=now,
+        )
+    return "ok"
+
+
+async def plan_lines(session: AsyncSession, patient_id: int, limit: int = 10) -> list[str]:
+    """The patient's own plan for the crisis reply: people to call first, then what helps."""
+    try:
+        from bot.plans import get_plan
+
+        plan = await get_plan(session, patient_id)
+    except Exception as exc:
+        log.info("safety: plan unavailable (%s)", type(exc).__name__)
+        return []
+    out: list[str] = []
+    for section in ("people", "professionals", "coping", "places", "reasons"):
+        for e in plan.section(section):
+            out.append(f"{e.text} — {e.phone}" if e.phone else e.text)
+    return out[:limit]
+
+
+def install(svc: Any) -> None:
+    svc.sweeper.register(KIND_CONFIRM, _confirm_timeout)

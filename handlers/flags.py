@@ -1,0 +1,416 @@
+"""The counselors' workflow: flag buttons, /flags, /flag <id>, /oncall, and Message patient.
+
+Every press and command re-checks the counselor role on the server (a patient or a stranger who
+presses a group button is refused). Details, the outcome note and relayed conversations happen in
+the counselor's private chat, never in the group.
+"""
+
+from __future__ import annotations
+
+import logging
+from zoneinfo import ZoneInfo
+
+from telegram import Update, User
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot import flags, relay, state
+from bot.app import Ctx
+from bot.content import Html
+from bot.roles import COUNSELOR
+from bot.state import Awaiting
+from handlers.common import require_role
+from handlers.router import TextRouter
+from handlers.ui import answer, keyboard, reply, split_text
+
+log = logging.getLogger(__name__)
+
+NOTE_STATE = "flags:note"
+PRIVATE = filters.ChatType.PRIVATE
+
+
+def _name(user: User) -> str:
+    return (user.first_name or user.username or str(user.id))[:64]
+
+
+async def _dm(ctx: Ctx, user_id: int, text: str, rows: list[list[tuple[str, str]]] | None = None) -> bool:
+    """Write to a counselor privately. False when they have not opened a chat with the bot."""
+    parts = split_text(text)
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            await ctx.bot.send_message(
+                user_id, part, parse_mode="HTML", reply_markup=keyboard(rows) if rows and last else None,
+                disable_web_page_preview=True,
+            )
+        return True
+    except Forbidden:
+        return False
+    except TelegramError as exc:
+        log.warning("flags: private message to a counselor failed (%s)", type(exc).__name__)
+        return False
+
+
+# -- buttons ----------------------------------------------------------------------------------
+
+
+async def on_button(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    user = update.effective_user
+    if q is None or user is None:
+        return
+    c = ctx.svc.content
+    parts = (q.data or "").split(":")
+    if len(parts) != 3 or not parts[2].isdigit() or parts[1] not in _ACTIONS:
+        await answer(q, c.t("common.button_expired"))
+        return
+    if not await require_role(update, ctx, COUNSELOR):
+        return
+    await _ACTIONS[parts[1]](update, ctx, user, int(parts[2]))
+
+
+async def _claim(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
+    svc, c = ctx.svc, ctx.svc.content
+    async with svc.db.transaction() as s:
+        res = await flags.claim(s, flag_id, actor_id=user.id, actor_name=_name(user), now=svc.clock.now())
+    svc.sender.wake()
+    q = update.callback_query
+    assert q is not None
+    if res.ok:
+        await answer(q, c.t("flags.claimed_ok"))
+    elif res.reason == "already_claimed" and res.flag is not None:
+        await answer(q, c.t("flags.already_claimed", name=res.flag.claimed_by_name or "?"), alert=True)
+    elif res.reason == "resolved":
+        await answer(q, c.t("flags.already_resolved"), alert=True)
+    else:
+        await answer(q, c.t("flags.not_found"), alert=True)
+
+
+async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
+    svc, c = ctx.svc, ctx.svc.content
+    q = update.callback_query
+    assert q is not None
+    async with svc.db.transaction() as s:
+        d = await flags.details(s, flag_id, actor_id=user.id, now=svc.clock.now())
+    if d is None:
+        await answer(q, c.t("flags.not_found"), alert=True)
+        return
+    text = flags.render_details(d)
+    rows = [[(c.t("flags.button.message"), f"fl:msg:{flag_id}")]] if d.flag.status != "resolved" else None
+    if await _dm(ctx, user.id, text, rows):
+        await answer(q, c.t("flags.details_sent") if q.message is None or q.message.chat.type != "private" else None)
+    else:
+        await answer(q, c.t("flags.open_dm_first"), alert=True)
+
+
+async def _message(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
+    svc, c = ctx.svc, ctx.svc.content
+    q = update.callback_query
+    assert q is not None
+    async with svc.db.transaction() as s:
+        res = await relay.start(s, flag_id, counselor_id=user.id, counselor_name=_name(user), now=svc.clock.now())
+    if not res.ok or res.conversation is None:
+        if res.reason == "busy" and res.conversation is not None:
+            await answer(q, c.t("flags.relay_busy", code=res.conversation.patient_code, name=res.busy_with or "?"), alert=True)
+        else:
+            await answer(q, c.t("flags.not_found"), alert=True)
+        return
+    conv = res.conversation
+    rows = [[(c.t("flags.button.end"), f"fl:end:{conv.id}")]]
+    if await _dm(ctx, user.id, c.t("flags.relay_started", code=conv.patient_code), rows):
+        in_dm = q.message is not None and q.message.chat.type == "private"
+        await answer(q, None if in_dm else c.t("flags.relay_asked"))
+    else:
+        await answer(q, c.t("flags.open_dm_first"), alert=True)
+
+
+async def _resolve(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
+    svc, c = ctx.svc, ctx.svc.content
+    q = update.callback_query
+    assert q is not None
+    async with svc.db.session() as s:
+        info = await flags.get_flag(s, flag_id)
+    if info is None:
+        await answer(q, c.t("flags.not_found"), alert=True)
+        return
+    if info.status == "resolved":
+        await answer(q, c.t("flags.already_resolved"), alert=True)
+        return
+    async with svc.db.transaction() as s:
+        await state.set_(s, user.id, NOTE_STATE, {"flag_id": flag_id}, svc.clock.now())
+    rows = [[(c.t("flags.button.cancel_note"), f"fl:nonote:{flag_id}")]]
+    if await _dm(ctx, user.id, c.t("flags.resolve_prompt", id=flag_id, code=info.patient_code), rows):
+        in_dm = q.message is not None and q.message.chat.type == "private"
+        await answer(q, None if in_dm else c.t("flags.resolve_asked"))
+    else:
+        async with svc.db.transaction() as s:
+            await state.clear(s, user.id, NOTE_STATE)
+        await answer(q, c.t("flags.open_dm_first"), alert=True)
+
+
+async def _no_note(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
+    svc = ctx.svc
+    q = update.callback_query
+    assert q is not None
+    async with svc.db.transaction() as s:
+        await state.clear(s, user.id, NOTE_STATE)
+    await answer(q, svc.content.t("common.cancelled"))
+    if q.message is not None and getattr(q.message, "reply_markup", None):
+        try:
+            await q.edit_message_reply_markup(None)
+        except TelegramError:
+            pass
+
+
+async def _end(update: Update, ctx: Ctx, user: User, conversation_id: int) -> None:
+    svc, c = ctx.svc, ctx.svc.content
+    q = update.callback_query
+    assert q is not None
+    async with svc.db.transaction() as s:
+        conv = await relay.end(s, conversation_id, counselor_id=user.id, now=svc.clock.now())
+    svc.sender.wake()
+    if conv is None:
+        await answer(q, c.t("flags.relay_not_active"))
+        return
+    await answer(q)
+    await reply(update, c.t("flags.relay_ended_counselor", code=conv.patient_code))
+
+
+_ACTIONS = {
+    "claim": _claim,
+    "details": _details,
+    "msg": _message,
+    "resolve": _resolve,
+    "nonote": _no_note,
+    "end": _end,
+}
+
+
+# -- typed text in the counselor's DM ---------------------------------------------------------
+
+
+async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
+    user = update.effective_user
+    msg = update.effective_message
+    if user is None or msg is None or msg.text is None:
+        return
+    svc, c = ctx.svc, ctx.svc.content
+    if not await require_role(update, ctx, COUNSELOR):
+        async with svc.db.transaction() as s:
+            await state.clear(s, user.id, NOTE_STATE)
+        return
+    note = msg.text.strip()
+    if not note:
+        await reply(update, c.t("flags.resolve_empty"))
+        return
+    flag_id = int(awaiting.data.get("flag_id", 0))
+    async with svc.db.transaction() as s:
+        res = await flags.resolve(s, flag_id, actor_id=user.id, actor_name=_name(user), note=note, now=svc.clock.now())
+        await state.clear(s, user.id, NOTE_STATE)
+    svc.sender.wake()
+    if res.ok:
+        await reply(update, c.t("flags.resolve_done", id=flag_id))
+    elif res.reason == "resolved":
+        await reply(update, c.t("flags.already_resolved"))
+    else:
+        await reply(update, c.t("flags.not_found"))
+
+
+async def relay_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
+    user = update.effective_user
+    msg = update.effective_message
+    if user is None or msg is None or msg.text is None:
+        return
+    svc, c = ctx.svc, ctx.svc.content
+    if not await require_role(update, ctx, COUNSELOR):
+        async with svc.db.transaction() as s:
+            await state.clear(s, user.id, relay.WRITE_STATE)
+        return
+    conv_id = int(awaiting.data.get("conversation", 0))
+    async with svc.db.transaction() as s:
+        conv = await relay.counselor_writes(s, conv_id, counselor_id=user.id, text=msg.text, now=svc.clock.now())
+        if conv is None:
+            await state.clear(s, user.id, relay.WRITE_STATE)
+    svc.sender.wake()
+    if conv is None:
+        await reply(update, c.t("flags.relay_not_active"))
+    else:
+        await reply(update, c.t("flags.relay_delivered", code=conv.patient_code), [[(c.t("flags.button.end"), f"fl:end:{conv.id}")]])
+
+
+async def patient_relay(update: Update, ctx: Ctx) -> None:
+    """A patient's text while a counselor is talking with them goes back to that counselor."""
+    user = update.effective_user
+    msg = update.effective_message
+    if user is None or msg is None or msg.text is None or update.edited_message is not None:
+        return
+    svc = ctx.svc
+    async with svc.db.session() as s:
+        if await relay.active_for_patient(s, user.id) is None:
+            return
+        if await state.get(s, user.id) is not None:
+            return  # they are answering something else (a check-in note, a setting, …)
+    async with svc.db.transaction() as s:
+        conv = await relay.patient_replies(s, user.id, msg.text, now=svc.clock.now())
+    if conv is None:
+        return
+    svc.sender.wake()
+    from bot import people
+
+    async with svc.db.session() as s:
+        p = await people.active_patient_info(s, user.id)
+    await reply(update, svc.content.t("flags.relay_patient_ack", p.language if p else "en"))
+    raise ApplicationHandlerStop
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+async def flags_cmd(update: Update, ctx: Ctx) -> None:
+    if not await require_role(update, ctx, COUNSELOR):
+        return
+    svc, c = ctx.svc, ctx.svc.content
+    now = svc.clock.now()
+    async with svc.db.session() as s:
+        items = await flags.open_flags(s, limit=20)
+    if not items:
+        await reply(update, c.t("flags.list_none"))
+        return
+    lines = [c.t("flags.list_title")]
+    rows: list[list[tuple[str, str]]] = []
+    for f in items:
+        lines.append(
+            c.t(
+                "flags.list_item",
+                id=f.id,
+                severity=Html(c.t(f"flags.severity.{f.severity}")),
+                code=f.patient_code,
+                category=c.t(f"flags.category.{f.category}"),
+                age=flags.age_text(c, svc.settings.default_language, now - f.opened_at),
+                state=c.t(f"flags.status.{f.status}"),
+            )
+        )
+        row = [(f"#{f.id} " + c.t("flags.button.details"), f"fl:details:{f.id}")]
+        if f.status == "open":
+            row.insert(0, (f"#{f.id} " + c.t("flags.button.claim"), f"fl:claim:{f.id}"))
+        rows.append(row)
+    await reply(update, "\n".join(lines), rows)
+
+
+async def flag_cmd(update: Update, ctx: Ctx) -> None:
+    if not await require_role(update, ctx, COUNSELOR):
+        return
+    svc, c = ctx.svc, ctx.svc.content
+    args = ctx.args or []
+    if len(args) != 1 or not args[0].lstrip("#").isdigit():
+        await reply(update, c.t("flags.history_usage"))
+        return
+    flag_id = int(args[0].lstrip("#"))
+    async with svc.db.session() as s:
+        info = await flags.get_flag(s, flag_id)
+        events = await flags.history(s, flag_id) if info else []
+        names = await _staff_names(s, {e.actor_id for e in events if e.actor_id is not None})
+    if info is None:
+        await reply(update, c.t("flags.not_found"))
+        return
+    zone = ZoneInfo(svc.settings.default_timezone)
+    lines = [c.t("flags.history_title", id=flag_id), flags.render_post(info), ""]
+    for e in events:
+        actor = names.get(e.actor_id or 0) or (str(e.actor_id) if e.actor_id else "–")
+        key = f"flags.event.{e.kind}" if c.has(f"flags.event.{e.kind}") else "flags.event.other"
+        what = c.t(
+            key,
+            source=e.source or "–",
+            severity=e.severity or "–",
+            reason=e.reason or "–",
+            actor=actor,
+            stage=(e.detail or {}).get("stage", "–"),
+            kind=e.kind,
+        )
+        lines.append(c.t("flags.history_line", time=e.at.astimezone(zone).strftime("%a %d %b %H:%M"), what=Html(what)))
+    await reply(update, "\n".join(lines))
+
+
+async def _staff_names(s: object, ids: set[int]) -> dict[int, str]:
+    from sqlalchemy import select
+
+    from bot.models import Flag, StaffRole
+
+    out: dict[int, str] = {}
+    if not ids:
+        return out
+    for uid, name in (await s.execute(select(StaffRole.telegram_id, StaffRole.display_name).where(StaffRole.telegram_id.in_(ids)))).all():  # type: ignore[attr-defined]
+        if name:
+            out[uid] = name
+    for col_id, col_name in ((Flag.claimed_by, Flag.claimed_by_name), (Flag.resolved_by, Flag.resolved_by_name)):
+        for uid, name in (await s.execute(select(col_id, col_name).where(col_id.in_(ids)).distinct())).all():  # type: ignore[attr-defined]
+            if name and uid not in out:
+                out[uid] = name
+    return out
+
+
+async def oncall_cmd(update: Update, ctx: Ctx) -> None:
+    if not await require_role(update, ctx, COUNSELOR):
+        return
+    user = update.effective_user
+    assert user is not None
+    svc, c = ctx.svc, ctx.svc.content
+    args = ctx.args or []
+    now = svc.clock.now()
+    if not args:
+        async with svc.db.session() as s:
+            oc = await flags.get_oncall(s)
+        if oc is None:
+            await reply(update, c.t("flags.oncall_none") + "\n" + c.t("flags.oncall_help"))
+        else:
+            mention = c.t("flags.mention_plain", id=oc.telegram_id, name=oc.name or str(oc.telegram_id))
+            when = oc.set_at.astimezone(ZoneInfo(svc.settings.default_timezone)).strftime("%a %d %b %H:%M")
+            await reply(update, c.t("flags.oncall_show", mention=Html(mention), time=when) + "\n" + c.t("flags.oncall_help"))
+        return
+    arg = args[0].lower()
+    if arg in ("off", "none", "nobody"):
+        async with svc.db.transaction() as s:
+            await flags.set_oncall(s, None, name=None, by=user.id, now=now)
+        await reply(update, c.t("flags.oncall_cleared"))
+        return
+    if arg == "me":
+        target, name = user.id, _name(user)
+    elif arg.isdigit():
+        target = int(arg)
+        async with svc.db.session() as s:
+            name = (await _staff_names(s, {target})).get(target) or str(target)
+    else:
+        await reply(update, c.t("flags.oncall_bad"))
+        return
+    async with svc.db.transaction() as s:
+        await flags.set_oncall(s, target, name=name, by=user.id, now=now)
+    mention = c.t("flags.mention_plain", id=target, name=name)
+    await reply(update, c.t("flags.oncall_set", mention=Html(mention)))
+
+
+async def _ensure_digest(ctx: Ctx) -> None:
+    try:
+        async with ctx.svc.db.transaction() as s:
+            await flags.ensure_digest_scheduled(s, ctx.svc.clock.now())
+    except Exception as exc:
+        log.warning("flags: could not schedule the daily digest (%s)", type(exc).__name__)
+
+
+def register(app: Application, svc: object, router: TextRouter) -> None:  # type: ignore[type-arg]
+    flags.install(svc)
+    app.add_handler(CallbackQueryHandler(on_button, pattern=r"^fl:"))
+    app.add_handler(CommandHandler("flags", flags_cmd))
+    app.add_handler(CommandHandler("flag", flag_cmd))
+    app.add_handler(CommandHandler("oncall", oncall_cmd))
+    app.add_handler(MessageHandler(PRIVATE & filters.TEXT & ~filters.COMMAND, patient_relay), group=-40)
+    router.on(NOTE_STATE, note_text)
+    router.on(relay.WRITE_STATE, relay_text)
+    if app.job_queue is not None:
+        app.job_queue.run_once(_ensure_digest, when=1, name="flags-digest")

@@ -1,0 +1,261 @@
+"""Safety screening of every private free text, the crisis reply, /talk and the confirm buttons.
+
+Group -50 sees each text (new, edited, photo captions) before any feature. On an explicit crisis
+the crisis reply goes out at once, before and independently of any database work; then the flag
+is raised. Other texts continue to the features, so conversation flows still receive them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import CallbackQuery, Update
+from telegram.error import TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot import crisis, flags, people, relay, safety, state
+from bot.app import Ctx
+from bot.safety import NO_SIGNAL, Signal
+from handlers.common import require_patient
+from handlers.router import TextRouter
+from handlers.ui import answer, reply
+
+log = logging.getLogger(__name__)
+
+PRIVATE = filters.ChatType.PRIVATE
+SCREENED = PRIVATE & (filters.TEXT | filters.CAPTION) & ~filters.COMMAND & ~filters.FORWARDED
+
+
+def _lang(ctx: Ctx, code: str | None) -> str:
+    langs = ctx.svc.content.languages
+    base = (code or "").split("-")[0].lower()
+    return base if base in langs else ctx.svc.settings.default_language
+
+
+def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None) -> str:
+    """The crisis reply from content alone; never raises."""
+    svc = ctx.svc
+    try:
+        return crisis.crisis_message(
+            lang,
+            flags.load_rules(svc.content.root).default_region,
+            plan_lines,
+            svc.settings.office_hours,
+            svc.clock.now(),
+            zone=svc.settings.default_timezone,
+            content=svc.content,
+        )
+    except Exception:
+        log.exception("crisis: could not build the crisis reply; sending the short form")
+        try:
+            return svc.content.t("common.error", lang)
+        except Exception:
+            return "988 · 911"
+
+
+async def send_crisis(update: Update, ctx: Ctx, lang: str) -> bool:
+    """Reply with crisis resources now (no database). False if Telegram refused it."""
+    try:
+        await reply(update, crisis_text(ctx, lang))
+        return True
+    except TelegramError as exc:
+        log.warning("crisis: direct reply failed (%s); it goes through the outbox", type(exc).__name__)
+        return False
+
+
+def _known_staff(ctx: Ctx, user_id: int) -> bool:
+    """Staff known without the database (configuration, or group membership seen recently)."""
+    svc = ctx.svc
+    if user_id in svc.settings.admin_user_ids:
+        return True
+    cached = getattr(svc.roles, "_membership", {}).get(user_id)
+    return bool(cached and cached[0])
+
+
+async def _is_staff(ctx: Ctx, user_id: int) -> bool:
+    try:
+        return bool(await ctx.svc.roles.is_staff(user_id))
+    except Exception:
+        return _known_staff(ctx, user_id)
+
+
+def _source(update: Update) -> str:
+    if update.edited_message is not None:
+        return "edited_message"
+    msg = update.effective_message
+    if msg is not None and msg.text is None and msg.caption is not None:
+        return "caption"
+    return "message"
+
+
+async def screen(update: Update, ctx: Ctx) -> None:
+    msg = update.effective_message
+    user = update.effective_user
+    if msg is None or user is None or user.is_bot:
+        return
+    text = msg.text or msg.caption
+    if not text:
+        return
+    svc = ctx.svc
+    try:
+        sig = safety.detect(text, None)
+    except Exception:
+        log.exception("safety: the risk detector failed")
+        sig = NO_SIGNAL
+    if not sig.any:
+        return  # nothing to record: the features take the text
+    lang = _lang(ctx, user.language_code)
+    replied = False
+    if sig.explicit_crisis and not _known_staff(ctx, user.id):
+        replied = await send_crisis(update, ctx, lang)
+    try:
+        outcome, listening, in_relay, patient_lang = await _record(ctx, user.id, text, sig, replied, _source(update))
+    except Exception as exc:
+        log.error("safety: could not record a risk signal (%s)", type(exc).__name__)
+        if sig.explicit_crisis:
+            if not replied:
+                await send_crisis(update, ctx, lang)
+            raise ApplicationHandlerStop from None
+        return
+    svc.sender.wake()
+    if outcome is None:
+        # Not a patient. Staff (e.g. a counselor writing to a patient) go on to their flows;
+        # anyone else who writes of a crisis gets the resources.
+        if sig.explicit_crisis:
+            if await _is_staff(ctx, user.id):
+                return
+            if not replied:
+                await send_crisis(update, ctx, lang)
+            raise ApplicationHandlerStop
+        return
+    if sig.explicit_crisis:
+        if in_relay and not listening:
+            return  # the relay passes it on to the counselor who is talking with them
+        raise ApplicationHandlerStop
+    if listening or in_relay:
+        return
+    if outcome.duplicate or outcome.check_id is not None:
+        raise ApplicationHandlerStop  # handled already, or the question is on its way
+    if outcome.flag is not None:
+        key = f"safety.ack.{outcome.signal.severity}"
+        if svc.content.has(key, patient_lang):
+            try:
+                await reply(update, svc.content.t(key, patient_lang))
+            except TelegramError as exc:
+                log.info("safety: acknowledgement not delivered (%s)", type(exc).__name__)
+        raise ApplicationHandlerStop
+
+
+async def _record(
+    ctx: Ctx, user_id: int, text: str, sig: Signal, replied: bool, source: str
+) -> tuple[safety.SafetyOutcome | None, bool, bool, str]:
+    """The database part: flags, questions, the plan after a crisis reply."""
+    svc = ctx.svc
+    now = svc.clock.now()
+    async with svc.db.transaction() as s:
+        patient = await people.active_patient_info(s, user_id)
+        if patient is None:
+            return None, False, False, "en"
+        outcome = await safety.check_text(
+            s, patient.id, text, source=source, now=now, signal=sig, lang=patient.language, send_crisis=not replied
+        )
+        if outcome.crisis and replied and not outcome.duplicate:
+            await safety.enqueue_plan(s, patient.id, now)
+        listening = await state.get(s, user_id) is not None
+        in_relay = await relay.active_for_patient(s, user_id) is not None
+        return outcome, listening, in_relay, patient.language
+
+
+async def talk_cmd(update: Update, ctx: Ctx) -> None:
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    svc = ctx.svc
+    now = svc.clock.now()
+    async with svc.db.transaction() as s:
+        await safety.talk_request(s, patient.id, now)
+    svc.sender.wake()
+    c, lang = svc.content, patient.language
+    line = crisis.counselor_line(
+        lang, svc.settings.office_hours, now, zone=svc.settings.default_timezone, content=c, prefix="safety.talk"
+    )
+    await reply(update, "\n\n".join([c.t("safety.talk_done", lang), line, c.t("safety.talk_safety", lang)]))
+
+
+_ANSWERS = {"y": "yes", "n": "no", "t": "talk"}
+
+
+async def on_button(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    user = update.effective_user
+    if q is None or user is None:
+        return
+    svc = ctx.svc
+    c = svc.content
+    parts = (q.data or "").split(":")
+    now = svc.clock.now()
+    if len(parts) == 3 and parts[1] in _ANSWERS and parts[2].isdigit():
+        ans = _ANSWERS[parts[1]]
+        lang = _lang(ctx, user.language_code)
+        if ans == "yes":
+            await answer(q)
+            await send_crisis(update, ctx, lang)  # at once, before the database
+        async with svc.db.transaction() as s:
+            res = await safety.confirm_answer(s, int(parts[2]), telegram_id=user.id, answer=ans, now=now)
+            if res.status == "ok" and res.crisis and res.patient_id is not None:
+                await safety.enqueue_plan(s, res.patient_id, now)
+        svc.sender.wake()
+        if res.status == "not_found":
+            if ans != "yes":
+                await answer(q, c.t("common.button_expired"))
+            return
+        await _drop_buttons(q)
+        if ans == "yes":
+            return
+        if res.status == "answered":
+            await answer(q, c.t("safety.confirm_done", res.language))
+            return
+        await answer(q)
+        await reply(update, c.t("safety.confirm_no_reply" if ans == "no" else "safety.confirm_talk_reply", res.language))
+        return
+    if len(parts) == 4 and parts[1] == "fu" and parts[2].isdigit() and parts[3] in ("ok", "bad", "talk"):
+        async with svc.db.transaction() as s:
+            status = await safety.followup_answer(s, int(parts[2]), telegram_id=user.id, answer=parts[3], now=now)
+            patient = await people.active_patient_info(s, user.id)
+        svc.sender.wake()
+        lang = patient.language if patient else "en"
+        if status == "not_found":
+            await answer(q, c.t("common.button_expired"))
+            return
+        await answer(q, c.t("safety.confirm_done", lang) if status == "answered" else None)
+        await _drop_buttons(q)
+        if status == "ok":
+            key = "safety.followup_ok_reply" if parts[3] == "ok" else "safety.followup_bad_reply"
+            await reply(update, c.t(key, lang))
+        return
+    await answer(q, c.t("common.button_expired"))
+
+
+async def _drop_buttons(q: CallbackQuery) -> None:
+    """Remove the buttons of an answered question (only if it still has some)."""
+    msg = q.message
+    if msg is None or not getattr(msg, "reply_markup", None):
+        return
+    try:
+        await q.edit_message_reply_markup(None)
+    except TelegramError:
+        pass
+
+
+def register(app: Application, svc: object, router: TextRouter) -> None:  # type: ignore[type-arg]
+    safety.install(svc)
+    app.add_handler(MessageHandler(SCREENED, screen), group=-50)
+    app.add_handler(CommandHandler("talk", talk_cmd, filters=PRIVATE))
+    app.add_handler(CallbackQueryHandler(on_button, pattern=r"^sf:"))

@@ -1,0 +1,93 @@
+"""Shared helpers for the escalation tests: patients in the database and a predictable detector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot import flags, safety
+from bot.config import Settings, load_settings
+from bot.db import Database
+from bot.models import Patient
+
+GROUP = -1009999000001
+
+
+@dataclass(frozen=True)
+class StubMatch:
+    rule_id: str
+
+
+@dataclass(frozen=True)
+class StubResult:
+    severity: str
+    category: str | None
+    matches: tuple[StubMatch, ...]
+    uncertain: bool
+
+
+# Phrases the stub detector knows (lower case): severity, category, uncertain.
+PHRASES: dict[str, tuple[str, str, bool]] = {
+    "end it all tonight": ("crisis", "suicide_self_harm", False),
+    "took all my pills": ("crisis", "overdose_medical", False),
+    "don't want to wake up": ("high", "suicide_self_harm", True),
+    "maybe i'd be better off gone": ("moderate", "suicide_self_harm", True),
+    "i used last night": ("high", "use_disclosure", False),
+    "craving is bad": ("moderate", "severe_craving", False),
+}
+
+
+class StubDetector:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, text: str, lang: str | None = None) -> StubResult:
+        self.calls += 1
+        low = text.lower()
+        best: StubResult = StubResult("none", None, (), False)
+        order = {"none": 0, "moderate": 1, "high": 2, "crisis": 3}
+        for phrase, (sev, cat, unsure) in PHRASES.items():
+            if phrase in low and order[sev] > order[best.severity]:
+                best = StubResult(sev, cat, (StubMatch(f"stub_{cat}"),), unsure)
+        return best
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        counselor_chat_id=GROUP,
+        admin_user_ids=[777],
+        office_hours="Mon-Fri 09:00-17:00",
+        default_timezone="America/New_York",
+    )
+    values.update(overrides)
+    return load_settings(_env_file=None, **values)
+
+
+def use_stub() -> StubDetector:
+    d = StubDetector()
+    safety.set_detector(d)
+    return d
+
+
+def reset() -> None:
+    safety.set_detector(None)
+    flags.reset()
+
+
+async def add_patient(
+    db: Database, now: datetime, *, telegram_id: int = 5001, code: str = "P-1234", first_name: str = "Jordan"
+) -> int:
+    async with db.transaction() as s:
+        p = Patient(
+            telegram_id=telegram_id,
+            code=code,
+            first_name=first_name,
+            status="active",
+            language="en",
+            timezone="America/New_York",
+            created_at=now,
+        )
+        s.add(p)
+        await s.flush()
+        return p.id

@@ -1,0 +1,317 @@
+"""The flag service: lifecycle, group posts and their edits, re-notification, digest, on call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot import flags
+from bot.clock import FrozenClock
+from bot.content import get_content
+from bot.db import Database
+from bot.models import AuditEntry, FlagEvent, OutboxMessage, ScheduledItem, StaffRole
+from bot.scheduler import Sweeper
+from tests import escalation_support as sup
+
+
+@pytest.fixture
+async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace]:
+    settings = sup.settings()
+    svc = SimpleNamespace(
+        settings=settings,
+        content=get_content(settings.content_dir),
+        sweeper=Sweeper(db, clock),
+        sender=SimpleNamespace(sent_hooks=[]),
+        db=db,
+        clock=clock,
+    )
+    flags.install(svc)
+    pid = await sup.add_patient(db, clock.now())
+    try:
+        yield SimpleNamespace(svc=svc, pid=pid, db=db, clock=clock)
+    finally:
+        sup.reset()
+
+
+async def _outbox(db: Database) -> list[OutboxMessage]:
+    async with db.session() as s:
+        return list((await s.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars())
+
+
+async def _raise(env: SimpleNamespace, severity: str = "crisis", category: str = "suicide_self_harm", **kw: Any) -> flags.FlagResult:
+    async with env.db.transaction() as s:
+        return await flags.raise_flag(
+            s,
+            patient_id=env.pid,
+            category=category,
+            severity=severity,
+            reason=kw.pop("reason", "risk:test"),
+            source=kw.pop("source", "message"),
+            now=env.clock.now(),
+            evidence=kw.pop("evidence", "I will end it all tonight"),
+            **kw,
+        )
+
+
+async def _sent(env: SimpleNamespace, row: OutboxMessage, message_id: int) -> None:
+    async with env.db.transaction() as s:
+        await flags.record_sent(s, row.ref or "", row.chat_id, message_id, env.clock.now())
+
+
+async def test_a_flag_is_posted_once_with_code_and_no_words(env: SimpleNamespace):
+    r1 = await _raise(env)
+    r2 = await _raise(env, severity="high", evidence="another message")
+    assert r1.created and not r2.created and r1.flag_id == r2.flag_id
+    rows = await _outbox(env.db)
+    assert len(rows) == 1
+    post = rows[0]
+    text = post.payload["text"]
+    assert post.chat_id == sup.GROUP
+    assert "P-1234" in text and f"#{r1.flag_id}" in text and "CRISIS" in text
+    assert "suicide or self-harm" in text
+    assert "Jordan" not in text and "end it all" not in text
+    data = [b["callback_data"] for row in post.payload["reply_markup"]["inline_keyboard"] for b in row]
+    assert data == [f"fl:claim:{r1.flag_id}", f"fl:details:{r1.flag_id}", f"fl:msg:{r1.flag_id}", f"fl:resolve:{r1.flag_id}"]
+    async with env.db.session() as s:
+        events = await flags.history(s, r1.flag_id)
+    assert [e.kind for e in events] == ["trigger", "trigger"]
+
+
+async def test_other_categories_open_their_own_flag(env: SimpleNamespace):
+    a = await _raise(env)
+    b = await _raise(env, severity="moderate", category="severe_craving")
+    assert a.flag_id != b.flag_id
+    assert len(await _outbox(env.db)) == 2
+
+
+async def test_escalation_edits_the_post_and_brings_renotification_forward(env: SimpleNamespace):
+    first = await _raise(env, severity="high")
+    (post,) = await _outbox(env.db)
+    await _sent(env, post, 501)
+    up = await _raise(env, severity="crisis")
+    assert up.escalated and up.severity == "crisis"
+    rows = await _outbox(env.db)
+    assert len(rows) == 2 and rows[1].method == "editMessageText"
+    assert rows[1].payload["message_id"] == 501 and "CRISIS" in rows[1].payload["text"]
+    async with env.db.session() as s:
+        items = {i.key: i.due_at for i in (await s.execute(select(ScheduledItem))).scalars()}
+    assert items[f"flagrenotify:f{first.flag_id}:s1"] == env.clock.now() + timedelta(minutes=5)
+    assert items[f"flagrenotify:f{first.flag_id}:s2"] == env.clock.now() + timedelta(minutes=10)
+
+
+async def test_claim_then_resolve_edit_the_post_and_schedule_a_followup(env: SimpleNamespace):
+    r = await _raise(env)
+    (post,) = await _outbox(env.db)
+    await _sent(env, post, 700)
+    env.clock.advance(minutes=2)
+    async with env.db.transaction() as s:
+        res = await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+    assert res.ok and res.flag is not None and res.flag.status == "claimed"
+    async with env.db.transaction() as s:
+        again = await flags.claim(s, r.flag_id, actor_id=43, actor_name="Sam", now=env.clock.now())
+    assert not again.ok and again.reason == "already_claimed" and again.flag.claimed_by_name == "Dana"
+    edits = [x for x in await _outbox(env.db) if x.method == "editMessageText"]
+    assert len(edits) == 1 and "Claimed by Dana" in edits[0].payload["text"]
+    env.clock.advance(minutes=30)
+    async with env.db.transaction() as s:
+        done = await flags.resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="Called; safe with family", now=env.clock.now())
+    assert done.ok and done.flag.status == "resolved"
+    edits = [x for x in await _outbox(env.db) if x.method == "editMessageText"]
+    assert len(edits) == 2 and "Resolved by Dana" in edits[1].payload["text"]
+    assert "safe with family" not in edits[1].payload["text"]
+    async with env.db.session() as s:
+        keys = {i.key: i for i in (await s.execute(select(ScheduledItem))).scalars()}
+        actions = [a.action for a in (await s.execute(select(AuditEntry))).scalars()]
+    assert keys[f"flagfollowup:f{r.flag_id}"].due_at == env.clock.now() + timedelta(hours=24)
+    assert keys[f"flagrenotify:f{r.flag_id}:s1"].status == "cancelled"
+    assert actions == ["flag.claim", "flag.resolve"]
+    async with env.db.transaction() as s:
+        twice = await flags.resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="x", now=env.clock.now())
+    assert not twice.ok and twice.reason == "resolved"
+    # A new trigger after resolution opens a new flag.
+    again_flag = await _raise(env)
+    assert again_flag.created and again_flag.flag_id != r.flag_id
+
+
+async def test_moderate_flags_get_no_followup_and_no_renotification(env: SimpleNamespace):
+    r = await _raise(env, severity="moderate", category="severe_craving")
+    async with env.db.transaction() as s:
+        await flags.resolve(s, r.flag_id, actor_id=1, actor_name="A", note="ok", now=env.clock.now())
+    async with env.db.session() as s:
+        assert (await s.execute(select(ScheduledItem))).scalars().all() == []
+
+
+async def test_a_post_sent_after_a_claim_is_caught_up(env: SimpleNamespace):
+    r = await _raise(env)
+    async with env.db.transaction() as s:
+        await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+    assert len(await _outbox(env.db)) == 1  # nowhere to edit yet
+    (post,) = await _outbox(env.db)
+    await _sent(env, post, 900)
+    rows = await _outbox(env.db)
+    assert len(rows) == 2 and rows[1].payload["message_id"] == 900 and "Claimed by Dana" in rows[1].payload["text"]
+    await _sent(env, post, 900)  # the hook running twice changes nothing more
+    assert len(await _outbox(env.db)) == 2
+
+
+async def test_crisis_renotification_reposts_then_messages_every_counselor(env: SimpleNamespace):
+    async with env.db.transaction() as s:
+        s.add(StaffRole(telegram_id=31, role="counselor", granted_at=env.clock.now()))
+        s.add(StaffRole(telegram_id=32, role="counselor", granted_at=env.clock.now()))
+        await flags.set_oncall(s, 31, name="Dana", by=31, now=env.clock.now())
+    r = await _raise(env)
+    sweeper: Sweeper = env.svc.sweeper
+    env.clock.advance(minutes=4)
+    assert await sweeper.tick() == 0
+    env.clock.advance(minutes=1)
+    assert await sweeper.tick() == 1
+    rows = await _outbox(env.db)
+    repost = rows[-1]
+    assert repost.chat_id == sup.GROUP and "Still unclaimed" in repost.payload["text"]
+    assert 'tg://user?id=31' in repost.payload["text"] and "P-1234" in repost.payload["text"]
+    env.clock.advance(minutes=5)
+    assert await sweeper.tick() == 1
+    dms = sorted(x.chat_id for x in await _outbox(env.db) if x.chat_id > 0)
+    assert dms == [31, 32, 777]
+    async with env.db.session() as s:
+        kinds = [e.kind for e in await flags.history(s, r.flag_id)]
+    assert kinds.count("renotify") == 2
+
+
+async def test_a_claimed_crisis_is_not_renotified(env: SimpleNamespace):
+    r = await _raise(env)
+    async with env.db.transaction() as s:
+        await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+    env.clock.advance(minutes=30)
+    await env.svc.sweeper.tick()
+    assert len(await _outbox(env.db)) == 1
+
+
+async def test_high_is_reposted_after_thirty_minutes_only(env: SimpleNamespace):
+    await _raise(env, severity="high", category="use_disclosure")
+    env.clock.advance(minutes=29)
+    assert await env.svc.sweeper.tick() == 0
+    env.clock.advance(minutes=1)
+    assert await env.svc.sweeper.tick() == 1
+    rows = await _outbox(env.db)
+    assert len(rows) == 2 and "Nobody is on call" in rows[1].payload["text"]
+    env.clock.advance(hours=5)
+    assert await env.svc.sweeper.tick() == 0
+
+
+async def test_details_hold_the_words_and_are_audited(env: SimpleNamespace):
+    r = await _raise(env)
+    async with env.db.transaction() as s:
+        d = await flags.details(s, r.flag_id, actor_id=42, now=env.clock.now())
+    assert d is not None and d.first_name == "Jordan"
+    text = flags.render_details(d)
+    assert "Jordan" in text and "end it all tonight" in text and "P-1234" in text
+    async with env.db.session() as s:
+        audits = list((await s.execute(select(AuditEntry))).scalars())
+        evs = list((await s.execute(select(FlagEvent.kind))).scalars())
+    assert audits[-1].action == "flag.details" and audits[-1].actor_id == 42
+    assert "Jordan" not in str(audits[-1].detail) and "details" in evs
+
+
+async def test_open_flags_are_oldest_first(env: SimpleNamespace):
+    a = await _raise(env, severity="moderate", category="severe_craving")
+    env.clock.advance(minutes=5)
+    b = await _raise(env, severity="crisis")
+    async with env.db.session() as s:
+        ids = [f.id for f in await flags.open_flags(s)]
+    assert ids == [a.flag_id, b.flag_id]
+
+
+async def test_oncall_show_set_clear(env: SimpleNamespace):
+    async with env.db.session() as s:
+        assert await flags.get_oncall(s) is None
+    async with env.db.transaction() as s:
+        await flags.set_oncall(s, 31, name="Dana", by=31, now=env.clock.now())
+    async with env.db.session() as s:
+        oc = await flags.get_oncall(s)
+    assert oc is not None and oc.telegram_id == 31 and oc.name == "Dana"
+    async with env.db.transaction() as s:
+        await flags.set_oncall(s, None, name=None, by=31, now=env.clock.now())
+    async with env.db.session() as s:
+        assert await flags.get_oncall(s) is None
+
+
+async def test_digest_lists_open_flags_and_silent_patients_without_names(env: SimpleNamespace):
+    await _raise(env, severity="moderate", category="severe_craving")
+    env.clock.advance(days=4)
+    async with env.db.session() as s:
+        text = await flags.build_digest(s, env.clock.now())
+    assert "P-1234" in text and "severe craving" in text and "4 days" in text
+    assert "Silent for 3+ days" in text
+    assert "Jordan" not in text and "end it all" not in text
+
+
+async def test_digest_is_scheduled_daily_and_posted(env: SimpleNamespace):
+    async with env.db.transaction() as s:
+        await flags.ensure_digest_scheduled(s, env.clock.now())
+    env.clock.advance(days=1)
+    assert await env.svc.sweeper.tick() == 1
+    rows = await _outbox(env.db)
+    assert rows[-1].chat_id == sup.GROUP and "Daily digest" in rows[-1].payload["text"]
+    async with env.db.session() as s:
+        pending = [i for i in (await s.execute(select(ScheduledItem))).scalars() if i.status == "pending"]
+    assert len(pending) == 1 and pending[0].kind == flags.KIND_DIGEST
+
+
+async def test_followup_reaches_the_patient_a_day_after_resolution(env: SimpleNamespace):
+    r = await _raise(env)
+    async with env.db.transaction() as s:
+        await flags.resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="ok", now=env.clock.now())
+    env.clock.advance(hours=24)
+    await env.svc.sweeper.tick()
+    rows = [x for x in await _outbox(env.db) if x.chat_id == 5001]
+    assert len(rows) == 1 and "check in" in rows[0].payload["text"]
+    data = [b["callback_data"] for row in rows[0].payload["reply_markup"]["inline_keyboard"] for b in row]
+    assert data == [f"sf:fu:{r.flag_id}:ok", f"sf:fu:{r.flag_id}:bad", f"sf:fu:{r.flag_id}:talk"]
+
+
+async def test_unknown_severity_or_category_is_refused(env: SimpleNamespace):
+    with pytest.raises(ValueError):
+        await _raise(env, severity="urgent")
+    with pytest.raises(ValueError):
+        await _raise(env, category="weather")
+
+
+def test_rules_content_is_valid():
+    from bot.config import REPO_ROOT
+
+    assert flags.check_content(REPO_ROOT / "content") == []
+
+
+async def test_the_counselor_holding_a_flag_hears_of_new_triggers(env: SimpleNamespace):
+    r = await _raise(env)
+    async with env.db.transaction() as s:
+        await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+    await _raise(env, evidence="still thinking about it")
+    dm = [x for x in await _outbox(env.db) if x.chat_id == 42]
+    assert len(dm) == 1 and f"flag #{r.flag_id}" in dm[0].payload["text"] and "P-1234" in dm[0].payload["text"]
+    assert "still thinking" not in dm[0].payload["text"] and "Jordan" not in dm[0].payload["text"]
+
+
+async def test_erasing_one_patient_leaves_other_patients_reminders(env: SimpleNamespace):
+    from bot import privacy
+
+    other = await sup.add_patient(env.db, env.clock.now(), telegram_id=5002, code="P-2222", first_name="Robin")
+    async with env.db.transaction() as s:
+        r = await flags.raise_flag(
+            s, patient_id=other, category="suicide_self_harm", severity="crisis", reason="t", source="message", now=env.clock.now()
+        )
+    async with env.db.transaction() as s:
+        await privacy.erase(s, 5001, now=env.clock.now())  # the first patient (id 1)
+    async with env.db.session() as s:
+        keys = {i.key for i in (await s.execute(select(ScheduledItem))).scalars()}
+    assert {f"flagrenotify:f{r.flag_id}:s1", f"flagrenotify:f{r.flag_id}:s2"} <= keys
+    async with env.db.transaction() as s:
+        await privacy.erase(s, 5002, now=env.clock.now())
+    async with env.db.session() as s:
+        assert (await s.execute(select(ScheduledItem))).scalars().all() == []

@@ -1,0 +1,163 @@
+"""check_text: detector → flags, the confirmation question and its timeout, /talk, follow-ups."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select
+
+from bot import flags, safety
+from bot.clock import FrozenClock
+from bot.content import get_content
+from bot.db import Database
+from bot.models import Flag, FlagEvent, OutboxMessage, SafetyCheck
+from bot.scheduler import Sweeper
+from tests import escalation_support as sup
+
+
+@pytest.fixture
+async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace]:
+    settings = sup.settings()
+    svc = SimpleNamespace(
+        settings=settings,
+        content=get_content(settings.content_dir),
+        sweeper=Sweeper(db, clock),
+        sender=SimpleNamespace(sent_hooks=[]),
+        db=db,
+        clock=clock,
+    )
+    flags.install(svc)
+    safety.install(svc)
+    detector = sup.use_stub()
+    pid = await sup.add_patient(db, clock.now())
+    try:
+        yield SimpleNamespace(svc=svc, pid=pid, db=db, clock=clock, detector=detector)
+    finally:
+        sup.reset()
+
+
+async def _check(env: SimpleNamespace, text: str, **kw: object) -> safety.SafetyOutcome:
+    async with env.db.transaction() as s:
+        return await safety.check_text(s, env.pid, text, source="message", now=env.clock.now(), **kw)  # type: ignore[arg-type]
+
+
+async def _rows(db: Database, model: type) -> list:  # type: ignore[type-arg]
+    async with db.session() as s:
+        return list((await s.execute(select(model))).scalars())
+
+
+async def _patient_messages(db: Database) -> list[OutboxMessage]:
+    return [r for r in await _rows(db, OutboxMessage) if r.chat_id == 5001]
+
+
+async def test_ordinary_text_does_nothing(env: SimpleNamespace):
+    out = await _check(env, "Had a good day at group today")
+    assert out.flag is None and not out.crisis and out.check_id is None
+    assert await _rows(env.db, Flag) == []
+
+
+async def test_explicit_crisis_flags_and_sends_resources(env: SimpleNamespace):
+    out = await _check(env, "I am going to end it all tonight")
+    assert out.crisis and out.flag is not None and out.flag.severity == "crisis"
+    (flag,) = await _rows(env.db, Flag)
+    assert flag.category == "suicide_self_harm"
+    (ev,) = await _rows(env.db, FlagEvent)
+    assert ev.evidence == "I am going to end it all tonight"
+    assert ev.reason is not None and "end it all" not in ev.reason
+    msgs = await _patient_messages(env.db)
+    assert len(msgs) == 1 and "988" in msgs[0].payload["text"]
+
+
+async def test_the_chat_handler_sends_its_own_crisis_reply(env: SimpleNamespace):
+    out = await _check(env, "I am going to end it all tonight", send_crisis=False)
+    assert out.crisis and out.flag is not None
+    assert await _patient_messages(env.db) == []
+
+
+async def test_the_same_words_twice_are_one_trigger(env: SimpleNamespace):
+    await _check(env, "I used last night")
+    again = await _check(env, "I used last night")
+    assert again.duplicate
+    assert len(await _rows(env.db, FlagEvent)) == 1
+
+
+async def test_high_signal_is_flagged_without_a_question(env: SimpleNamespace):
+    out = await _check(env, "I used last night, sorry")
+    assert out.flag is not None and out.flag.severity == "high" and not out.crisis
+
+
+async def test_uncertain_high_asks_then_flags_after_the_timeout(env: SimpleNamespace):
+    out = await _check(env, "Some days I don't want to wake up")
+    assert out.check_id is not None and out.flag is None
+    (q,) = await _patient_messages(env.db)
+    assert "ending your life" in q.payload["text"]
+    data = [b["callback_data"] for row in q.payload["reply_markup"]["inline_keyboard"] for b in row]
+    assert data == [f"sf:y:{out.check_id}", f"sf:n:{out.check_id}", f"sf:t:{out.check_id}"]
+    # A second uncertain text does not ask again.
+    again = await _check(env, "Really, I don't want to wake up")
+    assert again.check_id == out.check_id and len(await _patient_messages(env.db)) == 1
+    env.clock.advance(minutes=4)
+    assert await env.svc.sweeper.tick() == 0
+    env.clock.advance(minutes=1)
+    assert await env.svc.sweeper.tick() == 1
+    (flag,) = await _rows(env.db, Flag)
+    assert flag.severity == "high" and flag.source == "safety_timeout"
+    (check,) = await _rows(env.db, SafetyCheck)
+    assert check.answer == "timeout" and check.flag_id == flag.id
+
+
+async def test_answering_no_prevents_the_timeout_flag(env: SimpleNamespace):
+    out = await _check(env, "Some days I don't want to wake up")
+    async with env.db.transaction() as s:
+        res = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
+    assert res.status == "ok" and res.flag is None
+    env.clock.advance(minutes=10)
+    await env.svc.sweeper.tick()
+    assert await _rows(env.db, Flag) == []
+
+
+async def test_answering_yes_raises_a_crisis_flag(env: SimpleNamespace):
+    out = await _check(env, "Maybe I'd be better off gone")
+    async with env.db.transaction() as s:
+        res = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="yes", now=env.clock.now())
+    assert res.status == "ok" and res.crisis and res.flag is not None and res.flag.severity == "crisis"
+    async with env.db.transaction() as s:
+        twice = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
+    assert twice.status == "answered"
+
+
+async def test_someone_else_cannot_answer(env: SimpleNamespace):
+    out = await _check(env, "Maybe I'd be better off gone")
+    async with env.db.transaction() as s:
+        res = await safety.confirm_answer(s, out.check_id, telegram_id=999, answer="yes", now=env.clock.now())
+    assert res.status == "not_found"
+    async with env.db.transaction() as s:
+        forged = await safety.confirm_answer(s, 12345, telegram_id=5001, answer="yes", now=env.clock.now())
+    assert forged.status == "not_found"
+
+
+async def test_uncertain_moderate_asks_but_never_flags_by_itself(env: SimpleNamespace):
+    out = await _check(env, "maybe I'd be better off gone")
+    assert out.check_id is not None
+    env.clock.advance(hours=1)
+    assert await env.svc.sweeper.tick() == 0
+    assert await _rows(env.db, Flag) == []
+
+
+async def test_talk_request_and_followup_answers(env: SimpleNamespace):
+    async with env.db.transaction() as s:
+        r = await safety.talk_request(s, env.pid, env.clock.now())
+    assert r.created and r.severity == "moderate"
+    async with env.db.transaction() as s:
+        assert await safety.followup_answer(s, r.flag_id, telegram_id=5001, answer="bad", now=env.clock.now()) == "ok"
+        assert await safety.followup_answer(s, r.flag_id, telegram_id=5001, answer="ok", now=env.clock.now()) == "answered"
+        assert await safety.followup_answer(s, r.flag_id, telegram_id=42, answer="ok", now=env.clock.now()) == "not_found"
+
+
+async def test_detection_is_pure_and_uses_the_configured_detector(env: SimpleNamespace):
+    sig = safety.detect("end it all tonight")
+    assert sig.explicit_crisis and sig.category == "suicide_self_harm"
+    assert safety.detect("") == safety.NO_SIGNAL
+    assert env.detector.calls == 1
