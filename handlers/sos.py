@@ -1,0 +1,470 @@
+"""/sos, /urge and /plan: the Telegram side of relapse prevention (DESIGN §2.5).
+
+Thin: parse the button or text, call `bot.sos` / `bot.plans`, render the reply. Buttons:
+`sos:open` (from the check-in), `sos:menu`, `sos:x:<exercise>:<step>`, `sos:c:<exercise>:<step>:<n>`,
+`sos:r:<exercise>:<step>:<0-10>`, `sos:plan`, `sos:call`, `sos:helped`, `sos:talk`,
+`sos:f:<urge session>:<0-10>`; `pl:menu`, `pl:show`, `pl:s:<section>`, `pl:add:<section>`,
+`pl:k:<section>`, `pl:e:<entry>`, `pl:d:<entry>`, `pl:dy:<entry>`, `pl:cancel`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from telegram import CallbackQuery, Update
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+
+from bot import plans, sos, state, tips
+from bot.app import Ctx
+from bot.people import PatientInfo, active_patient_info
+from bot.plans import SECTIONS, PlanError
+from bot.state import Awaiting
+from handlers.common import require_patient
+from handlers.router import TextRouter
+from handlers.ui import answer, edit, reply
+
+log = logging.getLogger(__name__)
+
+PLAN_STATE = "sos:plan_entry"
+REFLECT_STATE = "sos:reflect"
+# A typed plan entry is only taken this long after the question was asked.
+PLAN_STATE_TTL = timedelta(hours=1)
+REFLECT_TTL = timedelta(minutes=30)
+
+Rows = list[list[tuple[str, str]]]
+
+
+class Expired(Exception):
+    """A stale or forged button."""
+
+
+# ---------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------
+
+
+async def sos_cmd(update: Update, ctx: Ctx) -> None:
+    user = update.effective_user
+    if user is None:
+        return
+    async with ctx.svc.db.session() as s:
+        patient = await active_patient_info(s, user.id)
+    if patient is None:
+        # Not enrolled, but maybe in a hard moment: where to find help right now.
+        await reply(update, ctx.svc.content.t("sos.not_enrolled"))
+        return
+    source = "urge" if (update.effective_message and (update.effective_message.text or "").startswith("/urge")) else "sos"
+    await _open(ctx, patient, source)
+    text, rows = sos.toolbox(ctx.svc.content, patient.language)
+    await reply(update, text, rows)
+
+
+async def _open(ctx: Ctx, patient: PatientInfo, source: str) -> None:
+    svc = ctx.svc
+    async with svc.db.transaction() as s:
+        await state.clear(s, patient.telegram_id, PLAN_STATE)
+        await sos.open_session(s, patient.id, svc.clock.now(), source)
+
+
+async def plan_cmd(update: Update, ctx: Ctx) -> None:
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    async with ctx.svc.db.transaction() as s:
+        await state.clear(s, patient.telegram_id, PLAN_STATE)
+        plan = await plans.get_plan(s, patient.id)
+    await _send_plan(update, ctx, patient, plan, _menu_rows(ctx, patient.language))
+
+
+async def _send_plan(
+    update: Update, ctx: Ctx, patient: PatientInfo, plan: plans.Plan, rows: Rows, *, hard_moment: bool = False
+) -> None:
+    order = plans.SOS_ORDER if hard_moment else plans.SECTIONS
+    parts = plans.render_plan(ctx.svc.content, patient.language, plan, order=order)
+    for i, part in enumerate(parts):
+        await reply(update, part, rows if i == len(parts) - 1 else None)
+
+
+def _menu_rows(ctx: Ctx, lang: str) -> Rows:
+    c = ctx.svc.content
+    buttons = [(c.t(f"plan.sections.{s}.button", lang), f"pl:s:{s}") for s in SECTIONS]
+    rows: Rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# /sos buttons
+# ---------------------------------------------------------------------------------------
+
+
+async def on_sos(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    if q is None:
+        return
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    parts = (q.data or "").split(":")
+    note: str | None = None
+    try:
+        note = await _sos_action(update, ctx, q, patient, parts)
+    except Expired:
+        note = ctx.svc.content.t("common.button_expired", patient.language)
+    await answer(q, note)
+
+
+async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, parts: list[str]) -> str | None:
+    svc = ctx.svc
+    c = svc.content
+    lang = patient.language
+    now = svc.clock.now()
+    what = parts[1] if len(parts) > 1 else ""
+    if what in ("open", "menu") and len(parts) == 2:
+        async with svc.db.transaction() as s:
+            if what == "open" or await sos.current_session(s, patient.id, now) is None:
+                await sos.open_session(s, patient.id, now, "checkin" if what == "open" else "sos")
+        text, rows = sos.toolbox(c, lang)
+        await reply(update, text, rows)
+        return None
+    if what == "x" and len(parts) == 4:
+        ex_id, index = parts[2], _int(parts[3])
+        ratings: dict[str, int] = {}
+        async with svc.db.transaction() as s:
+            if index == 0:
+                await sos.note_tool(s, patient.id, ex_id, now)
+            current = await sos.current_session(s, patient.id, now)
+            if current is not None:
+                ratings = current.ratings
+            view = sos.exercise_view(c, lang, ex_id, index, ratings=ratings)
+            if view is None:
+                raise Expired
+            await _track_reflect(s, patient, view[1], now)
+        if index == 0:
+            await reply(update, *view)
+        else:
+            await edit(q, *view)
+        return None
+    if what == "c" and len(parts) == 5:
+        view = sos.exercise_view(c, lang, parts[2], _int(parts[3]), choice=_int(parts[4]))
+        if view is None:
+            raise Expired
+        await edit(q, *view)
+        return None
+    if what == "r" and len(parts) == 5:
+        ex_id, index, value = parts[2], _int(parts[3]), _int(parts[4])
+        key = sos.rating_key(c, lang, ex_id, index, value)
+        if key is None:
+            raise Expired
+        async with svc.db.transaction() as s:
+            info = await sos.record_rating(s, patient.id, key, value, now)
+            view = sos.exercise_view(c, lang, ex_id, index + 1, ratings=info.ratings)
+            if view is None:
+                raise Expired
+            await _track_reflect(s, patient, view[1], now)
+        await edit(q, *view)
+        return None
+    if what == "plan" and len(parts) == 2:
+        async with svc.db.transaction() as s:
+            await sos.note_tool(s, patient.id, "plan", now)
+            plan = await plans.get_plan(s, patient.id)
+        if plan.is_empty:
+            await reply(update, c.t("sos.plan_invite", lang), [[(c.t("sos.button.start_plan", lang), "pl:menu")]])
+        else:
+            rows: Rows = [
+                [(c.t("sos.button.edit_plan", lang), "pl:menu")],
+                [(c.t("sos.button.more_tools", lang), "sos:menu")],
+            ]
+            await _send_plan(update, ctx, patient, plan, rows, hard_moment=True)
+        return None
+    if what == "call" and len(parts) == 2:
+        async with svc.db.transaction() as s:
+            await sos.note_tool(s, patient.id, "call", now)
+            plan = await plans.get_plan(s, patient.id)
+        rows = [
+            [(c.t("plan.sections.people.button", lang), "pl:s:people")],
+            [(c.t("sos.button.more_tools", lang), "sos:menu")],
+        ]
+        await reply(update, plans.render_people(c, lang, plan), rows)
+        return None
+    if what == "helped" and len(parts) == 2:
+        async with svc.db.session() as s:
+            plan = await plans.get_plan(s, patient.id)
+        entries = plan.section("coping") + plan.section("reasons")
+        if entries:
+            text = c.t("sos.helped.title", lang) + "\n" + "\n".join(f"• {plans.entry_line(e)}" for e in entries)
+        else:
+            text = c.t("sos.helped.none", lang)
+        rows = [
+            [(c.t("plan.sections.coping.button", lang), "pl:s:coping")],
+            [(c.t("sos.button.more_tools", lang), "sos:menu")],
+        ]
+        await reply(update, text, rows)
+        return None
+    if what == "talk" and len(parts) == 2:
+        async with svc.db.transaction() as s:
+            res = await sos.request_talk(s, patient.id, now)
+        svc.sender.wake()
+        exp = sos.expectation(svc.settings.office_hours, svc.settings.default_timezone, now)
+        text = "\n\n".join(
+            [
+                c.t("sos.talk.sent" if res.created else "sos.talk.already", lang),
+                sos.expectation_text(c, lang, exp, patient.timezone, now),
+                c.t("sos.talk.urgent", lang),
+            ]
+        )
+        await reply(update, text, [[(c.t("sos.button.more_tools", lang), "sos:menu")]])
+        return None
+    if what == "f" and len(parts) == 4:
+        session_id, value = _int(parts[2]), _int(parts[3])
+        async with svc.db.transaction() as s:
+            result = await sos.answer_followup(s, patient.id, session_id, value, now)
+        svc.sender.wake()
+        if result.status == "unknown":
+            raise Expired
+        text, rows = sos.followup_reply(c, lang, result)
+        await edit(q, text, rows or None)
+        return None
+    raise Expired
+
+
+async def _track_reflect(s: Any, patient: PatientInfo, rows: Rows, now: datetime) -> None:
+    """While an exercise is open, typed thoughts are welcomed (not stored); its end closes that."""
+    if "sos:menu" in [d for row in rows for _, d in row]:
+        await state.clear(s, patient.telegram_id, REFLECT_STATE)
+    else:
+        await state.set_(s, patient.telegram_id, REFLECT_STATE, {"at": now.isoformat()}, now)
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise Expired from None
+
+
+# ---------------------------------------------------------------------------------------
+# /plan buttons and typed entries
+# ---------------------------------------------------------------------------------------
+
+
+async def on_plan(update: Update, ctx: Ctx) -> None:
+    q = update.callback_query
+    if q is None:
+        return
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    parts = (q.data or "").split(":")
+    try:
+        note = await _plan_action(update, ctx, q, patient, parts)
+    except Expired:
+        await answer(q, ctx.svc.content.t("common.button_expired", patient.language))
+        return
+    await answer(q, note, alert=note is not None)
+
+
+def _section_view(ctx: Ctx, lang: str, section: str, plan: plans.Plan, prefix: str | None = None) -> tuple[str, Rows]:
+    c = ctx.svc.content
+    entries = plan.section(section)
+    lines = [prefix] if prefix else []
+    lines.append(c.t(f"plan.sections.{section}.title", lang))
+    lines += [f"{i}. {plans.entry_line(e)}" for i, e in enumerate(entries, 1)]
+    if section == "professionals":
+        lines.append(f"• {c.t('plan.always_988', lang)}")
+    if entries:
+        lines += ["", c.t("plan.section.hint", lang)]
+    elif section != "professionals":
+        lines.append(c.t("plan.section.empty", lang))
+    rows: Rows = [[(c.t("plan.button.add", lang), f"pl:add:{section}")]]
+    for i, e in enumerate(entries, 1):
+        rows.append([(c.t("plan.button.edit", lang, n=i), f"pl:e:{e.id}"), (c.t("plan.button.remove", lang, n=i), f"pl:d:{e.id}")])
+    rows.append([(c.t("plan.button.back", lang), "pl:menu")])
+    return "\n".join(lines), rows
+
+
+async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, parts: list[str]) -> str | None:
+    svc = ctx.svc
+    c = svc.content
+    lang = patient.language
+    now = svc.clock.now()
+    what = parts[1] if len(parts) > 1 else ""
+    if what == "menu" and len(parts) == 2:
+        rows = [*_menu_rows(ctx, lang), [(c.t("plan.button.show", lang), "pl:show")]]
+        await reply(update, c.t("plan.view.title", lang) + "\n" + c.t("plan.menu", lang), rows)
+        return None
+    if what == "show" and len(parts) == 2:
+        async with svc.db.session() as s:
+            plan = await plans.get_plan(s, patient.id)
+        await _send_plan(update, ctx, patient, plan, _menu_rows(ctx, lang))
+        return None
+    if what in ("s", "k") and len(parts) == 3 and parts[2] in SECTIONS:
+        async with svc.db.session() as s:
+            plan = await plans.get_plan(s, patient.id)
+        view = _section_view(ctx, lang, parts[2], plan)
+        if what == "s":  # from a menu or the whole plan: keep that message, open a new one
+            await reply(update, *view)
+        else:  # back from a confirmation on the section's own message
+            await edit(q, *view)
+        return None
+    if what == "add" and len(parts) == 3 and parts[2] in SECTIONS:
+        section = parts[2]
+        limit = plans.rules().max_entries_per_section
+        async with svc.db.transaction() as s:
+            if await plans.count(s, patient.id, section) >= limit:
+                return c.t("plan.full_note", lang, limit=limit)
+            await state.set_(s, patient.telegram_id, PLAN_STATE, {"section": section, "at": now.isoformat()}, now)
+        await reply(update, c.t(f"plan.sections.{section}.prompt", lang), _cancel_rows(ctx, lang))
+        return None
+    if what == "e" and len(parts) == 3:
+        entry_id = _int(parts[2])
+        async with svc.db.transaction() as s:
+            entry = await plans.get_entry(s, patient.id, entry_id)
+            if entry is None:
+                raise Expired
+            await state.set_(s, patient.telegram_id, PLAN_STATE, {"entry_id": entry_id, "at": now.isoformat()}, now)
+        await reply(update, c.t("plan.edit_prompt", lang, current=plans.entry_line_plain(entry)), _cancel_rows(ctx, lang))
+        return None
+    if what == "d" and len(parts) == 3:
+        entry_id = _int(parts[2])
+        async with svc.db.session() as s:
+            entry = await plans.get_entry(s, patient.id, entry_id)
+        if entry is None:
+            raise Expired
+        rows = [[(c.t("plan.button.yes_remove", lang), f"pl:dy:{entry.id}"), (c.t("plan.button.keep", lang), f"pl:k:{entry.section}")]]
+        await edit(q, c.t("plan.confirm_remove", lang, entry=plans.entry_line_plain(entry)), rows)
+        return None
+    if what == "dy" and len(parts) == 3:
+        entry_id = _int(parts[2])
+        async with svc.db.transaction() as s:
+            entry = await plans.get_entry(s, patient.id, entry_id)
+            if entry is None:
+                raise Expired
+            await plans.remove_entry(s, patient.id, entry_id)
+            plan = await plans.get_plan(s, patient.id)
+        await edit(q, *_section_view(ctx, lang, entry.section, plan, prefix=c.t("plan.removed", lang)))
+        return None
+    if what == "cancel" and len(parts) == 2:
+        async with svc.db.transaction() as s:
+            await state.clear(s, patient.telegram_id, PLAN_STATE)
+        await edit(q, c.t("plan.cancelled", lang), [[(c.t("plan.button.back", lang), "pl:menu")]])
+        return None
+    raise Expired
+
+
+def _cancel_rows(ctx: Ctx, lang: str) -> Rows:
+    return [[(ctx.svc.content.t("plan.button.cancel", lang), "pl:cancel")]]
+
+
+async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | None = None) -> None:
+    """A typed plan entry (new, or the new text of an existing one)."""
+    svc = ctx.svc
+    c = svc.content
+    msg = update.effective_message
+    user = update.effective_user
+    if msg is None or user is None:
+        return
+    async with svc.db.session() as s:
+        patient = await active_patient_info(s, user.id)
+    if patient is None:
+        async with svc.db.transaction() as s:
+            await state.clear(s, user.id, PLAN_STATE)
+        await reply(update, c.t("common.not_enrolled"))
+        return
+    lang = patient.language
+    now = svc.clock.now()
+    data = awaiting.data
+    if _stale(data.get("at"), now):
+        async with svc.db.transaction() as s:
+            await state.clear(s, user.id, PLAN_STATE)
+        await reply(update, c.t("plan.expired", lang))
+        return
+    section: str | None = data.get("section")
+    raw = typed if typed is not None else msg.text
+    try:
+        async with svc.db.transaction() as s:
+            if data.get("entry_id") is not None:
+                entry = await plans.edit_entry(s, patient.id, int(data["entry_id"]), raw, now)
+            elif section is not None:
+                entry = await plans.add_entry(s, patient.id, section, raw, now)
+            else:
+                raise PlanError("unknown_section")
+            await state.clear(s, user.id, PLAN_STATE)
+            plan = await plans.get_plan(s, patient.id)
+    except PlanError as exc:
+        keep = exc.code not in ("not_found", "full", "unknown_section")
+        if not keep:
+            async with svc.db.transaction() as s:
+                await state.clear(s, user.id, PLAN_STATE)
+        rows = _cancel_rows(ctx, lang) if keep else [[(c.t("plan.button.back", lang), "pl:menu")]]
+        await reply(update, c.t(f"plan.error.{exc.code}", lang, **exc.kwargs), rows)
+        return
+    await reply(update, *_section_view(ctx, lang, entry.section, plan, prefix=c.t("plan.saved", lang)))
+
+
+async def on_contact(update: Update, ctx: Ctx) -> None:
+    """A contact shared from the phone book while adding a person to the plan."""
+    svc = ctx.svc
+    msg = update.effective_message
+    user = update.effective_user
+    if msg is None or user is None or msg.contact is None:
+        return
+    async with svc.db.session() as s:
+        awaiting = await state.get(s, user.id)
+    data = awaiting.data if awaiting is not None and awaiting.kind == PLAN_STATE else {}
+    if data.get("section") not in plans.PHONE_SECTIONS:
+        await reply(update, svc.content.t("common.text_only"))
+        return
+    contact = msg.contact
+    number = contact.phone_number.strip()
+    if number.isdigit() and len(number) >= 11:
+        number = "+" + number  # the app shares numbers in international form without the +
+    name = " ".join(x for x in (contact.first_name, contact.last_name) if x)
+    await plan_text(update, ctx, Awaiting(PLAN_STATE, data), f"{name} {number}")
+
+
+async def reflect_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
+    """Something typed during an exercise (e.g. playing the tape forward): acknowledged."""
+    svc = ctx.svc
+    user = update.effective_user
+    if user is None:
+        return
+    now = svc.clock.now()
+    async with svc.db.session() as s:
+        patient = await active_patient_info(s, user.id)
+    lang = patient.language if patient is not None else "en"
+    if patient is None or _stale(awaiting.data.get("at"), now, REFLECT_TTL):
+        async with svc.db.transaction() as s:
+            await state.clear(s, user.id, REFLECT_STATE)
+        await reply(update, svc.content.t("common.free_text", lang))
+        return
+    await reply(update, svc.content.t("sos.exercise.reflect", lang))
+
+
+def _stale(at: Any, now: datetime, ttl: timedelta = PLAN_STATE_TTL) -> bool:
+    if not isinstance(at, str):
+        return False
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        return False
+    return now - when > ttl
+
+
+# ---------------------------------------------------------------------------------------
+# Registration
+# ---------------------------------------------------------------------------------------
+
+
+def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: ignore[type-arg]
+    sos.setup(svc.sweeper, svc.content)
+    tips.setup(svc.sweeper, svc.content)
+    private = filters.ChatType.PRIVATE
+    app.add_handler(CommandHandler(["sos", "urge"], sos_cmd, filters=private))
+    app.add_handler(CommandHandler("plan", plan_cmd, filters=private))
+    app.add_handler(CallbackQueryHandler(on_sos, pattern=r"^sos:"))
+    app.add_handler(CallbackQueryHandler(on_plan, pattern=r"^pl:"))
+    app.add_handler(MessageHandler(filters.CONTACT & private, on_contact))
+    router.on(PLAN_STATE, plan_text)
+    router.on(REFLECT_STATE, reflect_text)
