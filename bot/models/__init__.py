@@ -1,5 +1,6 @@
 """Every table, imported in one place so metadata (and Alembic) sees them all."""
 
+from bot.models.checkins import AssessmentResult, CheckinEntry, SobrietyState
 from bot.models.core import (
     AuditEntry,
     BlockedChat,
@@ -12,19 +13,30 @@ from bot.models.core import (
     ScheduledItem,
     StaffRole,
 )
-from bot.models.flags import Flag, FlagEvent
+from bot.models.flags import Flag, FlagEvent, OnCall, RelayConversation, RelayMessage, SafetyCheck
+from bot.models.sos import PlanEntry, TipShown, UrgeSession
 
 __all__ = [
+    "AssessmentResult",
     "AuditEntry",
     "BlockedChat",
     "ChatState",
+    "CheckinEntry",
     "Cohort",
     "Flag",
     "FlagEvent",
     "InboxUpdate",
     "Invite",
+    "OnCall",
     "OutboxMessage",
     "Patient",
+    "PlanEntry",
+    "RelayConversation",
+    "RelayMessage",
+    "SafetyCheck",
     "ScheduledItem",
+    "SobrietyState",
     "StaffRole",
+    "TipShown",
+    "UrgeSession",
 ]

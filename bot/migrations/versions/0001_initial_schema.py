@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 09:56:50.871916
+Create Date: 2026-11-27 10:56:32.410298
 """
 
 from collections.abc import Sequence
@@ -68,6 +68,14 @@ def upgrade() -> None:
     with op.batch_alter_table('inbox', schema=None) as batch_op:
         batch_op.create_index('ix_inbox_status', ['status'], unique=False)
 
+    op.create_table('oncall',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('telegram_id', sa.BigInteger(), nullable=True),
+    sa.Column('display_name', bot.crypto.EncryptedText(), nullable=True),
+    sa.Column('set_by', sa.BigInteger(), nullable=True),
+    sa.Column('set_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_oncall'))
+    )
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('chat_id', sa.BigInteger(), nullable=False),
@@ -163,11 +171,239 @@ def upgrade() -> None:
     sa.UniqueConstraint('code', name=op.f('uq_patients_code')),
     sa.UniqueConstraint('telegram_id', name=op.f('uq_patients_telegram_id'))
     )
+    op.create_table('assessment_results',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('instrument', sa.String(length=24), nullable=False),
+    sa.Column('local_date', sa.Date(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('step', sa.String(length=40), nullable=True),
+    sa.Column('answers', bot.crypto.EncryptedJSON(), nullable=True),
+    sa.Column('started_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('total', sa.Integer(), nullable=True),
+    sa.Column('band', sa.String(length=32), nullable=True),
+    sa.Column('domains', sa.JSON(), nullable=True),
+    sa.Column('crisis_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_assessment_results_patient_id_patients'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_assessment_results'))
+    )
+    with op.batch_alter_table('assessment_results', schema=None) as batch_op:
+        batch_op.create_index('ix_assessment_results_patient_instrument', ['patient_id', 'instrument', 'status'], unique=False)
+
+    op.create_table('checkin_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('local_date', sa.Date(), nullable=False),
+    sa.Column('started_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('step', sa.String(length=40), nullable=True),
+    sa.Column('draft', bot.crypto.EncryptedJSON(), nullable=True),
+    sa.Column('answers', bot.crypto.EncryptedJSON(), nullable=True),
+    sa.Column('mood', sa.Integer(), nullable=True),
+    sa.Column('craving', sa.Integer(), nullable=True),
+    sa.Column('use', sa.String(length=40), nullable=True),
+    sa.Column('sleep', sa.Integer(), nullable=True),
+    sa.Column('medication', sa.String(length=40), nullable=True),
+    sa.Column('halt', sa.JSON(), nullable=True),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_checkin_entries_patient_id_patients'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_checkin_entries')),
+    sa.UniqueConstraint('patient_id', 'local_date', name=op.f('uq_checkin_entries_patient_id_local_date'))
+    )
+    with op.batch_alter_table('checkin_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_checkin_entries_patient_completed', ['patient_id', 'completed_at'], unique=False)
+
+    op.create_table('flags',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('category', sa.String(length=32), nullable=False),
+    sa.Column('severity', sa.String(length=12), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('source', sa.String(length=32), nullable=False),
+    sa.Column('opened_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('claimed_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_by', sa.BigInteger(), nullable=True),
+    sa.Column('resolved_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('resolved_by', sa.BigInteger(), nullable=True),
+    sa.Column('outcome', bot.crypto.EncryptedText(), nullable=True),
+    sa.Column('group_message_id', sa.BigInteger(), nullable=True),
+    sa.Column('renotify_stage', sa.Integer(), nullable=False),
+    sa.Column('claimed_by_name', sa.String(length=64), nullable=True),
+    sa.Column('resolved_by_name', sa.String(length=64), nullable=True),
+    sa.Column('rev', sa.Integer(), nullable=False),
+    sa.Column('posts', sa.JSON(), nullable=True),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_flags_patient_id_patients'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_flags'))
+    )
+    with op.batch_alter_table('flags', schema=None) as batch_op:
+        batch_op.create_index('ix_flags_patient_category_status', ['patient_id', 'category', 'status'], unique=False)
+
+    op.create_table('plan_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('section', sa.String(length=24), nullable=False),
+    sa.Column('text', bot.crypto.EncryptedText(), nullable=False),
+    sa.Column('phone', bot.crypto.EncryptedText(), nullable=True),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('created_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_plan_entries_patient_id_patients'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_plan_entries'))
+    )
+    with op.batch_alter_table('plan_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_plan_entries_patient_section', ['patient_id', 'section'], unique=False)
+
+    op.create_table('safety_checks',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('category', sa.String(length=32), nullable=False),
+    sa.Column('severity', sa.String(length=12), nullable=False),
+    sa.Column('source', sa.String(length=32), nullable=False),
+    sa.Column('evidence', bot.crypto.EncryptedText(), nullable=True),
+    sa.Column('asked_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('answer', sa.String(length=12), nullable=True),
+    sa.Column('answered_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('flag_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_safety_checks_patient_id_patients'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_safety_checks'))
+    )
+    with op.batch_alter_table('safety_checks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_safety_checks_patient_id'), ['patient_id'], unique=False)
+
+    op.create_table('sobriety_states',
+    sa.Column('patient_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('base_date', sa.Date(), nullable=False),
+    sa.Column('streak_start', sa.Date(), nullable=False),
+    sa.Column('days_before', sa.Integer(), nullable=False),
+    sa.Column('longest_days', sa.Integer(), nullable=False),
+    sa.Column('lapse_dates', sa.JSON(), nullable=True),
+    sa.Column('milestones_done', sa.JSON(), nullable=True),
+    sa.Column('milestones_shared', sa.JSON(), nullable=True),
+    sa.Column('updated_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_sobriety_states_patient_id_patients'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('patient_id', name=op.f('pk_sobriety_states'))
+    )
+    op.create_table('tip_history',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('tip_id', sa.String(length=48), nullable=False),
+    sa.Column('local_day', sa.Date(), nullable=False),
+    sa.Column('sent_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_tip_history_patient_id_patients'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tip_history'))
+    )
+    with op.batch_alter_table('tip_history', schema=None) as batch_op:
+        batch_op.create_index('ix_tip_history_patient_day', ['patient_id', 'local_day'], unique=False)
+
+    op.create_table('urge_sessions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('started_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('ratings', sa.JSON(), nullable=True),
+    sa.Column('tools', sa.JSON(), nullable=True),
+    sa.Column('followup_sent_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('followup_rating', sa.Integer(), nullable=True),
+    sa.Column('followup_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('talk_requested_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_urge_sessions_patient_id_patients'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_urge_sessions'))
+    )
+    with op.batch_alter_table('urge_sessions', schema=None) as batch_op:
+        batch_op.create_index('ix_urge_sessions_patient_started', ['patient_id', 'started_at'], unique=False)
+
+    op.create_table('flag_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('flag_id', sa.Integer(), nullable=False),
+    sa.Column('at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('kind', sa.String(length=24), nullable=False),
+    sa.Column('actor_id', sa.BigInteger(), nullable=True),
+    sa.Column('source', sa.String(length=32), nullable=True),
+    sa.Column('severity', sa.String(length=12), nullable=True),
+    sa.Column('reason', sa.String(length=200), nullable=True),
+    sa.Column('evidence', bot.crypto.EncryptedText(), nullable=True),
+    sa.Column('detail', sa.JSON(), nullable=True),
+    sa.ForeignKeyConstraint(['flag_id'], ['flags.id'], name=op.f('fk_flag_events_flag_id_flags'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_flag_events'))
+    )
+    with op.batch_alter_table('flag_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_flag_events_flag_id'), ['flag_id'], unique=False)
+
+    op.create_table('relay_conversations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('counselor_id', sa.BigInteger(), nullable=False),
+    sa.Column('flag_id', sa.Integer(), nullable=True),
+    sa.Column('started_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', bot.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['flag_id'], ['flags.id'], name=op.f('fk_relay_conversations_flag_id_flags'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_relay_conversations_patient_id_patients'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_relay_conversations'))
+    )
+    with op.batch_alter_table('relay_conversations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_relay_conversations_counselor_id'), ['counselor_id'], unique=False)
+        batch_op.create_index('ix_relay_patient_open', ['patient_id', 'ended_at'], unique=False)
+
+    op.create_table('relay_messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('conversation_id', sa.Integer(), nullable=False),
+    sa.Column('direction', sa.String(length=12), nullable=False),
+    sa.Column('text', bot.crypto.EncryptedText(), nullable=False),
+    sa.Column('at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['conversation_id'], ['relay_conversations.id'], name=op.f('fk_relay_messages_conversation_id_relay_conversations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_relay_messages'))
+    )
+    with op.batch_alter_table('relay_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_relay_messages_conversation_id'), ['conversation_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('relay_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_relay_messages_conversation_id'))
+
+    op.drop_table('relay_messages')
+    with op.batch_alter_table('relay_conversations', schema=None) as batch_op:
+        batch_op.drop_index('ix_relay_patient_open')
+        batch_op.drop_index(batch_op.f('ix_relay_conversations_counselor_id'))
+
+    op.drop_table('relay_conversations')
+    with op.batch_alter_table('flag_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_flag_events_flag_id'))
+
+    op.drop_table('flag_events')
+    with op.batch_alter_table('urge_sessions', schema=None) as batch_op:
+        batch_op.drop_index('ix_urge_sessions_patient_started')
+
+    op.drop_table('urge_sessions')
+    with op.batch_alter_table('tip_history', schema=None) as batch_op:
+        batch_op.drop_index('ix_tip_history_patient_day')
+
+    op.drop_table('tip_history')
+    op.drop_table('sobriety_states')
+    with op.batch_alter_table('safety_checks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_safety_checks_patient_id'))
+
+    op.drop_table('safety_checks')
+    with op.batch_alter_table('plan_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_plan_entries_patient_section')
+
+    op.drop_table('plan_entries')
+    with op.batch_alter_table('flags', schema=None) as batch_op:
+        batch_op.drop_index('ix_flags_patient_category_status')
+
+    op.drop_table('flags')
+    with op.batch_alter_table('checkin_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_checkin_entries_patient_completed')
+
+    op.drop_table('checkin_entries')
+    with op.batch_alter_table('assessment_results', schema=None) as batch_op:
+        batch_op.drop_index('ix_assessment_results_patient_instrument')
+
+    op.drop_table('assessment_results')
     op.drop_table('patients')
     op.drop_table('invites')
     with op.batch_alter_table('staff_roles', schema=None) as batch_op:
@@ -184,6 +420,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_outbox_chat_id'))
 
     op.drop_table('outbox')
+    op.drop_table('oncall')
     with op.batch_alter_table('inbox', schema=None) as batch_op:
         batch_op.drop_index('ix_inbox_status')
 
