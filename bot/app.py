@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from telegram import Update
+from telegram.error import NetworkError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, CallbackContext, ContextTypes, ExtBot
 
 from bot import crypto
@@ -46,6 +47,8 @@ class Services:
     extra: dict[str, Any] = field(default_factory=dict)
     # Called with each update_id once its handlers have run (tests and benchmarks listen here).
     processed_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    # Run once at start-up, after recovery (e.g. make sure every patient has a next prompt).
+    on_start: list[Callable[[Services], Awaitable[None]]] = field(default_factory=list)
 
 
 class Ctx(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -132,6 +135,11 @@ async def start_services(app: Application) -> None:  # type: ignore[type-arg]
     except Exception as exc:
         log.warning("could not set the command menu (%s)", type(exc).__name__)
     await svc.sweeper.recover()
+    for hook in svc.on_start:
+        try:
+            await hook(svc)
+        except Exception:
+            log.exception("a start-up task failed")
     await svc.sender.start()
     if app.job_queue is not None:
         app.job_queue.run_repeating(
@@ -149,6 +157,21 @@ async def _sweep_job(ctx: Ctx) -> None:
 async def stop_services(app: Application) -> None:  # type: ignore[type-arg]
     svc: Services = app.bot_data["svc"]
     await svc.sender.stop()
+
+
+async def retry_network(step: Callable[[], Awaitable[object]], what: str, attempts: int = 8) -> None:
+    """Start-up calls to Telegram survive a few network errors and 5xx answers."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            await step()
+            return
+        except (NetworkError, TimedOut) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 class Runner:
@@ -170,7 +193,8 @@ class Runner:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
         s = self.svc.settings
-        async with self.app:
+        await retry_network(self.app.initialize, "connecting to Telegram")
+        try:
             await self.app.start()
             await start_services(self.app)
             for data in await self.svc.inbox.pending():
@@ -186,7 +210,7 @@ class Runner:
                 )
             else:
                 self.transport = Poller(self.app, self.svc.inbox)
-            await self.transport.start()
+            await retry_network(self.transport.start, "starting to receive updates")
             log.info("iop-bot is running (%s)", "webhook" if s.webhook_url else "polling")
             self.started.set()
             try:
@@ -196,6 +220,8 @@ class Runner:
                 await self.transport.stop()
                 await self.app.stop()
                 await stop_services(self.app)
+        finally:
+            await self.app.shutdown()
         await self.svc.db.dispose()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

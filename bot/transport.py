@@ -113,12 +113,13 @@ class WebhookServer(_Base):
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        web_app = web.Application(client_max_size=1 << 20)
-        web_app.router.add_post(self.path, self._handle)
-        self._runner = web.AppRunner(web_app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.listen, self.port)
-        await site.start()
+        if self._runner is None:  # start() may be retried after set_webhook failed
+            web_app = web.Application(client_max_size=1 << 20)
+            web_app.router.add_post(self.path, self._handle)
+            self._runner = web.AppRunner(web_app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.listen, self.port)
+            await site.start()
         await self.app.bot.set_webhook(
             url=self.url,
             secret_token=self.secret,

@@ -11,7 +11,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
 from bot import assessments, checkins, progress, sobriety
-from bot.app import Ctx
+from bot.app import Ctx, Services
 from bot.checkins import Result
 from bot.clock import local_date
 from bot.roles import COUNSELOR
@@ -233,8 +233,7 @@ async def patient_cmd(update: Update, ctx: Ctx) -> None:
     await _photo(update, view.chart, c.t("progress.staff_caption", code=view.code))
 
 
-async def _ensure_prompts(ctx: Ctx) -> None:
-    svc = ctx.svc
+async def _ensure_prompts(svc: Services) -> None:
     async with svc.db.transaction() as s:
         n = await checkins.ensure_prompts(s, svc.clock.now())
     if n:
@@ -243,8 +242,7 @@ async def _ensure_prompts(ctx: Ctx) -> None:
 
 def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: ignore[type-arg]
     checkins.setup(svc.sweeper, svc.content)
-    if app.job_queue is not None:
-        app.job_queue.run_once(_ensure_prompts, when=0.2, name="checkins:ensure_prompts")
+    svc.on_start.append(_ensure_prompts)
     app.add_handler(CommandHandler("checkin", checkin_cmd, filters=PRIVATE))
     app.add_handler(CommandHandler("days", days_cmd, filters=PRIVATE))
     app.add_handler(CommandHandler("progress", progress_cmd, filters=PRIVATE))

@@ -22,7 +22,7 @@ from telegram.ext import (
 )
 
 from bot import flags, relay, state
-from bot.app import Ctx
+from bot.app import Ctx, Services
 from bot.content import Html
 from bot.roles import COUNSELOR
 from bot.state import Awaiting
@@ -395,10 +395,10 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
     await reply(update, c.t("flags.oncall_set", mention=Html(mention)))
 
 
-async def _ensure_digest(ctx: Ctx) -> None:
+async def _ensure_digest(svc: Services) -> None:
     try:
-        async with ctx.svc.db.transaction() as s:
-            await flags.ensure_digest_scheduled(s, ctx.svc.clock.now())
+        async with svc.db.transaction() as s:
+            await flags.ensure_digest_scheduled(s, svc.clock.now())
     except Exception as exc:
         log.warning("flags: could not schedule the daily digest (%s)", type(exc).__name__)
 
@@ -412,5 +412,4 @@ def register(app: Application, svc: object, router: TextRouter) -> None:  # type
     app.add_handler(MessageHandler(PRIVATE & filters.TEXT & ~filters.COMMAND, patient_relay), group=-40)
     router.on(NOTE_STATE, note_text)
     router.on(relay.WRITE_STATE, relay_text)
-    if app.job_queue is not None:
-        app.job_queue.run_once(_ensure_digest, when=1, name="flags-digest")
+    svc.on_start.append(_ensure_digest)  # type: ignore[attr-defined]

@@ -153,3 +153,16 @@ async def test_webhook_mode_checks_the_secret_and_stores_before_answering(fake: 
         assert len(fake.sent(u.id)) == n + 1
     finally:
         await h.stop()
+
+
+async def test_start_up_survives_telegram_errors(fake: FakeTelegram, db: Database):
+    fake.fail("getMe", "502", times=2)
+    fake.fail("deleteWebhook", "drop", times=1)
+    h = BotHarness(fake, db)
+    await h.start()
+    try:
+        u = fake.add_user(first_name="Early")
+        await h.send(u, "/help")
+        assert "invite link" in fake.last(u.id).plain_text
+    finally:
+        await h.stop()
