@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.content import Content
 from bot.models import PlanEntry
 from bot.sos_rules import PlanRules, load_sos_rules
+from bot.text import pack
 
 SECTIONS: tuple[str, ...] = (
     "warning_signs",
@@ -277,31 +278,3 @@ def crisis_lines(plan: Plan) -> list[str]:
     for section in ("reasons", "people", "coping", "places", "professionals"):
         lines += [entry_line_plain(e) for e in plan.section(section)]
     return lines
-
-
-def pack(blocks: Sequence[str], *, limit: int = RENDER_LIMIT, sep: str = "\n\n") -> list[str]:
-    """Join blocks into as few messages as fit under `limit` (long blocks split at lines)."""
-    parts: list[str] = []
-    current = ""
-    pieces: list[tuple[str, str]] = []
-    for block in blocks:
-        if len(block) <= limit:
-            pieces.append((sep, block))
-            continue
-        first = True
-        for line in block.split("\n"):
-            while len(line) > limit:
-                pieces.append(("\n", line[:limit]))
-                line = line[limit:]
-            pieces.append((sep if first else "\n", line))
-            first = False
-    for joiner, piece in pieces:
-        candidate = f"{current}{joiner}{piece}" if current else piece
-        if len(candidate) > limit:
-            parts.append(current)
-            current = piece
-        else:
-            current = candidate
-    if current:
-        parts.append(current)
-    return parts

@@ -26,9 +26,10 @@ from bot.app import Ctx, Services
 from bot.content import Html
 from bot.roles import COUNSELOR
 from bot.state import Awaiting
+from bot.text import split_text
 from handlers.common import require_role
 from handlers.router import TextRouter
-from handlers.ui import answer, keyboard, reply, split_text
+from handlers.ui import answer, keyboard, reply
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,11 @@ from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, 
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
+from bot.text import split_text
+
 log = logging.getLogger(__name__)
 
 Button = tuple[str, str]  # (label, callback_data)
-MAX_TEXT = 4096
 
 
 def keyboard(rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup:
@@ -28,30 +29,6 @@ def keyboard(rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup:
 def keyboard_dict(rows: Sequence[Sequence[Button]]) -> dict[str, object]:
     """The same keyboard as plain JSON, for outbox rows."""
     return keyboard(rows).to_dict()
-
-
-def split_text(text: str, limit: int = MAX_TEXT - 96) -> list[str]:
-    """Split long text at paragraph or line breaks so every part stays under Telegram's limit."""
-    if len(text) <= limit:
-        return [text]
-    parts: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            if current:
-                parts.append(current)
-                current = ""
-            parts.append(line[:limit])
-            line = line[limit:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            parts.append(current)
-            current = line
-        else:
-            current = candidate
-    if current:
-        parts.append(current)
-    return parts
 
 
 async def reply(

@@ -13,6 +13,8 @@ import pytest
 
 from bot.clock import FrozenClock
 from bot.db import Database
+from fakeapi import FakeTelegram
+from tests.harness import BotHarness
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 CONTENT_DIR = Path(__file__).resolve().parents[1] / "content"
@@ -79,3 +81,21 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 3, 2, 14, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """The project's fake Bot API server, on a free loopback port."""
+    async with FakeTelegram() as f:
+        yield f
+
+
+@pytest.fixture
+async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
+    """The real bot running against `fake`, on the frozen clock."""
+    harness = BotHarness(fake, db, clock)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
 
 import matplotlib.image as mpimg
-import pytest
 from sqlalchemy import select
 
 from bot import onboarding_hooks, sobriety
@@ -17,22 +15,6 @@ from bot.models import AuditEntry, CheckinEntry
 from fakeapi import FakeTelegram
 from tests.checkins_support import flags_of, make_patient
 from tests.harness import ADMIN_ID, BotHarness
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture
-async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
-    harness = BotHarness(fake, db, clock)
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 def text(msg) -> str:  # type: ignore[no-untyped-def]

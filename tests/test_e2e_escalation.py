@@ -29,12 +29,6 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture
 async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
     sup.use_stub()
     harness = BotHarness(fake, db, clock)

@@ -16,12 +16,6 @@ from tests.harness import ADMIN_ID, BotHarness
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture
 async def h(fake: FakeTelegram, db: Database) -> AsyncIterator[BotHarness]:
     harness = BotHarness(fake, db)
     await harness.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -17,22 +16,6 @@ from tests.harness import BotHarness
 from tests.sos_helpers import make_patient
 
 PHONE = re.compile(r"\+1 555 123 4567")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture
-async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
-    harness = BotHarness(fake, db, clock)
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def _patient(fake: FakeTelegram, db: Database, clock: FrozenClock, name: str = "Sam"):  # type: ignore[no-untyped-def]

@@ -19,12 +19,6 @@ from fakeapi import FakeTelegram
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as f:
-        yield f
-
-
-@pytest.fixture
 async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
     b = Bot(fake.token, base_url=fake.base_url)
     async with b:
