@@ -18,7 +18,7 @@ from telegram import Update
 from telegram.error import NetworkError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, CallbackContext, ContextTypes, ExtBot
 
-from bot import crypto
+from bot import crypto, group
 from bot.clock import Clock
 from bot.config import Settings
 from bot.content import Content, get_content
@@ -130,6 +130,9 @@ async def start_services(app: Application) -> None:  # type: ignore[type-arg]
     svc: Services = app.bot_data["svc"]
     import handlers
 
+    if svc.settings.counselor_chat_id is not None:
+        async with svc.db.session() as s:
+            svc.settings.counselor_chat_id = await group.current_id(s, svc.settings.counselor_chat_id)
     try:
         await handlers.set_commands(app, svc)
     except Exception as exc:

@@ -61,7 +61,9 @@ def _group_gate(svc: Any):  # type: ignore[no-untyped-def]
             return
         if chat.id != svc.settings.counselor_chat_id:
             msg = update.message
-            if msg is not None and (msg.new_chat_members or msg.left_chat_member or msg.migrate_to_chat_id):
+            if msg is not None and (
+                msg.new_chat_members or msg.left_chat_member or msg.migrate_to_chat_id or msg.migrate_from_chat_id
+            ):
                 # Service messages: the bot's own membership change is handled by my_chat_member.
                 raise ApplicationHandlerStop
             await common.foreign_group(update, ctx)

@@ -16,7 +16,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import people
+from bot import group, people
 from bot.app import Ctx
 from bot.roles import ADMIN, COUNSELOR, FACILITATOR
 from handlers.router import TextRouter
@@ -191,9 +191,11 @@ async def group_migrated(update: Update, ctx: Ctx) -> None:
     if msg is None or msg.migrate_to_chat_id is None:
         return
     if is_counselor_group(ctx, msg.chat.id):
+        async with ctx.svc.db.transaction() as s:
+            await group.record_migration(s, msg.chat.id, msg.migrate_to_chat_id, ctx.svc.clock.now())
         ctx.svc.settings.counselor_chat_id = msg.migrate_to_chat_id
         log.warning(
-            "the counselors' group became a supergroup: set COUNSELOR_CHAT_ID=%s in the configuration",
+            "the counselors' group became a supergroup; using its new id (also set COUNSELOR_CHAT_ID=%s)",
             msg.migrate_to_chat_id,
         )
 

@@ -160,3 +160,21 @@ async def test_start_up_survives_telegram_errors(fake: FakeTelegram, db: Databas
         assert "invite link" in fake.last(u.id).plain_text
     finally:
         await h.stop()
+
+
+async def test_counselors_group_upgraded_to_supergroup_is_followed_across_restarts(fake: FakeTelegram, db: Database):
+    counselor = fake.add_user(first_name="Cora", started=True)
+    basic = fake.add_group("Care team", supergroup=False, members=[counselor], creator=counselor)
+    h = BotHarness(fake, db, counselor_chat_id=basic.id)
+    await h.start()
+    try:
+        new = fake.migrate_group(basic, by_user=counselor)
+        await h.settle()
+        assert h.svc.settings.counselor_chat_id == new.id
+        await h.restart()  # the configuration still names the old group
+        assert h.svc.settings.counselor_chat_id == new.id
+        group_menu = [c["command"] for c in fake.commands(scope_type="chat", chat_id=new.id)]
+        assert "flags" in group_menu
+        assert not any(c.method == "leaveChat" for c in fake.calls)
+    finally:
+        await h.stop()

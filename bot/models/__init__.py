@@ -10,6 +10,7 @@ from bot.models.core import (
     Invite,
     OutboxMessage,
     Patient,
+    RuntimeSetting,
     ScheduledItem,
     StaffRole,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "OnCall",
     "OutboxMessage",
     "Patient",
+    "RuntimeSetting",
     "PlanEntry",
     "RelayConversation",
     "RelayMessage",

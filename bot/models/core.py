@@ -113,6 +113,16 @@ class ChatState(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class RuntimeSetting(Base):
+    """What the bot learned while running and must remember (e.g. the group's new chat id)."""
+
+    __tablename__ = "runtime_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class InboxUpdate(Base):
     """Every incoming update, stored before it is handled (idempotent on update_id)."""
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 10:56:32.410298
+Create Date: 2026-11-27 11:14:40.712685
 """
 
 from collections.abc import Sequence
@@ -101,6 +101,12 @@ def upgrade() -> None:
         batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_ref'), ['ref'], unique=False)
 
+    op.create_table('runtime_settings',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.String(length=200), nullable=False),
+    sa.Column('updated_at', bot.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_runtime_settings'))
+    )
     op.create_table('scheduled_items',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
@@ -414,6 +420,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_scheduled_due')
 
     op.drop_table('scheduled_items')
+    op.drop_table('runtime_settings')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_ref'))
         batch_op.drop_index('ix_outbox_due')
