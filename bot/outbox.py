@@ -44,7 +44,7 @@ warnings.filterwarnings("ignore", message="Please use 'Bot.", category=PTBUserWa
 
 MAX_ATTEMPTS = 12
 BACKOFF_BASE = 1.0
-BACKOFF_CAP = 300.0
+BACKOFF_CAP = 30.0  # an outage is retried every 30 s at most, so flags go out soon after
 LEASE = timedelta(minutes=2)
 
 
