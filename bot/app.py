@@ -104,6 +104,8 @@ def build_application(
 
     async def lookup(chat_id: int, user_id: int) -> str | None:
         member = await app.bot.get_chat_member(chat_id, user_id)
+        if member.status == "restricted" and not getattr(member, "is_member", False):
+            return "left"  # a restricted user who left the group keeps that status
         return str(member.status)
 
     svc = Services(

@@ -76,7 +76,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         _prepare_sqlite_path(url)
         kwargs.setdefault("pool_size", 20)
         kwargs.setdefault("max_overflow", 10)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # hide_parameters: an error message never carries the values (names, typed text).
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -103,7 +104,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # `?search_path=NAME` keeps the tables in one schema (several installations, or tests).
         u = u.difference_update_query(["search_path"])
         kwargs.setdefault("connect_args", {})["server_settings"] = {"search_path": str(schema)}
-    return create_async_engine(u, pool_pre_ping=True, **kwargs)
+    return create_async_engine(u, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 class Database:

@@ -14,6 +14,7 @@ sweeper kinds, the sender's hook that records where each post landed).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -444,7 +445,7 @@ def render_post(info: FlagInfo, *, content: Content | None = None, lang: str | N
     return c.t(
         "flags.post",
         lang,
-        severity=c.t(f"flags.severity.{info.severity}", lang),
+        severity=Html(c.t(f"flags.severity.{info.severity}", lang)),
         id=info.id,
         code=info.patient_code,
         category=c.t(f"flags.category.{info.category}", lang),
@@ -753,6 +754,15 @@ async def _recent_checkins(session: AsyncSession, patient_id: int, n: int = 7) -
         return []
 
 
+EVIDENCE_SHOWN = 600  # characters; even fully escaped (×5) a trigger stays one message part
+
+
+def _clip(text: str) -> str:
+    """A trigger's words, short enough to fit, with no blank lines (messages split at those)."""
+    text = re.sub(r"\n\s*\n+", "\n", text.strip())
+    return text if len(text) <= EVIDENCE_SHOWN else text[:EVIDENCE_SHOWN].rstrip() + " …"
+
+
 def render_details(d: FlagDetails, *, content: Content | None = None, lang: str | None = None, zone: str | None = None) -> str:
     """The Details DM: for one counselor only (it holds the name and the patient's words)."""
     wf = _workflow
@@ -766,7 +776,7 @@ def render_details(d: FlagDetails, *, content: Content | None = None, lang: str 
             id=d.flag.id,
             code=d.flag.patient_code,
             name=d.first_name or "–",
-            severity=c.t(f"flags.severity.{d.flag.severity}", lang),
+            severity=Html(c.t(f"flags.severity.{d.flag.severity}", lang)),
             category=c.t(f"flags.category.{d.flag.category}", lang),
         )
     ]
@@ -779,7 +789,7 @@ def render_details(d: FlagDetails, *, content: Content | None = None, lang: str 
                 source=tr.source or "–",
                 severity=tr.severity or "–",
                 reason=tr.reason or "–",
-                text=tr.evidence or c.t("flags.details_no_text", lang),
+                text=_clip(tr.evidence) if tr.evidence else c.t("flags.details_no_text", lang),
             )
         )
     if d.checkins:
@@ -871,7 +881,7 @@ async def build_digest(session: AsyncSession, now: datetime) -> str:
                 "flags.digest_flag",
                 lang,
                 id=f.id,
-                severity=c.t(f"flags.severity.{f.severity}", lang),
+                severity=Html(c.t(f"flags.severity.{f.severity}", lang)),
                 code=f.patient_code,
                 category=c.t(f"flags.category.{f.category}", lang),
                 age=age_text(c, lang, now - f.opened_at),

@@ -21,7 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import state
 from bot.audit import audit
 from bot.db import Base
-from bot.models import AuditEntry, BlockedChat, ChatState, OutboxMessage, ScheduledItem
+from bot.models import (
+    AuditEntry,
+    BlockedChat,
+    ChatState,
+    Flag,
+    OutboxMessage,
+    RelayConversation,
+    ScheduledItem,
+)
 from bot.people import patient_by_telegram
 
 PATIENTS = "patients"
@@ -165,6 +173,17 @@ async def erase(session: AsyncSession, telegram_id: int, *, now: datetime) -> Er
     tables = {t.name: t for t in _tables()}
     conds = _conditions(pid)
     deleted: dict[str, int] = {}
+    # Messages to staff that carry this patient's words (relayed replies, flag notices): found
+    # through their conversations and flags, before those rows go.
+    conv_ids = list((await session.execute(select(RelayConversation.id).where(RelayConversation.patient_id == pid))).scalars())
+    flag_ids = list((await session.execute(select(Flag.id).where(Flag.patient_id == pid))).scalars())
+    refs = [OutboxMessage.ref == f"relay:{i}" for i in conv_ids]
+    refs += [OutboxMessage.ref.like(f"flag:{i}:%") for i in flag_ids]
+    refs += [OutboxMessage.ref.like(f"flagedit:{i}:%") for i in flag_ids]
+    if refs:
+        res = await session.execute(delete(OutboxMessage).where(or_(*refs)))
+        if res.rowcount:
+            deleted["outbox_staff"] = int(res.rowcount)
     order = [t.name for t in reversed(_tables()) if t.name in conds]
     # Children first; the patients row last.
     for name in order:
@@ -178,7 +197,7 @@ async def erase(session: AsyncSession, telegram_id: int, *, now: datetime) -> Er
         deleted["scheduled_items"] = len(ids)
     res = await session.execute(
         delete(OutboxMessage).where(
-            OutboxMessage.chat_id == telegram_id, OutboxMessage.status.in_(("pending", "sent", "dead", "blocked"))
+            OutboxMessage.chat_id == telegram_id
         )
     )
     if res.rowcount:

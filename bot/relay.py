@@ -179,3 +179,25 @@ async def end(session: AsyncSession, conversation_id: int, *, counselor_id: int,
         ref=f"relay:{conv.id}",
     )
     return _conv(conv, patient)
+
+
+async def staff_access_lost(session: AsyncSession, counselor_id: int, *, now: datetime) -> int:
+    """Someone is no longer a counselor: their conversations end and they are no longer on call.
+
+    Returns how many conversations were ended (each patient is told).
+    """
+    ids = list(
+        (
+            await session.execute(
+                select(RelayConversation.id).where(
+                    RelayConversation.counselor_id == counselor_id, RelayConversation.ended_at.is_(None)
+                )
+            )
+        ).scalars()
+    )
+    for conv_id in ids:
+        await end(session, conv_id, counselor_id=counselor_id, now=now)
+    oncall = await flags.get_oncall(session)
+    if oncall is not None and oncall.telegram_id == counselor_id:
+        await flags.set_oncall(session, None, name=None, by=None, now=now)
+    return len(ids)

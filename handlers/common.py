@@ -16,7 +16,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import group, people
+from bot import group, people, relay
 from bot.app import Ctx
 from bot.roles import ADMIN, COUNSELOR, FACILITATOR
 from handlers.router import TextRouter
@@ -53,7 +53,12 @@ async def require_role(update: Update, ctx: Ctx, *roles: str) -> bool:
         return True
     c = ctx.svc.content
     chat = update.effective_chat
-    text = c.t("common.not_allowed_group") if chat is not None and chat.type != ChatType.PRIVATE else c.t("common.not_allowed")
+    if set(roles) == {ADMIN}:
+        text = c.t("common.not_allowed_admin")
+    elif chat is not None and chat.type != ChatType.PRIVATE:
+        text = c.t("common.not_allowed_group")
+    else:
+        text = c.t("common.not_allowed")
     if update.callback_query is not None:
         await answer(update.callback_query, text, alert=True)
     elif chat is not None:
@@ -166,13 +171,15 @@ async def chat_member(update: Update, ctx: Ctx) -> None:
     if cmu is None or not is_counselor_group(ctx, cmu.chat.id):
         return
     user = cmu.new_chat_member.user
-    inside = cmu.new_chat_member.status in (
-        ChatMemberStatus.OWNER,
-        ChatMemberStatus.ADMINISTRATOR,
-        ChatMemberStatus.MEMBER,
-        ChatMemberStatus.RESTRICTED,
+    member = cmu.new_chat_member
+    inside = member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.MEMBER) or (
+        member.status == ChatMemberStatus.RESTRICTED and bool(getattr(member, "is_member", False))
     )
     ctx.svc.roles.set_membership(user.id, inside)
+    if not inside and not await ctx.svc.roles.has(user.id, COUNSELOR):
+        async with ctx.svc.db.transaction() as s:
+            await relay.staff_access_lost(s, user.id, now=ctx.svc.clock.now())
+        ctx.svc.sender.wake()
 
 
 async def foreign_group(update: Update, ctx: Ctx) -> None:

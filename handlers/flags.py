@@ -21,7 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import flags, relay, state
+from bot import flags, relay, safety, state
 from bot.app import Ctx, Services
 from bot.content import Html
 from bot.roles import COUNSELOR
@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 NOTE_STATE = "flags:note"
 PRIVATE = filters.ChatType.PRIVATE
+
+
+def _is_id(text: str) -> bool:
+    """A plain, reasonably sized number (not '²', not 30 digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 15
 
 
 def _name(user: User) -> str:
@@ -55,8 +60,13 @@ async def _dm(ctx: Ctx, user_id: int, text: str, rows: list[list[tuple[str, str]
     except Forbidden:
         return False
     except TelegramError as exc:
+        # Not a closed chat: say so plainly rather than "open a chat with me".
         log.warning("flags: private message to a counselor failed (%s)", type(exc).__name__)
-        return False
+        try:
+            await ctx.bot.send_message(user_id, ctx.svc.content.t("flags.dm_failed"))
+        except TelegramError:
+            return False
+        return True
 
 
 # -- buttons ----------------------------------------------------------------------------------
@@ -69,7 +79,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         return
     c = ctx.svc.content
     parts = (q.data or "").split(":")
-    if len(parts) != 3 or not parts[2].isdigit() or parts[1] not in _ACTIONS:
+    if len(parts) != 3 or not _is_id(parts[2]) or parts[1] not in _ACTIONS:
         await answer(q, c.t("common.button_expired"))
         return
     if not await require_role(update, ctx, COUNSELOR):
@@ -254,10 +264,18 @@ async def patient_relay(update: Update, ctx: Ctx) -> None:
         return
     svc = ctx.svc
     async with svc.db.session() as s:
-        if await relay.active_for_patient(s, user.id) is None:
+        conv = await relay.active_for_patient(s, user.id)
+        if conv is None:
             return
         if await state.get(s, user.id) is not None:
             return  # they are answering something else (a check-in note, a setting, …)
+    if not await svc.roles.has(conv.counselor_id, COUNSELOR):
+        # That person is no longer on the care team: never pass them the patient's words.
+        async with svc.db.transaction() as s:
+            await relay.staff_access_lost(s, conv.counselor_id, now=svc.clock.now())
+            await safety.talk_request(s, conv.patient_id, svc.clock.now(), source="relay_ended")
+        svc.sender.wake()
+        return
     async with svc.db.transaction() as s:
         conv = await relay.patient_replies(s, user.id, msg.text, now=svc.clock.now())
     if conv is None:
@@ -310,7 +328,7 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
         return
     svc, c = ctx.svc, ctx.svc.content
     args = ctx.args or []
-    if len(args) != 1 or not args[0].lstrip("#").isdigit():
+    if len(args) != 1 or not _is_id(args[0].lstrip("#")):
         await reply(update, c.t("flags.history_usage"))
         return
     flag_id = int(args[0].lstrip("#"))
@@ -383,11 +401,11 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
         return
     if arg == "me":
         target, name = user.id, _name(user)
-    elif arg.isdigit():
+    elif _is_id(arg) and await svc.roles.has(int(arg), COUNSELOR):
         target = int(arg)
         async with svc.db.session() as s:
             name = (await _staff_names(s, {target})).get(target) or str(target)
-    else:
+    else:  # only a counselor can be on call: crisis alerts go to them
         await reply(update, c.t("flags.oncall_bad"))
         return
     async with svc.db.transaction() as s:

@@ -19,7 +19,7 @@ from tests.onboarding_support import ADMIN, enrol, make_invite, running_bot, tex
 ADMIN_ONLY = "admin"
 COUNSELORS = "counselor"
 
-REFUSALS = ("only for the care team", "only counselors can do that here")
+REFUSALS = ("only for the care team", "only counselors can do that here", "only an admin can do that")
 
 
 async def _count(db: Database, model: Any, *where: Any) -> int:
