@@ -4,4 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/venv.sh
+if [ ! -f .env ]; then
+  cp .env.example .env
+  echo "Created .env from .env.example; put your TELEGRAM_BOT_TOKEN in it." >&2
+fi
+# Free text (notes, plan entries, relayed messages) is encrypted at rest: make a key on first use.
+if [ -z "${ENCRYPTION_KEY:-}" ] && ! grep -qE '^ENCRYPTION_KEY=.+' .env; then
+  key=$(.venv/bin/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
+  if grep -qE '^ENCRYPTION_KEY=' .env; then
+    sed -i "s|^ENCRYPTION_KEY=.*|ENCRYPTION_KEY=$key|" .env
+  else
+    printf '\nENCRYPTION_KEY=%s\n' "$key" >> .env
+  fi
+  echo "Generated ENCRYPTION_KEY in .env. Keep .env safe and backed up: without the key the stored notes cannot be read." >&2
+fi
 exec .venv/bin/iop-bot run "$@"

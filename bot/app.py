@@ -198,6 +198,8 @@ class Runner:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
         s = self.svc.settings
+        if s.encryption_key is None:
+            log.warning("ENCRYPTION_KEY is not set: free text (notes, plan entries, relayed messages) is stored unencrypted")
         await retry_network(self.app.initialize, "connecting to Telegram")
         try:
             await self.app.start()

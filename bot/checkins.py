@@ -38,6 +38,7 @@ from bot.clinical import silent_days_flag as _silent_rule
 from bot.clock import ensure_utc, local_date, local_datetime, next_local_due
 from bot.content import Content, Html
 from bot.flags import CATEGORIES, raise_flag
+from bot.lapse import lapse_message
 from bot.models import CheckinEntry, Patient, ScheduledItem
 from bot.outbox import Outgoing, enqueue
 from bot.people import PatientInfo
@@ -470,16 +471,20 @@ async def finish(
     else:
         numbers = await sobriety.numbers(session, patient.id, entry.local_date, now)
 
-    parts = [inst.replies.get(outcome.reply) or inst.replies.get("default") or c.t("checkins.thanks", lang)]
+    rows: list[Row] = []
+    if outcome.reply == "lapse":
+        # The lapse flow: non-shaming, what happened, what helped, the next right step.
+        lapse_text, lapse_rows = lapse_message(lang, patient, content=content)
+        parts = [lapse_text]
+        rows += [list(r) for r in lapse_rows]
+    else:
+        parts = [inst.replies.get(outcome.reply) or inst.replies.get("default") or c.t("checkins.thanks", lang)]
     parts += [inst.notes[n] for n in outcome.notes if n in inst.notes]
     if outcome.reply == "default" and numbers is not None and numbers.current_days > 0:
         streak = inst.texts.get("streak")
         if streak:
             parts.append(streak.format(days=numbers.current_days))
-    rows: list[Row] = []
-    if outcome.reply == "lapse":
-        rows.append([(c.t("checkins.talk_yes", lang), "ci:talk:y"), (c.t("checkins.talk_no", lang), "ci:talk:n")])
-    if outcome.offer_urge_tools:
+    if outcome.offer_urge_tools and outcome.reply != "lapse":  # the lapse flow has its own tools
         rows.append([(c.t("checkins.urge_button", lang), "sos:open")])
     screens = [Screen("\n\n".join(parts), rows)]
 

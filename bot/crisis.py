@@ -164,8 +164,13 @@ def crisis_message(
     *,
     zone: str = DEFAULT_ZONE,
     content: Content | None = None,
+    care_team: bool = True,
 ) -> str:
-    """The whole crisis reply as HTML, from content alone (no database)."""
+    """The whole crisis reply as HTML, from content alone (no database).
+
+    `care_team=False` leaves out the line about the care team, for a reply sent before we know
+    whether the person is a patient whose counselors are being told.
+    """
     c = content or get_content()
     now = now or datetime.now(UTC)
     parts = [c.t("crisis.intro", lang)]
@@ -180,7 +185,8 @@ def crisis_message(
         parts.append(c.t("crisis.no_resources", lang))
     if plan_lines:
         parts.append(plan_block(lang, plan_lines, content=c))
-    parts.append(counselor_line(lang, office_hours, now, zone=zone, content=c))
+    if care_team:
+        parts.append(counselor_line(lang, office_hours, now, zone=zone, content=c))
     parts.append(c.t("crisis.closing", lang))
     return "\n\n".join(p for p in parts if p)
 

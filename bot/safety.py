@@ -22,6 +22,7 @@ from bot.flags import CATEGORIES, FlagResult, raise_flag, rank
 from bot.models import Flag, FlagEvent, Patient, SafetyCheck, ScheduledItem
 from bot.outbox import Outgoing, enqueue
 from bot.scheduler import cancel, schedule
+from bot.text import split_text
 
 log = logging.getLogger(__name__)
 
@@ -198,31 +199,32 @@ async def enqueue_crisis(session: AsyncSession, patient: Patient, now: datetime)
         zone=settings.default_timezone if settings else "America/New_York",
         content=_content(),
     )
-    await enqueue(
-        session,
-        Outgoing(patient.telegram_id, text),
-        now=now,
-        dedup_key=f"crisis:{patient.id}:{now.strftime('%Y%m%d%H%M')}",
-    )
+    await _enqueue_parts(session, patient.telegram_id, text, now, f"crisis:{patient.id}:{now.strftime('%Y%m%d%H%M')}")
 
 
-async def enqueue_plan(session: AsyncSession, patient_id: int, now: datetime) -> bool:
-    """After a crisis reply sent without the database: the patient's own plan, if they have one."""
+async def enqueue_plan(session: AsyncSession, patient_id: int, now: datetime, *, lead: str | None = None) -> bool:
+    """After a crisis reply sent without the database: `lead` (e.g. when the care team will be
+    in touch) and the patient's own plan, if they have one — split to fit Telegram's limit."""
     patient = await session.get(Patient, patient_id)
     if patient is None:
         return False
     lines = await plan_lines(session, patient_id)
-    if not lines:
+    if not lines and not lead:
         return False
     from bot.crisis import plan_block
 
     c = _content()
     lang = patient.language or "en"
-    body = c.t("crisis.plan_followup", lang) + "\n\n" + plan_block(lang, lines, content=c)
-    await enqueue(
-        session, Outgoing(patient.telegram_id, body), now=now, dedup_key=f"crisisplan:{patient_id}:{now:%Y%m%d%H%M}"
-    )
+    blocks = [lead] if lead else []
+    if lines:
+        blocks += [c.t("crisis.plan_followup", lang), plan_block(lang, lines, content=c)]
+    await _enqueue_parts(session, patient.telegram_id, "\n\n".join(blocks), now, f"crisisplan:{patient_id}:{now:%Y%m%d%H%M}")
     return True
+
+
+async def _enqueue_parts(session: AsyncSession, chat_id: int, text: str, now: datetime, key: str) -> None:
+    for i, part in enumerate(split_text(text)):
+        await enqueue(session, Outgoing(chat_id, part), now=now, dedup_key=f"{key}:{i}")
 
 
 def _confirm_keyboard(c: Content, lang: str, check_id: int) -> dict[str, Any]:

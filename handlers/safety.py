@@ -22,6 +22,7 @@ from telegram.ext import (
 
 from bot import crisis, flags, people, relay, safety, state
 from bot.app import Ctx
+from bot.lapse import lapse_message
 from bot.safety import NO_SIGNAL, Signal
 from handlers.common import require_patient
 from handlers.router import TextRouter
@@ -30,7 +31,8 @@ from handlers.ui import answer, reply
 log = logging.getLogger(__name__)
 
 PRIVATE = filters.ChatType.PRIVATE
-SCREENED = PRIVATE & (filters.TEXT | filters.CAPTION) & ~filters.COMMAND & ~filters.FORWARDED
+# Forwarded texts too: whoever wrote them, words of a crisis get the resources.
+SCREENED = PRIVATE & (filters.TEXT | filters.CAPTION) & ~filters.COMMAND
 
 
 def _lang(ctx: Ctx, code: str | None) -> str:
@@ -51,6 +53,7 @@ def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None) -> str
             svc.clock.now(),
             zone=svc.settings.default_timezone,
             content=svc.content,
+            care_team=False,  # said once we know a flag reached the care team
         )
     except Exception:
         log.exception("crisis: could not build the crisis reply; sending the short form")
@@ -139,10 +142,16 @@ async def screen(update: Update, ctx: Ctx) -> None:
         if in_relay and not listening:
             return  # the relay passes it on to the counselor who is talking with them
         raise ApplicationHandlerStop
-    if listening or in_relay:
-        return
+    if in_relay or listening in FREE_TEXT_KINDS:
+        return  # the words belong to what they are writing (a note, a plan entry, a reply)
     if outcome.duplicate or outcome.check_id is not None:
         raise ApplicationHandlerStop  # handled already, or the question is on its way
+    if outcome.flag is not None and outcome.signal.category == "use_disclosure":
+        async with svc.db.session() as s:
+            patient = await people.active_patient_info(s, user.id)
+        text, rows = lapse_message(patient_lang, patient, content=svc.content)
+        await reply(update, text, rows)
+        raise ApplicationHandlerStop
     if outcome.flag is not None:
         key = f"safety.ack.{outcome.signal.severity}"
         if svc.content.has(key, patient_lang):
@@ -153,22 +162,35 @@ async def screen(update: Update, ctx: Ctx) -> None:
         raise ApplicationHandlerStop
 
 
+# Conversations whose typed text is the patient's own words: a risk signal in them is recorded,
+# and the words still go where the patient meant them.
+FREE_TEXT_KINDS = frozenset({"checkins:note", "sos:plan_entry", "sos:reflect"})
+
+
 async def _record(
     ctx: Ctx, user_id: int, text: str, sig: Signal, replied: bool, source: str
-) -> tuple[safety.SafetyOutcome | None, bool, bool, str]:
+) -> tuple[safety.SafetyOutcome | None, str | None, bool, str]:
     """The database part: flags, questions, the plan after a crisis reply."""
     svc = ctx.svc
     now = svc.clock.now()
     async with svc.db.transaction() as s:
         patient = await people.active_patient_info(s, user_id)
         if patient is None:
-            return None, False, False, "en"
+            return None, None, False, "en"
         outcome = await safety.check_text(
             s, patient.id, text, source=source, now=now, signal=sig, lang=patient.language, send_crisis=not replied
         )
         if outcome.crisis and replied and not outcome.duplicate:
-            await safety.enqueue_plan(s, patient.id, now)
-        listening = await state.get(s, user_id) is not None
+            lead = crisis.counselor_line(
+                patient.language, svc.settings.office_hours, now, zone=svc.settings.default_timezone, content=svc.content
+            )
+            await safety.enqueue_plan(s, patient.id, now, lead=lead)
+        awaiting = await state.get(s, user_id)
+        if awaiting is not None and awaiting.kind not in FREE_TEXT_KINDS and outcome.flag is not None:
+            # A risk message is not an answer to a settings or onboarding question: drop the
+            # question, so the acknowledgement below is the reply.
+            await state.clear(s, user_id)
+        listening = awaiting.kind if awaiting is not None else None
         in_relay = await relay.active_for_patient(s, user_id) is not None
         return outcome, listening, in_relay, patient.language
 

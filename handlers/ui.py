@@ -54,23 +54,35 @@ async def reply(
 
 
 async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]] | None = None) -> None:
-    """Replace the text (and buttons) of the message a button was pressed on."""
+    """Replace the text (and buttons) of the message a button was pressed on.
+
+    A text too long for one message: the first part replaces it, the rest follows (buttons last).
+    """
+    parts = split_text(text)
+    first_rows = rows if len(parts) == 1 else None
     try:
         await query.edit_message_text(
-            split_text(text)[0], parse_mode=ParseMode.HTML, reply_markup=keyboard(rows) if rows else None,
+            parts[0], parse_mode=ParseMode.HTML, reply_markup=keyboard(first_rows) if first_rows else None,
             disable_web_page_preview=True,
         )
     except BadRequest as exc:
-        if "not modified" in exc.message.lower():
+        low = exc.message.lower()
+        if "not modified" in low:
             return
-        if "message to edit not found" in exc.message.lower() or "can't be edited" in exc.message.lower():
-            if query.message is not None:
-                await query.get_bot().send_message(
-                    query.message.chat.id, text, parse_mode=ParseMode.HTML,
-                    reply_markup=keyboard(rows) if rows else None,
-                )
-            return
-        raise
+        if "message to edit not found" in low or "can't be edited" in low:
+            parts = split_text(text)  # send it all as new messages
+        else:
+            raise
+    else:
+        parts = parts[1:]
+    if query.message is None:
+        return
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        await query.get_bot().send_message(
+            query.message.chat.id, part, parse_mode=ParseMode.HTML,
+            reply_markup=keyboard(rows) if rows and last else None, disable_web_page_preview=True,
+        )
 
 
 async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:

@@ -159,7 +159,7 @@ async def test_use_disclosed_starts_the_lapse_flow_and_raises_a_flag(db: Databas
     text = r.screens[0].text
     assert "A lapse is not a relapse" in text
     datas = [d for row in r.screens[0].rows for _, d in row]
-    assert "ci:talk:y" in datas and "sos:open" not in datas
+    assert "sos:talk" in datas and "sos:call" in datas and "sos:open" not in datas
     assert await flags_of(db, p.id) == [("use_disclosure", "moderate")]
     async with db.transaction() as s:
         screen = await checkins.talk_request(s, C, p, True, clock.now())

@@ -66,14 +66,39 @@ async def test_crisis_at_3am_gets_resources_and_a_group_post(h: BotHarness, fake
     await h.send(u, "I can't do this. I'm going to end it all tonight")
     reply = fake.sent(u.id)[0].plain_text or ""
     assert "988" in reply and "911" in reply and "Crisis Text Line" in reply and "Never Use Alone" in reply
-    assert "not working at this hour" in reply and "Monday at 09:00" in reply
+    # The care-team line follows once the flag is recorded (only then is it true).
+    assert "not working at this hour" not in reply
+    follow = fake.sent(u.id)[1].plain_text or ""
+    assert "not working at this hour" in follow and "Monday at 09:00" in follow
     (post,) = fake.sent(h.group.id)
     text = post.plain_text or ""
     assert "CRISIS" in text and "P-1234" in text and "suicide or self-harm" in text and "Sat 07 Mar 03:00" in text
     assert "Jordan" not in text and "end it all" not in text
     assert [d.split(":")[1] for d in post.callback_data] == ["claim", "details", "msg", "resolve"]
-    assert len(fake.sent(u.id)) == 1  # nothing else answered the crisis text
+    assert len(fake.sent(u.id)) == 2  # nothing else answered the crisis text
     fake.assert_no_errors()
+
+
+async def test_someone_who_is_not_a_patient_is_not_promised_a_counselor(h: BotHarness, fake: FakeTelegram):
+    stranger = fake.add_user(first_name="Sky")
+    await h.send(stranger, "I cannot do this, I will end it all tonight")
+    texts = [m.plain_text or "" for m in fake.sent(stranger.id)]
+    assert texts and "988" in texts[0]
+    assert not any("care team" in t.lower() and "know" in t.lower() for t in texts)
+    assert fake.sent(h.group.id) == []
+
+
+async def test_a_risk_message_while_a_setting_question_waits_is_acknowledged(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
+    u = await _patient(fake, db, clock)
+    from bot import state
+
+    async with db.transaction() as s:
+        await state.set_(s, u.id, "onboarding:setting", {"field": "sobriety_date"}, clock.now())
+    await h.send(u, "I used last night")
+    texts = [m.plain_text or "" for m in fake.sent(u.id)]
+    assert texts and not any("date" in t.lower() for t in texts)
+    async with db.session() as s:
+        assert await state.get(s, u.id) is None
 
 
 async def test_a_counselor_claims_reads_details_messages_and_resolves(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
