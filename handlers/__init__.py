@@ -55,8 +55,12 @@ def _feature_modules() -> list[Any]:
 def _group_gate(svc: Any):  # type: ignore[no-untyped-def]
     """Leave foreign groups; in the counselors' group let only commands and buttons through."""
 
+    seen: set[int] = svc.extra.setdefault("private_chats", set())
+
     async def gate(update: Update, ctx: Any) -> None:
         chat = update.effective_chat
+        if chat is not None and chat.type == "private" and update.message is not None:
+            seen.add(chat.id)  # this person has a chat with the bot: their menu can be set
         if chat is None or chat.type == "private" or update.my_chat_member or update.chat_member:
             return
         if chat.id != svc.settings.counselor_chat_id:
@@ -93,24 +97,14 @@ async def set_commands(app: Application, svc: Any) -> None:  # type: ignore[type
             await bot.set_my_commands(_commands(svc, GROUP_COMMANDS), scope=BotCommandScopeChat(svc.settings.counselor_chat_id))
         except Exception as exc:
             log.warning("could not set the counselors' group menu (%s)", type(exc).__name__)
-    staff = await staff_ids(svc)
-    for uid, roles in staff.items():
-        await set_staff_commands(app, svc, uid, roles)
-
-
-async def staff_ids(svc: Any) -> dict[int, set[str]]:
-    from sqlalchemy import select
-
-    from bot.models import StaffRole
-
-    out: dict[int, set[str]] = {uid: {"admin"} for uid in svc.settings.admin_user_ids}
-    async with svc.db.session() as s:
-        for uid, role in (await s.execute(select(StaffRole.telegram_id, StaffRole.role))).all():
-            out.setdefault(uid, set()).add(role)
-    return out
+    # Each staff member's own menu is set when they write to the bot (/start) or are granted a
+    # role after having done so: Telegram refuses a chat scope for someone who never opened one,
+    # and menus it has accepted persist across restarts.
 
 
 async def set_staff_commands(app: Application, svc: Any, user_id: int, roles: set[str]) -> None:  # type: ignore[type-arg]
+    if user_id not in svc.extra.setdefault("private_chats", set()):
+        return  # set when they first write to the bot
     names: list[str] = []
     if roles & {"counselor", "admin"}:
         names += COUNSELOR_COMMANDS

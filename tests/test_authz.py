@@ -150,6 +150,7 @@ async def test_leaving_the_group_revokes_at_once(db: Database, clock: FrozenCloc
 async def test_grant_and_revoke_refresh_the_menu(db: Database, clock: FrozenClock):
     async with running_bot(db, clock) as (h, fake, _group):
         cora = fake.add_user(first_name="Cora", started=True)
+        await h.send(cora, "/start")  # she has a chat with the bot, so her menu can be set
         await h.send(ADMIN, f"/grant {cora.id} counselor")
         assert "is now a counselor" in text_of(fake.last(ADMIN))
         menu = [c["command"] for c in fake.commands(scope_type="chat", chat_id=cora.id)]
