@@ -38,6 +38,7 @@ from bot.clinical import silent_days_flag as _silent_rule
 from bot.clock import ensure_utc, local_date, local_datetime, next_local_due
 from bot.content import Content, Html
 from bot.flags import CATEGORIES, raise_flag
+from bot.keyboards import inline_keyboard
 from bot.lapse import lapse_message
 from bot.models import CheckinEntry, Patient, ScheduledItem
 from bot.outbox import Outgoing, enqueue
@@ -717,12 +718,7 @@ async def on_reminder(session: AsyncSession, item: ScheduledItem, now: datetime,
 
 
 def _keyboard(rows: list[Row]) -> dict[str, Any]:
-    """Inline keyboard JSON for outbox rows (the same shape the handlers' helper builds)."""
-    for row in rows:
-        for _label, data in row:
-            if len(data.encode()) > 64:
-                raise ValueError(f"callback_data too long: {data!r}")
-    return {"inline_keyboard": [[{"text": label, "callback_data": data} for label, data in row] for row in rows]}
+    return inline_keyboard(rows)
 
 
 def setup(sweeper: Any, content: Content) -> None:

@@ -24,6 +24,7 @@ from bot.clock import local_date
 from bot.config import OfficeHours
 from bot.content import Content
 from bot.flags import raise_flag
+from bot.keyboards import inline_keyboard
 from bot.models import Patient, ScheduledItem, UrgeSession
 from bot.outbox import Outgoing, enqueue
 from bot.sos_rules import load_sos_rules, use_content_dir
@@ -363,8 +364,7 @@ async def send_followup(session: AsyncSession, content: Content, patient_id: int
 
 
 def _markup(rows: Rows) -> dict[str, object]:
-    """Inline keyboard as Bot API JSON (outbox rows are plain JSON)."""
-    return {"inline_keyboard": [[{"text": label, "callback_data": data} for label, data in row] for row in rows]}
+    return inline_keyboard(rows)
 
 
 def followup_handler(content: Content) -> Callable[[AsyncSession, ScheduledItem, datetime], Awaitable[None]]:

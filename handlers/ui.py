@@ -9,6 +9,7 @@ from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, 
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
+from bot.keyboards import inline_keyboard
 from bot.text import split_text
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def keyboard(rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup:
 
 def keyboard_dict(rows: Sequence[Sequence[Button]]) -> dict[str, object]:
     """The same keyboard as plain JSON, for outbox rows."""
-    return keyboard(rows).to_dict()
+    return inline_keyboard(rows)
 
 
 async def reply(
