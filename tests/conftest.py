@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,6 +88,18 @@ async def fake() -> AsyncIterator[FakeTelegram]:
     """The project's fake Bot API server, on a free loopback port."""
     async with FakeTelegram() as f:
         yield f
+
+
+@pytest.fixture
+def stub_detector() -> Iterator[object]:
+    """A risk detector that knows a few fixed phrases (tests/escalation_support.py)."""
+    from tests import escalation_support as sup
+
+    detector = sup.use_stub()
+    try:
+        yield detector
+    finally:
+        sup.reset()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import string
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -28,16 +27,8 @@ def clock() -> FrozenClock:
     return FrozenClock(SATURDAY_3AM)
 
 
-@pytest.fixture
-async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
-    sup.use_stub()
-    harness = BotHarness(fake, db, clock)
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-        sup.reset()
+# The predictable detector, installed before the bot starts and removed after it stops.
+pytestmark = pytest.mark.usefixtures("stub_detector")
 
 
 async def _patient(fake: FakeTelegram, db: Database, clock: FrozenClock, name: str = "Jordan", code: str = "P-1234"):  # type: ignore[no-untyped-def]

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import select
 
 from bot import plans
-from bot.clock import FrozenClock
-from bot.db import Database
 from bot.models import Flag, OutboxMessage
-from fakeapi import FakeTelegram
 from tests import escalation_support as sup
-from tests.harness import BotHarness
 
-
-@pytest.fixture
-async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
-    sup.use_stub()
-    harness = BotHarness(fake, db, clock)
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-        sup.reset()
+# The predictable detector, installed before the bot starts and removed after it stops.
+pytestmark = pytest.mark.usefixtures("stub_detector")
 
 
 async def test_a_long_plan_still_reaches_the_patient_after_a_crisis(h, fake, db, clock):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -13,21 +12,12 @@ from bot.db import Database
 from bot.models import OutboxMessage
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
-from tests.harness import BotHarness
 
 CRISIS = "I'm going to end it all tonight"
 
 
-@pytest.fixture
-async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
-    sup.use_stub()
-    harness = BotHarness(fake, db, clock)
-    await harness.start()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
-        sup.reset()
+# The predictable detector, installed before the bot starts and removed after it stops.
+pytestmark = pytest.mark.usefixtures("stub_detector")
 
 
 async def _patient(fake: FakeTelegram, db: Database, clock: FrozenClock, name: str = "Jordan"):  # type: ignore[no-untyped-def]
