@@ -797,6 +797,22 @@ def render_details(d: FlagDetails, *, content: Content | None = None, lang: str 
     return "\n\n".join(parts)
 
 
+async def staff_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    """Display names of staff, as recorded with their role or on the flags they handled."""
+    out: dict[int, str] = {}
+    if not ids:
+        return out
+    q = select(StaffRole.telegram_id, StaffRole.display_name).where(StaffRole.telegram_id.in_(ids))
+    for uid, name in (await session.execute(q)).all():
+        if name:
+            out[uid] = name
+    for col_id, col_name in ((Flag.claimed_by, Flag.claimed_by_name), (Flag.resolved_by, Flag.resolved_by_name)):
+        for uid, name in (await session.execute(select(col_id, col_name).where(col_id.in_(ids)).distinct())).all():
+            if name and uid not in out:
+                out[uid] = name
+    return out
+
+
 # -- on call ---------------------------------------------------------------------------------
 
 

@@ -335,7 +335,7 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
     async with svc.db.session() as s:
         info = await flags.get_flag(s, flag_id)
         events = await flags.history(s, flag_id) if info else []
-        names = await _staff_names(s, {e.actor_id for e in events if e.actor_id is not None})
+        names = await flags.staff_names(s, {e.actor_id for e in events if e.actor_id is not None})
     if info is None:
         await reply(update, c.t("flags.not_found"))
         return
@@ -355,24 +355,6 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
         )
         lines.append(c.t("flags.history_line", time=e.at.astimezone(zone).strftime("%a %d %b %H:%M"), what=Html(what)))
     await reply(update, "\n".join(lines))
-
-
-async def _staff_names(s: object, ids: set[int]) -> dict[int, str]:
-    from sqlalchemy import select
-
-    from bot.models import Flag, StaffRole
-
-    out: dict[int, str] = {}
-    if not ids:
-        return out
-    for uid, name in (await s.execute(select(StaffRole.telegram_id, StaffRole.display_name).where(StaffRole.telegram_id.in_(ids)))).all():  # type: ignore[attr-defined]
-        if name:
-            out[uid] = name
-    for col_id, col_name in ((Flag.claimed_by, Flag.claimed_by_name), (Flag.resolved_by, Flag.resolved_by_name)):
-        for uid, name in (await s.execute(select(col_id, col_name).where(col_id.in_(ids)).distinct())).all():  # type: ignore[attr-defined]
-            if name and uid not in out:
-                out[uid] = name
-    return out
 
 
 async def oncall_cmd(update: Update, ctx: Ctx) -> None:
@@ -404,7 +386,7 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
     elif _is_id(arg) and await svc.roles.has(int(arg), COUNSELOR):
         target = int(arg)
         async with svc.db.session() as s:
-            name = (await _staff_names(s, {target})).get(target) or str(target)
+            name = (await flags.staff_names(s, {target})).get(target) or str(target)
     else:  # only a counselor can be on call: crisis alerts go to them
         await reply(update, c.t("flags.oncall_bad"))
         return
