@@ -23,6 +23,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.content import Content, get_content
 from bot.db import Database
+from bot.http import AiohttpRequest
 from bot.inbox import Inbox
 from bot.outbox import Sender
 from bot.roles import Roles
@@ -98,7 +99,8 @@ def build_application(
         .context_types(ContextTypes(context=Ctx))
         .updater(None)
         .concurrent_updates(concurrent_updates)
-        .connection_pool_size(32)
+        .request(AiohttpRequest(pool_size=32))
+        .get_updates_request(AiohttpRequest(pool_size=2))
         .build()
     )
 
