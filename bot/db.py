@@ -8,6 +8,7 @@ IMMEDIATE so concurrent read-modify-write never loses an update. PostgreSQL: the
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,6 +26,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from bot import sqlite_inline
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -76,24 +80,18 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         _prepare_sqlite_path(url)
         kwargs.setdefault("pool_size", 20)
         kwargs.setdefault("max_overflow", 10)
+        path = make_url(url).database or ":memory:"
+        # Statements run inline in the event loop (bot/sqlite_inline.py says why and what makes
+        # it safe); the connection is opened with WAL, a short busy timeout and foreign keys on.
         # hide_parameters: an error message never carries the values (names, typed text).
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Let SQLAlchemy, not the driver, decide when transactions begin.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
+        engine = create_async_engine(
+            url, async_creator=sqlite_inline.creator(path), hide_parameters=True, **kwargs
+        )
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            conn.connection.driver_connection.begin(mode)
 
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -137,10 +135,35 @@ class Database:
         async with asyncio.timeout(WRITE_WAIT_SECONDS):
             await self._write_lock.acquire()
         try:
-            async with self._write() as s, s.begin():
+            s = await self._begin_immediate()
+            try:
                 yield s
+                await s.commit()
+            except BaseException:
+                await s.rollback()
+                raise
+            finally:
+                await s.close()
         finally:
             self._write_lock.release()
+
+    async def _begin_immediate(self) -> AsyncSession:
+        """A session holding SQLite's write lock. Another process may hold it for a moment (a
+        migration, a backup): wait in the event loop, not in SQLite's busy handler."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_WAIT_SECONDS
+        delay = 0.005
+        while True:
+            s = self._write()
+            try:
+                await s.connection()  # BEGIN IMMEDIATE
+                return s
+            except (OperationalError, sqlite3.OperationalError) as exc:
+                await s.close()
+                if "locked" not in str(exc) or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     async def create_all(self) -> None:
         """Create every table (tests and first runs; production uses migrations)."""
