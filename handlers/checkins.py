@@ -5,18 +5,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
-from bot import assessments, checkins, progress, sobriety
+from bot import assessments, checkins, people, progress, sobriety
 from bot.app import Ctx, Services
 from bot.checkins import Result
 from bot.clock import local_date
+from bot.people import PatientInfo
 from bot.roles import COUNSELOR
 from bot.state import Awaiting
-from handlers.common import require_patient, require_role
+from handlers.common import not_enrolled, require_patient, require_role
 from handlers.router import TextRouter
 from handlers.ui import answer, edit, keyboard, reply
 
@@ -50,39 +52,45 @@ async def checkin_cmd(update: Update, ctx: Ctx) -> None:
     await _show(update, result)
 
 
+async def _step(s: AsyncSession, svc: Services, patient: PatientInfo, action: str, parts: list[str]) -> Result | None:
+    """The check-in step a button asks for; None when the button is stale or malformed."""
+    now = svc.clock.now()
+    c = svc.content
+    if action == "start" and len(parts) == 2:
+        return await checkins.start(s, c, patient, now)
+    if action == "a" and len(parts) == 4:
+        return await checkins.answer(s, c, patient, parts[2], parts[3], now)
+    if action == "t" and len(parts) == 4:
+        return await checkins.toggle(s, c, patient, parts[2], parts[3], now)
+    if action == "d" and len(parts) == 3:
+        return await checkins.multi_done(s, c, patient, parts[2], now)
+    if action == "skip" and len(parts) == 3:
+        return await checkins.skip(s, c, patient, parts[2], now)
+    if action == "back" and len(parts) == 2:
+        return await checkins.back(s, c, patient, now)
+    if action == "cancel" and len(parts) == 2:
+        return await checkins.cancel_checkin(s, c, patient, now)
+    if action == "talk" and len(parts) == 3 and parts[2] in ("y", "n"):
+        return Result([await checkins.talk_request(s, c, patient, parts[2] == "y", now)])
+    if action == "ms" and len(parts) == 4 and parts[2].isdigit() and parts[3] in ("y", "n"):
+        return Result([await checkins.share_milestone(s, c, patient, int(parts[2]), parts[3] == "y", now)])
+    return None
+
+
 async def checkin_button(update: Update, ctx: Ctx) -> None:
     q = update.callback_query
     if q is None or q.data is None:
         return
-    patient = await require_patient(update, ctx)
-    if patient is None:
-        return
     svc = ctx.svc
     parts = q.data.split(":")
     action = parts[1] if len(parts) > 1 else ""
-    now = svc.clock.now()
-    result: Result | None = None
+    # One unit of work per press: who is pressing, and the step (the hot path of the bot).
     async with svc.db.transaction() as s:
-        if action == "start" and len(parts) == 2:
-            result = await checkins.start(s, svc.content, patient, now)
-        elif action == "a" and len(parts) == 4:
-            result = await checkins.answer(s, svc.content, patient, parts[2], parts[3], now)
-        elif action == "t" and len(parts) == 4:
-            result = await checkins.toggle(s, svc.content, patient, parts[2], parts[3], now)
-        elif action == "d" and len(parts) == 3:
-            result = await checkins.multi_done(s, svc.content, patient, parts[2], now)
-        elif action == "skip" and len(parts) == 3:
-            result = await checkins.skip(s, svc.content, patient, parts[2], now)
-        elif action == "back" and len(parts) == 2:
-            result = await checkins.back(s, svc.content, patient, now)
-        elif action == "cancel" and len(parts) == 2:
-            result = await checkins.cancel_checkin(s, svc.content, patient, now)
-        elif action == "talk" and len(parts) == 3 and parts[2] in ("y", "n"):
-            screen = await checkins.talk_request(s, svc.content, patient, parts[2] == "y", now)
-            result = Result([screen])
-        elif action == "ms" and len(parts) == 4 and parts[2].isdigit() and parts[3] in ("y", "n"):
-            screen = await checkins.share_milestone(s, svc.content, patient, int(parts[2]), parts[3] == "y", now)
-            result = Result([screen])
+        patient = await people.active_patient_info(s, q.from_user.id)
+        result = None if patient is None else await _step(s, svc, patient, action, parts)
+    if patient is None:
+        await not_enrolled(update, ctx)
+        return
     if result is None:
         await _expired(update, ctx)
         return

@@ -39,11 +39,16 @@ async def require_patient(update: Update, ctx: Ctx) -> people.PatientInfo | None
     async with ctx.svc.db.session() as s:
         patient = await people.active_patient_info(s, user.id)
     if patient is None:
-        if update.callback_query is not None:
-            await answer(update.callback_query, ctx.svc.content.t("common.not_enrolled"), alert=True)
-        else:
-            await reply(update, ctx.svc.content.t("common.not_enrolled"))
+        await not_enrolled(update, ctx)
     return patient
+
+
+async def not_enrolled(update: Update, ctx: Ctx) -> None:
+    """Tell someone who is not an enrolled patient how to enrol."""
+    if update.callback_query is not None:
+        await answer(update.callback_query, ctx.svc.content.t("common.not_enrolled"), alert=True)
+    else:
+        await reply(update, ctx.svc.content.t("common.not_enrolled"))
 
 
 async def require_role(update: Update, ctx: Ctx, *roles: str) -> bool:
