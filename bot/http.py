@@ -20,6 +20,23 @@ DEFAULT_TIMEOUT = 5.0
 MEDIA_WRITE_TIMEOUT = 20.0
 
 
+class Fields(RequestData):
+    """Request parameters already in wire form (name -> string), for a call whose answer the
+    caller wants as Telegram's JSON rather than as python-telegram-bot objects."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__()
+        self._fields = fields
+
+    @property
+    def json_parameters(self) -> dict[str, str]:
+        return dict(self._fields)
+
+    @property
+    def multipart_data(self) -> dict[str, Any]:
+        return {}
+
+
 class AiohttpRequest(BaseRequest):
     """One aiohttp session with a bounded connection pool, created on `initialize`."""
 

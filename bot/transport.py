@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +19,9 @@ from aiohttp import web
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application
+from telegram.request import BaseRequest
 
+from bot.http import Fields
 from bot.inbox import Inbox
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,15 @@ class _Base:
 
 
 class Poller(_Base):
-    def __init__(self, app: Application, inbox: Inbox, *, poll_timeout: int = POLL_TIMEOUT) -> None:
+    """Long polling. `getUpdates` answers are taken as Telegram's JSON: stored as they came,
+    then made into objects once (python-telegram-bot's `get_updates` would parse them, and
+    storing needs them back as JSON)."""
+
+    def __init__(
+        self, app: Application, inbox: Inbox, request: BaseRequest, *, poll_timeout: int = POLL_TIMEOUT
+    ) -> None:
         super().__init__(app, inbox)
+        self.request = request
         self.poll_timeout = poll_timeout
         self._task: asyncio.Task[None] | None = None
         self.offset: int | None = None
@@ -74,11 +84,11 @@ class Poller(_Base):
         delay = 1.0
         while True:
             try:
-                updates = await self.app.bot.get_updates(
-                    offset=self.offset,
-                    timeout=self.poll_timeout,
-                    allowed_updates=ALLOWED_UPDATES,
-                    read_timeout=self.poll_timeout + 10,
+                fields = {"timeout": str(self.poll_timeout), "allowed_updates": json.dumps(ALLOWED_UPDATES)}
+                if self.offset is not None:
+                    fields["offset"] = str(self.offset)
+                updates = await self.request.post(
+                    f"{self.app.bot.base_url}/getUpdates", Fields(fields), read_timeout=self.poll_timeout + 10
                 )
             except RetryAfter as exc:
                 await asyncio.sleep(_secs(exc.retry_after))
@@ -94,8 +104,12 @@ class Poller(_Base):
             delay = 1.0
             if not updates:
                 continue
-            await self.accept([u.to_dict() for u in updates])
-            self.offset = updates[-1].update_id + 1
+            if not isinstance(updates, list):
+                log.warning("polling: unexpected answer to getUpdates; retrying")
+                await asyncio.sleep(delay)
+                continue
+            await self.accept(updates)
+            self.offset = updates[-1]["update_id"] + 1
 
 
 class WebhookServer(_Base):
