@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update  # noqa: E402
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler  # noqa: E402
 
-from bot.app import Runner, build_application  # noqa: E402
+from bot.app import Runner, build_application, run_event_loop  # noqa: E402
 from bot.clinical import load_clinical  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.db import Database  # noqa: E402
@@ -225,4 +225,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_event_loop(main())  # the loop `iop-bot run` uses; both applications share it

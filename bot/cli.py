@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from bot.config import ConfigError, load_settings
 
 def _run(_: argparse.Namespace) -> int:
     from bot import migrate
-    from bot.app import Runner, build_application
+    from bot.app import Runner, build_application, run_event_loop
     from bot.logging_setup import setup_logging
 
     settings = load_settings()
@@ -26,7 +25,7 @@ def _run(_: argparse.Namespace) -> int:
         return 1
     migrate.upgrade(settings.database_url)
     app = build_application(settings)
-    asyncio.run(Runner(app).run())
+    run_event_loop(Runner(app).run())
     return 0
 
 
