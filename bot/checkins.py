@@ -136,7 +136,7 @@ def _chunks(buttons: list[tuple[str, str]], columns: int) -> list[Row]:
 
 def question_screen(
     content: Content, lang: str, inst: Instrument, items: list[Item], item: Item, draft: dict[str, Any],
-    *, intro: str | None = None,
+    *, intro: str | None = None, clear_note: bool = True,
 ) -> Screen:
     c = content
     n = next(i for i, it in enumerate(items) if it.id == item.id) + 1
@@ -186,7 +186,7 @@ async def _open_entry(session: AsyncSession, patient: PatientInfo, now: datetime
 
 async def _ask(
     session: AsyncSession, content: Content, patient: PatientInfo, entry: CheckinEntry, now: datetime,
-    *, intro: str | None = None,
+    *, intro: str | None = None, clear_note: bool = True,
 ) -> Screen:
     inst = _instrument(content, patient.language)
     items = _visible(inst, patient.mat)
@@ -194,7 +194,7 @@ async def _ask(
     entry.step = item.id
     if item.kind == "text":
         await state.set_(session, patient.telegram_id, NOTE_STATE, {"entry": entry.id, "item": item.id}, now)
-    else:
+    elif clear_note:
         await state.clear(session, patient.telegram_id, NOTE_STATE)
     return question_screen(content, patient.language, inst, items, item, dict(entry.draft or {}), intro=intro)
 
@@ -261,7 +261,9 @@ async def _next_or_finish(
     if nxt is None:
         return await finish(session, content, patient, entry, now)
     entry.step = nxt.id
-    return Result([await _ask(session, content, patient, entry, now)])
+    # Moving forward from a button answer: no note is awaited (leaving the note item, by
+    # skipping it or writing it, clears that where it happens).
+    return Result([await _ask(session, content, patient, entry, now, clear_note=False)])
 
 
 async def answer(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
 from sqlalchemy import select, update
@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.models import Patient
 from bot.outbox import mark_blocked, mark_unblocked
+
+# Patients who have consented and not left: active, or inactive (they blocked the bot).
+ENROLLED = ("active", "inactive")
 
 
 async def patient_by_telegram(session: AsyncSession, telegram_id: int) -> Patient | None:
@@ -37,7 +40,7 @@ async def set_blocked(session: AsyncSession, telegram_id: int, blocked: bool, no
 async def active_patient(session: AsyncSession, telegram_id: int) -> Patient | None:
     """The enrolled (consented) patient behind a Telegram user, or None."""
     p = await patient_by_telegram(session, telegram_id)
-    return p if p is not None and p.status in ("active", "inactive") else None
+    return p if p is not None and p.status in ENROLLED else None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ class PatientInfo:
         )
 
 
+_INFO_COLUMNS = [getattr(Patient, f.name) for f in fields(PatientInfo)]
+
+
 async def active_patient_info(session: AsyncSession, telegram_id: int) -> PatientInfo | None:
-    p = await active_patient(session, telegram_id)
-    return None if p is None else PatientInfo.of(p)
+    """`active_patient` as plain values, read as columns (every button press asks this)."""
+    q = select(*_INFO_COLUMNS).where(Patient.telegram_id == telegram_id, Patient.status.in_(ENROLLED))
+    row = (await session.execute(q)).first()
+    return None if row is None else PatientInfo(*row)
