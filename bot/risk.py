@@ -20,7 +20,10 @@ How a message is read:
    the match, but only when the words between the cue and the phrase are fillers (`going to`,
    `want to`...), never across a sentence, a comma or `but`; a past-time marker close by
    (`two years ago`, `when I was using`, `used to`) turns it into history unless a present-time
-   marker in the same clause is closer or an intention (`I'm going to`) comes with the phrase;
+   marker in the same clause is closer or an intention (`I'm going to`) comes with the phrase,
+   and a past-tense phrase is history too when the message says the feeling is over (`I don't
+   feel like that anymore`); rules marked `own` ignore conditions (`what if I drank`) and
+   sentences whose subject is someone else (`my brother came over and got drunk`);
    discussion cues (`we talked about`) silence topic rules; `unless` / `soften` patterns, joke
    cues (`lol`) and resolution cues (`but I called my sponsor`) adjust single rules; hyperbole
    spans (`dying to see`, `could kill for`) are ignored.
@@ -56,6 +59,7 @@ EVIDENCE_MAX = 80
 MAX_MATCHES = 12
 _FUTURE_BEFORE = 32  # characters before a phrase where an intention marker still applies
 _LOOKBACK = 160  # a match may start this far before the first of its required words
+_NEGATION_REACH = 160  # characters before a phrase searched for a negation cue (a few words)
 
 
 class Severity(StrEnum):
@@ -718,12 +722,14 @@ _SEVERITIES = {s.value for s in Severity}
 _CATEGORIES = {c.value for c in Category}
 _RULE_KEYS = {
     "id", "category", "severity", "uncertain", "patterns", "tags", "negatable", "past",
-    "past_to", "discussion", "unless", "soften", "soften_to", "on_joke", "resolved_to", "note",
+    "past_to", "discussion", "unless", "unless_message", "soften", "soften_to", "on_joke", "resolved_to",
+    "own", "note",
 }
 _COMBO_KEYS = {"id", "category", "severity", "uncertain", "all", "note"}
 _CONTEXT_LISTS = (
     "negation", "negation_fillers", "pseudo_negation", "clause_breaks", "past", "current",
-    "current_strong", "future", "discussion", "joke", "resolution",
+    "current_strong", "future", "discussion", "joke", "resolution", "over", "past_tense",
+    "hypothetical", "third_party", "first_person",
 )
 
 
@@ -746,6 +752,8 @@ class _Rule:
     soften_to: Severity
     on_joke: Severity | None
     resolved_to: Severity | None = None
+    own: bool = False
+    unless_message: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -772,6 +780,11 @@ class _Context:
     discussion: re.Pattern[str] | None = None
     joke: re.Pattern[str] | None = None
     resolution: re.Pattern[str] | None = None
+    over: re.Pattern[str] | None = None
+    past_tense: re.Pattern[str] | None = None
+    hypothetical: re.Pattern[str] | None = None
+    third_party: re.Pattern[str] | None = None
+    first_person: re.Pattern[str] | None = None
 
 
 @dataclass
@@ -850,7 +863,7 @@ class RiskDetector:
             if n_parts + k in candidates
             for m in rx.finditer(s, max(0, candidates[n_parts + k] - _LOOKBACK))
         ]
-        joke_cache: dict[str, bool] = {}
+        joke_cache: dict[str, Any] = {}
         found: list[tuple[_Rule, Severity, bool, int, int]] = []
         for idx in sorted(i for i in candidates if i < n_parts):
             rule_idx, part = self._parts[idx]
@@ -918,20 +931,24 @@ class RiskDetector:
         return RiskResult(top.severity, top.category, tuple(out), uncertain)
 
     def _judge(
-        self, rule: _Rule, s: str, a: int, b: int, seg: _Segments, joke_cache: dict[str, bool]
+        self, rule: _Rule, s: str, a: int, b: int, seg: _Segments, joke_cache: dict[str, Any]
     ) -> tuple[Severity, bool] | None:
         ctx = self._contexts[rule.lang]
         s0, s1 = seg.sentence(a)
-        if rule.negatable and _negated(s[seg.clause_start(a) : a], ctx):
+        if rule.negatable and _negated(s[max(seg.clause_start(a), a - _NEGATION_REACH) : a], ctx):
+            return None
+        if rule.own and _not_own(s, a, b, s0, seg.clause_start(a), ctx):
             return None
         sentence = s[s0:s1]
         if rule.unless is not None and rule.unless.search(sentence):
+            return None
+        if rule.unless_message is not None and rule.unless_message.search(s):
             return None
         if rule.discussion and ctx.discussion is not None and ctx.discussion.search(sentence):
             return None
         sev = rule.severity
         unc = rule.uncertain
-        if rule.past and _is_past(s, a, b, s0, s1, seg.clause_start(a), seg.clause_end(b), ctx):
+        if rule.past and _is_past(s, a, b, s0, s1, seg.clause_start(a), seg.clause_end(b), ctx, joke_cache):
             sev = min(sev, rule.past_to)
             unc = True
         if rule.soften is not None and rule.soften.search(sentence):
@@ -1061,7 +1078,8 @@ def _negated(before: str, ctx: _Context) -> bool:
     return False
 
 
-def _is_past(s: str, a: int, b: int, s0: int, s1: int, c0: int, c1: int, ctx: _Context) -> bool:
+def _is_past(s: str, a: int, b: int, s0: int, s1: int, c0: int, c1: int, ctx: _Context,
+             cache: dict[str, Any] | None = None) -> bool:
     """A past-time marker close by in the sentence, and no closer present-time marker in the
     same clause ("two years ago I overdosed, today I'm fine" is history)."""
     if ctx.past is None:
@@ -1069,6 +1087,8 @@ def _is_past(s: str, a: int, b: int, s0: int, s1: int, c0: int, c1: int, ctx: _C
     lo = max(s0, a - ctx.past_before)
     hi = min(s1, b + ctx.past_after)
     past_d = _nearest(ctx.past, s[lo:hi], a - lo, b - lo)
+    if past_d is None:
+        past_d = _over(s, a, b, c0, ctx, cache)
     if past_d is None:
         return False
     if ctx.current_strong is not None and ctx.current_strong.search(s[s0:s1]):
@@ -1085,6 +1105,43 @@ def _is_past(s: str, a: int, b: int, s0: int, s1: int, c0: int, c1: int, ctx: _C
         if cur_d is not None and cur_d <= past_d:
             return False
     return True
+
+
+def _over(s: str, a: int, b: int, c0: int, ctx: _Context, cache: dict[str, Any] | None = None) -> int | None:
+    """A phrase in the past tense ("I wanted to die") in a message that says the feeling is
+    over ("I don't feel like that anymore") is history; returns a distance like a past marker."""
+    if ctx.over is None or ctx.past_tense is None:
+        return None
+    if not ctx.past_tense.search(s, max(c0, a - 24), b):
+        return None
+    key = f"over:{id(ctx)}"
+    spans = cache.get(key) if cache is not None else None
+    if spans is None:
+        spans = [m.span() for m in ctx.over.finditer(s)]
+        if cache is not None:
+            cache[key] = spans
+    for start, end in spans:
+        if end <= a or start >= b:
+            return len(s)  # farther than any marker in the phrase's own clause
+    return None
+
+
+def _not_own(s: str, a: int, b: int, s0: int, c0: int, ctx: _Context) -> bool:
+    """The phrase is not the writer's own experience: a condition comes right before it
+    ("what if I drank"), or the sentence's last subject before it is someone else ("my
+    brother came over and got drunk")."""
+    if ctx.hypothetical is not None and ctx.hypothetical.search(s, max(c0, a - 40), a):
+        return True
+    if ctx.third_party is None:
+        return False
+    if ctx.first_person is not None and ctx.first_person.search(s, a, b):
+        return False
+    last_other = -1
+    for m in ctx.third_party.finditer(s, s0, a):
+        last_other = m.start()
+    if last_other < 0:
+        return False
+    return ctx.first_person is None or not ctx.first_person.search(s, last_other, a)
 
 
 def _nearest(rx: re.Pattern[str], window: str, a: int, b: int) -> int | None:
@@ -1272,7 +1329,9 @@ def _build(content_dir: Path) -> tuple[RiskDetector | None, list[tuple[str, int,
     _REGEX_KEYS = (("pseudo_negation", "pseudo"), ("past", "past"), ("current", "current"),
                    ("current_strong", "current_strong"), ("future", "future"), ("discussion", "discussion"),
                    ("joke", "joke"),
-                   ("resolution", "resolution"))
+                   ("resolution", "resolution"), ("over", "over"), ("past_tense", "past_tense"),
+                   ("hypothetical", "hypothetical"), ("third_party", "third_party"),
+                   ("first_person", "first_person"))
     finals_by_lang: dict[str, dict[str, list[str]]] = {}
     for lang in contexts:
         rel = docs[lang][0]
@@ -1294,7 +1353,10 @@ def _build(content_dir: Path) -> tuple[RiskDetector | None, list[tuple[str, int,
             # talk about a topic and joking are recognised in any language
             langs = everyone if key in ("discussion", "joke", "resolution") else src_langs
             finals = [f for sl in langs for f in finals_by_lang[sl][key]]
-            setattr(ctx, attr, re.compile("|".join(finals)) if finals else None)
+            source = "|".join(finals)
+            if key == "hypothetical" and finals:
+                source = f"(?:{source})[^a-z0-9]*$"  # a condition right before the phrase
+            setattr(ctx, attr, re.compile(source) if finals else None)
     break_finals = [f for f in (_check_regex(p, {}, "risk", "clause_breaks", problems, bounded=False) for p in breaks) if f]
     clause_breaks = re.compile(f"{_BOUNDARY_L}(?:{'|'.join(break_finals)}){_BOUNDARY_R}" if break_finals else r"(?!)")
 
@@ -1375,7 +1437,8 @@ def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: l
     resolved = raw.get("resolved_to")
     resolved_sev = _severity(resolved, rel, f"{where} resolved_to", problems, line) if resolved is not None else None
     flags: dict[str, bool] = {}
-    for key, default in (("uncertain", False), ("negatable", True), ("past", True), ("discussion", False)):
+    for key, default in (("uncertain", False), ("negatable", True), ("past", True), ("discussion", False),
+                         ("own", False)):
         v = raw.get(key, default)
         if not isinstance(v, bool):
             problems.append((rel, _line(v, line), f"{where}: {key} must be true or false"))
@@ -1388,6 +1451,9 @@ def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: l
     finals = [f for f in (_check_regex(p, vocab, rel, where, problems) for p in pats) if f]
     unless = [f for f in (_check_regex(p, vocab, rel, f"{where} unless", problems, bounded=True)
                           for p in _str_list(raw.get("unless"), rel, f"{where} unless", problems, raw)) if f]
+    unless_message = [f for f in (_check_regex(p, vocab, rel, f"{where} unless_message", problems, bounded=True)
+                                  for p in _str_list(raw.get("unless_message"), rel, f"{where} unless_message",
+                                                     problems, raw)) if f]
     soften = [f for f in (_check_regex(p, vocab, rel, f"{where} soften", problems, bounded=True)
                           for p in _str_list(raw.get("soften"), rel, f"{where} soften", problems, raw)) if f]
     tags = _str_list(raw.get("tags"), rel, f"{where} tags", problems, raw)
@@ -1423,6 +1489,8 @@ def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: l
         soften_to=soften_to,
         on_joke=joke_sev,
         resolved_to=resolved_sev,
+        own=flags["own"],
+        unless_message=re.compile("|".join(unless_message)) if unless_message else None,
     )
 
 

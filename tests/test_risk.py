@@ -284,18 +284,81 @@ def test_emoji(det: RiskDetector) -> None:
 
 
 def test_use_plus_medical_sign_is_overdose_crisis(det: RiskDetector) -> None:
-    assert det.detect("I relapsed last night").severity == Severity.MODERATE
+    assert det.detect("I relapsed last night").severity == Severity.HIGH
     r = det.detect("I relapsed last night and my heart is racing and I can't stay awake")
     assert r.severity == Severity.CRISIS and r.category == Category.OVERDOSE_MEDICAL
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I used last night",
+        "relapsed on meth tuesday and haven't slept since",
+        "picked up friday. been high all weekend",
+        "hit the pipe twice tonight",
+        "Went to a wedding and drank the whole night",
+        "took 2 of my moms xanax this morning to get through the day",
+        "me tomé unos chochos que me dio mi prima",
+        "recaí anoche",
+    ],
+)
+def test_current_use_disclosure_is_high(det: RiskDetector, text: str) -> None:
+    # after a period of abstinence tolerance is low: the care team reaches out the same day
+    r = det.detect(text)
+    assert r.severity == Severity.HIGH and r.category == Category.USE_DISCLOSURE, r.to_dict()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I used to drink every day",
+        "back in 2019 I relapsed",
+        "two years ago I relapsed on meth",
+        "my brother came over and got drunk",
+        "my roommate smoked weed all night and I stayed in my room",
+        "I dreamt I relapsed",
+        "I almost relapsed last night",
+        "what if I drank at the wedding",
+        "If I relapsed I'd lose my kids",
+        "I didn't drink at the wedding",
+        "I haven't used in 90 days",
+        "I took a shot at the job interview",
+        "hace dos años recaí",
+    ],
+)
+def test_past_other_people_dreams_and_near_misses_are_not_use(det: RiskDetector, text: str) -> None:
+    assert det.detect(text).severity <= Severity.MODERATE
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("back in january I wanted to die, I don't feel like that anymore", Severity.NONE),
+        ("en enero quería morirme, hoy ya no me siento así", Severity.NONE),
+        ("I was suicidal in the hospital. those thoughts are gone now", Severity.NONE),
+        ("someone said she wanted to end it all her first week, she's 2 years now", Severity.NONE),
+        ("someone in group talked about finding her son after he OD'd", Severity.NONE),
+        ("I wanted to die last night and I still do", Severity.CRISIS),
+        ("I tried to kill myself last week. I don't feel like that anymore", Severity.CRISIS),
+    ],
+)
+def test_feelings_that_are_over_and_other_peoples_stories(det: RiskDetector, text: str, expected: Severity) -> None:
+    assert det.detect(text).severity == expected
+
+
+def test_goodbyes_when_finishing_the_program_are_not_farewells(det: RiskDetector) -> None:
+    assert det.detect("graduated IOP today! thank you for everything, I love you all").severity == Severity.NONE
+    assert det.detect("this is goodbye. i mean it. tell group i'm sorry").severity == Severity.CRISIS
+
+
 def test_language_hint(det: RiskDetector) -> None:
-    assert det.detect("recaí").severity == Severity.MODERATE
-    assert det.detect("recaí", "es").severity == Severity.MODERATE
+    assert det.detect("tengo ganas de tomar").severity == Severity.MODERATE
+    assert det.detect("tengo ganas de tomar", "es").severity == Severity.MODERATE
     # another language still counts when it is high or crisis (people switch languages)
     assert det.detect("me quiero morir", "en").severity == Severity.CRISIS
-    assert det.detect("recaí", "en-US").severity == Severity.NONE
-    assert det.detect("recaí", "xx").severity == Severity.MODERATE
+    assert det.detect("recaí", "en-US").severity == Severity.HIGH
+    assert det.detect("tengo ganas de tomar", "en-US").severity == Severity.NONE
+    assert det.detect("tengo ganas de tomar", "xx").severity == Severity.MODERATE
 
 
 # ------------------------------------------------------------------ property tests
@@ -402,6 +465,8 @@ def test_bad_pattern_names_file_and_line(tmp_path: Path) -> None:
         ("  - id: x\n    category: suicide_self_harm\n    severity: high\n    patterns: ['{missing}']\n", "vocab"),
         ("  - id: x\n    category: suicide_self_harm\n    severity: high\n    patterns: []\n", "pattern"),
         ("  - id: x\n    category: suicide_self_harm\n    severity: high\n    patterns: [a]\n    colour: red\n", "unknown key"),
+        ("  - id: x\n    category: suicide_self_harm\n    severity: high\n    patterns: [a]\n    own: maybe\n", "own"),
+        ("  - id: x\n    category: suicide_self_harm\n    severity: high\n    patterns: [a]\n    unless_message: ['(b']\n", "unless_message"),
         ("  - id: x\n    category: suicide_self_harm\n    severity: none\n    patterns: [a]\n", "tags"),
         (
             "  - id: x\n    category: suicide_self_harm\n    severity: high\n    patterns: [a]\n"
