@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, literal, select, update
+from sqlalchemy import String, bindparam, cast, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import onboarding_hooks, sobriety, state
@@ -169,13 +169,16 @@ def question_screen(
 # ---------------------------------------------------------------------------------------------
 
 
+# Built once: every check-in button press reads the day's entry.
+_ENTRY = (
+    select(CheckinEntry)
+    .where(CheckinEntry.patient_id == bindparam("patient_id"), CheckinEntry.local_date == bindparam("day"))
+    .with_for_update()
+)
+
+
 async def _entry(session: AsyncSession, patient_id: int, day: date) -> CheckinEntry | None:
-    q = (
-        select(CheckinEntry)
-        .where(CheckinEntry.patient_id == patient_id, CheckinEntry.local_date == day)
-        .with_for_update()
-    )
-    return (await session.execute(q)).scalar_one_or_none()
+    return (await session.execute(_ENTRY, {"patient_id": patient_id, "day": day})).scalar_one_or_none()
 
 
 async def _open_entry(session: AsyncSession, patient: PatientInfo, now: datetime) -> CheckinEntry | None:

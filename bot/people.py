@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.models import Patient
@@ -80,11 +80,15 @@ class PatientInfo:
         )
 
 
-_INFO_COLUMNS = [getattr(Patient, f.name) for f in fields(PatientInfo)]
+# Built once (every button press asks this): the statement, its cache key and compiled form are
+# reused, only the parameter changes. Table columns, not ORM attributes: nothing for the ORM to do.
+_PATIENTS = Patient.__table__.c
+_ACTIVE_INFO = select(*[_PATIENTS[f.name] for f in fields(PatientInfo)]).where(
+    _PATIENTS.telegram_id == bindparam("telegram_id"), _PATIENTS.status.in_(ENROLLED)
+)
 
 
 async def active_patient_info(session: AsyncSession, telegram_id: int) -> PatientInfo | None:
-    """`active_patient` as plain values, read as columns (every button press asks this)."""
-    q = select(*_INFO_COLUMNS).where(Patient.telegram_id == telegram_id, Patient.status.in_(ENROLLED))
-    row = (await session.execute(q)).first()
+    """`active_patient` as plain values, read as columns."""
+    row = (await session.execute(_ACTIVE_INFO, {"telegram_id": telegram_id})).first()
     return None if row is None else PatientInfo(*row)
