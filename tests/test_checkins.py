@@ -160,11 +160,11 @@ async def test_use_disclosed_starts_the_lapse_flow_and_raises_a_flag(db: Databas
     assert "A lapse is not a relapse" in text
     datas = [d for row in r.screens[0].rows for _, d in row]
     assert "sos:talk" in datas and "sos:call" in datas and "sos:open" not in datas
-    assert await flags_of(db, p.id) == [("use_disclosure", "moderate")]
+    assert await flags_of(db, p.id) == [("use_disclosure", "high")]
     async with db.transaction() as s:
         screen = await checkins.talk_request(s, C, p, True, clock.now())
     assert "reach out" in screen.text
-    assert await flags_of(db, p.id) == [("use_disclosure", "moderate"), ("talk_request", "moderate")]
+    assert await flags_of(db, p.id) == [("use_disclosure", "high"), ("talk_request", "moderate")]
 
 
 async def test_prefer_not_to_say_raises_no_flag(db: Database, clock: FrozenClock):

@@ -282,7 +282,7 @@ def test_checkin_today(
 def test_use_disclosed_flag_details(clinical: Clinical) -> None:
     outcome = checkin_outcome(clinical.checkin_rules, CheckinAnswers(TODAY, {"use": "used"}))
     [flag] = outcome.flags
-    assert (flag.severity, flag.category, flag.crisis) == ("moderate", "use_disclosure", False)
+    assert (flag.severity, flag.category, flag.crisis) == ("high", "use_disclosure", False)
     assert flag.reason
 
 

@@ -88,7 +88,7 @@ async def test_resume_after_restart_and_lapse_flow(h: BotHarness, fake: FakeTele
     qid = await h.press(u, closing, "sos:talk")
     assert fake.callback_answer(qid) is not None
     flags = await flags_of(db, p.id)
-    assert sorted(flags) == [("talk_request", "moderate"), ("use_disclosure", "moderate")]
+    assert sorted(flags) == [("talk_request", "moderate"), ("use_disclosure", "high")]
     await h.send(u, "/days")
     days = text(fake.last(u.id))
     assert "Current streak: 0" in days and "Total sober days: 60" in days and "Lapses recorded: 1" in days
