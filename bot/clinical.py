@@ -820,12 +820,19 @@ def load_clinical(content_dir: Path | None = None) -> Clinical:
     """Load and validate the clinical content; cached per directory.
 
     Raises :class:`ContentError` listing every problem when anything is wrong."""
-    return _load_cached(Path(content_dir or DEFAULT_CONTENT_DIR).resolve())
+    return _load_cached(_resolved(content_dir or DEFAULT_CONTENT_DIR))
+
+
+@lru_cache(maxsize=8)
+def _resolved(content_dir: Path | str) -> Path:
+    # Asked on every check-in step; resolving a path costs system calls.
+    return Path(content_dir).resolve()
 
 
 def clear_cache() -> None:
     """Forget loaded content, so the next ``load_clinical`` reads the files again."""
     _load_cached.cache_clear()
+    _resolved.cache_clear()
 
 
 @lru_cache(maxsize=8)
