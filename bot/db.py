@@ -75,7 +75,7 @@ def _prepare_sqlite_path(url: str) -> None:
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_busy_timeout_ms: int = sqlite_inline.BUSY_TIMEOUT_MS, **kwargs: Any) -> AsyncEngine:
     if is_sqlite(url):
         _prepare_sqlite_path(url)
         kwargs.setdefault("pool_size", 20)
@@ -85,7 +85,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # it safe); the connection is opened with WAL, a short busy timeout and foreign keys on.
         # hide_parameters: an error message never carries the values (names, typed text).
         engine = create_async_engine(
-            url, async_creator=sqlite_inline.creator(path), hide_parameters=True, **kwargs
+            url, async_creator=sqlite_inline.creator(path, sqlite_busy_timeout_ms), hide_parameters=True, **kwargs
         )
 
         @event.listens_for(engine.sync_engine, "begin")

@@ -129,16 +129,14 @@ class InlineConnection:
             self._conn = None
 
 
-def creator(path: str, **connect_args: Any) -> Any:
+def creator(path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Any:
     """An `async_creator` for `create_async_engine`: opens `path` in autocommit mode (SQLAlchemy
-    issues BEGIN itself) with the pragmas every connection needs."""
+    issues BEGIN itself) with the pragmas every connection needs. A process that serves no one
+    while it waits (a migration) may give a longer busy timeout."""
 
     async def connect() -> InlineConnection:
-        conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000,
-            **connect_args,
-        )
-        for pragma in ("journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON", "synchronous=NORMAL"):
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+        for pragma in ("journal_mode=WAL", f"busy_timeout={busy_timeout_ms}", "foreign_keys=ON", "synchronous=NORMAL"):
             conn.execute(f"PRAGMA {pragma}")
         return InlineConnection(conn)
 

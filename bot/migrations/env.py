@@ -43,7 +43,9 @@ async def run_migrations_online() -> None:
     if connection is not None:
         _run_sync(connection)
         return
-    db = Database(config.get_main_option("sqlalchemy.url") or "")
+    # Migrations serve no one while they wait: on SQLite, wait up to 30 s for a running bot's
+    # short write transactions instead of failing on a lock.
+    db = Database(config.get_main_option("sqlalchemy.url") or "", sqlite_busy_timeout_ms=30_000)
     async with db.engine.connect() as conn:
         await conn.run_sync(_run_sync)
         await conn.commit()
