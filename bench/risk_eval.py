@@ -1,6 +1,6 @@
 """Confusion figures of the risk detector on labelled JSONL files.
 
-    .venv/bin/python bench/risk_eval.py tests/data/risk_holdout.jsonl [more.jsonl] [--show-misses]
+    .venv/bin/python bench/risk_eval.py content/risk/labelled/set01.jsonl [more.jsonl] [--show-misses]
 
 Each line: {"text": ..., "label": "crisis" | "high" | "moderate" | "none", ...}. "Flagged" means
 high or crisis. The summary mirrors the acceptance targets: every crisis message flagged, at
@@ -10,6 +10,7 @@ least 95% of high-risk messages (crisis + high) flagged, at most 10% false alert
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -19,7 +20,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.risk import Severity, get_detector  # noqa: E402
+from bot.risk import (  # noqa: E402
+    DEFAULT_CONTENT_DIR,
+    LABELLED_SUBDIR,
+    RISK_SUBDIR,
+    Category,
+    RiskDetector,
+    Severity,
+    get_detector,
+)
+from bot.risk_model import LearnedModel, read_labelled  # noqa: E402
 
 LEVELS = ["crisis", "high", "moderate", "none"]
 FLAGGED = ("crisis", "high")
@@ -29,8 +39,26 @@ def _count(confusion: Counter[tuple[str, str]], label: str, got: tuple[str, ...]
     return sum(confusion[(label, g)] for g in got)
 
 
-def evaluate(path: Path, show_misses: bool) -> None:
+def _unseen(det: RiskDetector, path: Path) -> RiskDetector:
+    """The detector with its learned model retrained without `path`: how the model does on
+    messages it has not seen (the rules may still have been written with them in view)."""
+    if det.model is None:
+        return det
+    folder = DEFAULT_CONTENT_DIR / RISK_SUBDIR / LABELLED_SUBDIR
+    others = [f for f in sorted(folder.glob("*.jsonl")) if f.resolve() != path.resolve()]
+    problems: list[tuple[str, int, str]] = []
+    rows = read_labelled(others, str, set(Category), problems)
+    if problems:
+        raise SystemExit(f"labelled data has problems: {problems[:3]}")
+    clone = copy.copy(det)
+    clone.model = LearnedModel.train(rows, det.normalize, det.model.threshold, det.model.min_words)
+    return clone
+
+
+def evaluate(path: Path, show_misses: bool, unseen: bool = False) -> None:
     det = get_detector()
+    if unseen:
+        det = _unseen(det, path)
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     confusion: Counter[tuple[str, str]] = Counter()
     misses: list[str] = []
@@ -69,9 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument(
+        "--unseen", action="store_true",
+        help="retrain the learned model without each file before scoring it (an estimate for new messages)",
+    )
     args = parser.parse_args(argv)
     for path in args.files:
-        evaluate(path, args.show_misses)
+        evaluate(path, args.show_misses, args.unseen)
     return 0
 
 

@@ -52,8 +52,13 @@ from typing import IO, Any
 
 import yaml
 
+from bot.risk_model import LearnedModel, read_labelled
+
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "content"
 RISK_SUBDIR = "risk"
+LABELLED_SUBDIR = "labelled"  # risk/labelled/*.jsonl: labelled messages the learned model reads
+LEARNED_RULE = "learned"  # the rule id of the learned model's findings
+DEFAULT_MODEL_THRESHOLD = 0.5
 COMMON = "common"
 EVIDENCE_MAX = 80
 MAX_MATCHES = 12
@@ -825,6 +830,7 @@ class RiskDetector:
         lits = [required_literals(rx.pattern) for _, rx in self._parts]
         lits += [required_literals(rx.pattern) for rx, _, _ in ignore]
         self._prefilter = _Prefilter(lits)
+        self.model: LearnedModel | None = None  # set by the loader when labelled messages exist
 
     # ------------------------------------------------------------------ loading
 
@@ -844,17 +850,35 @@ class RiskDetector:
     def detect(self, text: str, lang: str | None = None) -> RiskResult:
         """Classify one message. `lang` (e.g. "en", "es-MX") selects that language's rules;
         the other languages still run, but only their high and crisis findings count, since
-        people switch languages. None, or an unknown language, runs everything in full."""
+        people switch languages. None, or an unknown language, runs everything in full.
+        What the rules leave below high, the learned model may raise to high (bot/risk_model.py)."""
         if not isinstance(text, str) or not text.strip():
             return NO_RISK
+        result, held_back = self._detect_by_rules(text, lang)
+        # The model does not overrule the rules where they read a risky phrase and held it back
+        # (negated, in the past, a joke, someone else's story, an everyday meaning).
+        if self.model is None or result.severity >= Severity.HIGH or held_back:
+            return result
+        finding = self.model.judge(self._normalizer.normalize(text).text)
+        if finding is None:
+            return result
+        category = result.category or Category(finding.category)
+        # Use and craving are flagged as they are (the lapse flow follows); for the other
+        # categories the patient is asked first, since wording was all there was to go on.
+        uncertain = category not in (Category.USE_DISCLOSURE, Category.SEVERE_CRAVING)
+        learned = Match(category, Severity.HIGH, LEARNED_RULE, _evidence(finding.evidence), uncertain)
+        return RiskResult(Severity.HIGH, category, (learned, *result.matches)[:MAX_MATCHES], uncertain)
+
+    def _detect_by_rules(self, text: str, lang: str | None) -> tuple[RiskResult, bool]:
+        """The rules' result, and whether a rule's phrase was found and held back."""
         primary = _base_lang(lang, self.languages)
         norm = self._normalizer.normalize(text)
         s = norm.text
         if not s:
-            return NO_RISK
+            return NO_RISK, False
         candidates = self._prefilter.candidates(s)
         if not candidates:
-            return NO_RISK
+            return NO_RISK, False
         seg = _Segments(s, self._clause_breaks)
         n_parts = len(self._parts)
         ignored = [
@@ -865,6 +889,7 @@ class RiskDetector:
         ]
         joke_cache: dict[str, Any] = {}
         found: list[tuple[_Rule, Severity, bool, int, int]] = []
+        held_back = bool(ignored)  # an everyday meaning of a risky phrase is in the message
         for idx in sorted(i for i in candidates if i < n_parts):
             rule_idx, part = self._parts[idx]
             rule = self._rules[rule_idx]
@@ -873,16 +898,18 @@ class RiskDetector:
                 if a == b:
                     continue
                 if ignored and _overlaps_ignored(ignored, a, b, rule.category):
+                    held_back = True
                     continue
                 outcome = self._judge(rule, s, a, b, seg, joke_cache)
                 if outcome is None:
+                    held_back = True
                     continue
                 sev, unc = outcome
                 if primary is not None and rule.lang not in (primary, COMMON) and sev < Severity.HIGH:
                     continue
                 found.append((rule, sev, unc, a, b))
         if not found:
-            return NO_RISK
+            return NO_RISK, held_back
         matches: list[_Hit] = []
         spans: dict[str, list[tuple[int, int]]] = {}
         # the longest finding of a rule first, so overlapping shorter ones of the same rule go
@@ -913,7 +940,7 @@ class RiskDetector:
                 matches.append(_Hit(combo_match, parts[0].a, max(h.b for h in parts), frozenset()))
         real = [(h.match, h.a) for h in matches if h.match.severity > Severity.NONE]
         if not real:
-            return NO_RISK
+            return NO_RISK, held_back
         real.sort(key=lambda t: (-t[0].severity.rank(), t[0].category.priority(), t[1]))
         top = real[0][0]
         top_level = [m for m, _ in real if m.severity == top.severity]
@@ -928,7 +955,7 @@ class RiskDetector:
             out.append(m)
             if len(out) >= MAX_MATCHES:
                 break
-        return RiskResult(top.severity, top.category, tuple(out), uncertain)
+        return RiskResult(top.severity, top.category, tuple(out), uncertain), held_back
 
     def _judge(
         self, rule: _Rule, s: str, a: int, b: int, seg: _Segments, joke_cache: dict[str, Any]
@@ -1322,7 +1349,7 @@ def _build(content_dir: Path) -> tuple[RiskDetector | None, list[tuple[str, int,
             if combo is not None:
                 combos.append(combo)
         for key in data:
-            if key not in ("normalize", "vocab", "context", "rules", "combos", "language", "note"):
+            if key not in ("normalize", "vocab", "context", "rules", "combos", "language", "note", "model"):
                 problems.append((rel, _line(key), f"unknown top-level key {key!r}"))
 
     # context regexes: per language (with its own vocab), and their union for the shared rules
@@ -1383,7 +1410,38 @@ def _build(content_dir: Path) -> tuple[RiskDetector | None, list[tuple[str, int,
                     problems.append(("risk", _line(key), f"combo {c.id}: {key!r} is neither a rule id nor a tag"))
     if problems:
         return None, problems
-    return RiskDetector(normalizer, rules, combos, contexts, clause_breaks, ignore), problems
+    detector = RiskDetector(normalizer, rules, combos, contexts, clause_breaks, ignore)
+    detector.model = _read_model(content_dir, docs.get(COMMON), normalizer, problems)
+    if problems:
+        return None, problems
+    return detector, problems
+
+
+def _read_model(
+    content_dir: Path, common: tuple[str, Any] | None, normalizer: Normalizer, problems: list[tuple[str, int, str]]
+) -> LearnedModel | None:
+    """The learned second opinion (bot/risk_model.py), from risk/labelled/*.jsonl; none when
+    that folder is absent or `model.enabled` is false."""
+    settings: Any = (common[1].get("model") if common else None) or {}
+    rel = common[0] if common else RISK_SUBDIR
+    if not isinstance(settings, dict):
+        problems.append((rel, _line(settings, 1), "model must be a mapping"))
+        return None
+    threshold = settings.get("threshold", DEFAULT_MODEL_THRESHOLD)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        problems.append((rel, _line(settings), "model.threshold must be a number"))
+        return None
+    min_words = settings.get("min_words", 0)
+    if isinstance(min_words, bool) or not isinstance(min_words, int) or min_words < 0:
+        problems.append((rel, _line(settings), "model.min_words must be a whole number, 0 or more"))
+        return None
+    folder = content_dir / RISK_SUBDIR / LABELLED_SUBDIR
+    if settings.get("enabled", True) is False or not folder.is_dir():
+        return None
+    rows = read_labelled(sorted(folder.glob("*.jsonl")), lambda p: _relpath(p, content_dir), set(_CATEGORIES), problems)
+    if not rows:
+        return None
+    return LearnedModel.train(rows, lambda t: normalizer.normalize(t).text, float(threshold), min_words)
 
 
 def _read_vocab(data: dict[str, Any], rel: str, problems: list[tuple[str, int, str]]) -> dict[str, str]:

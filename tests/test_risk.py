@@ -24,7 +24,7 @@ from bot.risk import (
     main_check,
 )
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "content" / "risk" / "labelled"
 CONTENT = Path(__file__).resolve().parents[1] / "content"
 
 # What a labelled message may come out as. Crisis and high are both "flagged": a crisis
@@ -45,8 +45,9 @@ def _load(name: str) -> list[dict[str, str]]:
     return rows
 
 
-CASES = _load("risk_cases.jsonl")
-HOLDOUT = [row for path in sorted(DATA.glob("risk_holdout*.jsonl")) for row in _load(path.name)]
+CASES = _load("cases.jsonl")
+# Sets written independently of the rules (each first measured unseen, then added).
+SETS = [row for path in sorted(DATA.glob("set*.jsonl")) for row in _load(path.name)]
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +97,9 @@ def test_acceptance_targets_on_the_table(det: RiskDetector) -> None:
     assert false_alerts / none_total <= 0.10
 
 
-def test_holdout_is_well_formed_and_runs(det: RiskDetector) -> None:
-    # The held-out list is for honest reporting (bench/risk_eval.py), not for tuning; here we
-    # only check that it is readable and that the detector handles every line.
-    assert len(HOLDOUT) >= 300
-    for row in HOLDOUT:
+def test_written_sets_are_well_formed_and_run(det: RiskDetector) -> None:
+    assert len(SETS) >= 1000
+    for row in SETS:
         assert row["label"] in ACCEPT
         det.detect(row["text"])
 
@@ -547,3 +546,93 @@ def test_main_check_stdin_and_usage_errors(tmp_path: Path, capsys: pytest.Captur
     assert main_check([]) == 2
     assert main_check(["--jsonl", "-", "also text"]) == 2
     capsys.readouterr()
+
+
+# ------------------------------------------------------------------ the learned second opinion
+
+
+def _labelled(root: Path, rows: list[dict[str, str]], model: str = "model: {threshold: 0.5, min_words: 4}\n") -> None:
+    folder = root / "risk" / "labelled"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mine.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    common = root / "risk" / "common.yaml"
+    common.write_text(common.read_text(encoding="utf-8") + model, encoding="utf-8")
+
+
+_RISKY = [
+    "tonight i am going to walk into the river and not come back",
+    "i want to walk into the river tonight and never come back",
+    "walking to the river now, not coming back this time",
+    "i keep picturing the river and not coming back from it",
+]
+_ORDINARY = [
+    "we walked by the river after group and got ice cream",
+    "coming back from the meeting now, it was a good one",
+    "the river walk with my sponsor helped a lot today",
+    "my kids are coming back from their dad's place tonight",
+]
+
+
+def _learned_dir(tmp_path: Path) -> Path:
+    root = _write_min_content(
+        tmp_path,
+        "  - id: die\n    category: suicide_self_harm\n    severity: crisis\n    patterns: ['want to die']\n",
+    )
+    rows = [{"text": t, "label": "high", "category": "suicide_self_harm"} for t in _RISKY]
+    rows += [{"text": t, "label": "none"} for t in _ORDINARY]
+    rows += [{"text": "picked up again last night, used the whole bag", "label": "high", "category": "use_disclosure"}]
+    _labelled(root, rows)
+    return root
+
+
+def test_learned_model_raises_what_no_rule_names(tmp_path: Path) -> None:
+    d = RiskDetector.from_dir(_learned_dir(tmp_path))
+    r = d.detect("thinking about the river tonight and not coming back")
+    assert (r.severity, r.category, r.uncertain) == (Severity.HIGH, Category.SUICIDE_SELF_HARM, True)
+    learned = r.matches[0]
+    assert learned.rule_id == "learned" and learned.evidence
+    assert all(w in "thinking about the river tonight and not coming back" for w in learned.evidence.split(", "))
+    # Ordinary talk with the same everyday words stays as the rules left it.
+    assert d.detect("we went to the river after group and had ice cream").severity == Severity.NONE
+
+
+def test_learned_model_never_overrules_the_rules(tmp_path: Path) -> None:
+    d = RiskDetector.from_dir(_learned_dir(tmp_path))
+    # The rules held a phrase back (negated): the model does not raise it.
+    assert d.detect("I do not want to die, the river and not coming back is behind me").severity == Severity.NONE
+    # The rules' crisis stays crisis (the model never lowers, never sets crisis itself).
+    assert d.detect("I want to die by the river tonight").severity == Severity.CRISIS
+    # Short messages are left to the rules.
+    assert d.detect("not coming back").severity == Severity.NONE
+
+
+def test_learned_use_disclosure_is_flagged_without_a_question(tmp_path: Path) -> None:
+    d = RiskDetector.from_dir(_learned_dir(tmp_path))
+    r = d.detect("picked up again last night and used the whole bag alone")
+    assert (r.severity, r.category, r.uncertain) == (Severity.HIGH, Category.USE_DISCLOSURE, False)
+
+
+@pytest.mark.parametrize(
+    ("line", "model", "needle"),
+    [
+        ("{not json", "", "mine.jsonl:1"),
+        ('{"text": "x", "label": "urgent"}', "", "label must be one of"),
+        ('{"text": "x", "label": "high", "category": "sadness"}', "", "unknown category"),
+        ('{"text": "ok", "label": "none"}', "model: {threshold: high}\n", "model.threshold must be a number"),
+        ('{"text": "ok", "label": "none"}', "model: {min_words: -1}\n", "model.min_words"),
+    ],
+)
+def test_labelled_problems_name_file_and_line(tmp_path: Path, line: str, model: str, needle: str) -> None:
+    root = _write_min_content(tmp_path, "  - id: die\n    category: suicide_self_harm\n    severity: crisis\n    patterns: ['want to die']\n")
+    folder = root / "risk" / "labelled"
+    folder.mkdir()
+    (folder / "mine.jsonl").write_text(line + "\n", encoding="utf-8")
+    if model:
+        common = root / "risk" / "common.yaml"
+        common.write_text(common.read_text(encoding="utf-8") + model, encoding="utf-8")
+    problems = check_content(root)
+    assert any(needle in f"{f}:{n}: {msg}" for f, n, msg in problems), problems
+
+
+def test_repository_model_is_trained(det: RiskDetector) -> None:
+    assert det.model is not None and det.model.threshold > 0 and det.model.min_words > 0
