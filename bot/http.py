@@ -9,7 +9,6 @@ migrated chats) is the same as with httpx; network failures become its NetworkEr
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aiohttp
@@ -19,7 +18,6 @@ from telegram.request import BaseRequest, RequestData
 
 DEFAULT_TIMEOUT = 5.0
 MEDIA_WRITE_TIMEOUT = 20.0
-_JSON = {"Content-Type": "application/json"}
 
 
 class Fields(RequestData):
@@ -83,12 +81,10 @@ class AiohttpRequest(BaseRequest):
             raise RuntimeError("AiohttpRequest is not initialized")
         files = request_data.multipart_data if request_data else None
         fields = request_data.json_parameters if request_data else None
-        body: Any = None
-        headers = None
-        if fields and not files:
-            # A JSON body (one of the Bot API's accepted forms; cheaper to build than a form).
-            body, headers = json.dumps(fields).encode(), _JSON
-        elif files:
+        # Form fields, exactly as python-telegram-bot's own client sends them (nested values
+        # are JSON strings); multipart when there are files.
+        body: Any = fields
+        if files:
             form = aiohttp.FormData()
             for name, value in (fields or {}).items():
                 form.add_field(name, value)
@@ -107,7 +103,7 @@ class AiohttpRequest(BaseRequest):
             total=None, connect=(connect or 0) + (pool or 0) or None, sock_read=sock_read
         )
         try:
-            async with self._session.request(method, url, data=body, headers=headers, timeout=timeout) as res:
+            async with self._session.request(method, url, data=body, timeout=timeout) as res:
                 return res.status, await res.read()
         except TimeoutError as exc:
             raise TimedOut from exc
