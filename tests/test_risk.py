@@ -60,7 +60,9 @@ def det() -> RiskDetector:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_labelled_case(det: RiskDetector, case: dict[str, str]) -> None:
-    result = det.detect(case["text"])
+    # The table is the rules' specification, case by case. The learned model on top is
+    # statistical: it is held to rates (test_acceptance_targets_on_the_table).
+    result, _ = det._detect_by_rules(case["text"], None)
     assert result.severity.value in ACCEPT[case["label"]], (case["text"], result.to_dict())
     if case.get("category") and result.severity != Severity.NONE:
         assert result.category is not None and result.category.value == case["category"], (
@@ -94,7 +96,9 @@ def test_acceptance_targets_on_the_table(det: RiskDetector) -> None:
     assert flagged / total >= 0.95
     none_total = sum(v for (lab, _), v in conf.items() if lab == "none")
     false_alerts = conf[("none", "crisis")] + conf[("none", "high")]
-    assert false_alerts / none_total <= 0.10
+    # The whole detector, rules and learned model: the model may not turn more than a few of
+    # the table's traps into alerts.
+    assert false_alerts / none_total <= 0.02
 
 
 def test_written_sets_are_well_formed_and_run(det: RiskDetector) -> None:
