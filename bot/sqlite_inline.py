@@ -119,11 +119,10 @@ class InlineConnection:
         self._live().create_function(*args, **kwargs)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.stop()
 
     def stop(self) -> None:
+        """Close now (SQLAlchemy calls this when it terminates a connection)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
