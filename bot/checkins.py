@@ -235,15 +235,18 @@ def _advance(items: list[Item], current: str) -> Item | None:
 
 
 async def _current(
-    session: AsyncSession, content: Content, patient: PatientInfo, item_id: str, now: datetime
+    session: AsyncSession, content: Content, patient: PatientInfo, item_id: str, now: datetime,
+    kinds: tuple[str, ...] | None = None,
 ) -> tuple[CheckinEntry, Instrument, list[Item], Item] | None:
+    """Today's entry, its instrument and the item a button is for; None when the button is
+    stale (not the current question) or for another kind of item than `kinds`."""
     entry = await _open_entry(session, patient, now)
     if entry is None or entry.step != item_id:
         return None
     inst = _instrument(content, patient.language)
     items = _visible(inst, patient.mat)
     item = next((i for i in items if i.id == item_id), None)
-    if item is None:
+    if item is None or (kinds is not None and item.kind not in kinds):
         return None
     return entry, inst, items, item
 
@@ -273,12 +276,10 @@ async def answer(
     session: AsyncSession, content: Content, patient: PatientInfo, item_id: str, raw: str, now: datetime
 ) -> Result | None:
     """A single-choice answer. None when the button is stale (not today's current question)."""
-    cur = await _current(session, content, patient, item_id, now)
+    cur = await _current(session, content, patient, item_id, now, ("scale", "choice"))
     if cur is None:
         return None
     entry, _inst, items, item = cur
-    if item.kind not in ("scale", "choice"):
-        return None
     value = _option(item, raw)
     if value is None:
         return None
@@ -292,12 +293,10 @@ async def toggle(
     session: AsyncSession, content: Content, patient: PatientInfo, item_id: str, raw: str, now: datetime
 ) -> Result | None:
     """Tick or untick one option of a multi-select item (an exclusive option clears the others)."""
-    cur = await _current(session, content, patient, item_id, now)
+    cur = await _current(session, content, patient, item_id, now, ("multi",))
     if cur is None:
         return None
     entry, inst, items, item = cur
-    if item.kind != "multi":
-        return None
     value = _option(item, raw)
     if value is None:
         return None
@@ -320,12 +319,10 @@ async def toggle(
 async def multi_done(
     session: AsyncSession, content: Content, patient: PatientInfo, item_id: str, now: datetime
 ) -> Result | None:
-    cur = await _current(session, content, patient, item_id, now)
+    cur = await _current(session, content, patient, item_id, now, ("multi",))
     if cur is None:
         return None
     entry, _inst, items, item = cur
-    if item.kind != "multi":
-        return None
     draft = dict(entry.draft or {})
     if item.id not in draft:
         draft[item.id] = _stamp([], now)

@@ -110,6 +110,9 @@ async def test_back_and_cancel(db: Database, clock: FrozenClock):
     # A stale button (the craving question is no longer current) is refused, not an error.
     assert await _do(db, checkins.answer, p, "craving", "3", now) is None
     assert await _do(db, checkins.answer, p, "mood", "99", now) is None
+    # A forged button of another kind for the current question changes nothing.
+    assert await _do(db, checkins.toggle, p, "mood", "4", now) is None
+    assert await _do(db, checkins.multi_done, p, "mood", now) is None
     await _do(db, checkins.answer, p, "mood", "1", now)
     r = await _do(db, checkins.cancel_checkin, p, now)
     assert r is not None and "cancelled" in r.screens[0].text
