@@ -1470,24 +1470,35 @@ def _severity(value: Any, rel: str, where: str, problems: list[tuple[str, int, s
     return Severity(value)
 
 
-def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: list[tuple[str, int, str]]) -> _Rule | None:
+def _read_head(
+    raw: Any, kind: str, keys: set[str], rel: str, problems: list[tuple[str, int, str]]
+) -> tuple[str, int, str, str, Severity] | None:
+    """What rules and combos share: a mapping with a well-formed id, known keys, a category
+    and a severity. Returns (id, line, where, category, severity), or None after a problem."""
     if not isinstance(raw, dict):
-        problems.append((rel, _line(raw), "each rule must be a mapping"))
+        problems.append((rel, _line(raw), f"each {kind} must be a mapping"))
         return None
     line = _line(raw)
     rid = raw.get("id")
     if not isinstance(rid, str) or not re.fullmatch(r"[a-z0-9_.\-]+", rid):
-        problems.append((rel, line, f"rule id {rid!r} must be lower-case letters, digits, _ . -"))
+        problems.append((rel, line, f"{kind} id {rid!r} must be lower-case letters, digits, _ . -"))
         return None
-    where = f"rule {rid}"
+    where = f"{kind} {rid}"
     for key in raw:
-        if key not in _RULE_KEYS:
+        if key not in keys:
             problems.append((rel, _line(key, line), f"{where}: unknown key {key!r}"))
     cat = raw.get("category")
     if cat not in _CATEGORIES:
         problems.append((rel, _line(cat, line), f"{where}: category must be one of {_CATEGORY_ORDER}, not {cat!r}"))
         return None
-    sev = _severity(raw.get("severity"), rel, where, problems, line)
+    return rid, line, where, cat, _severity(raw.get("severity"), rel, where, problems, line)
+
+
+def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: list[tuple[str, int, str]]) -> _Rule | None:
+    head = _read_head(raw, "rule", _RULE_KEYS, rel, problems)
+    if head is None:
+        return None
+    rid, line, where, cat, sev = head
     past_to = _severity(raw.get("past_to", "none"), rel, f"{where} past_to", problems, line)
     soften_to = _severity(raw.get("soften_to", "none"), rel, f"{where} soften_to", problems, line)
     on_joke = raw.get("on_joke")
@@ -1553,23 +1564,10 @@ def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: l
 
 
 def _read_combo(raw: Any, rel: str, problems: list[tuple[str, int, str]]) -> _Combo | None:
-    if not isinstance(raw, dict):
-        problems.append((rel, _line(raw), "each combo must be a mapping"))
+    head = _read_head(raw, "combo", _COMBO_KEYS, rel, problems)
+    if head is None:
         return None
-    line = _line(raw)
-    cid = raw.get("id")
-    if not isinstance(cid, str) or not re.fullmatch(r"[a-z0-9_.\-]+", cid):
-        problems.append((rel, line, f"combo id {cid!r} must be lower-case letters, digits, _ . -"))
-        return None
-    where = f"combo {cid}"
-    for key in raw:
-        if key not in _COMBO_KEYS:
-            problems.append((rel, _line(key, line), f"{where}: unknown key {key!r}"))
-    cat = raw.get("category")
-    if cat not in _CATEGORIES:
-        problems.append((rel, _line(cat, line), f"{where}: category must be one of {_CATEGORY_ORDER}"))
-        return None
-    sev = _severity(raw.get("severity"), rel, where, problems, line)
+    cid, line, where, cat, sev = head
     unc = raw.get("uncertain", False)
     groups_raw = raw.get("all")
     if not isinstance(groups_raw, list) or len(groups_raw) < 2:
