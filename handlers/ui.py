@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 
@@ -9,12 +10,14 @@ from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, 
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
+from bot.http import call
 from bot.keyboards import inline_keyboard
 from bot.text import split_text
 
 log = logging.getLogger(__name__)
 
 Button = tuple[str, str]  # (label, callback_data)
+NO_PREVIEW = json.dumps({"is_disabled": True})
 
 
 def keyboard(rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup:
@@ -59,13 +62,20 @@ async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]]
 
     A text too long for one message: the first part replaces it, the rest follows (buttons last).
     """
+    msg = query.message
+    if msg is None:  # a button on an inline-mode message; this bot sends none
+        return
     parts = split_text(text)
     first_rows = rows if len(parts) == 1 else None
+    fields = {
+        "chat_id": str(msg.chat.id), "message_id": str(msg.message_id), "text": parts[0],
+        "parse_mode": ParseMode.HTML.value, "link_preview_options": NO_PREVIEW,
+    }
+    if first_rows:
+        fields["reply_markup"] = json.dumps(inline_keyboard(first_rows))
     try:
-        await query.edit_message_text(
-            parts[0], parse_mode=ParseMode.HTML, reply_markup=keyboard(first_rows) if first_rows else None,
-            disable_web_page_preview=True,
-        )
+        # Raw call: the edited message Telegram sends back is not needed (the hot path).
+        await call(query.get_bot(), "editMessageText", fields)
     except BadRequest as exc:
         low = exc.message.lower()
         if "not modified" in low:
@@ -76,19 +86,22 @@ async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]]
             raise
     else:
         parts = parts[1:]
-    if query.message is None:
-        return
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         await query.get_bot().send_message(
-            query.message.chat.id, part, parse_mode=ParseMode.HTML,
+            msg.chat.id, part, parse_mode=ParseMode.HTML,
             reply_markup=keyboard(rows) if rows and last else None, disable_web_page_preview=True,
         )
 
 
 async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
     """Answer a button press (every press is answered); a late answer is not an error."""
+    fields = {"callback_query_id": query.id}
+    if text:
+        fields["text"] = text[:200]
+    if alert:
+        fields["show_alert"] = "true"
     try:
-        await query.answer(text[:200] if text else None, show_alert=alert)
+        await call(query.get_bot(), "answerCallbackQuery", fields)
     except TelegramError as exc:
         log.debug("callback answer failed: %s", type(exc).__name__)
