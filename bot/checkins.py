@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, literal, select, update
+from sqlalchemy import String, bindparam, cast, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import onboarding_hooks, sobriety, state
@@ -169,28 +169,54 @@ def question_screen(
 # ---------------------------------------------------------------------------------------------
 
 
-# Built once: every check-in button press reads the day's entry.
+# Today's entry is read and written as table columns, with statements built once: every
+# check-in button press does this, and it is the hot path of the bot (no ORM unit of work).
+_E = CheckinEntry.__table__.c
 _ENTRY = (
-    select(CheckinEntry)
-    .where(CheckinEntry.patient_id == bindparam("patient_id"), CheckinEntry.local_date == bindparam("day"))
+    select(_E.id, _E.local_date, _E.step, _E.draft, _E.completed_at)
+    .where(_E.patient_id == bindparam("patient_id"), _E.local_date == bindparam("day"))
     .with_for_update()
+)
+_SAVE = (
+    update(CheckinEntry.__table__)
+    .where(_E.id == bindparam("entry_id"))
+    .values(step=bindparam("step"), draft=bindparam("draft"), updated_at=bindparam("now"))
 )
 
 
-async def _entry(session: AsyncSession, patient_id: int, day: date) -> CheckinEntry | None:
-    return (await session.execute(_ENTRY, {"patient_id": patient_id, "day": day})).scalar_one_or_none()
+@dataclass(slots=True)
+class Today:
+    """Today's entry as the conversation sees it; changes are written with `_save`."""
+
+    id: int
+    local_date: date
+    step: str | None
+    draft: dict[str, Any] | None
+    completed_at: datetime | None
 
 
-async def _open_entry(session: AsyncSession, patient: PatientInfo, now: datetime) -> CheckinEntry | None:
+async def _entry(session: AsyncSession, patient_id: int, day: date) -> Today | None:
+    row = (await session.execute(_ENTRY, {"patient_id": patient_id, "day": day})).first()
+    return None if row is None else Today(*row)
+
+
+async def _save(session: AsyncSession, entry: Today, now: datetime) -> None:
+    """Write the entry's step and draft (the conversation's state) as of `now`."""
+    await session.execute(_SAVE, {"entry_id": entry.id, "step": entry.step, "draft": entry.draft, "now": now})
+
+
+async def _open_entry(session: AsyncSession, patient: PatientInfo, now: datetime) -> Today | None:
     """Today's entry if a check-in is in progress."""
     entry = await _entry(session, patient.id, local_date(now, patient.timezone))
     return entry if entry is not None and entry.step is not None else None
 
 
 async def _ask(
-    session: AsyncSession, content: Content, patient: PatientInfo, entry: CheckinEntry, now: datetime,
+    session: AsyncSession, content: Content, patient: PatientInfo, entry: Today, now: datetime,
     *, intro: str | None = None, clear_note: bool = True,
 ) -> Screen:
+    """The question `entry.step` names (the first one if it is not shown to this patient).
+    Moves `entry.step` there; the caller saves the entry."""
     inst = _instrument(content, patient.language)
     items = _visible(inst, patient.mat)
     item = next((i for i in items if i.id == entry.step), items[0])
@@ -212,20 +238,23 @@ async def start(session: AsyncSession, content: Content, patient: PatientInfo, n
     await schedule_next_prompt(session, patient.id, now)
     entry = await _entry(session, patient.id, today)
     if entry is None:
-        entry = CheckinEntry(
-            patient_id=patient.id, local_date=today, started_at=now, updated_at=now, step=items[0].id, draft={}
+        res = await session.execute(
+            insert(CheckinEntry.__table__).values(
+                patient_id=patient.id, local_date=today, started_at=now, updated_at=now, step=items[0].id, draft={}
+            )
         )
-        session.add(entry)
-        await session.flush()
+        new_id = res.inserted_primary_key[0]
+        entry = Today(new_id, today, items[0].id, {}, None)
         intro = inst.intro
     elif entry.step is not None:
         intro = inst.texts.get("resume") or c.t("checkins.resume", lang)
     else:
         entry.step = items[0].id
         entry.draft = {}
-        entry.updated_at = now
         intro = c.t("checkins.update_today", lang) if entry.completed_at is not None else inst.intro
-    return Result([await _ask(session, content, patient, entry, now, intro=intro)])
+    screen = await _ask(session, content, patient, entry, now, intro=intro)
+    await _save(session, entry, now)
+    return Result([screen])
 
 
 def _advance(items: list[Item], current: str) -> Item | None:
@@ -237,7 +266,7 @@ def _advance(items: list[Item], current: str) -> Item | None:
 async def _current(
     session: AsyncSession, content: Content, patient: PatientInfo, item_id: str, now: datetime,
     kinds: tuple[str, ...] | None = None,
-) -> tuple[CheckinEntry, Instrument, list[Item], Item] | None:
+) -> tuple[Today, Instrument, list[Item], Item] | None:
     """Today's entry, its instrument and the item a button is for; None when the button is
     stale (not the current question) or for another kind of item than `kinds`."""
     entry = await _open_entry(session, patient, now)
@@ -259,17 +288,18 @@ def _option(item: Item, raw: str) -> Any:
 
 
 async def _next_or_finish(
-    session: AsyncSession, content: Content, patient: PatientInfo, entry: CheckinEntry, items: list[Item],
+    session: AsyncSession, content: Content, patient: PatientInfo, entry: Today, items: list[Item],
     current: str, now: datetime,
 ) -> Result:
     nxt = _advance(items, current)
-    entry.updated_at = now
     if nxt is None:
         return await finish(session, content, patient, entry, now)
     entry.step = nxt.id
     # Moving forward from a button answer: no note is awaited (leaving the note item, by
     # skipping it or writing it, clears that where it happens).
-    return Result([await _ask(session, content, patient, entry, now, clear_note=False)])
+    screen = await _ask(session, content, patient, entry, now, clear_note=False)
+    await _save(session, entry, now)
+    return Result([screen])
 
 
 async def answer(
@@ -312,7 +342,7 @@ async def toggle(
     order = [o.value for o in item.options]
     draft[item.id] = _stamp(sorted(chosen, key=order.index), now)
     entry.draft = draft
-    entry.updated_at = now
+    await _save(session, entry, now)
     return Result([question_screen(content, patient.language, inst, items, item, draft)])
 
 
@@ -395,8 +425,9 @@ async def back(session: AsyncSession, content: Content, patient: PatientInfo, no
     ids = [i.id for i in items]
     pos = ids.index(entry.step) if entry.step in ids else 0
     entry.step = ids[max(0, pos - 1)]
-    entry.updated_at = now
-    return Result([await _ask(session, content, patient, entry, now)])
+    screen = await _ask(session, content, patient, entry, now)
+    await _save(session, entry, now)
+    return Result([screen])
 
 
 async def cancel_checkin(session: AsyncSession, content: Content, patient: PatientInfo, now: datetime) -> Result | None:
@@ -405,11 +436,12 @@ async def cancel_checkin(session: AsyncSession, content: Content, patient: Patie
     await state.clear(session, patient.telegram_id, NOTE_STATE)
     if entry is None:
         return None
-    entry.step = None
-    entry.draft = None
-    entry.updated_at = now
     if entry.completed_at is None:
-        await session.delete(entry)
+        await session.execute(delete(CheckinEntry.__table__).where(_E.id == entry.id))
+    else:
+        entry.step = None
+        entry.draft = None
+        await _save(session, entry, now)
     return Result([Screen(content.t("checkins.cancelled", patient.language))])
 
 
@@ -439,7 +471,7 @@ async def recent_answers(session: AsyncSession, patient_id: int, before: date, d
 
 
 async def finish(
-    session: AsyncSession, content: Content, patient: PatientInfo, entry: CheckinEntry, now: datetime
+    session: AsyncSession, content: Content, patient: PatientInfo, entry: Today, now: datetime
 ) -> Result:
     c = content
     lang = patient.language
@@ -447,19 +479,17 @@ async def finish(
     inst = clinical.checkin(lang)
     draft = dict(entry.draft or {})
     values = {k: v.get("v") for k, v in draft.items()}
-    entry.answers = draft
-    entry.mood = values.get("mood")
-    entry.craving = values.get("craving")
-    entry.use = values.get("use")
-    entry.sleep = values.get("sleep")
-    entry.medication = values.get("medication")
-    entry.halt = values.get("halt")
-    entry.completed_at = now
-    entry.updated_at = now
-    entry.step = None
-    entry.draft = None
-    await state.clear(session, patient.telegram_id, NOTE_STATE)
-    await session.flush()
+    # No note is awaited any more: every way off the note item (skip, the note itself) cleared it.
+    await session.execute(
+        update(CheckinEntry.__table__)
+        .where(_E.id == entry.id)
+        .values(
+            answers=draft, mood=values.get("mood"), craving=values.get("craving"), use=values.get("use"),
+            sleep=values.get("sleep"), medication=values.get("medication"), halt=values.get("halt"),
+            completed_at=now, updated_at=now, step=None, draft=None,
+        )
+    )
+    entry.step, entry.draft, entry.completed_at = None, None, now
 
     rule_values = {k: v for k, v in values.items() if k != "note" and v is not None}
     recent = await recent_answers(session, patient.id, entry.local_date)
@@ -467,12 +497,10 @@ async def finish(
     for f in outcome.flags:
         await raise_rule_flag(session, patient.id, f, source="checkin", now=now)
 
-    lapse = entry.use == "used"
-    numbers = None
-    if lapse:
-        numbers = await sobriety.record_lapse(session, patient.id, entry.local_date, now)
-    else:
-        numbers = await sobriety.numbers(session, patient.id, entry.local_date, now)
+    lapse = values.get("use") == "used"
+    numbers, milestone = await sobriety.counter(
+        session, patient.id, clinical.milestones, entry.local_date, now, lapse=lapse
+    )
 
     rows: list[Row] = []
     if outcome.reply == "lapse":
@@ -491,10 +519,8 @@ async def finish(
         rows.append([(c.t("checkins.urge_button", lang), "sos:open")])
     screens = [Screen("\n\n".join(parts), rows)]
 
-    if not lapse:
-        m = await sobriety.due_milestone(session, patient.id, clinical.milestones, entry.local_date, now)
-        if m is not None:
-            screens.append(milestone_screen(content, lang, m))
+    if milestone is not None:
+        screens.append(milestone_screen(content, lang, milestone))
 
     from bot import assessments
 
