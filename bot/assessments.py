@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.checkins import Result, Row, Screen, clinical_for, raise_rule_flag
@@ -45,29 +45,21 @@ def _instrument(content: Content, instrument: str, lang: str) -> Instrument:
     return clinical_for(content).instrument(instrument, lang)
 
 
-async def last_completed(session: AsyncSession, patient_id: int, instrument: str) -> date | None:
-    q = (
-        select(AssessmentResult.local_date)
-        .where(
-            AssessmentResult.patient_id == patient_id,
-            AssessmentResult.instrument == instrument,
-            AssessmentResult.status == "done",
-        )
-        .order_by(AssessmentResult.local_date.desc())
-        .limit(1)
-    )
-    return (await session.execute(q)).scalar_one_or_none()
-
-
 async def due(session: AsyncSession, content: Content, patient_id: int, today: date) -> list[str]:
     """Instruments due today or overdue, by their cadence in the rules."""
     rules = clinical_for(content).assessment_rules
+    q = (
+        select(AssessmentResult.instrument, func.max(AssessmentResult.local_date))
+        .where(AssessmentResult.patient_id == patient_id, AssessmentResult.status == "done")
+        .group_by(AssessmentResult.instrument)
+    )
+    completed: dict[str, date] = {name: day for name, day in (await session.execute(q)).all()}
     out = []
     for name in INSTRUMENTS:
         r = rules.for_instrument(name)
         if r is None:
             continue
-        last = await last_completed(session, patient_id, name)
+        last = completed.get(name)
         if last == today:
             continue
         if next_assessment_date(r.cadence, last, today) <= today:

@@ -90,14 +90,10 @@ async def numbers(session: AsyncSession, patient_id: int, today: date, now: date
     return None if state is None else _numbers(state, today)
 
 
-async def record_lapse(session: AsyncSession, patient_id: int, day: date, now: datetime) -> SobrietyNumbers | None:
-    """A lapse reported on `day`: the streak restarts that day; the total is kept. Idempotent per day."""
-    state = await _state(session, patient_id, now, lock=True)
-    if state is None:
-        return None
+def _record_lapse(state: SobrietyState, day: date, now: datetime) -> None:
     lapses = list(state.lapse_dates or [])
     if day.isoformat() in lapses or day < state.streak_start:
-        return _numbers(state, day)
+        return
     ended = max(0, (day - state.streak_start).days)
     state.longest_days = max(state.longest_days, ended)
     state.days_before += ended
@@ -105,7 +101,39 @@ async def record_lapse(session: AsyncSession, patient_id: int, day: date, now: d
     state.lapse_dates = [*lapses, day.isoformat()]
     state.milestones_done = []
     state.updated_at = now
+
+
+def _take_milestone(state: SobrietyState, rules: MilestoneRules, today: date, now: datetime) -> int | None:
+    done = set(state.milestones_done or [])
+    reached = [m for m in milestones_reached(rules, 0, _current(state, today)) if m not in done]
+    if not reached:
+        return None
+    state.milestones_done = sorted(done | set(reached))
+    state.updated_at = now
+    return max(reached)
+
+
+async def record_lapse(session: AsyncSession, patient_id: int, day: date, now: datetime) -> SobrietyNumbers | None:
+    """A lapse reported on `day`: the streak restarts that day; the total is kept. Idempotent per day."""
+    state = await _state(session, patient_id, now, lock=True)
+    if state is None:
+        return None
+    _record_lapse(state, day, now)
     return _numbers(state, day)
+
+
+async def counter(
+    session: AsyncSession, patient_id: int, rules: MilestoneRules, today: date, now: datetime, *, lapse: bool = False
+) -> tuple[SobrietyNumbers | None, int | None]:
+    """What a finished check-in or /days shows, from one read of the state: the counter (after
+    recording a lapse on `today`, if there was one) and the milestone due now (`due_milestone`)."""
+    state = await _state(session, patient_id, now, lock=True)
+    if state is None:
+        return None, None
+    if lapse:
+        _record_lapse(state, today, now)
+        return _numbers(state, today), None
+    return _numbers(state, today), _take_milestone(state, rules, today, now)
 
 
 async def lapse_dates(session: AsyncSession, patient_id: int) -> list[date]:
@@ -121,15 +149,7 @@ async def due_milestone(
     """The milestone to congratulate now (the highest one not yet congratulated in this
     streak), marking every milestone reached as done; None when there is nothing new."""
     state = await _state(session, patient_id, now, lock=True)
-    if state is None:
-        return None
-    done = set(state.milestones_done or [])
-    reached = [m for m in milestones_reached(rules, 0, _current(state, today)) if m not in done]
-    if not reached:
-        return None
-    state.milestones_done = sorted(done | set(reached))
-    state.updated_at = now
-    return max(reached)
+    return None if state is None else _take_milestone(state, rules, today, now)
 
 
 async def set_share(session: AsyncSession, patient_id: int, days: int, share: bool, now: datetime) -> bool:

@@ -169,11 +169,8 @@ async def days_cmd(update: Update, ctx: Ctx) -> None:
     lang = patient.language
     now = svc.clock.now()
     today = local_date(now, patient.timezone)
-    milestone = None
     async with svc.db.transaction() as s:
-        nums = await sobriety.numbers(s, patient.id, today, now)
-        if nums is not None:
-            milestone = await sobriety.due_milestone(s, patient.id, checkins.clinical_for(c).milestones, today, now)
+        nums, milestone = await sobriety.counter(s, patient.id, checkins.clinical_for(c).milestones, today, now)
     if nums is None:
         await reply(update, c.t("checkins.days_no_date", lang))
         return
