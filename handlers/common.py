@@ -223,8 +223,9 @@ async def error_handler(update: object, ctx: Ctx) -> None:
     )
     if not isinstance(update, Update):
         return
-    if update.callback_query is not None:
-        await answer(update.callback_query, ctx.svc.content.t("common.error"), alert=True)
+    # A press is told in an alert; one already answered (the step ran, then the edit failed)
+    # is told in the chat instead.
+    if update.callback_query is not None and await answer(update.callback_query, ctx.svc.content.t("common.error"), alert=True):
         return
     chat = update.effective_chat
     if chat is not None and chat.type == ChatType.PRIVATE:

@@ -94,8 +94,9 @@ async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]]
         )
 
 
-async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
-    """Answer a button press (every press is answered); a late answer is not an error."""
+async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> bool:
+    """Answer a button press (every press is answered); a late answer is not an error.
+    False when Telegram refused it (too late, or answered already)."""
     fields = {"callback_query_id": query.id}
     if text:
         fields["text"] = text[:200]
@@ -105,3 +106,5 @@ async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool =
         await call(query.get_bot(), "answerCallbackQuery", fields)
     except TelegramError as exc:
         log.debug("callback answer failed: %s", type(exc).__name__)
+        return False
+    return True
