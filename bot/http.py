@@ -10,6 +10,7 @@ migrated chats) is the same as with httpx; network failures become its NetworkEr
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from telegram import Bot
@@ -18,6 +19,7 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 DEFAULT_TIMEOUT = 5.0
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 MEDIA_WRITE_TIMEOUT = 20.0
 
 
@@ -84,7 +86,12 @@ class AiohttpRequest(BaseRequest):
         fields = request_data.json_parameters if request_data else None
         # Form fields, exactly as python-telegram-bot's own client sends them (nested values
         # are JSON strings); multipart when there are files.
-        body: Any = fields
+        body: Any = None
+        headers = None
+        if fields and not files:
+            # Encoded here: aiohttp would build a form object to produce the same bytes.
+            body = urlencode(fields).encode()
+            headers = _FORM
         if files:
             form = aiohttp.FormData()
             for name, value in (fields or {}).items():
@@ -104,7 +111,7 @@ class AiohttpRequest(BaseRequest):
             total=None, connect=(connect or 0) + (pool or 0) or None, sock_read=sock_read
         )
         try:
-            async with self._session.request(method, url, data=body, timeout=timeout) as res:
+            async with self._session.request(method, url, data=body, headers=headers, timeout=timeout) as res:
                 return res.status, await res.read()
         except TimeoutError as exc:
             raise TimedOut from exc

@@ -23,6 +23,8 @@ from bot.models import InboxUpdate
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+# Storing and marking are table statements (no ORM objects involved): they run for every update.
+_TABLE = InboxUpdate.__table__
 
 
 class Inbox:
@@ -52,7 +54,7 @@ class Inbox:
                 fresh.append(u)
             if fresh:
                 dialect = self.db.engine.dialect.name
-                ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(InboxUpdate)
+                ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(_TABLE)
                 await s.execute(
                     ins.on_conflict_do_nothing(index_elements=["update_id"]),
                     [
@@ -85,8 +87,8 @@ class Inbox:
                         ids = [uid for uid, f, _ in batch if f is failed]
                         if ids:
                             await s.execute(
-                                update(InboxUpdate)
-                                .where(InboxUpdate.update_id.in_(ids))
+                                update(_TABLE)
+                                .where(_TABLE.c.update_id.in_(ids))
                                 .values(status="failed" if failed else "done", payload=None, done_at=now)
                             )
             except Exception as exc:

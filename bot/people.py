@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.models import Patient
@@ -84,7 +84,8 @@ class PatientInfo:
 # reused, only the parameter changes. Table columns, not ORM attributes: nothing for the ORM to do.
 _PATIENTS = Patient.__table__.c
 _ACTIVE_INFO = select(*[_PATIENTS[f.name] for f in fields(PatientInfo)]).where(
-    _PATIENTS.telegram_id == bindparam("telegram_id"), _PATIENTS.status.in_(ENROLLED)
+    # One bound value per status (a plain `IN (?, ?)`), not an expanding list re-rendered per call.
+    _PATIENTS.telegram_id == bindparam("telegram_id"), _PATIENTS.status.in_([literal(v) for v in ENROLLED])
 )
 
 
