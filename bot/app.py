@@ -8,6 +8,7 @@ handlers are registered in one place (`handlers.register`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -19,7 +20,7 @@ from telegram.error import NetworkError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, CallbackContext, ContextTypes, ExtBot
 from telegram.request import BaseRequest
 
-from bot import crypto, group
+from bot import crypto, group, safety
 from bot.clock import Clock
 from bot.config import Settings
 from bot.content import Content, get_content
@@ -219,6 +220,7 @@ class Runner:
         if s.encryption_key is None:
             log.warning("ENCRYPTION_KEY is not set: free text (notes, plan entries, relayed messages) is stored unencrypted")
         await retry_network(self.app.initialize, "connecting to Telegram")
+        await asyncio.to_thread(safety.warm)
         try:
             await self.app.start()
             await start_services(self.app)
@@ -237,10 +239,14 @@ class Runner:
                 self.transport = Poller(self.app, self.svc.inbox, self.svc.updates_request)
             await retry_network(self.transport.start, "starting to receive updates")
             log.info("iop-bot is running (%s)", "webhook" if s.webhook_url else "polling")
+            # What start-up built (content, the detector's rules, the handlers) lives as long as the
+            # bot runs: kept out of the garbage collector's full passes, which otherwise walk it all.
+            gc.freeze()
             self.started.set()
             try:
                 await self._stop.wait()
             finally:
+                gc.unfreeze()
                 log.info("stopping: finishing updates in flight")
                 await self.transport.stop()
                 await self.app.stop()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import functools
 import json
 import re
 import sys
@@ -482,11 +483,16 @@ def prepare_pattern(src: str) -> str:
     return "".join(out)
 
 
+# Every pattern is compiled when checked and again in its rule; there are more of them than
+# `re` keeps in its own cache, so loading keeps its own.
+_compile = functools.lru_cache(maxsize=None)(re.compile)
+
+
 def compile_pattern(src: str, vocab: dict[str, str], *, bounded: bool = True) -> str:
     """Return the final regex source for one pattern (raises PatternError or re.error)."""
     body = prepare_pattern(expand_vocab(src, vocab))
     final = f"{_BOUNDARY_L}(?:{body}){_BOUNDARY_R}" if bounded else f"(?:{body})"
-    re.compile(final)
+    _compile(final)
     return final
 
 
@@ -1536,7 +1542,7 @@ def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: l
         problems.append((rel, line, f"{where}: a rule with severity none must have tags (it only feeds combos)"))
         return None
     try:
-        regex = re.compile("|".join(finals))
+        regex = _compile("|".join(finals))
     except re.error as exc:  # pragma: no cover - each part compiled alone already
         problems.append((rel, line, f"{where}: {exc}"))
         return None
@@ -1547,7 +1553,7 @@ def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: l
         severity=sev,
         uncertain=flags["uncertain"],
         regex=regex,
-        parts=tuple(re.compile(f) for f in finals),
+        parts=tuple(_compile(f) for f in finals),
         tags=frozenset(tags),
         negatable=flags["negatable"],
         past=flags["past"],

@@ -52,6 +52,12 @@ def _get_detector() -> Detector:
     return get_detector()
 
 
+def warm() -> None:
+    """Build the detector now: compiling its rules takes seconds, which belongs at start-up,
+    not on the first message someone sends (which may be a crisis)."""
+    _get_detector()
+
+
 def _val(x: Any) -> str | None:
     if x is None:
         return None

@@ -62,7 +62,7 @@ class BotHarness:
         self.runner.svc.processed_hooks.append(self._on_processed)
         self._task = asyncio.create_task(self.runner.run(install_signals=False))
         started = asyncio.create_task(self.runner.started.wait())
-        done, _ = await asyncio.wait({started, self._task}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({started, self._task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
         if self._task in done:
             self._task.result()
         assert started in done, "the bot did not start"

@@ -182,3 +182,19 @@ async def test_counselors_group_upgraded_to_supergroup_is_followed_across_restar
         assert not any(c.method == "leaveChat" for c in fake.calls)
     finally:
         await h.stop()
+
+
+async def test_the_risk_detector_is_built_before_any_update_is_taken(
+    fake: FakeTelegram, db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building it takes seconds: at start-up, not while someone's first message waits."""
+    from bot import safety
+
+    polled_before: list[bool] = []
+    monkeypatch.setattr(safety, "warm", lambda: polled_before.append(any(c.method == "getUpdates" for c in fake.calls)))
+    harness = BotHarness(fake, db, clock)
+    await harness.start()
+    try:
+        assert polled_before == [False]
+    finally:
+        await harness.stop()
