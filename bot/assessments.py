@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.checkins import Result, Row, Screen, clinical_for, raise_rule_flag
@@ -45,15 +45,20 @@ def _instrument(content: Content, instrument: str, lang: str) -> Instrument:
     return clinical_for(content).instrument(instrument, lang)
 
 
+# Each instrument's last completion; asked at the end of every check-in.
+_R = AssessmentResult.__table__.c
+_LAST_COMPLETED = (
+    select(_R.instrument, func.max(_R.local_date))
+    .where(_R.patient_id == bindparam("patient_id"), _R.status == "done")
+    .group_by(_R.instrument)
+)
+
+
 async def due(session: AsyncSession, content: Content, patient_id: int, today: date) -> list[str]:
     """Instruments due today or overdue, by their cadence in the rules."""
     rules = clinical_for(content).assessment_rules
-    q = (
-        select(AssessmentResult.instrument, func.max(AssessmentResult.local_date))
-        .where(AssessmentResult.patient_id == patient_id, AssessmentResult.status == "done")
-        .group_by(AssessmentResult.instrument)
-    )
-    completed: dict[str, date] = {name: day for name, day in (await session.execute(q)).all()}
+    rows = await session.execute(_LAST_COMPLETED, {"patient_id": patient_id})
+    completed: dict[str, date] = {name: day for name, day in rows}
     out = []
     for name in INSTRUMENTS:
         r = rules.for_instrument(name)

@@ -445,29 +445,22 @@ async def cancel_checkin(session: AsyncSession, content: Content, patient: Patie
     return Result([Screen(content.t("checkins.cancelled", patient.language))])
 
 
-def _values(entry: CheckinEntry) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in {
-            "mood": entry.mood,
-            "craving": entry.craving,
-            "use": entry.use,
-            "sleep": entry.sleep,
-            "medication": entry.medication,
-            "halt": entry.halt,
-        }.items()
-        if v is not None
-    }
+# The answers the check-in rules look back on, as table columns (one statement, no objects).
+_ANSWER_COLUMNS = ("mood", "craving", "use", "sleep", "medication", "halt")
+_RECENT = select(_E.local_date, *[_E[c] for c in _ANSWER_COLUMNS]).where(
+    _E.patient_id == bindparam("patient_id"),
+    _E.completed_at.is_not(None),
+    _E.local_date < bindparam("before"),
+    _E.local_date >= bindparam("since"),
+)
 
 
 async def recent_answers(session: AsyncSession, patient_id: int, before: date, days: int = RECENT_DAYS) -> list[CheckinAnswers]:
-    q = select(CheckinEntry).where(
-        CheckinEntry.patient_id == patient_id,
-        CheckinEntry.completed_at.is_not(None),
-        CheckinEntry.local_date < before,
-        CheckinEntry.local_date >= before - timedelta(days=days),
-    )
-    return [CheckinAnswers(e.local_date, _values(e)) for e in (await session.execute(q)).scalars()]
+    rows = await session.execute(_RECENT, {"patient_id": patient_id, "before": before, "since": before - timedelta(days=days)})
+    return [
+        CheckinAnswers(day, {k: v for k, v in zip(_ANSWER_COLUMNS, values, strict=True) if v is not None})
+        for day, *values in rows
+    ]
 
 
 async def finish(
