@@ -13,11 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.clock import Clock
-from bot.db import Database
+from bot.db import Database, conflict_insert
 from bot.models import InboxUpdate
 
 log = logging.getLogger(__name__)
@@ -53,8 +51,7 @@ class Inbox:
                 seen.add(uid)
                 fresh.append(u)
             if fresh:
-                dialect = self.db.engine.dialect.name
-                ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(_TABLE)
+                ins = conflict_insert(s, _TABLE)
                 await s.execute(
                     ins.on_conflict_do_nothing(index_elements=["update_id"]),
                     [

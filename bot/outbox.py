@@ -18,8 +18,6 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from telegram import Bot, InputFile
@@ -34,7 +32,7 @@ from telegram.error import (
 from telegram.warnings import PTBUserWarning
 
 from bot.clock import Clock
-from bot.db import Database
+from bot.db import Database, conflict_insert
 from bot.models import BlockedChat, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -100,8 +98,7 @@ async def enqueue(
         session.add(row)
         await session.flush()
         return row.id
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(OutboxMessage).values(**values)
+    ins = conflict_insert(session, OutboxMessage).values(**values)
     ins = ins.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(OutboxMessage.id)
     res = await session.execute(ins)
     return res.scalar_one_or_none()
@@ -376,8 +373,7 @@ class Sender:
 
 
 async def mark_blocked(session: AsyncSession, chat_id: int, now: datetime, reason: str | None) -> None:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(BlockedChat).values(
+    ins = conflict_insert(session, BlockedChat).values(
         chat_id=chat_id, at=now, reason=reason
     )
     await session.execute(ins.on_conflict_do_nothing(index_elements=["chat_id"]))

@@ -14,12 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
-from bot.db import Database
+from bot.db import Database, conflict_insert
 from bot.models import ScheduledItem
 
 log = logging.getLogger(__name__)
@@ -41,8 +39,7 @@ async def schedule(
     replace: bool = False,
 ) -> bool:
     """Schedule an occurrence. Returns False if the key exists (unless `replace` and still pending)."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(ScheduledItem).values(
+    ins = conflict_insert(session, ScheduledItem).values(
         kind=kind, key=key, due_at=due_at, payload=payload, status="pending", attempts=0
     )
     if replace:
