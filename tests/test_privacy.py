@@ -138,3 +138,30 @@ async def test_names_are_encrypted_at_rest_when_a_key_is_set(db: Database, clock
             fake.assert_no_errors()
     finally:
         crypto.configure(None)
+
+
+async def test_conversation_state_is_one_row_per_person_and_encrypted_at_rest(db: Database, clock: FrozenClock):
+    """What the next typed message answers may carry what was typed (e.g. a plan entry's draft)."""
+    from cryptography.fernet import Fernet
+    from sqlalchemy import text
+
+    from bot import crypto, state
+
+    crypto.configure(Fernet.generate_key().decode())
+    try:
+        async with db.transaction() as s:
+            await state.set_(s, 77, "plans:add", {"draft": "call Lee"}, clock.now())
+        async with db.transaction() as s:
+            await state.set_(s, 77, "checkins:note", {"entry": 3}, clock.now())  # replaces it
+        async with db.session() as s:
+            rows = (await s.execute(text("SELECT kind, data FROM chat_states"))).all()
+            assert [r[0] for r in rows] == ["checkins:note"]
+            assert rows[0][1].startswith("enc1:")
+            assert await state.get(s, 77) == state.Awaiting("checkins:note", {"entry": 3})
+        async with db.transaction() as s:
+            await state.clear(s, 77, "plans:add")  # another kind: kept
+            assert await state.get(s, 77) is not None
+            await state.clear(s, 77)
+            assert await state.get(s, 77) is None
+    finally:
+        crypto.configure(None)
