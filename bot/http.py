@@ -19,8 +19,8 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 DEFAULT_TIMEOUT = 5.0
-_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 MEDIA_WRITE_TIMEOUT = 20.0
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class Fields(RequestData):

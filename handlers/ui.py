@@ -6,33 +6,22 @@ import json
 import logging
 from collections.abc import Sequence
 
-from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from bot.http import call
-from bot.keyboards import inline_keyboard
+from bot.keyboards import Button, inline_keyboard
 from bot.text import split_text
 
 log = logging.getLogger(__name__)
 
-Button = tuple[str, str]  # (label, callback_data)
 NO_PREVIEW = json.dumps({"is_disabled": True})
 
 
 def keyboard(rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup:
-    for row in rows:
-        for _label, data in row:
-            if len(data.encode()) > 64:
-                raise ValueError(f"callback_data too long: {data!r}")
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
-    )
-
-
-def keyboard_dict(rows: Sequence[Sequence[Button]]) -> dict[str, object]:
-    """The same keyboard as plain JSON, for outbox rows."""
-    return inline_keyboard(rows)
+    """The inline keyboard as python-telegram-bot objects (`bot.keyboards` checks and shapes it)."""
+    return InlineKeyboardMarkup.de_json(inline_keyboard(rows), None)
 
 
 async def reply(
