@@ -14,7 +14,15 @@ from bot.models.core import (
     ScheduledItem,
     StaffRole,
 )
-from bot.models.flags import Flag, FlagEvent, OnCall, RelayConversation, RelayMessage, SafetyCheck
+from bot.models.flags import (
+    Flag,
+    FlagCard,
+    FlagEvent,
+    OnCall,
+    RelayConversation,
+    RelayMessage,
+    SafetyCheck,
+)
 from bot.models.sos import PlanEntry, TipShown, UrgeSession
 
 __all__ = [
@@ -25,6 +33,7 @@ __all__ = [
     "CheckinEntry",
     "Cohort",
     "Flag",
+    "FlagCard",
     "FlagEvent",
     "InboxUpdate",
     "Invite",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.crypto import EncryptedText
@@ -38,6 +38,11 @@ class Flag(Base):
     rev: Mapped[int] = mapped_column(Integer, default=0)
     # Every message showing this flag's buttons: [[chat_id, message_id], ...] (posts, reposts, DMs).
     posts: Mapped[list[list[int]] | None] = mapped_column(JSON)
+    # The patient's card of the day in the group that lists this flag (None: not posted, e.g. low).
+    card_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # Why the flag stands at its severity, for the post: the trigger's source, rule and the answers
+    # behind it ({"source", "severity", "reason", "rule", "facts", "at", "n"}); never patient words.
+    why: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class FlagEvent(Base):
@@ -113,3 +118,22 @@ class RelayMessage(Base):
     direction: Mapped[str] = mapped_column(String(12))  # to_patient | to_counselor
     text: Mapped[str] = mapped_column(EncryptedText)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FlagCard(Base):
+    """One message per patient and clinic day in the counselors' group, listing that day's flags.
+
+    Flags point at their card (`Flag.card_id`); the card is edited whenever one of them changes.
+    """
+
+    __tablename__ = "flag_cards"
+    __table_args__ = (Index("ix_flag_cards_patient_day", "patient_id", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)  # the clinic's local date (DEFAULT_TIMEZONE)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)  # known once Telegram took it
+    # Bumped whenever what the card shows changes; outbox refs carry it so late sends get edited.
+    rev: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
