@@ -40,7 +40,13 @@ PHONE_SECTIONS: dict[str, bool] = {"people": True, "professionals": False}
 RENDER_LIMIT = 4000
 
 _SPACE_RE = re.compile(r"\s+")
-_NAME_TRIM = " \t,;:-–—()/|."
+# Separators left around a name once its phone number is taken out ("Sam (sponsor): …").
+_NAME_TRIM = " \t,;:-–—/|."
+_SEPARATORS = ",;:-–—/|."
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
+# A separator left just inside a bracket ("(sponsor, )"), or brackets left with nothing inside.
+_INNER_SEP_RE = re.compile(r"\s*[,;:\-–—/|]+\s*(?=[)\]}])|(?<=[(\[{])\s*[,;:\-–—/|]+\s*")
+_EMPTY_BRACKETS_RE = re.compile(r"\(\s*\)|\[\s*\]|\{\s*\}")
 
 
 class PlanError(ValueError):
@@ -102,6 +108,36 @@ def _clean(raw: str) -> str:
     return _SPACE_RE.sub(" ", raw.replace("\x00", "")).strip()
 
 
+def _balanced(text: str) -> str:
+    """`text` without brackets that have no partner (a bracket the number was taken from)."""
+    drop: set[int] = set()
+    stack: list[tuple[str, int]] = []
+    closers = {v: k for k, v in _PAIRS.items()}
+    for i, ch in enumerate(text):
+        if ch in _PAIRS:
+            stack.append((ch, i))
+        elif ch in closers:
+            if stack and stack[-1][0] == closers[ch]:
+                stack.pop()
+            else:
+                drop.add(i)
+    drop.update(i for _, i in stack)
+    return "".join(ch for i, ch in enumerate(text) if i not in drop)
+
+
+def _name_part(rest: str) -> str:
+    """The name left once the phone number is taken out: brackets kept whole and balanced
+    ("Sam (sponsor)"), separators and empty brackets the number leaves behind removed."""
+    name = _clean(rest)
+    while True:
+        before = name
+        name = _INNER_SEP_RE.sub("", name)
+        name = _clean(_EMPTY_BRACKETS_RE.sub(" ", name))
+        name = _balanced(name).strip(_NAME_TRIM)
+        if name == before:
+            return name
+
+
 def validate_entry(section: str, raw: str | None, plan_rules: PlanRules | None = None) -> tuple[str, str | None]:
     """The entry as stored: (text, phone). Raises PlanError with a reason a person can read."""
     r = plan_rules or rules()
@@ -128,7 +164,7 @@ def validate_entry(section: str, raw: str | None, plan_rules: PlanRules | None =
     phone = format_phone(match.raw_string, r.default_phone_region)
     if phone is None:
         raise PlanError("bad_number")
-    name = _clean(text[: match.start] + " " + text[match.end :]).strip(_NAME_TRIM)
+    name = _name_part(text[: match.start] + " " + text[match.end :])
     if not name:
         raise PlanError("no_name")
     if any(ch.isdigit() for ch in name) and sum(ch.isdigit() for ch in name) >= 3:
