@@ -1,7 +1,8 @@
 """Progress charts (DESIGN §2.4): a phone-readable PNG of the last 30 days.
 
-Two stacked panels sharing the date axis: mood (1-5) above, craving (0-10) below. Days with a
-check-in are marked along the bottom; lapses are shaded bands across both panels. Large fonts,
+Two stacked panels sharing the date axis: mood (1-5) above, craving (0-10) below, and a thin
+strip under them where days with a check-in are marked (never on the craving scale). Lapses are
+shaded bands across the panels. The legend names only what the chart shows. Large fonts,
 Okabe-Ito colours (safe for colour-blind readers), labelled axes, nothing else.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import matplotlib
 
@@ -59,15 +61,23 @@ def _series(days: list[ChartDay], attr: str) -> tuple[list[date], list[float]]:
 
 def render(days: list[ChartDay], labels: ChartLabels | None = None, *, dpi: int = 100) -> bytes:
     """The chart as PNG bytes (about 900x1000 pixels)."""
+    fig = figure(days, labels, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    return buf.getvalue()
+
+
+def figure(days: list[ChartDay], labels: ChartLabels | None = None, *, dpi: int = 100) -> Figure:
+    """The chart as a matplotlib figure: axes mood, craving, check-ins (top to bottom)."""
     labels = labels or ChartLabels()
     fig = Figure(figsize=(9, 10), dpi=dpi)
     fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.13, hspace=0.12)
-    ax_mood, ax_crav = fig.subplots(2, 1, height_ratios=[1, 1.3])
+    ax_mood, ax_crav, ax_days = fig.subplots(3, 1, height_ratios=[1, 1.3, 0.18])
     size = 18
     start = days[0].day if days else date.today()
     end = days[-1].day if days else start
 
-    for ax in (ax_mood, ax_crav):
+    for ax in (ax_mood, ax_crav, ax_days):
         for d in days:
             if d.lapse:
                 ax.axvspan(mdates.date2num(d.day) - 0.5, mdates.date2num(d.day) + 0.5, color=VERMILLION, alpha=0.25, lw=0)
@@ -85,23 +95,33 @@ def render(days: list[ChartDay], labels: ChartLabels | None = None, *, dpi: int 
 
     xs, ys = _series(days, "craving")
     ax_crav.plot(xs, ys, color=ORANGE, lw=3.5, marker="s", ms=9)
-    ax_crav.set_ylim(-1.8, 10.5)
+    ax_crav.set_ylim(-0.5, 10.5)
     ax_crav.set_yticks([0, 2, 4, 6, 8, 10])
     ax_crav.set_ylabel(labels.craving, fontsize=size, color="#9a6a00")
+
+    # Check-ins on a strip of their own, with no scale: a marker per day with a check-in.
     checked = [d.day for d in days if d.checked_in]
-    ax_crav.plot(checked, [-1.1] * len(checked), linestyle="none", marker="^", ms=11, color=GREEN, label=labels.checkin)
-    ax_crav.set_xlabel(labels.date, fontsize=size)
+    ax_days.plot(checked, [0.0] * len(checked), linestyle="none", marker="^", ms=11, color=GREEN, label=labels.checkin)
+    ax_days.set_ylim(-1, 1)
+    ax_days.set_yticks([])
+    ax_days.grid(False)
+    ax_days.spines["left"].set_visible(False)
+    ax_days.set_xlabel(labels.date, fontsize=size)
     xlim = (mdates.date2num(start) - 0.7, mdates.date2num(end) + 0.7)
-    ax_crav.set_xlim(*xlim)
-    ax_mood.set_xlim(*xlim)
+    for ax in (ax_mood, ax_crav, ax_days):
+        ax.set_xlim(*xlim)
     ax_mood.set_xticks([])
-    ax_crav.xaxis.set_major_locator(mdates.DayLocator(interval=7))
-    ax_crav.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
+    ax_crav.set_xticks([])
+    ax_days.xaxis.set_major_locator(mdates.DayLocator(interval=7))
+    ax_days.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
 
     from matplotlib.patches import Patch
 
-    handles = [ax_crav.lines[-1], Patch(color=VERMILLION, alpha=0.25, label=labels.lapse)]
-    fig.legend(handles=handles, fontsize=size - 2, loc="lower center", frameon=False, ncol=2)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    return buf.getvalue()
+    handles: list[Any] = []
+    if checked:
+        handles.append(ax_days.lines[-1])
+    if any(d.lapse for d in days):
+        handles.append(Patch(color=VERMILLION, alpha=0.25, label=labels.lapse))
+    if handles:
+        fig.legend(handles=handles, fontsize=size - 2, loc="lower center", frameon=False, ncol=len(handles))
+    return fig
