@@ -18,6 +18,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Mess
 
 from bot import plans, sos, state, tips
 from bot.app import Ctx
+from bot.content import Html
 from bot.people import PatientInfo, active_patient_info
 from bot.plans import SECTIONS, PlanError
 from bot.state import Awaiting
@@ -59,6 +60,20 @@ async def sos_cmd(update: Update, ctx: Ctx) -> None:
     await _open(ctx, patient, source)
     text, rows = sos.toolbox(ctx.svc.content, patient.language)
     await reply(update, text, rows)
+
+
+async def tip_cmd(update: Update, ctx: Ctx) -> None:
+    """/tip: the next tip of the rotation, on demand."""
+    patient = await require_patient(update, ctx)
+    if patient is None:
+        return
+    svc = ctx.svc
+    async with svc.db.transaction() as s:
+        tip = await tips.tip_on_demand(s, svc.content, patient.id, svc.clock.now())
+    if tip is None:
+        await reply(update, svc.content.t("common.not_enrolled"))
+        return
+    await reply(update, svc.content.t("sos.tip.on_demand", patient.language, tip=Html(tip.text)))
 
 
 async def _open(ctx: Ctx, patient: PatientInfo, source: str) -> None:
@@ -292,21 +307,18 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
     what = parts[1] if len(parts) > 1 else ""
     if what == "menu" and len(parts) == 2:
         rows = [*_menu_rows(ctx, lang), [(c.t("plan.button.show", lang), "pl:show")]]
-        await reply(update, c.t("plan.view.title", lang) + "\n" + c.t("plan.menu", lang), rows)
+        await _show(update, q, c.t("plan.view.title", lang) + "\n" + c.t("plan.menu", lang), rows)
         return None
     if what == "show" and len(parts) == 2:
         async with svc.db.session() as s:
             plan = await plans.get_plan(s, patient.id)
-        await _send_plan(update, ctx, patient, plan, _menu_rows(ctx, lang))
+        text = "\n\n".join(plans.render_plan(c, lang, plan))
+        await _show(update, q, text, _menu_rows(ctx, lang))
         return None
     if what in ("s", "k") and len(parts) == 3 and parts[2] in SECTIONS:
         async with svc.db.session() as s:
             plan = await plans.get_plan(s, patient.id)
-        view = _section_view(ctx, lang, parts[2], plan)
-        if what == "s":  # from a menu or the whole plan: keep that message, open a new one
-            await reply(update, *view)
-        else:  # back from a confirmation on the section's own message
-            await edit(q, *view)
+        await _show(update, q, *_section_view(ctx, lang, parts[2], plan))
         return None
     if what == "add" and len(parts) == 3 and parts[2] in SECTIONS:
         section = parts[2]
@@ -315,7 +327,7 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
             if await plans.count(s, patient.id, section) >= limit:
                 return c.t("plan.full_note", lang, limit=limit)
             await state.set_(s, patient.telegram_id, PLAN_STATE, {"section": section, "at": now.isoformat()}, now)
-        await reply(update, c.t(f"plan.sections.{section}.prompt", lang), _cancel_rows(ctx, lang))
+        await _show(update, q, c.t(f"plan.sections.{section}.prompt", lang), _cancel_rows(ctx, lang))
         return None
     if what == "e" and len(parts) == 3:
         entry_id = _int(parts[2])
@@ -324,7 +336,8 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
             if entry is None:
                 raise Expired
             await state.set_(s, patient.telegram_id, PLAN_STATE, {"entry_id": entry_id, "at": now.isoformat()}, now)
-        await reply(update, c.t("plan.edit_prompt", lang, current=plans.entry_line_plain(entry)), _cancel_rows(ctx, lang))
+        text = c.t("plan.edit_prompt", lang, current=plans.entry_line_plain(entry))
+        await _show(update, q, text, _cancel_rows(ctx, lang))
         return None
     if what == "d" and len(parts) == 3:
         entry_id = _int(parts[2])
@@ -351,6 +364,22 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
         await edit(q, c.t("plan.cancelled", lang), [[(c.t("plan.button.back", lang), "pl:menu")]])
         return None
     raise Expired
+
+
+def _is_plan_message(q: CallbackQuery) -> bool:
+    """The pressed message is one of /plan's own screens (all its buttons are plan buttons)."""
+    markup = getattr(q.message, "reply_markup", None)
+    data = [b.callback_data for row in (markup.inline_keyboard if markup is not None else ()) for b in row]
+    return bool(data) and all(isinstance(d, str) and d.startswith("pl:") for d in data)
+
+
+async def _show(update: Update, q: CallbackQuery, text: str, rows: Rows) -> None:
+    """/plan is one message edited in place; a plan button on another message (a lapse reply,
+    the /sos toolbox) keeps that message and opens the plan in a new one."""
+    if _is_plan_message(q):
+        await edit(q, text, rows)
+    else:
+        await reply(update, text, rows)
 
 
 def _cancel_rows(ctx: Ctx, lang: str) -> Rows:
@@ -463,6 +492,7 @@ def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: i
     private = filters.ChatType.PRIVATE
     app.add_handler(CommandHandler(["sos", "urge"], sos_cmd, filters=private))
     app.add_handler(CommandHandler("plan", plan_cmd, filters=private))
+    app.add_handler(CommandHandler("tip", tip_cmd, filters=private))
     app.add_handler(CallbackQueryHandler(on_sos, pattern=r"^sos:"))
     app.add_handler(CallbackQueryHandler(on_plan, pattern=r"^pl:"))
     app.add_handler(MessageHandler(filters.CONTACT & private, on_contact))

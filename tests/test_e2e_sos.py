@@ -150,7 +150,7 @@ async def test_plan_edit_paths_with_bad_input(h: BotHarness, fake: FakeTelegram,
     assert "pl:s:people" in menu.callback_data
     await h.press(u, menu, "pl:s:people")
     section = fake.last(u.id)
-    assert section.message_id != menu.message_id
+    assert section.message_id == menu.message_id  # one message, edited in place
     await h.press(u, section, "pl:add:people")
     assert "name and a phone number" in _text(fake.last(u.id))
 
