@@ -3,7 +3,9 @@
 Each occurrence is a sweeper item of kind `daily_tip` keyed per local date
 (`tip:<patient id>:<YYYY-MM-DD>`), so a restart or a late tick never sends twice. A tip is not
 repeated within `no_repeat_days` (content/rules/sos.yaml); where check-in data shows which HALT
-needs a patient reported most, tips tagged for those needs come first.
+needs a patient reported most, tips tagged for those needs come first. `/tip` asks for one on
+demand: the next tip of the same rotation (tips shown on demand count as shown, so neither path
+repeats the other), without taking the place of the daily one.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from bot import scheduler
 from bot.clinical import Tip, load_clinical, next_tip
 from bot.clock import local_date, next_local_due
 from bot.content import Content, Html
-from bot.models import Patient, ScheduledItem, TipShown
+from bot.models import OutboxMessage, Patient, ScheduledItem, TipShown
 from bot.outbox import Outgoing, enqueue
 from bot.sos_rules import load_sos_rules
 
@@ -139,7 +141,7 @@ async def reconcile(session: AsyncSession, now: datetime, *, limit: int = 500) -
 
 
 async def recent_tip_ids(session: AsyncSession, patient_id: int, day: date, days: int | None = None) -> list[str]:
-    """Tips shown in the `days` days before `day` (not counting it), oldest first."""
+    """Tips shown in the `days` days up to `day` (those shown on demand that day too), oldest first."""
     days = days or load_sos_rules().tips.no_repeat_days
     rows = (
         await session.execute(
@@ -147,7 +149,7 @@ async def recent_tip_ids(session: AsyncSession, patient_id: int, day: date, days
             .where(
                 TipShown.patient_id == patient_id,
                 TipShown.local_day >= day - timedelta(days=days - 1),
-                TipShown.local_day < day,
+                TipShown.local_day <= day,
             )
             .order_by(TipShown.local_day, TipShown.id)
         )
@@ -186,10 +188,10 @@ async def send_tip(
     p = await session.get(Patient, patient_id)
     if p is None or p.status != "active" or not p.tips_enabled:
         return None
+    # Once per local date: that day's daily tip is in the outbox already (a tip asked for with
+    # /tip does not count).
     done = (
-        await session.execute(
-            select(TipShown.tip_id).where(TipShown.patient_id == patient_id, TipShown.local_day == day)
-        )
+        await session.execute(select(OutboxMessage.id).where(OutboxMessage.dedup_key == tip_key(patient_id, day)))
     ).scalars().first()
     if done is not None:
         return None
@@ -206,6 +208,18 @@ async def send_tip(
         bulk=True,
     )
     return tip.id
+
+
+async def tip_on_demand(session: AsyncSession, content: Content, patient_id: int, now: datetime) -> Tip | None:
+    """`/tip`: the next tip of the patient's rotation, recorded as shown; None if not a patient."""
+    p = await session.get(Patient, patient_id)
+    if p is None or p.status != "active":
+        return None
+    day = local_date(now, p.timezone)
+    tip = await pick_tip(session, patient_id, day, load_clinical(content.root).tips(p.language))
+    session.add(TipShown(patient_id=patient_id, tip_id=tip.id, local_day=day, sent_at=now))
+    await session.flush()
+    return tip
 
 
 def sweeper_handler(content: Content) -> Callable[[AsyncSession, ScheduledItem, datetime], Awaitable[None]]:

@@ -17,7 +17,7 @@ from handlers.router import TextRouter
 
 log = logging.getLogger(__name__)
 
-PATIENT_COMMANDS = ["checkin", "sos", "plan", "days", "progress", "talk", "settings", "privacy", "mydata", "delete", "help"]
+PATIENT_COMMANDS = ["checkin", "sos", "plan", "tip", "days", "progress", "talk", "settings", "privacy", "mydata", "delete", "help"]
 GROUP_COMMANDS = ["flags", "flag", "help"]
 COUNSELOR_COMMANDS = ["flags", "flag", "patient", "invite", "invites", "oncall"]
 FACILITATOR_COMMANDS = ["announce"]
