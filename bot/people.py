@@ -60,6 +60,7 @@ class PatientInfo:
     mat: bool
     sobriety_date: date | None
     cohort_id: int | None
+    medication_schedule: str | None = None  # daily | weekly | monthly; None = daily
 
     @classmethod
     def of(cls, p: Patient) -> PatientInfo:
@@ -77,6 +78,7 @@ class PatientInfo:
             mat=p.mat,
             sobriety_date=p.sobriety_date,
             cohort_id=p.cohort_id,
+            medication_schedule=p.medication_schedule,
         )
 
 

@@ -56,6 +56,8 @@ class Patient(Base):
     tips_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     tip_time: Mapped[time | None] = mapped_column(Time)
     mat: Mapped[bool] = mapped_column(Boolean, default=False)
+    # How often the MAT medication is taken: daily | weekly | monthly (an injection); None = daily.
+    medication_schedule: Mapped[str | None] = mapped_column(String(16))
     sobriety_date: Mapped[date | None] = mapped_column(Date)
     share_milestones: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
