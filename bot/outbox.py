@@ -2,8 +2,13 @@
 
 `enqueue` writes a row in the caller's transaction, so the message exists exactly when the
 change that caused it does. The `Sender` delivers rows: network errors and 5xx are retried with
-backoff, 429 honours `retry_after`, 403 marks the chat blocked (nothing more is sent there), a 400
-is dead-lettered with a log line. Bulk rows share a token bucket at `SEND_RATE` per second.
+backoff, 429 honours `retry_after` for that chat only (a limit on the counselors' group never holds
+back a patient's reply), 403 marks the chat blocked (nothing more is sent there), a 400 is
+dead-lettered with a log line. Bulk rows share a token bucket at `SEND_RATE` per second.
+
+Urgent rows (crisis replies) are claimed before ordinary ones; rows of one chat otherwise keep
+their order. A claimed row is leased to its sender for `LEASE`: several processes can share one
+database, and only a lease that expired (its process died) is taken over by another sender.
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ warnings.filterwarnings("ignore", message="Please use 'Bot.", category=PTBUserWa
 MAX_ATTEMPTS = 12
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0  # an outage is retried every 30 s at most, so flags go out soon after
+# A claimed row stays the claiming sender's until then. A send takes at most about 50 s (its
+# timeouts), so a live sender never loses a lease it still needs.
 LEASE = timedelta(minutes=2)
+PRIORITY_NORMAL = 0
+PRIORITY_URGENT = 10
 
 
 @dataclass(frozen=True)
@@ -68,10 +77,12 @@ async def enqueue(
     ref: str | None = None,
     bulk: bool = False,
     not_before: datetime | None = None,
+    urgent: bool = False,
 ) -> int | None:
     """Add a message to the outbox in the caller's transaction.
 
-    With a `dedup_key`, a second enqueue of the same key is a no-op (returns None).
+    With a `dedup_key`, a second enqueue of the same key is a no-op (returns None). `urgent`
+    rows (a crisis reply) are sent before every ordinary row that is due.
     """
     payload: dict[str, Any] = dict(out.params or {})
     if out.text is not None:
@@ -92,6 +103,7 @@ async def enqueue(
         attempts=0,
         next_attempt_at=not_before or now,
         created_at=now,
+        priority=PRIORITY_URGENT if urgent else PRIORITY_NORMAL,
     )
     if dedup_key is None:
         row = OutboxMessage(**values)
@@ -133,7 +145,6 @@ class Sender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._paused_until: datetime | None = None
         self.sent_hooks: list[SentHook] = []
         self.blocked_hooks: list[BlockedHook] = []
 
@@ -154,12 +165,14 @@ class Sender:
         self._wake.set()
 
     async def recover(self) -> None:
-        """Rows a dead process left mid-send go back to pending (single-process default)."""
+        """Rows a dead process left mid-send go back to pending: only those whose lease expired,
+        never the rows another running process is sending right now."""
+        now = self.clock.now()
         async with self.db.transaction() as s:
             await s.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.status == "sending")
-                .values(status="pending")
+                .where(OutboxMessage.status == "sending", _lease_expired(now))
+                .values(status="pending", lease_until=None)
             )
 
     async def _run(self) -> None:
@@ -186,8 +199,6 @@ class Sender:
     async def run_once(self) -> tuple[int, datetime | None]:
         """Claim and send one batch of due rows. Returns (rows handled, next due time)."""
         now = self.clock.now()
-        if self._paused_until and now < self._paused_until:
-            return 0, self._paused_until
         rows = await self._claim(now)
         if not rows:
             return 0, await self._next_due()
@@ -226,20 +237,26 @@ class Sender:
     async def _claim(self, now: datetime) -> list[OutboxMessage]:
         async with self.db.transaction() as s:
             older = aliased(OutboxMessage)
+            # A row waits for an older row of its chat that is in flight (a live lease) or waiting
+            # for its retry (a 429 for that chat, a backoff). Urgent rows wait only for urgent ones.
             waiting = (
                 select(older.id)
                 .where(
                     older.chat_id == OutboxMessage.chat_id,
                     older.id < OutboxMessage.id,
-                    (older.status == "sending")
+                    older.priority >= OutboxMessage.priority,
+                    ((older.status == "sending") & ~_lease_expired(now, older))
                     | ((older.status == "pending") & (older.next_attempt_at > now)),
                 )
                 .exists()
             )
+            claimable = ((OutboxMessage.status == "pending") & (OutboxMessage.next_attempt_at <= now)) | (
+                (OutboxMessage.status == "sending") & _lease_expired(now)
+            )
             q = (
                 select(OutboxMessage)
-                .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now, ~waiting)
-                .order_by(OutboxMessage.id)
+                .where(claimable, ~waiting)
+                .order_by(OutboxMessage.priority.desc(), OutboxMessage.id)
                 .limit(self.batch)
                 .with_for_update(skip_locked=True)
             )
@@ -262,6 +279,7 @@ class Sender:
                     r.last_error = "recipient has blocked the bot"
                 else:
                     r.status = "sending"
+                    r.lease_until = now + LEASE
                     live.append(r)
             return live
 
@@ -269,7 +287,9 @@ class Sender:
         if not ids:
             return
         async with self.db.transaction() as s:
-            await s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(status="pending"))
+            await s.execute(
+                update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(status="pending", lease_until=None)
+            )
 
     async def _deliver(self, row: OutboxMessage) -> bool:
         """Send one row; False when it is to be retried later (the chat's next rows wait)."""
@@ -278,9 +298,10 @@ class Sender:
         try:
             result = await self._call(row)
         except RetryAfter as exc:
+            # Telegram's limits are per chat (a group takes about 20 posts a minute): this chat
+            # waits, its later rows with it; every other chat goes on.
             delay = _seconds(exc.retry_after)
-            log.warning("outbox: 429 from Telegram, retrying row %s after %.1fs", row.id, delay)
-            self._paused_until = self.clock.now() + timedelta(seconds=delay)
+            log.warning("outbox: 429 for chat %s; row %s and that chat wait %.1fs", _mask(row.chat_id), row.id, delay)
             await self._finish(row, "pending", error="429", delay=delay, count_attempt=False)
             return False
         except ChatMigrated as exc:
@@ -340,7 +361,7 @@ class Sender:
         count_attempt: bool = True,
     ) -> None:
         now = self.clock.now()
-        values: dict[str, Any] = {"status": status, "last_error": error}
+        values: dict[str, Any] = {"status": status, "last_error": error, "lease_until": None}
         if count_attempt and status != "sent":
             values["attempts"] = row.attempts + 1
         if status == "pending":
@@ -383,6 +404,11 @@ async def mark_unblocked(session: AsyncSession, chat_ids: Iterable[int]) -> None
     from sqlalchemy import delete
 
     await session.execute(delete(BlockedChat).where(BlockedChat.chat_id.in_(list(chat_ids))))
+
+
+def _lease_expired(now: datetime, table: Any = OutboxMessage) -> Any:
+    """A `sending` row nobody holds any more (a lease from before leases existed is NULL)."""
+    return table.lease_until.is_(None) | (table.lease_until <= now)
 
 
 def _seconds(v: Any) -> float:

@@ -205,7 +205,8 @@ async def enqueue_crisis(session: AsyncSession, patient: Patient, now: datetime)
         zone=settings.default_timezone if settings else "America/New_York",
         content=_content(),
     )
-    await _enqueue_parts(session, patient.telegram_id, text, now, f"crisis:{patient.id}:{now.strftime('%Y%m%d%H%M')}")
+    key = f"crisis:{patient.id}:{now.strftime('%Y%m%d%H%M')}"
+    await _enqueue_parts(session, patient.telegram_id, text, now, key, urgent=True)
 
 
 async def enqueue_plan(session: AsyncSession, patient_id: int, now: datetime, *, lead: str | None = None) -> bool:
@@ -224,13 +225,17 @@ async def enqueue_plan(session: AsyncSession, patient_id: int, now: datetime, *,
     blocks = [lead] if lead else []
     if lines:
         blocks += [c.t("crisis.plan_followup", lang), plan_block(lang, lines, content=c)]
-    await _enqueue_parts(session, patient.telegram_id, "\n\n".join(blocks), now, f"crisisplan:{patient_id}:{now:%Y%m%d%H%M}")
+    key = f"crisisplan:{patient_id}:{now:%Y%m%d%H%M}"
+    await _enqueue_parts(session, patient.telegram_id, "\n\n".join(blocks), now, key, urgent=True)
     return True
 
 
-async def _enqueue_parts(session: AsyncSession, chat_id: int, text: str, now: datetime, key: str) -> None:
+async def _enqueue_parts(
+    session: AsyncSession, chat_id: int, text: str, now: datetime, key: str, *, urgent: bool = False
+) -> None:
+    """`urgent`: crisis words go out before any ordinary message that is due."""
     for i, part in enumerate(split_text(text)):
-        await enqueue(session, Outgoing(chat_id, part), now=now, dedup_key=f"{key}:{i}")
+        await enqueue(session, Outgoing(chat_id, part), now=now, dedup_key=f"{key}:{i}", urgent=urgent)
 
 
 def _confirm_keyboard(c: Content, lang: str, check_id: int) -> dict[str, Any]:

@@ -163,6 +163,11 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # While `sending`: the claiming process holds the row until then; an expired lease (the
+    # process died) lets any sender take the row again.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Higher goes first (crisis replies are urgent); rows of one chat keep their order.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class BlockedChat(Base):
