@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import scheduler, sobriety
+from bot import scheduler, sobriety, timefmt
 from bot.clinical import Exercise, ExerciseSet, load_clinical
 from bot.clock import local_date
 from bot.config import OfficeHours
@@ -278,7 +278,7 @@ def expectation_text(content: Content, lang: str, exp: Expectation, patient_zone
     """The honest line: when to expect contact, in the patient's own time."""
     tz = ZoneInfo(patient_zone)
     if exp.open_now and exp.until is not None:
-        return content.t("sos.talk.open", lang, until=_clock_time(exp.until.astimezone(tz)))
+        return content.t("sos.talk.open", lang, until=timefmt.clock(content, lang, exp.until.astimezone(tz)))
     if exp.next_open is None:
         return content.t("sos.talk.closed_unknown", lang)
     when = exp.next_open.astimezone(tz)
@@ -290,11 +290,7 @@ def expectation_text(content: Content, lang: str, exp: Expectation, patient_zone
     else:
         names = content.raw("sos.weekdays", lang)
         day = str(names[when.weekday()])
-    return content.t("sos.talk.closed", lang, day=day, time=_clock_time(when))
-
-
-def _clock_time(t: datetime) -> str:
-    return t.strftime("%H:%M")
+    return content.t("sos.talk.closed", lang, day=day, time=timefmt.clock(content, lang, when))
 
 
 @dataclass(frozen=True)

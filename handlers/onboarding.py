@@ -25,7 +25,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot import invites, onboarding, privacy, relay, settings_service, staff, state
+from bot import invites, onboarding, privacy, relay, settings_service, staff, state, timefmt
 from bot.app import Ctx
 from bot.audit import audit
 from bot.clock import local_date
@@ -83,18 +83,17 @@ def _now(ctx: Ctx) -> datetime:
 # Questions -------------------------------------------------------------------------------------
 
 
-def time_buttons(c: Content) -> list[tuple[str, str]]:
-    return [(str(v), str(lbl)) for v, lbl in c.raw("onboarding_data.time_buttons")]
+def time_buttons(c: Content, lang: str) -> list[tuple[str, str]]:
+    """The offered check-in times: (HH:MM, label in the language's clock format)."""
+    out = []
+    for v in c.raw("onboarding_data.time_buttons"):
+        t = time.fromisoformat(str(v))
+        out.append((t.strftime("%H:%M"), timefmt.clock(c, lang, t)))
+    return out
 
 
 def time_label(c: Content, t: time | None, lang: str) -> str:
-    if t is None:
-        return c.t("settings.not_set", lang)
-    hhmm = t.strftime("%H:%M")
-    for v, lbl in time_buttons(c):
-        if v == hhmm:
-            return lbl
-    return hhmm
+    return c.t("settings.not_set", lang) if t is None else timefmt.clock(c, lang, t)
 
 
 def consent_text(c: Content, lang: str) -> tuple[str, str]:
@@ -123,7 +122,7 @@ def question(c: Content, step: str, lang: str, prefix: str = "ob") -> tuple[str,
         rows.append([(c.t("onboarding.other_zone", lang), f"{prefix}:tz:other")])
         return c.t(_ASK_KEY[TIMEZONE], lang), rows
     if step == CHECKIN_TIME:
-        btns = [(lbl, f"{prefix}:tm:{v.replace(':', '')}") for v, lbl in time_buttons(c)]
+        btns = [(lbl, f"{prefix}:tm:{v.replace(':', '')}") for v, lbl in time_buttons(c, lang)]
         return c.t(_ASK_KEY[CHECKIN_TIME], lang), [btns[i : i + 4] for i in range(0, len(btns), 4)]
     if step == SOBRIETY:
         rows = [[(c.t("onboarding.skip", lang), f"{prefix}:sob:skip")]]
@@ -133,6 +132,24 @@ def question(c: Content, step: str, lang: str, prefix: str = "ob") -> tuple[str,
     if step == MAT:
         return c.t(_ASK_KEY[MAT], lang), [[(c.t("onboarding.btn_yes", lang), f"{prefix}:mat:y"), (c.t("onboarding.btn_no", lang), f"{prefix}:mat:n")]]
     raise ValueError(step)
+
+
+def sobriety_echo(c: Content, lang: str, d: date, prefix: str) -> tuple[str, list[list[Button]]]:
+    """A typed sobriety date read back for confirmation: yes (saves it) / change (asks again)."""
+    change = f"{prefix}:sob:change" if prefix == "ob" else "st:sob"
+    return c.t("onboarding.confirm_sobriety", lang, date=timefmt.day(c, lang, d)), [
+        [(c.t("onboarding.sobriety_yes", lang), f"{prefix}:sob:d{d:%Y%m%d}"), (c.t("onboarding.sobriety_change", lang), change)]
+    ]
+
+
+def echoed_date(value: str, zone: str, now: datetime) -> date | None:
+    """The date of a confirm button (`d20260115`), if it is still a valid sobriety date."""
+    if len(value) != 9 or value[0] != "d" or not value[1:].isdigit():
+        return None
+    try:
+        return onboarding.parse_past_date(f"{value[1:5]}-{value[5:7]}-{value[7:]}", local_date(now, zone))
+    except DateProblem:
+        return None
 
 
 def location_keyboard(c: Content, lang: str) -> ReplyKeyboardMarkup:
@@ -215,6 +232,10 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
     if prog.kind != "step" or prog.step != step:
         await common.expired_button(update, ctx)
         return
+    if step == SOBRIETY and value == "change":
+        await answer(q)
+        await edit(q, *question(c, SOBRIETY, lang))
+        return
     if step == TIMEZONE and value == "other":
         async with ctx.svc.db.transaction() as s:
             await state.set_(s, user.id, onboarding.STATE_KIND, {KEYBOARD_SHOWN: True}, now)
@@ -226,7 +247,8 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
         async with ctx.svc.db.transaction() as s:
             waiting = await state.get(s, user.id)
             shown = waiting is not None and bool(waiting.data.get(KEYBOARD_SHOWN))
-            prog = await _apply_button(s, user.id, user.first_name, step, value, c, lang, now)
+            zone = prog.patient.timezone if prog.patient is not None else ctx.svc.settings.default_timezone
+            prog = await _apply_button(s, user.id, user.first_name, step, value, c, lang, now, zone)
     except ValueError:
         prog = Progress("stale")
     if prog.kind == "stale":
@@ -240,7 +262,7 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
 
 
 async def _apply_button(
-    s: Any, user_id: int, first_name: str | None, step: str, value: str, c: Content, lang: str, now: datetime
+    s: Any, user_id: int, first_name: str | None, step: str, value: str, c: Content, lang: str, now: datetime, zone: str
 ) -> Progress:
     if step == AGE and value in ("y", "n"):
         return await onboarding.answer_age(s, user_id, value == "y", now)
@@ -257,6 +279,8 @@ async def _apply_button(
             return await onboarding.answer_checkin_time(s, user_id, t, now)
     if step == SOBRIETY and value == "skip":
         return await onboarding.answer_sobriety(s, user_id, None, now)
+    if step == SOBRIETY and (d := echoed_date(value, zone, now)) is not None:
+        return await onboarding.answer_sobriety(s, user_id, d, now)
     if step == MAT and value in ("y", "n"):
         return await onboarding.answer_mat(s, user_id, value == "y", now)
     return Progress("stale")
@@ -338,15 +362,16 @@ async def _typed_step(
             new = await onboarding.answer_checkin_time(s, user_id, t, now)
     elif step == SOBRIETY:
         zone = prog.patient.timezone if prog.patient else ctx.svc.settings.default_timezone
-        d: date | None = None
         if text.strip().lower() != c.t("onboarding.skip", lang).lower():
             try:
                 d = onboarding.parse_past_date(text, local_date(now, zone))
             except DateProblem as exc:
                 await _ask(update, ctx, step, lang, before=c.t(f"onboarding.date_{exc.reason}", lang))
                 return
+            await reply(update, *sobriety_echo(c, lang, d, "ob"))  # saved once confirmed
+            return
         async with ctx.svc.db.transaction() as s:
-            new = await onboarding.answer_sobriety(s, user_id, d, now)
+            new = await onboarding.answer_sobriety(s, user_id, None, now)
     else:
         await _ask(update, ctx, step, lang, before=c.t("onboarding.use_buttons", lang))
         return
@@ -405,7 +430,7 @@ def settings_view(c: Content, p: PatientInfo) -> tuple[str, list[list[Button]]]:
         lang,
         zone=zone_label(p.timezone),
         time=time_label(c, p.checkin_time, lang),
-        sobriety=p.sobriety_date.isoformat() if p.sobriety_date else c.t("settings.not_set", lang),
+        sobriety=timefmt.day(c, lang, p.sobriety_date) if p.sobriety_date else c.t("settings.not_set", lang),
         mat=c.t("onboarding.btn_yes", lang) if p.mat else c.t("onboarding.btn_no", lang),
         tips=on if p.tips_enabled else off,
         language=c.t(name_key, lang) if c.has(name_key, lang) else p.language,
@@ -468,6 +493,9 @@ async def settings_button(update: Update, ctx: Ctx) -> None:
         await edit(q, c.t("settings.ask_language", lang), rows)
         return
     field, parsed = _setting_value(what, value, c)
+    if what == "sob" and value is not None and value.startswith("d"):
+        parsed = echoed_date(value, p.timezone, now)
+        field = "sobriety_date" if parsed is not None else None
     if field is None:
         await common.expired_button(update, ctx)
         return
@@ -568,7 +596,7 @@ async def settings_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         except DateProblem as exc:
             await reply(update, c.t(f"onboarding.date_{exc.reason}", lang))
             return
-        await _save_setting(update, ctx, "sobriety_date", d, typed=True)
+        await reply(update, *sobriety_echo(c, lang, d, "st"))  # saved once confirmed
     else:
         async with ctx.svc.db.transaction() as s:
             await state.clear(s, user.id, SETTING_KIND)

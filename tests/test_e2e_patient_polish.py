@@ -8,11 +8,11 @@ that is not a risk gets the right short answer; consent and /privacy say only wh
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import date, time
 
 from sqlalchemy import select
 
-from bot import tips
+from bot import timefmt, tips
 from bot.clinical import load_clinical
 from bot.clock import FrozenClock
 from bot.db import Database
@@ -21,6 +21,7 @@ from fakeapi import FakeTelegram
 from handlers import PATIENT_COMMANDS
 from tests.conftest import CONTENT_DIR
 from tests.harness import BotHarness
+from tests.onboarding_support import make_invite
 from tests.sos_helpers import make_patient
 
 
@@ -130,3 +131,113 @@ async def test_tip_from_someone_not_enrolled(h: BotHarness, fake: FakeTelegram) 
     assert "invite link" in _text(fake.last(stranger.id))
     async with h.svc.db.session() as s:
         assert (await s.execute(select(TipShown))).first() is None
+
+
+# -- item 15: one time format in a patient's view ---------------------------------------------
+
+CLOCK_12H = re.compile(r"\b(1[0-2]|[1-9]):[0-5]\d (am|pm)\b")
+CLOCK_ANY = re.compile(r"\b\d{1,2}:\d{2}\b(?! (am|pm))")
+
+
+async def test_settings_write_every_time_one_way(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock) -> None:
+    u = await _patient(fake, db, clock)
+    await h.send(u, "/settings")
+    menu = fake.last(u.id)
+    await h.press(u, menu, "st:tm")
+    ask = fake.sent_message(u.id, menu.message_id)
+    labels = [b for b in ask.button_texts]
+    assert labels and all(CLOCK_12H.fullmatch(lbl) for lbl in labels), labels
+    # Driven from the content's own list: each offered time is written by the formatter.
+    c = h.svc.content
+    offered = [time.fromisoformat(v) for v in c.raw("onboarding_data.time_buttons")]
+    assert labels == [timefmt.clock(c, "en", t) for t in offered]
+
+    await h.send(u, "13:16")
+    saved = _text(fake.last(u.id))
+    assert "Daily check-in: 1:16 pm" in saved
+    assert not CLOCK_ANY.search(saved), saved
+    await h.press(u, fake.last(u.id), "st:tm")
+    await h.press(u, fake.last(u.id), "st:tm:0700")
+    assert "Daily check-in: 7:00 am" in _text(fake.last(u.id))
+
+    # The counselors' hours in /sos "talk to my counselor" are written the same way.
+    await h.send(u, "/sos")
+    await h.press(u, fake.last(u.id), "sos:talk")
+    talk = _text(fake.last(u.id))
+    assert CLOCK_12H.search(talk) and not CLOCK_ANY.search(talk), talk
+    fake.assert_no_errors()
+
+
+def test_clock_format_covers_every_minute_of_the_day() -> None:
+    from bot.content import get_content
+
+    c = get_content(CONTENT_DIR)
+    seen = set()
+    for minutes in range(24 * 60):
+        t = time(minutes // 60, minutes % 60)
+        text = timefmt.clock(c, "en", t)
+        assert CLOCK_12H.fullmatch(text), text
+        seen.add(text)
+    assert len(seen) == 24 * 60  # no two times of day written alike
+    assert timefmt.clock(c, "en", time(0, 5)) == "12:05 am" and timefmt.clock(c, "en", time(12, 0)) == "12:00 pm"
+
+
+# -- item 11: a typed sobriety date is read back -----------------------------------------------
+
+
+async def _sobriety(db: Database) -> date | None:
+    async with db.session() as s:
+        return (await s.execute(select(Patient.sobriety_date))).scalars().first()
+
+
+async def test_typed_sobriety_date_is_read_back_in_settings(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+) -> None:
+    u = await _patient(fake, db, clock, sobriety_date=date(2025, 12, 1))
+    await h.send(u, "/settings")
+    await h.press(u, fake.last(u.id), "st:sob")
+    await h.send(u, "Jan 15 2026")
+    echo = fake.last(u.id)
+    assert "Jan 15, 2026" in _text(echo) and "right" in _text(echo)
+    assert echo.callback_data == ["st:sob:d20260115", "st:sob"]
+    assert await _sobriety(db) == date(2025, 12, 1)  # nothing saved before the yes
+
+    await h.press(u, echo, "st:sob")  # change it: asked again
+    await h.send(u, "1/14/2026")
+    echo = fake.last(u.id)
+    assert "Jan 14, 2026" in _text(echo)
+    await h.press(u, echo, "st:sob:d20260114")
+    assert await _sobriety(db) == date(2026, 1, 14)
+    assert "Sobriety date: Jan 14, 2026" in _text(fake.sent_message(u.id, echo.message_id))
+
+    # A forged confirmation of a date in the future or nonsense is refused.
+    for forged in ("st:sob:d20990101", "st:sob:d2026011", "st:sob:dxxxxxxxx", "st:sob:d20261350"):
+        qid = await h.press(u, echo, forged)
+        assert "expired" in (fake.callback_answer(qid) or {}).get("text", "")
+    assert await _sobriety(db) == date(2026, 1, 14)
+    fake.assert_no_errors()
+
+
+async def test_typed_sobriety_date_is_read_back_in_onboarding(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+) -> None:
+    code = await make_invite(h, fake)
+    u = fake.add_user(first_name="Zed")
+    await h.send(u, f"/start {code}")
+    for data in ("ob:age:y", "ob:con:y", "ob:tz:1", "ob:tm:2000"):
+        await h.press(u, fake.last(u.id), data)
+    await h.send(u, "2026-01-15")
+    echo = fake.last(u.id)
+    assert "Jan 15, 2026" in _text(echo)
+    assert echo.callback_data == ["ob:sob:d20260115", "ob:sob:change"]
+    await h.press(u, echo, "ob:sob:change")
+    again = fake.sent_message(u.id, echo.message_id)
+    assert "sobriety date" in _text(again) and "ob:sob:skip" in again.callback_data
+    await h.send(u, "Jan 10 2026")
+    await h.press(u, fake.last(u.id), "ob:sob:d20260110")
+    assert "ob:mat:y" in fake.last(u.id).callback_data
+    assert await _sobriety(db) == date(2026, 1, 10)
+    # The old confirmation cannot be pressed again to change the answer.
+    qid = await h.press(u, echo, "ob:sob:d20260115")
+    assert "expired" in (fake.callback_answer(qid) or {}).get("text", "")
+    fake.assert_no_errors()

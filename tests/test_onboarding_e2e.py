@@ -59,6 +59,8 @@ async def test_full_onboarding_with_typed_answers(db: Database, clock: FrozenClo
             await h.send(u, "2030-01-01")
             assert "future" in text_of(fake.last(u.id))
             await h.send(u, "Jan 15 2026")
+            assert "Jan 15, 2026" in text_of(fake.last(u.id))  # read back to be confirmed
+            await h.press(u, fake.last(u.id), "ob:sob:d20260115")
             await h.send(u, "yes")  # a button-only step
             assert "buttons" in text_of(fake.last(u.id))
             await h.press(u, fake.last(u.id), "ob:mat:y")

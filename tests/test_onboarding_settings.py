@@ -44,6 +44,7 @@ async def test_settings_change_every_answer(db: Database, clock: FrozenClock):
         await h.send(u, "31/31/2020")
         assert "couldn't read that date" in text_of(fake.last(u.id))
         await h.send(u, "2026-02-01")
+        await h.press(u, fake.last(u.id), "st:sob:d20260201")
         assert (await _patient(db)).sobriety_date == date(2026, 2, 1)
         await h.press(u, fake.last(u.id), "st:sob")
         await h.press(u, fake.last(u.id), "st:sob:clear")
