@@ -41,7 +41,7 @@ def register(app: Application, svc: Any) -> None:  # type: ignore[type-arg]
 def _feature_modules() -> list[Any]:
     import importlib
 
-    names = ["handlers.onboarding", "handlers.safety", "handlers.checkins", "handlers.flags", "handlers.sos"]
+    names = ["handlers.onboarding", "handlers.safety", "handlers.checkins", "handlers.flags", "handlers.sos", "handlers.free_text"]
     mods = []
     for name in names:
         try:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from datetime import date, time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bot import timefmt, tips
+from bot import free_text, timefmt, tips
 from bot.clinical import load_clinical
 from bot.clock import FrozenClock
 from bot.db import Database
-from bot.models import OutboxMessage, Patient, TipShown
+from bot.models import AssessmentResult, Flag, OutboxMessage, Patient, SafetyCheck, TipShown
 from fakeapi import FakeTelegram
 from handlers import PATIENT_COMMANDS
 from tests.conftest import CONTENT_DIR
@@ -241,3 +241,101 @@ async def test_typed_sobriety_date_is_read_back_in_onboarding(
     qid = await h.press(u, echo, "ob:sob:d20260115")
     assert "expired" in (fake.callback_answer(qid) or {}).get("text", "")
     fake.assert_no_errors()
+
+
+# -- item 8: typed text that is not a risk -------------------------------------------------------
+
+# A message of each distress group in the rules (a group without a sample here fails the test).
+DISTRESS = {
+    "tired": "I'm so tired of everything",
+    "bad_day": "today sucks",
+    "feel_bad": "I feel awful",
+    "overwhelmed": "everything is too much",
+    "lonely": "i feel so lonely tonight",
+}
+THANKS = ["thanks", "thank you", "ty", "🙏", "Thank you so much!!"]
+
+
+async def test_distress_without_risk_gets_one_reflective_line_and_the_toolbox(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+) -> None:
+    rules = free_text.matcher(CONTENT_DIR).rules
+    assert set(DISTRESS) == set(rules.distress)
+    u = await _patient(fake, db, clock)
+    c = h.svc.content
+    for group, words in DISTRESS.items():
+        assert free_text.read(words, CONTENT_DIR).group == group
+        await h.send(u, words)
+        msg = fake.last(u.id)
+        assert _text(msg).startswith(c.t(f"free_text.distress.{group}"))
+        assert "/talk" in _text(msg)
+        assert msg.callback_data == ["sos:menu"] and msg.button_texts[0].startswith("🧰")
+    # The button opens the toolbox.
+    await h.press(u, msg, "sos:menu")
+    assert any(d.startswith("sos:x:") for d in fake.last(u.id).callback_data)
+    async with h.svc.db.session() as s:
+        assert (await s.execute(select(Flag))).first() is None  # no risk, no flag
+    fake.assert_no_errors()
+
+
+async def test_thanks_gets_a_short_warm_answer(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock) -> None:
+    u = await _patient(fake, db, clock)
+    warm = h.svc.content.t("free_text.thanks")
+    for words in THANKS:
+        await h.send(u, words)
+        assert _text(fake.last(u.id)) == warm, words
+    # Someone who is not a patient gets the general answer, as before.
+    stranger = fake.add_user(first_name="Max", started=True)
+    await h.send(stranger, "thanks")
+    assert _text(fake.last(stranger.id)) == h.svc.content.t("common.free_text")
+
+
+async def test_text_inside_a_flow_points_back_to_its_buttons(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+) -> None:
+    u = await _patient(fake, db, clock)
+    c = h.svc.content
+    pointers = {flow: c.t(f"free_text.in_flow.{flow}") for flow in free_text.FLOWS}
+
+    # Today's check-in waits for a button.
+    await h.send(u, "/checkin")
+    await h.send(u, "hmm not sure")
+    assert _text(fake.last(u.id)) == pointers["checkin"]
+    # Thanks and distress still get their own answer inside a flow.
+    await h.send(u, "thanks")
+    assert _text(fake.last(u.id)) == c.t("free_text.thanks")
+    await h.send(u, "I feel awful")
+    assert "sos:menu" in fake.last(u.id).callback_data
+    await h.send(u, "/checkin")
+    await h.press(u, fake.last(u.id), "ci:cancel")
+    await h.send(u, "hmm not sure")
+    assert _text(fake.last(u.id)) == c.t("common.free_text")
+
+    # A questionnaire waits for a button.
+    await h.press(u, fake.last(u.id), "as:start:weekly")
+    await h.send(u, "what do I do")
+    assert _text(fake.last(u.id)) == pointers["assessment"]
+    async with h.svc.db.transaction() as s:
+        await s.execute(update(AssessmentResult).values(status="cancelled"))
+
+    # A safety question waits for a button: the pointer carries the crisis numbers.
+    async with h.svc.db.transaction() as s:
+        pid = (await s.execute(select(Patient.id).where(Patient.telegram_id == u.id))).scalar_one()
+        s.add(SafetyCheck(patient_id=pid, category="suicide_self_harm", severity="high", source="message", asked_at=clock.now()))
+    await h.send(u, "ok")
+    reply = _text(fake.last(u.id))
+    assert reply == pointers["safety_check"] and "988" in reply and "911" in reply
+    fake.assert_no_errors()
+
+
+async def test_risk_screening_runs_first_inside_a_flow(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+) -> None:
+    u = await _patient(fake, db, clock)
+    await h.send(u, "/checkin")
+    await h.send(u, "I want to kill myself")
+    replies = [_text(m) for m in fake.sent(u.id)]
+    assert any("988" in r for r in replies)
+    assert not any(r == h.svc.content.t("free_text.in_flow.checkin") for r in replies)
+    async with h.svc.db.session() as s:
+        assert (await s.execute(select(Flag))).first() is not None

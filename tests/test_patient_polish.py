@@ -97,3 +97,50 @@ def test_chart_names_a_lapse_only_when_there_was_one() -> None:
         assert len(ax.patches) == 1
     # No check-ins and no lapse: no legend at all.
     assert _legend_texts(figure(_days(checkins=False), labels)) == []
+
+
+# -- free text: the rules and their words ------------------------------------------------------
+
+
+def test_free_text_content_check_wants_a_line_for_every_group_and_flow(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    import yaml
+
+    from bot import free_text
+    from tests.conftest import CONTENT_DIR
+
+    assert free_text.check_content(CONTENT_DIR) == []
+    root = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, root)
+    f = root / "en" / free_text.MESSAGES_FILE
+    doc = yaml.safe_load(f.read_text(encoding="utf-8"))
+    group = next(iter(doc["free_text"]["distress"]))
+    del doc["free_text"]["distress"][group]
+    del doc["free_text"]["in_flow"]["checkin"]
+    f.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    problems = [p[2] for p in free_text.check_content(root)]
+    assert f"free_text.distress.{group} is missing" in problems
+    assert "free_text.in_flow.checkin is missing" in problems
+    (root / free_text.RULES_FILE).write_text("distress: {x: ['(']}\n", encoding="utf-8")
+    assert free_text.check_content(root)
+
+
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("hello", "other"),
+        ("yes", "other"),
+        ("leave me alone", "other"),
+        ("I'm down for the group tomorrow", "other"),
+        ("tyrant", "other"),
+        ("thanks, but honestly I feel awful", "distress"),
+        ("I’m so tired of everything", "distress"),  # a typographic apostrophe
+        ("thank you for the reminder about the meeting tomorrow, I will try to be there early", "other"),
+    ],
+)
+def test_free_text_reading(text: str, kind: str) -> None:
+    from bot import free_text
+    from tests.conftest import CONTENT_DIR
+
+    assert free_text.read(text, CONTENT_DIR).kind == kind

@@ -1,0 +1,48 @@
+"""Typed text that no conversation took (the router's default): the Telegram side of
+`bot.free_text`. The risk detector has seen the text already (handlers/safety.py, group -50)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application
+
+from bot import free_text, people
+from bot.app import Ctx
+from bot.state import Awaiting
+from handlers.router import TextRouter
+from handlers.ui import reply
+
+# The toolbox (handlers/sos.py opens it for this button).
+SOS_MENU = "sos:menu"
+
+
+async def answer_text(update: Update, ctx: Ctx, _awaiting: Awaiting) -> None:
+    msg = update.effective_message
+    user = update.effective_user
+    if msg is None or msg.text is None or user is None:
+        return
+    svc = ctx.svc
+    c = svc.content
+    async with svc.db.session() as s:
+        patient = await people.active_patient_info(s, user.id)
+        flow = None if patient is None else await free_text.waiting_flow(s, patient, svc.clock.now(), c.root)
+    if patient is None:
+        await reply(update, c.t("common.free_text"))
+        return
+    lang = patient.language
+    reading = free_text.read(msg.text, c.root)
+    if reading.kind == "distress":
+        text = c.t(f"free_text.distress.{reading.group}", lang) + "\n\n" + c.t("free_text.distress_offer", lang)
+        await reply(update, text, [[(c.t("free_text.sos_button", lang), SOS_MENU)]])
+    elif reading.kind == "thanks":
+        await reply(update, c.t("free_text.thanks", lang))
+    elif flow is not None:
+        await reply(update, c.t(f"free_text.in_flow.{flow}", lang))
+    else:
+        await reply(update, c.t("common.free_text", lang))
+
+
+def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: ignore[type-arg]
+    router.default = answer_text
