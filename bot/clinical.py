@@ -627,6 +627,9 @@ class RegionFile(_Model):
     region: Id
     name: PlainText
     resources: list[Resource] = Field(min_length=1)
+    # Resource ids by flag category, most important first; `default` for any other category.
+    # Without it, every resource in file order.
+    by_category: dict[Id, list[Id]] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------
@@ -778,10 +781,19 @@ class Clinical:
     def milestone_text(self, days: int, lang: str | None = None) -> str:
         return self.milestone_messages(lang).text(days, self.milestones)
 
-    def resources(self, region: str | None, lang: str | None = None) -> tuple[CrisisResource, ...]:
-        """Crisis resources for ``region`` (e.g. ``us``); unknown regions get ``intl``."""
+    def resources(
+        self, region: str | None, lang: str | None = None, category: str | None = None
+    ) -> tuple[CrisisResource, ...]:
+        """Crisis resources for ``region`` (e.g. ``us``); unknown regions get ``intl``. With
+        ``category`` (a flag category, or ``default``), the ones the region lists for it (else
+        its ``default``), in that order; without, every resource of the region."""
         key = (region or "").lower()
         region_file = self.resources_by_region.get(key) or self.resources_by_region[FALLBACK_REGION]
+        chosen = list(region_file.resources)
+        ids = None if category is None else region_file.by_category.get(category, region_file.by_category.get("default"))
+        if ids is not None:
+            by_id = {r.id: r for r in region_file.resources}
+            chosen = [by_id[i] for i in ids if i in by_id]
         return tuple(
             CrisisResource(
                 id=r.id,
@@ -793,7 +805,7 @@ class Clinical:
                 url=r.url,
                 always_open=r.always_open,
             )
-            for r in region_file.resources
+            for r in chosen
         )
 
 
@@ -1458,6 +1470,13 @@ class _Loader:
                 [(("resources", i, "id"), r.id) for i, r in enumerate(model.resources)],
                 "resource id",
             )
+            known = {r.id for r in model.resources}
+            for category, ids in model.by_category.items():
+                if not ids:
+                    self.at(rel, ("by_category", category), "lists no resource")
+                for i, rid in enumerate(ids):
+                    if rid not in known:
+                        self.at(rel, ("by_category", category, i), f"no resource {rid!r} in this file")
             regions[name] = model
         return regions
 

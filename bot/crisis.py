@@ -2,11 +2,18 @@
 
 Everything here is built from `content/` alone: no database, no network. The handler sends this
 reply before any database work, so it must not depend on anything that can be down.
+
+The resources fit the situation (`by_category` in content/resources/<region>.yaml): the most
+important one leads the reply, and the part before the patient's own plan stays short enough to
+read on a phone in one screen (`HEAD_MAX` characters, checked by `iop-bot content check`). Times
+of the counselors' office hours are told in the patient's own zone, and the zone is named.
 """
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,12 +26,15 @@ import yaml
 
 from bot.clock import local_datetime
 from bot.config import OfficeHours
-from bot.content import DEFAULT_CONTENT_DIR, Content, Html, get_content
+from bot.content import DEFAULT_CONTENT_DIR, Content, Html, get_content, register_checker
 
 log = logging.getLogger(__name__)
 
 FALLBACK_REGION = "intl"
 DEFAULT_ZONE = "America/New_York"
+# The crisis reply up to the patient's own plan, as the patient reads it (characters of text):
+# one phone screen.
+HEAD_MAX = 700
 
 
 @dataclass(frozen=True)
@@ -56,21 +66,30 @@ def _region_file(root: Path, region: str) -> dict[str, Any] | None:
     return _read_region(str(p), p.stat().st_mtime)
 
 
-def resources(region: str | None, lang: str = "en", content_dir: Path | None = None) -> list[Resource]:
-    """Crisis resources for a region (unknown regions get the international list)."""
+def resources(
+    region: str | None, lang: str = "en", content_dir: Path | None = None, category: str | None = None
+) -> list[Resource]:
+    """Crisis resources for a region (unknown regions get the international list): the ones the
+    region lists for `category` (None: its `default`), most important first."""
     root = Path(content_dir or DEFAULT_CONTENT_DIR)
     try:
         from bot.clinical import load_clinical
 
         return [
             Resource(r.id, r.name, r.how, r.description)
-            for r in load_clinical(root).resources(region, lang)
+            for r in load_clinical(root).resources(region, lang, category or "default")
         ]
     except Exception as exc:  # the clinical loader validates everything; a crisis must not wait on it
         log.warning("crisis: clinical loader unavailable (%s); reading resources directly", type(exc).__name__)
     data = _region_file(root, region or FALLBACK_REGION) or _region_file(root, FALLBACK_REGION)
     if data is None:
         return []
+    items = [r for r in data["resources"] if isinstance(r, dict)]
+    by_category = data.get("by_category") if isinstance(data.get("by_category"), dict) else {}
+    ids = by_category.get(category or "default", by_category.get("default"))
+    if isinstance(ids, list):
+        by_id = {str(r.get("id", "")): r for r in items}
+        items = [by_id[str(i)] for i in ids if str(i) in by_id]
     return [
         Resource(
             str(r.get("id", "")),
@@ -78,8 +97,7 @@ def resources(region: str | None, lang: str = "en", content_dir: Path | None = N
             _local(r.get("how"), lang),
             _local(r.get("description"), lang),
         )
-        for r in data["resources"]
-        if isinstance(r, dict)
+        for r in items
     ]
 
 
@@ -115,17 +133,29 @@ def availability(hours: OfficeHours, now: datetime, zone: str) -> Availability:
     return Availability(False, None, best)
 
 
+def _zone_label(zone: str) -> str:
+    """The zone as the patient reads it: its IANA name ("Europe/Berlin")."""
+    return zone
+
+
+def _at(c: Content, lang: str, instant: datetime, zone: str) -> str:
+    """A clock time in `zone`, with the zone named ("15:00 your time (Europe/Berlin)")."""
+    hhmm = instant.astimezone(ZoneInfo(zone)).strftime("%H:%M")
+    return c.t("crisis.zone_time", lang, time=hhmm, zone=_zone_label(zone))
+
+
 def _when(c: Content, lang: str, instant: datetime, now: datetime, zone: str) -> str:
+    """The day (today, tomorrow, a weekday) and time of `instant`, as seen in `zone`."""
     tz = ZoneInfo(zone)
     local = instant.astimezone(tz)
     today = now.astimezone(tz).date()
-    hhmm = local.strftime("%H:%M")
+    at = Html(_at(c, lang, instant, zone))
     if local.date() == today:
-        return c.t("crisis.when_today", lang, time=hhmm)
+        return c.t("crisis.when_today", lang, time=at)
     if local.date() == today + timedelta(days=1):
-        return c.t("crisis.when_tomorrow", lang, time=hhmm)
+        return c.t("crisis.when_tomorrow", lang, time=at)
     names = c.raw("crisis.weekdays", lang)
-    return c.t("crisis.when_day", lang, day=str(names[local.weekday()]), time=hhmm)
+    return c.t("crisis.when_day", lang, day=str(names[local.weekday()]), time=at)
 
 
 def counselor_line(
@@ -136,19 +166,30 @@ def counselor_line(
     zone: str = DEFAULT_ZONE,
     content: Content | None = None,
     prefix: str = "crisis.counselor",
+    patient_zone: str | None = None,
+    live: bool = False,
 ) -> str:
     """The honest line about when a counselor will reach the patient.
 
-    `prefix` chooses the wording: `<prefix>_now`, `<prefix>_later`, `<prefix>_unknown`.
+    `zone` is the clinic's (office hours are kept there); times are told in `patient_zone`
+    (the patient's own; the clinic's when not given), with the zone named. `live`: a counselor
+    is talking with the patient through the bot right now, so office hours do not apply.
+    `prefix` chooses the wording: `<prefix>_now`, `<prefix>_later`, `<prefix>_unknown` and
+    `<prefix>_live` (falling back to `crisis.counselor_live`).
     """
     c = content or get_content()
+    if live:
+        key = f"{prefix}_live"
+        return c.t(key if c.has(key, lang) else "crisis.counselor_live", lang)
     if office_hours is None:
         return c.t(f"{prefix}_unknown", lang)
+    shown = patient_zone or zone
     a = availability(office_hours, now, zone)
+    hours = Html(c.t("crisis.hours", lang, hours=str(office_hours), zone=_zone_label(zone)))
     if a.open_now and a.until is not None:
-        return c.t(f"{prefix}_now", lang, until=a.until.astimezone(ZoneInfo(zone)).strftime("%H:%M"))
+        return c.t(f"{prefix}_now", lang, until=Html(_at(c, lang, a.until, shown)), hours=hours)
     if a.next_open is not None:
-        return c.t(f"{prefix}_later", lang, when=_when(c, lang, a.next_open, now, zone), hours=str(office_hours))
+        return c.t(f"{prefix}_later", lang, when=Html(_when(c, lang, a.next_open, now, shown)), hours=hours)
     return c.t(f"{prefix}_unknown", lang)
 
 
@@ -165,30 +206,47 @@ def crisis_message(
     zone: str = DEFAULT_ZONE,
     content: Content | None = None,
     care_team: bool = True,
+    category: str | None = None,
+    patient_zone: str | None = None,
+    live: bool = False,
 ) -> str:
     """The whole crisis reply as HTML, from content alone (no database).
 
-    `care_team=False` leaves out the line about the care team, for a reply sent before we know
-    whether the person is a patient whose counselors are being told.
+    `category`: the kind of crisis (a flag category), which chooses the resources; None gives
+    the region's default list. The most important resource leads. `care_team=False` leaves out
+    the line about the care team, for a reply sent before we know whether the person is a
+    patient whose counselors are being told. `zone`, `patient_zone`, `live`: see
+    `counselor_line`.
     """
     c = content or get_content()
     now = now or datetime.now(UTC)
-    parts = [c.t("crisis.intro", lang)]
-    lines = [
-        c.t("crisis.resource", lang, name=Html(r.name), how=Html(r.how), description=Html(r.description))
-        # resource texts are trusted HTML from content, validated by the clinical checker
-        for r in resources(region, lang, c.root)
-    ]
-    if lines:
-        parts.append("\n".join(lines))
-    else:
-        parts.append(c.t("crisis.no_resources", lang))
+    parts = [head(lang, region, category, content=c)]
     if plan_lines:
         parts.append(plan_block(lang, plan_lines, content=c))
     if care_team:
-        parts.append(counselor_line(lang, office_hours, now, zone=zone, content=c))
+        parts.append(
+            counselor_line(lang, office_hours, now, zone=zone, content=c, patient_zone=patient_zone, live=live)
+        )
     parts.append(c.t("crisis.closing", lang))
     return "\n\n".join(p for p in parts if p)
+
+
+def head(lang: str, region: str | None, category: str | None, *, content: Content | None = None) -> str:
+    """The crisis reply before the patient's plan: the most important resource first, a warm
+    line, then the other resources for this kind of crisis."""
+    c = content or get_content()
+    found = resources(region, lang, c.root, category)
+    # resource texts are trusted HTML from content, validated by the clinical checker
+    if not found:
+        return c.t("crisis.no_resources", lang) + "\n" + c.t("crisis.intro", lang)
+    first, rest = found[0], found[1:]
+    lead = c.t("crisis.lead", lang, name=Html(first.name), how=Html(first.how), description=Html(first.description))
+    lines = [
+        c.t("crisis.resource", lang, name=Html(r.name), how=Html(r.how), description=Html(r.description))
+        for r in rest
+    ]
+    body = c.t("crisis.intro", lang) + ("\n" + "\n".join(lines) if lines else "")
+    return lead + "\n\n" + body
 
 
 def plan_block(lang: str, plan_lines: Sequence[str], *, content: Content | None = None) -> str:
@@ -198,13 +256,50 @@ def plan_block(lang: str, plan_lines: Sequence[str], *, content: Content | None 
     return c.t("crisis.plan_title", lang) + "\n" + body if body else ""
 
 
+def plain_length(text: str) -> int:
+    """Characters of `text` (Telegram HTML) as the reader sees them."""
+    return len(html.unescape(re.sub(r"<[^>]+>", "", text)))
+
+
+def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
+    """Every kind of crisis gets resources, and the reply before the plan fits one screen
+    (for `iop-bot content check`)."""
+    from bot.flags import CATEGORIES
+
+    c = get_content(content_dir)
+    out: list[tuple[str, int, str]] = []
+    folder = Path(content_dir) / "resources"
+    regions = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    for region in regions:
+        rel = f"resources/{region}.yaml"
+        data = _region_file(Path(content_dir), region) or {}
+        for key in data.get("by_category") or {}:
+            if key != "default" and key not in CATEGORIES:
+                out.append((rel, 0, f"by_category: unknown category {key!r} (see bot/flags.py)"))
+        for lang in c.languages:
+            for category in (None, *CATEGORIES):
+                if not resources(region, lang, content_dir, category):
+                    out.append((rel, 0, f"{lang}: no resource for {category or 'default'}"))
+                    continue
+                n = plain_length(head(lang, region, category, content=c) + "\n\n" + c.t("crisis.closing", lang))
+                if n > HEAD_MAX:
+                    out.append((rel, 0, f"{lang}: the crisis reply for {category or 'default'} is {n} characters before the plan (at most {HEAD_MAX})"))
+    return out
+
+
+register_checker("bot.crisis", check_content)
+
+
 __all__ = [
+    "HEAD_MAX",
     "Availability",
     "Resource",
     "availability",
     "counselor_line",
     "crisis_message",
+    "head",
     "plan_block",
+    "plain_length",
     "resources",
 ]
 

@@ -4,6 +4,11 @@ The detector (`bot.risk`) classifies the text; explicit signals raise a flag at 
 ones ask the patient to confirm ("Are you thinking about ending your life?") with buttons. An
 uncertain signal at or above the configured severity is flagged anyway when the question stays
 unanswered for a few minutes (a sweeper item). Rules live in `content/rules/escalation.yaml`.
+
+"No" to the question does not erase what was said: the care team still hears of it, at a lower
+severity, with a reason that names what the words disclosed (self-harm, a wish to be dead);
+self-harm also gets its own follow-up (wound care, when to call 911, the /sos tools). These
+rules live in `content/rules/safety.yaml`.
 """
 
 from __future__ import annotations
@@ -11,14 +16,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import flags
-from bot.content import Content, get_content
-from bot.flags import CATEGORIES, FlagResult, raise_flag, rank
+from bot.content import DEFAULT_CONTENT_DIR, Content, get_content, register_checker
+from bot.flags import CATEGORIES, SEVERITIES, FlagResult, raise_flag, rank
 from bot.models import Flag, FlagEvent, Patient, SafetyCheck, ScheduledItem
 from bot.outbox import Outgoing, enqueue
 from bot.scheduler import cancel, schedule
@@ -83,6 +92,96 @@ class Signal:
 
 
 NO_SIGNAL = Signal("none", None, (), False)
+
+
+# -- rules (content/rules/safety.yaml) ---------------------------------------------------------
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeniedKind(_M):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    reason: str = Field(min_length=1, max_length=200)
+    rules: list[str] = Field(min_length=1)
+
+
+class DeniedRules(_M):
+    severity: str = "moderate"
+    kinds: list[DeniedKind] = Field(default_factory=list)
+    other: str = Field(default="risk signal; denied when asked", min_length=1, max_length=200)
+
+
+class SafetyRules(_M):
+    denied: DeniedRules = DeniedRules()
+    followup: list[str] = Field(default_factory=list)
+
+    def kind(self, rules: tuple[str, ...] | list[str]) -> str | None:
+        """What the words disclosed (a kind id), from the detector's rule ids; None: nothing
+        more specific than the category."""
+        fired = set(rules)
+        return next((k.id for k in self.denied.kinds if fired & set(k.rules)), None)
+
+    def denied_reason(self, kind: str | None) -> str:
+        return next((k.reason for k in self.denied.kinds if k.id == kind), self.denied.other)
+
+
+@lru_cache(maxsize=8)
+def _safety_rules_cached(path: str, mtime: float) -> SafetyRules:
+    return SafetyRules.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+
+
+def safety_rules(content_dir: Path | None = None) -> SafetyRules:
+    if content_dir is None:
+        wf = flags.workflow()
+        content_dir = wf.content.root if wf is not None else DEFAULT_CONTENT_DIR
+    p = Path(content_dir) / "rules" / "safety.yaml"
+    if not p.is_file():
+        return SafetyRules()
+    return _safety_rules_cached(str(p), p.stat().st_mtime)
+
+
+def kind_of(sig: Signal, content_dir: Path | None = None) -> str | None:
+    """What a signal's words disclosed (`self_harm`, `passive`, ...), from content alone."""
+    try:
+        return safety_rules(content_dir).kind(sig.rules)
+    except Exception as exc:  # a broken rules file must not stop the crisis path
+        log.warning("safety: rules unavailable (%s)", type(exc).__name__)
+        return None
+
+
+def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
+    """Validate content/rules/safety.yaml (for `iop-bot content check`)."""
+    rel = "rules/safety.yaml"
+    try:
+        r = safety_rules(content_dir)
+    except Exception as exc:
+        return [(rel, 0, str(exc).splitlines()[0])]
+    out: list[tuple[str, int, str]] = []
+    if r.denied.severity not in SEVERITIES:
+        out.append((rel, 0, f"denied.severity: unknown severity {r.denied.severity!r}"))
+    known: set[str] = set()
+    for f in sorted((Path(content_dir) / "risk").glob("*.yaml")):
+        data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+        for key in ("rules", "combos"):
+            known |= {str(x.get("id")) for x in data.get(key) or [] if isinstance(x, dict)}
+    for k in r.denied.kinds:
+        for rule in k.rules:
+            if rule not in known:
+                out.append((rel, 0, f"denied.kinds {k.id}: no risk rule {rule!r} in risk/*.yaml"))
+    c = get_content(content_dir)
+    ids = {k.id for k in r.denied.kinds}
+    for kind in r.followup:
+        if kind not in ids:
+            out.append((rel, 0, f"followup: {kind!r} is not a kind under denied.kinds"))
+        for key in (f"safety.followup_{kind}", f"safety.confirm_no_reply_{kind}"):
+            if not c.has(key):
+                out.append((rel, 0, f"followup {kind}: no text {key!r} in en/messages"))
+    return out
+
+
+register_checker("bot.safety", check_content)
 
 
 def detect(text: str, lang: str | None = None) -> Signal:
@@ -185,28 +284,68 @@ async def check_text(
         evidence=evidence,
     )
     if sig.explicit_crisis and send_crisis:
-        await enqueue_crisis(session, patient, now)
+        await enqueue_crisis(session, patient, now, category=sig.category)
     return SafetyOutcome(sig, sig.explicit_crisis, res, None)
 
 
-async def enqueue_crisis(session: AsyncSession, patient: Patient, now: datetime) -> None:
+async def enqueue_crisis(session: AsyncSession, patient: Patient, now: datetime, *, category: str | None = None) -> None:
     """The crisis reply through the outbox (for sources that are not a chat message)."""
-    from bot.crisis import crisis_message
+    text = await crisis_reply(session, patient, now, category=category)
+    key = f"crisis:{patient.id}:{now.strftime('%Y%m%d%H%M')}"
+    await _enqueue_parts(session, patient.telegram_id, text, now, key, urgent=True)
+
+
+async def in_live_conversation(session: AsyncSession, telegram_id: int) -> bool:
+    """A counselor is talking with this patient through the bot right now."""
+    from bot import relay
+
+    try:
+        return await relay.active_for_patient(session, telegram_id) is not None
+    except Exception as exc:
+        log.info("safety: relay state unavailable (%s)", type(exc).__name__)
+        return False
+
+
+async def counselor_lead(session: AsyncSession, patient: Any, now: datetime, *, prefix: str = "crisis.counselor") -> str:
+    """The honest line about when a counselor will reach this patient: office hours told in the
+    patient's own zone, or the counselor who is talking with them right now."""
+    from bot.crisis import DEFAULT_ZONE, counselor_line
 
     wf = flags.workflow()
     settings = wf.settings if wf is not None else None
-    lines = await plan_lines(session, patient.id)
-    text = crisis_message(
+    return counselor_line(
         patient.language or "en",
-        _rules().default_region,
-        lines,
         settings.office_hours if settings else None,
         now,
-        zone=settings.default_timezone if settings else "America/New_York",
+        zone=settings.default_timezone if settings else DEFAULT_ZONE,
         content=_content(),
+        prefix=prefix,
+        patient_zone=getattr(patient, "timezone", None),
+        live=await in_live_conversation(session, patient.telegram_id),
     )
-    key = f"crisis:{patient.id}:{now.strftime('%Y%m%d%H%M')}"
-    await _enqueue_parts(session, patient.telegram_id, text, now, key, urgent=True)
+
+
+async def crisis_reply(session: AsyncSession, patient: Any, now: datetime, *, category: str | None = None) -> str:
+    """The whole crisis reply for a patient (a Patient or PatientInfo): the resources for this
+    kind of crisis (`category`, a flag category), their plan, when a counselor will reach them
+    (in their own zone; or the counselor talking with them now). The one builder every source
+    uses; the chat handler's first reply is `bot.crisis.crisis_message` without the database."""
+    from bot.crisis import DEFAULT_ZONE, crisis_message
+
+    wf = flags.workflow()
+    settings = wf.settings if wf is not None else None
+    return crisis_message(
+        patient.language or "en",
+        _rules().default_region,
+        await plan_lines(session, patient.id),
+        settings.office_hours if settings else None,
+        now,
+        zone=settings.default_timezone if settings else DEFAULT_ZONE,
+        content=_content(),
+        category=category,
+        patient_zone=getattr(patient, "timezone", None),
+        live=await in_live_conversation(session, patient.telegram_id),
+    )
 
 
 async def enqueue_plan(session: AsyncSession, patient_id: int, now: datetime, *, lead: str | None = None) -> bool:
@@ -238,16 +377,37 @@ async def _enqueue_parts(
         await enqueue(session, Outgoing(chat_id, part), now=now, dedup_key=f"{key}:{i}", urgent=urgent)
 
 
-def _confirm_keyboard(c: Content, lang: str, check_id: int) -> dict[str, Any]:
-    return {
-        "inline_keyboard": [
-            [
-                {"text": c.t("safety.confirm_yes", lang), "callback_data": f"sf:y:{check_id}"},
-                {"text": c.t("safety.confirm_no", lang), "callback_data": f"sf:n:{check_id}"},
-            ],
-            [{"text": c.t("safety.confirm_talk", lang), "callback_data": f"sf:t:{check_id}"}],
-        ]
-    }
+def _confirm_keyboard(c: Content, lang: str, check_id: int, category: str, *, tools: bool = False) -> dict[str, Any]:
+    """Yes / No / Talk. "Yes" carries the category, so the crisis reply it brings at once (before
+    the database) has the right resources; `tools` adds the /sos toolbox."""
+    rows: list[list[dict[str, str]]] = [
+        [
+            {"text": c.t("safety.confirm_yes", lang), "callback_data": f"sf:y:{check_id}:{category}"},
+            {"text": c.t("safety.confirm_no", lang), "callback_data": f"sf:n:{check_id}"},
+        ],
+        [{"text": c.t("safety.confirm_talk", lang), "callback_data": f"sf:t:{check_id}"}],
+    ]
+    if tools:
+        rows.append([{"text": c.t("safety.sos_button", lang), "callback_data": SOS_MENU}])
+    return {"inline_keyboard": rows}
+
+
+SOS_MENU = "sos:menu"  # the /sos toolbox (handlers/sos.py)
+
+
+def followup_kind(kind: str | None, content_dir: Path | None = None) -> str | None:
+    """`kind` when its words get their own follow-up (e.g. self-harm: wound care, 911, /sos)."""
+    if kind is None:
+        return None
+    try:
+        return kind if kind in safety_rules(content_dir).followup else None
+    except Exception:
+        return None
+
+
+def followup_text(c: Content, lang: str, kind: str) -> str:
+    """The follow-up for what the words disclosed (`safety.followup_<kind>`)."""
+    return c.t(f"safety.followup_{kind}", lang)
 
 
 async def _ask_confirm(
@@ -255,6 +415,9 @@ async def _ask_confirm(
 ) -> int | None:
     rules = _rules().confirm
     assert sig.category is not None
+    c = _content()
+    lang = patient.language or "en"
+    extra = followup_kind(kind_of(sig, c.root), c.root)
     quiet = now - timedelta(minutes=rules.quiet_minutes)
     pending = (
         await session.execute(
@@ -270,10 +433,20 @@ async def _ask_confirm(
         )
     ).scalars().first()
     if pending is not None:
-        # Still waiting for an answer: keep the strongest signal, don't ask twice.
+        # Still waiting for an answer: don't ask twice, but keep every disclosure (what the
+        # answer "no" reports comes from these words) and the strongest signal.
+        before = pending.evidence or ""
+        if extra is not None and followup_kind(kind_of(detect(before, lang), c.root), c.root) != extra:
+            await enqueue(
+                session,
+                Outgoing(patient.telegram_id, followup_text(c, lang, extra), reply_markup=_tools_keyboard(c, lang)),
+                now=now,
+                dedup_key=f"safetyfu:{pending.id}:{extra}",
+            )
+        if evidence not in before:
+            pending.evidence = (f"{before}\n{evidence}" if before else evidence)[:EVIDENCE_MAX]
         if rank(sig.severity) > rank(pending.severity):
             pending.severity = sig.severity
-            pending.evidence = evidence
             await _schedule_timeout(session, pending, now)
         return pending.id
     check = SafetyCheck(
@@ -286,18 +459,26 @@ async def _ask_confirm(
     )
     session.add(check)
     await session.flush()
-    c = _content()
-    lang = patient.language or "en"
     key = f"safety.confirm.{sig.category}"
     question = c.t(key, lang) if c.has(key, lang) else c.t("safety.confirm.default", lang)
+    if extra is not None:
+        question = followup_text(c, lang, extra) + "\n\n" + question
     await enqueue(
         session,
-        Outgoing(patient.telegram_id, question, reply_markup=_confirm_keyboard(c, lang, check.id)),
+        Outgoing(
+            patient.telegram_id,
+            question,
+            reply_markup=_confirm_keyboard(c, lang, check.id, sig.category, tools=extra is not None),
+        ),
         now=now,
         dedup_key=f"safetyq:{check.id}",
     )
     await _schedule_timeout(session, check, now)
     return check.id
+
+
+def _tools_keyboard(c: Content, lang: str) -> dict[str, Any]:
+    return {"inline_keyboard": [[{"text": c.t("safety.sos_button", lang), "callback_data": SOS_MENU}]]}
 
 
 async def _schedule_timeout(session: AsyncSession, check: SafetyCheck, now: datetime) -> None:
@@ -344,12 +525,18 @@ class ConfirmResult:
     flag: FlagResult | None
     language: str = "en"
     patient_id: int | None = None
+    kind: str | None = None  # what the words disclosed (content/rules/safety.yaml), for the reply
 
 
 async def confirm_answer(
     session: AsyncSession, check_id: int, *, telegram_id: int, answer: str, now: datetime
 ) -> ConfirmResult:
-    """The patient's answer (yes | no | talk) to the confirmation question."""
+    """The patient's answer (yes | no | talk) to the confirmation question.
+
+    Every answer reaches the care team: yes as a crisis, talk at the signal's severity, no at
+    the lower `denied` severity with a reason naming what was disclosed. An answer after the
+    question timed out (and was flagged) still counts: "no" adds its reason to the open flag.
+    """
     if answer not in ("yes", "no", "talk"):
         return ConfirmResult("not_found", None, False, None)
     row = (
@@ -396,9 +583,24 @@ async def confirm_answer(
             now=now,
             evidence=check.evidence,
         )
+    c = _content()
+    kind = kind_of(detect(check.evidence or "", lang), c.root)
+    if answer == "no":
+        srules = safety_rules(c.root)
+        severity = min(srules.denied.severity, check.severity, key=rank)
+        res = await raise_flag(
+            session,
+            patient_id=patient.id,
+            category=check.category,
+            severity=severity,
+            reason=srules.denied_reason(kind),
+            source="safety_confirm",
+            now=now,
+            evidence=check.evidence,
+        )
     if res is not None:
         check.flag_id = res.flag_id
-    return ConfirmResult("ok", answer, crisis, res, lang, patient.id)
+    return ConfirmResult("ok", answer, crisis, res, lang, patient.id, followup_kind(kind, c.root))
 
 
 async def talk_request(session: AsyncSession, patient_id: int, now: datetime, *, source: str = "talk") -> FlagResult:

@@ -41,8 +41,8 @@ def _lang(ctx: Ctx, code: str | None) -> str:
     return base if base in langs else ctx.svc.settings.default_language
 
 
-def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None) -> str:
-    """The crisis reply from content alone; never raises."""
+def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None, category: str | None = None) -> str:
+    """The crisis reply from content alone, with the resources for `category`; never raises."""
     svc = ctx.svc
     try:
         return crisis.crisis_message(
@@ -54,6 +54,7 @@ def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None) -> str
             zone=svc.settings.default_timezone,
             content=svc.content,
             care_team=False,  # said once we know a flag reached the care team
+            category=category,
         )
     except Exception:
         log.exception("crisis: could not build the crisis reply; sending the short form")
@@ -63,14 +64,28 @@ def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None) -> str
             return "988 · 911"
 
 
-async def send_crisis(update: Update, ctx: Ctx, lang: str) -> bool:
-    """Reply with crisis resources now (no database). False if Telegram refused it."""
+async def send_crisis(update: Update, ctx: Ctx, lang: str, category: str | None = None, kind: str | None = None) -> bool:
+    """Reply with crisis resources for `category` now (no database), then the follow-up for
+    what the words disclosed (`kind`, e.g. self-harm: wound care). False if Telegram refused it."""
     try:
-        await reply(update, crisis_text(ctx, lang))
-        return True
+        await reply(update, crisis_text(ctx, lang, category=category))
     except TelegramError as exc:
         log.warning("crisis: direct reply failed (%s); it goes through the outbox", type(exc).__name__)
         return False
+    if kind is not None:
+        await _send_followup(update, ctx, lang, kind)
+    return True
+
+
+def _tools_row(ctx: Ctx, lang: str) -> list[list[tuple[str, str]]]:
+    return [[(ctx.svc.content.t("safety.sos_button", lang), safety.SOS_MENU)]]
+
+
+async def _send_followup(update: Update, ctx: Ctx, lang: str, kind: str) -> None:
+    try:
+        await reply(update, safety.followup_text(ctx.svc.content, lang, kind), _tools_row(ctx, lang))
+    except TelegramError as exc:
+        log.info("safety: follow-up not delivered (%s)", type(exc).__name__)
 
 
 def _known_staff(ctx: Ctx, user_id: int) -> bool:
@@ -115,16 +130,20 @@ async def screen(update: Update, ctx: Ctx) -> None:
     if not sig.any:
         return  # nothing to record: the features take the text
     lang = _lang(ctx, user.language_code)
+    kind = safety.followup_kind(safety.kind_of(sig, svc.content.root), svc.content.root)
     replied = False
     if sig.explicit_crisis and not _known_staff(ctx, user.id):
-        replied = await send_crisis(update, ctx, lang)
+        replied = await send_crisis(update, ctx, lang, sig.category, kind)
     try:
         outcome, listening, in_relay, patient_lang = await _record(ctx, user.id, text, sig, replied, _source(update))
     except Exception as exc:
         log.error("safety: could not record a risk signal (%s)", type(exc).__name__)
+        if sig.explicit_crisis and not replied:
+            replied = await send_crisis(update, ctx, lang, sig.category, kind)
+        if not _known_staff(ctx, user.id):
+            # Kept in memory and retried; the counselors hear of it now (bot/signals.py).
+            svc.signals.hold(user.id, text, sig, source=_source(update), replied=replied)
         if sig.explicit_crisis:
-            if not replied:
-                await send_crisis(update, ctx, lang)
             raise ApplicationHandlerStop from None
         return
     svc.sender.wake()
@@ -135,7 +154,7 @@ async def screen(update: Update, ctx: Ctx) -> None:
             if await _is_staff(ctx, user.id):
                 return
             if not replied:
-                await send_crisis(update, ctx, lang)
+                await send_crisis(update, ctx, lang, sig.category, kind)
             raise ApplicationHandlerStop
         return
     if sig.explicit_crisis:
@@ -181,9 +200,8 @@ async def _record(
             s, patient.id, text, source=source, now=now, signal=sig, lang=patient.language, send_crisis=not replied
         )
         if outcome.crisis and replied and not outcome.duplicate:
-            lead = crisis.counselor_line(
-                patient.language, svc.settings.office_hours, now, zone=svc.settings.default_timezone, content=svc.content
-            )
+            # When a counselor will reach them, in their own zone (or the one talking with them now).
+            lead = await safety.counselor_lead(s, patient, now)
             await safety.enqueue_plan(s, patient.id, now, lead=lead)
         awaiting = await state.get(s, user_id)
         if awaiting is not None and awaiting.kind not in FREE_TEXT_KINDS and outcome.flag is not None:
@@ -203,11 +221,9 @@ async def talk_cmd(update: Update, ctx: Ctx) -> None:
     now = svc.clock.now()
     async with svc.db.transaction() as s:
         await safety.talk_request(s, patient.id, now)
+        line = await safety.counselor_lead(s, patient, now, prefix="safety.talk")
     svc.sender.wake()
     c, lang = svc.content, patient.language
-    line = crisis.counselor_line(
-        lang, svc.settings.office_hours, now, zone=svc.settings.default_timezone, content=c, prefix="safety.talk"
-    )
     await reply(update, "\n\n".join([c.t("safety.talk_done", lang), line, c.t("safety.talk_safety", lang)]))
 
 
@@ -223,12 +239,14 @@ async def on_button(update: Update, ctx: Ctx) -> None:
     c = svc.content
     parts = (q.data or "").split(":")
     now = svc.clock.now()
-    if len(parts) == 3 and parts[1] in _ANSWERS and parts[2].isdigit():
+    # sf:<y|n|t>:<check id>, and "yes" carries the category (sf:y:<id>:<category>).
+    if len(parts) in (3, 4) and parts[1] in _ANSWERS and parts[2].isdigit():
         ans = _ANSWERS[parts[1]]
         lang = _lang(ctx, user.language_code)
+        category = parts[3] if len(parts) == 4 and parts[3] in flags.CATEGORIES else None
         if ans == "yes":
             await answer(q)
-            await send_crisis(update, ctx, lang)  # at once, before the database
+            await send_crisis(update, ctx, lang, category)  # at once, before the database
         async with svc.db.transaction() as s:
             res = await safety.confirm_answer(s, int(parts[2]), telegram_id=user.id, answer=ans, now=now)
             if res.status == "ok" and res.crisis and res.patient_id is not None:
@@ -245,7 +263,13 @@ async def on_button(update: Update, ctx: Ctx) -> None:
             await answer(q, c.t("safety.confirm_done", res.language))
             return
         await answer(q)
-        await reply(update, c.t("safety.confirm_no_reply" if ans == "no" else "safety.confirm_talk_reply", res.language))
+        if ans == "no":
+            key = f"safety.confirm_no_reply_{res.kind}" if res.kind else "safety.confirm_no_reply"
+            if not c.has(key, res.language):
+                key = "safety.confirm_no_reply"
+            await reply(update, c.t(key, res.language), _tools_row(ctx, res.language))
+            return
+        await reply(update, c.t("safety.confirm_talk_reply", res.language))
         return
     if len(parts) == 4 and parts[1] == "fu" and parts[2].isdigit() and parts[3] in ("ok", "bad", "talk"):
         async with svc.db.transaction() as s:

@@ -56,7 +56,8 @@ async def test_crisis_at_3am_gets_resources_and_a_group_post(h: BotHarness, fake
     u = await _patient(fake, db, clock)
     await h.send(u, "I can't do this. I'm going to end it all tonight")
     reply = fake.sent(u.id)[0].plain_text or ""
-    assert "988" in reply and "911" in reply and "Crisis Text Line" in reply and "Never Use Alone" in reply
+    assert "988" in reply.splitlines()[0] and "911" in reply and "Crisis Text Line" in reply
+    assert "Never Use Alone" not in reply  # a suicide reply: 988 first, nothing about using
     # The care-team line follows once the flag is recorded (only then is it true).
     assert "not working at this hour" not in reply
     follow = fake.sent(u.id)[1].plain_text or ""
@@ -242,7 +243,7 @@ async def test_edited_messages_and_photo_captions_are_screened(h: BotHarness, fa
     await h.push(fake.edit_text(u, first, "rough day. I used last night"))
     assert "use disclosed" in (fake.last(h.group.id).plain_text or "")
     await h.push(fake.send_photo(u, caption="took all my pills"))
-    assert any("988" in (m.plain_text or "") for m in fake.sent(u.id))
+    assert any("911" in (m.plain_text or "") and "Naloxone" in (m.plain_text or "") for m in fake.sent(u.id))
     assert "overdose" in (fake.last(h.group.id).plain_text or "")
     fake.assert_no_errors()
 
@@ -262,7 +263,7 @@ async def test_the_crisis_reply_goes_out_while_the_database_is_down(h: BotHarnes
     inc = fake.send_text(u, "I'm going to end it all tonight")
     await h.handled(inc.update_id)
     (reply,) = fake.sent(u.id)
-    assert "988" in (reply.plain_text or "") and "Never Use Alone" in (reply.plain_text or "")
+    assert "988" in (reply.plain_text or "") and "Never Use Alone" not in (reply.plain_text or "")
     fake.assert_no_errors()
 
 

@@ -94,7 +94,7 @@ async def test_uncertain_high_asks_then_flags_after_the_timeout(env: SimpleNames
     (q,) = await _patient_messages(env.db)
     assert "ending your life" in q.payload["text"]
     data = [b["callback_data"] for row in q.payload["reply_markup"]["inline_keyboard"] for b in row]
-    assert data == [f"sf:y:{out.check_id}", f"sf:n:{out.check_id}", f"sf:t:{out.check_id}"]
+    assert data == [f"sf:y:{out.check_id}:suicide_self_harm", f"sf:n:{out.check_id}", f"sf:t:{out.check_id}"]
     # A second uncertain text does not ask again.
     again = await _check(env, "Really, I don't want to wake up")
     assert again.check_id == out.check_id and len(await _patient_messages(env.db)) == 1
@@ -108,14 +108,17 @@ async def test_uncertain_high_asks_then_flags_after_the_timeout(env: SimpleNames
     assert check.answer == "timeout" and check.flag_id == flag.id
 
 
-async def test_answering_no_prevents_the_timeout_flag(env: SimpleNamespace):
+async def test_answering_no_still_reaches_the_care_team_and_cancels_the_timeout(env: SimpleNamespace):
     out = await _check(env, "Some days I don't want to wake up")
     async with env.db.transaction() as s:
         res = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
-    assert res.status == "ok" and res.flag is None
+    assert res.status == "ok" and res.flag is not None and res.flag.severity == "moderate"
     env.clock.advance(minutes=10)
     await env.svc.sweeper.tick()
-    assert await _rows(env.db, Flag) == []
+    (flag,) = await _rows(env.db, Flag)
+    assert flag.severity == "moderate" and flag.source == "safety_confirm"
+    (ev,) = await _rows(env.db, FlagEvent)
+    assert ev.reason == safety.safety_rules().denied.other  # the stub's rules disclose nothing more
 
 
 async def test_answering_yes_raises_a_crisis_flag(env: SimpleNamespace):
@@ -138,12 +141,13 @@ async def test_someone_else_cannot_answer(env: SimpleNamespace):
     assert forged.status == "not_found"
 
 
-async def test_uncertain_moderate_asks_but_never_flags_by_itself(env: SimpleNamespace):
+async def test_uncertain_moderate_unanswered_is_flagged_moderate(env: SimpleNamespace):
     out = await _check(env, "maybe I'd be better off gone")
     assert out.check_id is not None
     env.clock.advance(hours=1)
-    assert await env.svc.sweeper.tick() == 0
-    assert await _rows(env.db, Flag) == []
+    assert await env.svc.sweeper.tick() == 1
+    (flag,) = await _rows(env.db, Flag)
+    assert flag.severity == "moderate" and flag.source == "safety_timeout"
 
 
 async def test_talk_request_and_followup_answers(env: SimpleNamespace):
@@ -161,3 +165,32 @@ async def test_detection_is_pure_and_uses_the_configured_detector(env: SimpleNam
     assert sig.explicit_crisis and sig.category == "suicide_self_harm"
     assert safety.detect("") == safety.NO_SIGNAL
     assert env.detector.calls == 1
+
+
+def test_what_the_words_disclosed_comes_from_the_rules_that_matched():
+    rules = safety.safety_rules()
+    assert rules.kind(("sh_did", "sh_topic")) == "self_harm"
+    assert rules.kind(("si_passive_wake",)) == "passive"
+    assert rules.kind(("si_not_ok",)) is None and rules.kind(()) is None
+    assert rules.denied_reason("self_harm") == "self-harm disclosed; intent denied"
+    assert rules.denied_reason("passive") == "wish to be dead; intent denied"
+    assert rules.denied_reason(None) == rules.denied.other
+    assert safety.followup_kind("self_harm") == "self_harm" and safety.followup_kind("passive") is None
+
+
+def test_content_check_catches_an_unknown_risk_rule_and_a_missing_followup(tmp_path):
+    import shutil
+
+    from bot.content import DEFAULT_CONTENT_DIR
+
+    root = tmp_path / "content"
+    shutil.copytree(DEFAULT_CONTENT_DIR, root)
+    assert safety.check_content(root) == []
+    f = root / "rules" / "safety.yaml"
+    f.write_text(
+        f.read_text(encoding="utf-8").replace("[sh_intent,", "[sh_no_such_rule,").replace("followup: [self_harm]", "followup: [self_harm, passive]"),
+        encoding="utf-8",
+    )
+    problems = [m for _, _, m in safety.check_content(root)]
+    assert any("sh_no_such_rule" in m for m in problems)
+    assert any("safety.followup_passive" in m for m in problems)
