@@ -30,6 +30,7 @@ from bot.inbox import Inbox
 from bot.outbox import Sender
 from bot.roles import Roles
 from bot.scheduler import Sweeper
+from bot.signals import SignalKeeper
 from bot.transport import Poller, WebhookServer
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class Services:
     roles: Roles
     updates_request: BaseRequest  # long polling's own connection (python-telegram-bot's getUpdates one)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Safety signals the database could not store, kept and retried (set by build_application).
+    signals: SignalKeeper = field(init=False)
     # Called with each update_id once its handlers have run (tests and benchmarks listen here).
     processed_hooks: list[Callable[[int], None]] = field(default_factory=list)
     # Run once at start-up, after recovery (e.g. make sure every patient has a next prompt).
@@ -138,6 +141,7 @@ def build_application(
         updates_request=updates_request,
     )
     svc.sweeper.after_tick.append(svc.sender.wake)
+    svc.signals = SignalKeeper(svc)
     app.bot_data["svc"] = svc
 
     import handlers
@@ -151,6 +155,8 @@ async def start_services(app: Application) -> None:  # type: ignore[type-arg]
     svc: Services = app.bot_data["svc"]
     import handlers
 
+    # The key must read what is stored (a changed or removed key stops the start, in one sentence).
+    await crypto.check_key(svc.db, svc.clock.now())
     if svc.settings.counselor_chat_id is not None:
         async with svc.db.session() as s:
             svc.settings.counselor_chat_id = await group.current_id(s, svc.settings.counselor_chat_id)
@@ -165,6 +171,7 @@ async def start_services(app: Application) -> None:  # type: ignore[type-arg]
         except Exception:
             log.exception("a start-up task failed")
     await svc.sender.start()
+    svc.signals.start()
     if app.job_queue is not None:
         app.job_queue.run_repeating(
             _sweep_job, interval=svc.settings.sweep_interval_seconds, first=0.5, name="sweeper"
@@ -180,6 +187,7 @@ async def _sweep_job(ctx: Ctx) -> None:
 
 async def stop_services(app: Application) -> None:  # type: ignore[type-arg]
     svc: Services = app.bot_data["svc"]
+    await svc.signals.stop()
     await svc.sender.stop()
 
 
