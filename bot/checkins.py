@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, cast, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import onboarding_hooks, sobriety, state
+from bot import lapse, onboarding_hooks, sobriety, state
 from bot.clinical import (
     CheckinAnswers,
     Clinical,
@@ -39,7 +39,6 @@ from bot.clock import ensure_utc, local_date, local_datetime, next_local_due
 from bot.content import Content, Html
 from bot.flags import CATEGORIES, raise_flag
 from bot.keyboards import inline_keyboard
-from bot.lapse import lapse_message
 from bot.models import CheckinEntry, Patient, ScheduledItem
 from bot.outbox import Outgoing, enqueue
 from bot.people import PatientInfo
@@ -121,6 +120,47 @@ def _visible(inst: Instrument, mat: bool) -> list[Item]:
     return inst.visible_items({"mat"} if mat else set())
 
 
+# How often a patient in medication-assisted treatment takes their medication (asked in
+# onboarding and /settings). Daily: the medication item is in every check-in. Weekly or
+# monthly (an injection): it is asked in the week's (Monday to Sunday) or the month's check-ins
+# until it is answered with one of `_DOSE_ANSWERED` (the item's option values: "not yet" asks
+# again next time), with its own wording (`texts.medication_<schedule>` of the instrument).
+_DOSE_ANSWERED = ("taken", "not_taken")
+
+
+def medication_period_start(schedule: str | None, day: date) -> date | None:
+    """The first day of the period the medication item asks about (None: every day)."""
+    if schedule == "weekly":
+        return day - timedelta(days=day.weekday())
+    if schedule == "monthly":
+        return day.replace(day=1)
+    return None
+
+
+async def _medication_due(session: AsyncSession, patient: PatientInfo, day: date) -> bool:
+    """Whether the medication item belongs in this patient's check-in of `day`."""
+    if not patient.mat:
+        return False
+    since = medication_period_start(patient.medication_schedule, day)
+    if since is None:
+        return True
+    row = (await session.execute(_DOSE_DONE, {"patient_id": patient.id, "since": since, "before": day})).first()
+    return row is None
+
+
+async def _items(session: AsyncSession, inst: Instrument, patient: PatientInfo, day: date) -> list[Item]:
+    """The items of this patient's check-in of `day`, in order."""
+    return _visible(inst, await _medication_due(session, patient, day))
+
+
+def _worded(inst: Instrument, patient: PatientInfo, item: Item) -> Item:
+    """The item as this patient reads it (the medication item follows their schedule)."""
+    if item.only_if != "mat" or patient.medication_schedule not in ("weekly", "monthly"):
+        return item
+    prompt = inst.texts.get(f"medication_{patient.medication_schedule}")
+    return item.model_copy(update={"prompt": prompt}) if prompt else item
+
+
 def _stamp(value: Any, now: datetime) -> dict[str, Any]:
     return {"v": value, "at": ensure_utc(now).isoformat()}
 
@@ -177,6 +217,18 @@ _ENTRY = (
     .where(_E.patient_id == bindparam("patient_id"), _E.local_date == bindparam("day"))
     .with_for_update()
 )
+# A weekly or monthly medication dose already answered in the period (see `_medication_due`).
+_DOSE_DONE = (
+    select(_E.id)
+    .where(
+        _E.patient_id == bindparam("patient_id"),
+        _E.local_date >= bindparam("since"),
+        _E.local_date < bindparam("before"),
+        _E.completed_at.is_not(None),
+        _E.medication.in_([literal(v) for v in _DOSE_ANSWERED]),
+    )
+    .limit(1)
+)
 _SAVE = (
     update(CheckinEntry.__table__)
     .where(_E.id == bindparam("entry_id"))
@@ -218,14 +270,16 @@ async def _ask(
     """The question `entry.step` names (the first one if it is not shown to this patient).
     Moves `entry.step` there; the caller saves the entry."""
     inst = _instrument(content, patient.language)
-    items = _visible(inst, patient.mat)
+    items = await _items(session, inst, patient, entry.local_date)
     item = next((i for i in items if i.id == entry.step), items[0])
     entry.step = item.id
     if item.kind == "text":
         await state.set_(session, patient.telegram_id, NOTE_STATE, {"entry": entry.id, "item": item.id}, now)
     elif clear_note:
         await state.clear(session, patient.telegram_id, NOTE_STATE)
-    return question_screen(content, patient.language, inst, items, item, dict(entry.draft or {}), intro=intro)
+    return question_screen(
+        content, patient.language, inst, items, _worded(inst, patient, item), dict(entry.draft or {}), intro=intro
+    )
 
 
 async def start(session: AsyncSession, content: Content, patient: PatientInfo, now: datetime) -> Result:
@@ -233,8 +287,8 @@ async def start(session: AsyncSession, content: Content, patient: PatientInfo, n
     c = content
     lang = patient.language
     inst = _instrument(content, lang)
-    items = _visible(inst, patient.mat)
     today = local_date(now, patient.timezone)
+    items = await _items(session, inst, patient, today)
     await schedule_next_prompt(session, patient.id, now)
     entry = await _entry(session, patient.id, today)
     if entry is None:
@@ -273,7 +327,7 @@ async def _current(
     if entry is None or entry.step != item_id:
         return None
     inst = _instrument(content, patient.language)
-    items = _visible(inst, patient.mat)
+    items = await _items(session, inst, patient, entry.local_date)
     item = next((i for i in items if i.id == item_id), None)
     if item is None or (kinds is not None and item.kind not in kinds):
         return None
@@ -386,7 +440,7 @@ async def note(
         await state.clear(session, patient.telegram_id, NOTE_STATE)
         return None
     inst = _instrument(content, patient.language)
-    items = _visible(inst, patient.mat)
+    items = await _items(session, inst, patient, entry.local_date)
     item = next((i for i in items if i.id == entry.step), None)
     if item is None or item.kind != "text":
         return None
@@ -421,7 +475,7 @@ async def back(session: AsyncSession, content: Content, patient: PatientInfo, no
     if entry is None:
         return None
     inst = _instrument(content, patient.language)
-    items = _visible(inst, patient.mat)
+    items = await _items(session, inst, patient, entry.local_date)
     ids = [i.id for i in items]
     pos = ids.index(entry.step) if entry.step in ids else 0
     entry.step = ids[max(0, pos - 1)]
@@ -484,40 +538,56 @@ async def finish(
     )
     entry.step, entry.draft, entry.completed_at = None, None, now
 
-    rule_values = {k: v for k, v in values.items() if k != "note" and v is not None}
+    texts = {i.id: values.get(i.id) for i in inst.items if i.kind == "text"}
+    rule_values = {k: v for k, v in values.items() if k not in texts and v is not None}
+    # A typed note is a fact the closing can reflect (`note_written`), never its words.
+    rule_values.update({f"{k}_written": True for k, v in texts.items() if isinstance(v, str) and v.strip()})
     recent = await recent_answers(session, patient.id, entry.local_date)
     outcome = checkin_outcome(clinical.checkin_rules, CheckinAnswers(entry.local_date, rule_values), recent)
     for f in outcome.flags:
         await raise_rule_flag(session, patient.id, f, source="checkin", now=now)
 
-    lapse = values.get("use") == "used"
-    numbers, milestone = await sobriety.counter(
-        session, patient.id, clinical.milestones, entry.local_date, now, lapse=lapse
-    )
-
     rows: list[Row] = []
-    if outcome.reply == "lapse":
-        # The lapse flow: non-shaming, what happened, what helped, the next right step.
-        lapse_text, lapse_rows = lapse_message(lang, patient, content=content)
-        parts = [lapse_text]
-        rows += [list(r) for r in lapse_rows]
+    milestone: int | None = None
+    lapsed = outcome.reply == "lapse"
+    if lapsed:
+        # The lapse flow (the same as for a lapse in the patient's own words): the counter
+        # restarts today, non-shaming lines, what happened, the next right step.
+        note = " ".join(v for v in texts.values() if isinstance(v, str)) or None
+        reply = await lapse.record(
+            session, content, patient, now, day=entry.local_date, words=note,
+            missed_dose=values.get("medication") == "not_taken",
+        )
+        numbers = reply.numbers
+        parts = [reply.text]
+        rows += [list(r) for r in reply.rows]
     else:
-        parts = [inst.replies.get(outcome.reply) or inst.replies.get("default") or c.t("checkins.thanks", lang)]
+        numbers, milestone = await sobriety.counter(session, patient.id, clinical.milestones, entry.local_date, now)
+        default = outcome.reply == clinical.checkin_rules.closing[-1].reply
+        reflections = [inst.notes[n] for n in outcome.reflections if n in inst.notes]
+        if default and reflections:
+            # The closing reflects the answers (low mood, loneliness, ...) instead of one line.
+            parts = [c.t("checkins.thanks", lang), *reflections]
+        else:
+            reply_text = inst.replies.get(outcome.reply) or inst.replies.get("default") or c.t("checkins.thanks", lang)
+            parts = [reply_text, *reflections]
     parts += [inst.notes[n] for n in outcome.notes if n in inst.notes]
-    if outcome.reply == "default" and numbers is not None and numbers.current_days > 0:
+    if not lapsed and outcome.reply == "default" and numbers is not None and numbers.current_days > 0:
         streak = inst.texts.get("streak")
         if streak:
             parts.append(streak.format(days=numbers.current_days))
-    if outcome.offer_urge_tools and outcome.reply != "lapse":  # the lapse flow has its own tools
+    if outcome.offer_urge_tools and not lapsed:  # the lapse flow has its own tools
         rows.append([(c.t("checkins.urge_button", lang), "sos:open")])
     screens = [Screen("\n\n".join(parts), rows)]
 
     if milestone is not None:
         screens.append(milestone_screen(content, lang, milestone))
 
-    from bot import assessments
+    if not lapsed:
+        # Not right after a lapse: "your assessment is due" can wait for the next check-in.
+        from bot import assessments
 
-    screens += await assessments.offers(session, content, patient, entry.local_date)
+        screens += await assessments.offers(session, content, patient, entry.local_date)
     return Result(screens, finished=True, flags=tuple(flag_category(f.category) for f in outcome.flags))
 
 

@@ -493,6 +493,11 @@ class CheckinRules(_Model):
     urge_tools: When | None = None
     closing: list[ClosingRule] = Field(min_length=1)
     notes: list[NoteRule] = Field(default_factory=list)
+    # Lines of the closing that reflect the answers (low mood, loneliness, ...), in order of
+    # priority; at most `reflections_max` lines, the closing reply itself counting as one
+    # unless it is the default reply.
+    reflections: list[NoteRule] = Field(default_factory=list)
+    reflections_max: int = Field(default=2, ge=0, le=5)
     flags: list[FlagRule] = Field(default_factory=list)
     silent: list[SilentRule] = Field(default_factory=list)
 
@@ -700,6 +705,9 @@ class CheckinOutcome:
     offer_urge_tools: bool
     high_craving: bool
     flags: tuple[FlagRequest, ...]
+    reflections: tuple[str, ...] = ()
+    """Ids of the lines reflecting the answers (at most ``reflections_max`` with the reply),
+    texts in ``Clinical.checkin(lang).notes``."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -1033,12 +1041,15 @@ def checkin_outcome(
         return days >= condition.on_days.at_least
 
     reply = next((c.reply for c in rules.closing if c.when is None or holds(c.when)), "default")
+    budget = rules.reflections_max - (0 if reply == rules.closing[-1].reply else 1)
+    reflections = [n.id for n in rules.reflections if holds(n.when)]
     return CheckinOutcome(
         reply=reply,
         notes=tuple(n.id for n in rules.notes if holds(n.when)),
         offer_urge_tools=rules.urge_tools is not None and holds(rules.urge_tools.when),
         high_craving=bool(today_facts.get("high_craving", False)),
         flags=_by_severity([_flag(r) for r in rules.flags if holds(r.when)]),
+        reflections=tuple(reflections[: max(0, budget)]),
     )
 
 
@@ -1680,6 +1691,7 @@ class _Loader:
         for item in checkin.items:
             values = frozenset(o.value for o in item.options)
             if item.kind == "text":
+                facts[f"{item.id}_written"] = _FactSpec("bool")  # the patient typed something
                 continue
             if item.kind == "multi":
                 facts[item.id] = _FactSpec("set", values)
@@ -1718,6 +1730,11 @@ class _Loader:
         for i, note in enumerate(rules.notes):
             check(("notes", i, "when"), note.when)
         self.unique(rel, [(("notes", i, "id"), n.id) for i, n in enumerate(rules.notes)], "note id")
+        for i, note in enumerate(rules.reflections):
+            check(("reflections", i, "when"), note.when)
+        self.unique(
+            rel, [(("reflections", i, "id"), n.id) for i, n in enumerate(rules.reflections)], "reflection id"
+        )
         for i, silent in enumerate(rules.silent):
             self.rule_id(rel, ("silent", i, "id"), silent.id)
         self.unique(
@@ -1735,7 +1752,7 @@ class _Loader:
                     self.at(
                         inst_rel, ("replies",), f"no text for closing reply {reply!r} used in {rel}"
                     )
-            for note in rules.notes:
+            for note in [*rules.notes, *rules.reflections]:
                 if note.id not in model.notes:
                     self.at(inst_rel, ("notes",), f"no text for note {note.id!r} used in {rel}")
 

@@ -208,7 +208,7 @@ def _load_checkers() -> None:
     """Import the modules that own content so their checkers are registered."""
     import importlib
 
-    for mod in ("bot.clinical", "bot.risk", "bot.sos_rules", "bot.onboarding", "bot.flags", "bot.free_text", "bot.crisis", "bot.safety"):
+    for mod in ("bot.clinical", "bot.risk", "bot.sos_rules", "bot.onboarding", "bot.flags", "bot.free_text", "bot.lapse", "bot.crisis", "bot.safety"):
         try:
             m = importlib.import_module(mod)
         except ImportError:

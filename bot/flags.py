@@ -13,10 +13,11 @@ sweeper kinds, the sender's hook that records where each post landed).
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +33,16 @@ from bot.audit import audit
 from bot.clock import ensure_utc, local_date, next_local_due
 from bot.config import Settings
 from bot.content import DEFAULT_CONTENT_DIR, Content, Html, get_content, register_checker
-from bot.models import Flag, FlagEvent, OnCall, OutboxMessage, Patient, ScheduledItem, StaffRole
+from bot.models import (
+    Flag,
+    FlagEvent,
+    OnCall,
+    OutboxMessage,
+    Patient,
+    RuntimeSetting,
+    ScheduledItem,
+    StaffRole,
+)
 from bot.outbox import Outgoing, enqueue
 from bot.scheduler import cancel, schedule
 
@@ -56,6 +66,27 @@ CATEGORIES = (
     "talk_request",
     "missed_sessions",
 )
+
+STATUSES = ("open", "claimed", "resolved")
+# Where a trigger comes from (`raise_flag(source=...)`), each with a label in flags.source.
+# Assessments add `assessment_<instrument>` for every instrument in content/rules/assessments.yaml.
+SOURCES = (
+    "message",
+    "edited_message",
+    "caption",
+    "checkin",
+    "checkin_note",
+    "checkin_lapse",
+    "checkin_silence",
+    "safety_confirm",
+    "safety_timeout",
+    "talk",
+    "sos",
+    "urge_followup",
+    "followup",
+    "relay_ended",
+)
+ASSESSMENT_SOURCE = "assessment_"
 
 KIND_RENOTIFY = "flag_renotify"
 KIND_FOLLOWUP = "flag_followup"
@@ -103,10 +134,15 @@ class DigestRules(_M):
         return time(int(h), int(m))
 
 
+class NewTriggerRules(_M):
+    quiet_minutes: int = Field(default=10, ge=0)
+
+
 class EscalationRules(_M):
     default_region: str = "us"
     confirm: ConfirmRules = ConfirmRules()
     talk: TalkRules = TalkRules()
+    new_trigger: NewTriggerRules = NewTriggerRules()
     followup: FollowupRules = FollowupRules()
     digest: DigestRules = DigestRules()
 
@@ -144,6 +180,65 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
         _ = r.digest.at
     except Exception:
         out.append(("rules/escalation.yaml", 0, f"digest.time: expected HH:MM, got {r.digest.time!r}"))
+    return out + check_labels(content_dir)
+
+
+def sources(content_dir: Path | None = None) -> list[str]:
+    """Every trigger source the code can produce: SOURCES and one per assessment instrument."""
+    p = Path(content_dir or DEFAULT_CONTENT_DIR) / "rules" / "assessments.yaml"
+    try:
+        instruments = (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("instruments") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        instruments = {}
+    return [*SOURCES, *(ASSESSMENT_SOURCE + str(name) for name in instruments)]
+
+
+def _rule_categories(content_dir: Path) -> list[tuple[str, str]]:
+    """(file, category) for every flag category a clinical rule in content/rules names."""
+    out: list[tuple[str, str]] = []
+
+    def walk(node: Any, file: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "category" and isinstance(v, str):
+                    out.append((file, v))
+                else:
+                    walk(v, file)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, file)
+
+    for f in sorted((Path(content_dir) / "rules").glob("*.yaml")):
+        try:
+            walk(yaml.safe_load(f.read_text(encoding="utf-8")), f"rules/{f.name}")
+        except (OSError, yaml.YAMLError):
+            continue  # reported as a syntax error by the content check itself
+    return out
+
+
+def check_labels(content_dir: Path) -> list[tuple[str, int, str]]:
+    """Every category, severity, status and source the code can produce has a label in every
+    language (a missing one would show a raw key to counselors), and every category a clinical
+    rule names is one the flag service knows."""
+    from bot.checkins import flag_category  # the rules' older category names map here
+
+    root = Path(content_dir)
+    out: list[tuple[str, int, str]] = []
+    for file, cat in _rule_categories(root):
+        if flag_category(cat) not in CATEGORIES:
+            out.append((file, 0, f"category {cat!r} is not a flag category (one of {', '.join(CATEGORIES)})"))
+    wanted = {"category": CATEGORIES, "severity": SEVERITIES, "status": STATUSES, "source": sources(root)}
+    try:
+        content = Content(root)
+    except Exception:
+        return out  # broken message files are reported by the message check
+    for lang in content.languages:
+        have = content.messages.get(lang, {})
+        for kind, keys in wanted.items():
+            for key in keys:
+                value = have.get(f"flags.{kind}.{key}")
+                if not isinstance(value, str) or not value.strip():
+                    out.append((f"{lang}/messages/flags.yaml", 0, f"flags.{kind}.{key}: no label in {lang!r}"))
     return out
 
 
@@ -241,6 +336,7 @@ class FlagInfo:
     resolved_by_name: str | None
     group_message_id: int | None
     rev: int
+    last_trigger_at: datetime | None = None  # set by open_flags: the latest trigger's time
 
 
 @dataclass(frozen=True)
@@ -369,24 +465,28 @@ async def raise_flag(
         flag.severity = severity
         flag.rev = (flag.rev or 0) + 1
         escalated = True
-    session.add(
-        FlagEvent(
-            flag_id=flag.id,
-            at=now,
-            kind="trigger",
-            actor_id=actor_id,
-            source=source,
-            severity=severity,
-            reason=reason[:200],
-            evidence=evidence,
-        )
+    if source not in SOURCES and not source.startswith(ASSESSMENT_SOURCE) and source not in _unknown_sources:
+        _unknown_sources.add(source)
+        log.warning("flags: trigger source %r is not in flags.SOURCES (it has no label)", source)
+    event = FlagEvent(
+        flag_id=flag.id,
+        at=now,
+        kind="trigger",
+        actor_id=actor_id,
+        source=source,
+        severity=severity,
+        reason=reason[:200],
+        evidence=evidence,
     )
+    session.add(event)
     await session.flush()
-    await _after_raise(session, flag, created, escalated, now)
+    await _after_raise(session, flag, created, escalated, now, event)
     for hook in _on_raised:
         await hook(session, flag, created, escalated, now)
     return FlagResult(flag.id, created, flag.severity, escalated)
 
+
+_unknown_sources: set[str] = set()
 
 # Other areas may subscribe (e.g. metrics); the escalation workflow itself runs in _after_raise.
 _on_raised: list = []  # type: ignore[type-arg]
@@ -397,7 +497,9 @@ def on_raised(hook) -> None:  # type: ignore[no-untyped-def]
     _on_raised.append(hook)
 
 
-async def _after_raise(session: AsyncSession, flag: Flag, created: bool, escalated: bool, now: datetime) -> None:
+async def _after_raise(
+    session: AsyncSession, flag: Flag, created: bool, escalated: bool, now: datetime, event: FlagEvent
+) -> None:
     wf = _workflow
     if wf is None:
         log.warning("flags: workflow not configured; flag %s stored without a group post", flag.id)
@@ -406,24 +508,126 @@ async def _after_raise(session: AsyncSession, flag: Flag, created: bool, escalat
         await _post(session, wf, flag, now)
     elif escalated:
         await _edit_posts(session, wf, flag, now)
+    # A new high or crisis trigger on a flag that is already open or claimed reaches the group
+    # again (a reply to the flag's post), and re-notification starts over from it.
+    urgent = not created and event.severity is not None and rank(event.severity) >= rank("high")
+    renewed = urgent and await _notify_new_trigger(session, wf, flag, event, escalated, now)
     if not created and flag.status == "claimed" and flag.claimed_by is not None:
         # The counselor who holds the flag hears about every new trigger (no words, no name).
         info = _info(flag, await _code(session, flag.patient_id))
+        text, kb = _render(info)
         await enqueue(
             session,
             Outgoing(
                 flag.claimed_by,
-                wf.content.t("flags.new_trigger", wf.lang, id=flag.id, code=info.patient_code) + "\n\n" + render_post(info),
-                reply_markup=post_keyboard(info),
+                wf.content.t("flags.new_trigger", wf.lang, id=flag.id, code=info.patient_code) + "\n\n" + text,
+                reply_markup=kb,
             ),
             now=now,
             ref=f"flag:{flag.id}:{flag.rev or 0}:t",
         )
-    if (created or escalated) and flag.status == "open":
+    if flag.status != "open":
+        return
+    if renewed:
+        await _restart_renotify(session, wf, flag, now, event)
+    elif created or escalated:
         await _schedule_renotify(session, wf, flag, now)
 
 
+async def _notify_new_trigger(
+    session: AsyncSession, wf: Workflow, flag: Flag, event: FlagEvent, escalated: bool, now: datetime
+) -> bool:
+    """Tell the group about a new high or crisis trigger on an open or claimed flag.
+
+    Triggers that follow the flag's last notice within `new_trigger.quiet_minutes` (a patient
+    writing several messages in a row) are not posted again unless the severity rose. True when
+    the group was told.
+    """
+    if wf.group is None:
+        return False
+    if not escalated:
+        last = (
+            await session.execute(
+                select(func.max(FlagEvent.at)).where(FlagEvent.flag_id == flag.id, FlagEvent.kind == "notify")
+            )
+        ).scalar_one_or_none()
+        opened = ensure_utc(flag.opened_at)
+        last = max(ensure_utc(last), opened) if last is not None else opened
+        if now - last < timedelta(minutes=wf.rules.new_trigger.quiet_minutes):
+            return False
+    c, lang = wf.content, wf.lang
+    info = _info(flag, await _code(session, flag.patient_id))
+    text, kb = _render(info)
+    head = c.t(
+        "flags.new_trigger_group",
+        lang,
+        id=flag.id,
+        code=info.patient_code,
+        source=label(c, lang, "source", event.source or "?"),
+        severity=Html(label(c, lang, "severity", event.severity or flag.severity)),
+        time=now.astimezone(ZoneInfo(wf.zone)).strftime("%H:%M %Z"),
+    )
+    params = None
+    if flag.group_message_id is not None:
+        params = {"reply_parameters": {"message_id": flag.group_message_id, "allow_sending_without_reply": True}}
+    await enqueue(
+        session,
+        Outgoing(wf.group, head + "\n\n" + text, params=params, reply_markup=kb),
+        now=now,
+        dedup_key=f"flagtrigger:{flag.id}:{event.id}",
+        ref=f"flag:{flag.id}:{flag.rev or 0}:n{event.id}",
+    )
+    session.add(FlagEvent(flag_id=flag.id, at=now, kind="notify", source=event.source, severity=event.severity))
+    return True
+
+
 # -- rendering (group-safe: code, category, severity, times, flag id) -------------------------
+
+_missing_labels: set[tuple[str, str]] = set()
+
+
+def label(c: Content, lang: str, kind: str, key: str) -> str:
+    """The label `flags.<kind>.<key>` (kind: category, severity, status or source).
+
+    A missing one (content not updated with the code) shows the key in plain words and is logged
+    once: a gap in the words never costs a flag or the answers that raised it.
+    """
+    name = f"flags.{kind}.{key}"
+    if c.has(name, lang):
+        try:
+            return c.t(name, lang)
+        except Exception:
+            pass
+    if (name, lang) not in _missing_labels:
+        _missing_labels.add((name, lang))
+        log.error("flags: no label %s for language %s; showing the key instead", name, lang)
+    plain = html.escape(str(key).replace("_", " "), quote=False)
+    return plain.upper() if kind == "severity" else plain
+
+
+def _plain_post(info: FlagInfo) -> str:
+    """A last-resort post that needs no content at all (a broken template must not lose a flag)."""
+    return html.escape(
+        f"{info.severity.upper()} · Flag #{info.id} · {info.patient_code} · {info.category.replace('_', ' ')}",
+        quote=False,
+    )
+
+
+def _render(info: FlagInfo) -> tuple[str, dict[str, Any]]:
+    """The post's text and buttons, never raising: the flag reaches the group whatever the words."""
+    try:
+        text = render_post(info)
+    except Exception as exc:
+        log.error("flags: the post of flag %s could not be rendered (%s); sending a plain one", info.id, type(exc).__name__)
+        text = _plain_post(info)
+    try:
+        kb = post_keyboard(info)
+    except Exception as exc:
+        log.error("flags: the buttons of flag %s could not be rendered (%s)", info.id, type(exc).__name__)
+        kb = {"inline_keyboard": [[{"text": f"{a.title()} #{info.id}", "callback_data": f"fl:{a}:{info.id}"}] for a in ("claim", "details", "resolve")]}
+    return text, kb
+
+
 
 
 def render_post(info: FlagInfo, *, content: Content | None = None, lang: str | None = None, zone: str | None = None) -> str:
@@ -445,10 +649,10 @@ def render_post(info: FlagInfo, *, content: Content | None = None, lang: str | N
     return c.t(
         "flags.post",
         lang,
-        severity=Html(c.t(f"flags.severity.{info.severity}", lang)),
+        severity=Html(label(c, lang, "severity", info.severity)),
         id=info.id,
         code=info.patient_code,
-        category=c.t(f"flags.category.{info.category}", lang),
+        category=label(c, lang, "category", info.category),
         time=t(info.opened_at),
         state=state,
     )
@@ -476,9 +680,10 @@ async def _post(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime) 
         log.warning("flags: COUNSELOR_CHAT_ID is not set; flag %s is not posted", flag.id)
         return
     info = _info(flag, await _code(session, flag.patient_id))
+    text, kb = _render(info)
     await enqueue(
         session,
-        Outgoing(wf.group, render_post(info), reply_markup=post_keyboard(info)),
+        Outgoing(wf.group, text, reply_markup=kb),
         now=now,
         dedup_key=f"flagpost:{flag.id}",
         ref=f"flag:{flag.id}:{flag.rev or 0}:main",
@@ -488,7 +693,7 @@ async def _post(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime) 
 async def _edit_posts(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime) -> None:
     """Show the flag's new state on every message that carries it."""
     info = _info(flag, await _code(session, flag.patient_id))
-    text, kb = render_post(info), post_keyboard(info)
+    text, kb = _render(info)
     for chat_id, message_id in flag.posts or []:
         await enqueue(
             session,
@@ -515,9 +720,10 @@ async def record_sent(session: AsyncSession, ref: str, chat_id: int, message_id:
         flag.group_message_id = message_id
     if int(parts[2]) != (flag.rev or 0):
         info = _info(flag, await _code(session, flag.patient_id))
+        text, kb = _render(info)
         await enqueue(
             session,
-            Outgoing(chat_id, render_post(info), method="editMessageText", params={"message_id": message_id}, reply_markup=post_keyboard(info)),
+            Outgoing(chat_id, text, method="editMessageText", params={"message_id": message_id}, reply_markup=kb),
             now=now,
             ref=f"flagedit:{flag.id}:{flag.rev or 0}",
         )
@@ -550,6 +756,21 @@ async def _schedule_renotify(session: AsyncSession, wf: Workflow, flag: Flag, no
         )
 
 
+async def _restart_renotify(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime, event: FlagEvent) -> None:
+    """Start the re-notification steps over from a new trigger (a round of its own: the steps
+    already run for earlier triggers run again, and pending ones are replaced)."""
+    await cancel(session, key_prefix=f"flagrenotify:f{flag.id}:")
+    flag.renotify_stage = 0
+    for stage, minutes in _renotify_plan(wf, flag.severity):
+        await schedule(
+            session,
+            KIND_RENOTIFY,
+            f"flagrenotify:f{flag.id}:t{event.id}:s{stage}",
+            now + timedelta(minutes=minutes),
+            {"flag_id": flag.id, "stage": stage, "patient_id": flag.patient_id, "round": event.id, "since": now.isoformat()},
+        )
+
+
 async def _renotify_item(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
     wf = _workflow
     payload = item.payload or {}
@@ -561,39 +782,68 @@ async def _renotify_item(session: AsyncSession, item: ScheduledItem, now: dateti
         return
     info = _info(flag, await _code(session, flag.patient_id))
     c, lang = wf.content, wf.lang
-    minutes = int((now - flag.opened_at).total_seconds() // 60)
+    # A round started by a later trigger counts its minutes from that trigger.
+    round_id = payload.get("round")
+    suffix = f":t{round_id}" if round_id else ""
+    try:
+        since = ensure_utc(datetime.fromisoformat(str(payload["since"])))
+    except (KeyError, ValueError):
+        since = ensure_utc(flag.opened_at)
+    minutes = int((now - since).total_seconds() // 60)
     oncall = await get_oncall(session)
-    text = render_post(info)
-    kb = post_keyboard(info)
-    ref = f"flag:{flag.id}:{flag.rev or 0}:r{stage}"
+    text, kb = _render(info)
+    ref = f"flag:{flag.id}:{flag.rev or 0}:r{stage}{suffix}"
     if stage == 1:
         if wf.group is not None:
             if oncall is not None:
                 mention = c.t("flags.mention", lang, id=oncall.telegram_id, name=oncall.name or str(oncall.telegram_id))
-            else:
+            elif await _say_no_oncall(session, wf, now):
                 mention = c.t("flags.no_oncall", lang)
-            head = c.t("flags.repost", lang, minutes=minutes, mention=Html(mention))
+            else:
+                mention = ""
+            head = c.t("flags.repost", lang, minutes=minutes, mention=Html(mention)).rstrip()
             await enqueue(
                 session, Outgoing(wf.group, head + "\n\n" + text, reply_markup=kb), now=now,
-                dedup_key=f"flagrenotify:{flag.id}:1", ref=ref,
+                dedup_key=f"flagrenotify:{flag.id}:1{suffix}", ref=ref,
             )
     else:
         head = c.t("flags.dm_alert", lang, minutes=minutes)
         for uid in await counselor_ids(session, wf.settings):
             await enqueue(
                 session, Outgoing(uid, head + "\n\n" + text, reply_markup=kb), now=now,
-                dedup_key=f"flagrenotify:{flag.id}:2:{uid}", ref=ref,
+                dedup_key=f"flagrenotify:{flag.id}:2{suffix}:{uid}", ref=ref,
             )
     flag.renotify_stage = stage
     session.add(FlagEvent(flag_id=flag.id, at=now, kind="renotify", detail={"stage": stage}))
 
 
+NO_ONCALL_SAID = "flags:no_oncall_said"
+
+
+async def _say_no_oncall(session: AsyncSession, wf: Workflow, now: datetime) -> bool:
+    """True at most once a clinic day: "nobody is on call" is a reminder, not a refrain."""
+    today = local_date(now, wf.zone).isoformat()
+    row = await session.get(RuntimeSetting, NO_ONCALL_SAID, with_for_update=True)
+    if row is not None and row.value == today:
+        return False
+    if row is None:
+        session.add(RuntimeSetting(key=NO_ONCALL_SAID, value=today, updated_at=now))
+    else:
+        row.value, row.updated_at = today, now
+    return True
+
+
 async def counselor_ids(session: AsyncSession, settings: Settings) -> list[int]:
-    """Everyone to alert directly: counselors by role, admins, and the on-call counselor."""
+    """Everyone to alert directly: counselors by role, admins, the on-call counselor, and every
+    member of the counselors' group (its roster). A chat that refused the bot (never opened, or
+    blocked) is marked by the sender and not written to again until the person opens it."""
+    from bot.roles import group_members
+
     ids = set(
         (await session.execute(select(StaffRole.telegram_id).where(StaffRole.role.in_(("counselor", "admin"))))).scalars()
     )
     ids.update(settings.admin_user_ids)
+    ids.update(await group_members(session))
     oc = await get_oncall(session)
     if oc is not None:
         ids.add(oc.telegram_id)
@@ -672,17 +922,35 @@ async def get_flag(session: AsyncSession, flag_id: int) -> FlagInfo | None:
 
 
 async def open_flags(session: AsyncSession, limit: int = 50) -> list[FlagInfo]:
-    """Open and claimed flags, oldest first."""
+    """Open and claimed flags, the most recent trigger first (a flag opened hours ago that just
+    had a new trigger is at the top), each with the time of that latest trigger."""
+    latest = (
+        select(FlagEvent.flag_id, func.max(FlagEvent.at).label("at"))
+        .where(FlagEvent.kind == "trigger")
+        .group_by(FlagEvent.flag_id)
+        .subquery()
+    )
+    last_at = func.coalesce(latest.c.at, Flag.opened_at)
     rows = (
         await session.execute(
-            select(Flag, Patient.code)
+            select(Flag, Patient.code, last_at)
             .join(Patient, Patient.id == Flag.patient_id)
+            .outerjoin(latest, latest.c.flag_id == Flag.id)
             .where(Flag.status != "resolved")
-            .order_by(Flag.opened_at, Flag.id)
+            .order_by(last_at.desc(), Flag.id.desc())
             .limit(limit)
         )
     ).all()
-    return [_info(f, code) for f, code in rows]
+    return [replace(_info(f, code), last_trigger_at=_as_utc(at) or f.opened_at) for f, code, at in rows]
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """A timestamp from an aggregate (SQLite gives it back as text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return ensure_utc(value)
 
 
 async def history(session: AsyncSession, flag_id: int) -> list[EventInfo]:
@@ -776,8 +1044,8 @@ def render_details(d: FlagDetails, *, content: Content | None = None, lang: str 
             id=d.flag.id,
             code=d.flag.patient_code,
             name=d.first_name or "–",
-            severity=Html(c.t(f"flags.severity.{d.flag.severity}", lang)),
-            category=c.t(f"flags.category.{d.flag.category}", lang),
+            severity=Html(label(c, lang, "severity", d.flag.severity)),
+            category=label(c, lang, "category", d.flag.category),
         )
     ]
     for tr in d.triggers[-10:]:
@@ -897,11 +1165,11 @@ async def build_digest(session: AsyncSession, now: datetime) -> str:
                 "flags.digest_flag",
                 lang,
                 id=f.id,
-                severity=Html(c.t(f"flags.severity.{f.severity}", lang)),
+                severity=Html(label(c, lang, "severity", f.severity)),
                 code=f.patient_code,
-                category=c.t(f"flags.category.{f.category}", lang),
+                category=label(c, lang, "category", f.category),
                 age=age_text(c, lang, now - f.opened_at),
-                state=c.t(f"flags.status.{f.status}", lang),
+                state=label(c, lang, "status", f.status),
             )
             for f in flags
         ]

@@ -1,5 +1,6 @@
 """Patient onboarding (DESIGN §2.1): invite → 18+ → consent → time zone → check-in time →
-sobriety date → medication-assisted treatment → active.
+sobriety date → medication-assisted treatment (and, if yes, how often: daily, weekly, monthly
+injection) → active.
 
 Before consent the patient row holds only the Telegram id, a patient code, the status and the
 step; the invite being used waits in the chat state. Declining consent or being under 18 erases
@@ -24,7 +25,7 @@ from bot import invites, onboarding_hooks, state
 from bot.audit import audit
 from bot.content import register_checker
 from bot.models import AuditEntry, ChatState, Patient
-from bot.people import PatientInfo, patient_by_telegram
+from bot.people import MEDICATION_SCHEDULES, PatientInfo, patient_by_telegram
 from bot.timezones import is_valid_zone
 
 STATE_KIND = "onboarding:step"
@@ -35,7 +36,8 @@ TIMEZONE = "timezone"
 CHECKIN_TIME = "checkin_time"
 SOBRIETY = "sobriety"
 MAT = "mat"
-STEPS = (AGE, CONSENT, TIMEZONE, CHECKIN_TIME, SOBRIETY, MAT)
+MAT_SCHEDULE = "mat_schedule"
+STEPS = (AGE, CONSENT, TIMEZONE, CHECKIN_TIME, SOBRIETY, MAT, MAT_SCHEDULE)
 
 EARLIEST_SOBRIETY = date(1940, 1, 1)
 
@@ -187,10 +189,30 @@ async def answer_sobriety(session: AsyncSession, telegram_id: int, d: date | Non
 
 
 async def answer_mat(session: AsyncSession, telegram_id: int, mat: bool, now: datetime) -> Progress:
+    """MAT yes asks how often the medication is taken next; no finishes onboarding."""
     p = await _at(session, telegram_id, MAT)
     if p is None:
         return Progress("stale")
     p.mat = mat
+    if mat:
+        return await _advance(session, p, MAT_SCHEDULE)
+    p.medication_schedule = None
+    return await _activate(session, p, now)
+
+
+async def answer_mat_schedule(session: AsyncSession, telegram_id: int, schedule: str, now: datetime) -> Progress:
+    """How often the MAT medication is taken (daily, weekly, monthly injection); finishes onboarding."""
+    if schedule not in MEDICATION_SCHEDULES:
+        raise ValueError(schedule)
+    p = await _at(session, telegram_id, MAT_SCHEDULE)
+    if p is None:
+        return Progress("stale")
+    p.medication_schedule = schedule
+    return await _activate(session, p, now)
+
+
+async def _activate(session: AsyncSession, p: Patient, now: datetime) -> Progress:
+    telegram_id = p.telegram_id
     p.status = "active"
     p.onboarding_step = None
     await state.clear(session, telegram_id, STATE_KIND)

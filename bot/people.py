@@ -13,6 +13,9 @@ from bot.outbox import mark_blocked, mark_unblocked
 
 # Patients who have consented and not left: active, or inactive (they blocked the bot).
 ENROLLED = ("active", "inactive")
+# How often a patient in medication-assisted treatment takes their medication (a monthly one is
+# an injection); a MAT patient without one takes it daily.
+MEDICATION_SCHEDULES = ("daily", "weekly", "monthly")
 
 
 async def patient_by_telegram(session: AsyncSession, telegram_id: int) -> Patient | None:

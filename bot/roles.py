@@ -1,19 +1,25 @@
 """Who is who: admins (configuration), counselors and facilitators (roles or group membership).
 
-Every staff command and button re-checks here on the server side (DESIGN §1).
+Every staff command and button re-checks here on the server side (DESIGN §1). What Telegram says
+about the counselors' group (chat_member updates, membership checks) is also kept in the
+database as the group's roster, so crisis alerts reach every member, not only role holders.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.db import Database
-from bot.models import StaffRole
+from bot.db import Database, conflict_insert
+from bot.models import GroupMember, StaffRole
+
+log = logging.getLogger(__name__)
 
 ADMIN = "admin"
 COUNSELOR = "counselor"
@@ -39,6 +45,18 @@ class Roles:
         """Record what a chat_member update told us (a leave revokes at once)."""
         self._membership[user_id] = (is_member, self.clock.now())
 
+    async def record_membership(self, user_id: int, is_member: bool, status: str | None = None) -> None:
+        """A chat_member update: access follows at once, and the group's roster remembers it."""
+        self.set_membership(user_id, is_member)
+        await self._remember(user_id, is_member, status)
+
+    async def _remember(self, user_id: int, is_member: bool, status: str | None) -> None:
+        try:
+            async with self.db.transaction() as s:
+                await record_member(s, user_id, is_member, status, self.clock.now())
+        except Exception as exc:  # the roster is for alerts; a role check never fails on it
+            log.warning("roles: could not record a group membership (%s)", type(exc).__name__)
+
     def forget(self, user_id: int) -> None:
         self._membership.pop(user_id, None)
 
@@ -57,6 +75,8 @@ class Roles:
             return cached[0] if cached else False
         member = status in _IN
         self._membership[user_id] = (member, now)
+        if cached is None or cached[0] != member:
+            await self._remember(user_id, member, status)
         return member
 
     async def roles_of(self, user_id: int) -> set[str]:
@@ -76,3 +96,19 @@ class Roles:
 
     async def is_staff(self, user_id: int) -> bool:
         return bool(await self.roles_of(user_id))
+
+
+# -- the group's roster -------------------------------------------------------------------------
+
+
+async def record_member(session: AsyncSession, user_id: int, is_member: bool, status: str | None, now: datetime) -> None:
+    """Upsert one person's membership of the counselors' group."""
+    values = {"is_member": is_member, "status": (status or None) and status[:16], "updated_at": now}
+    ins = conflict_insert(session, GroupMember).values(telegram_id=user_id, **values)
+    await session.execute(ins.on_conflict_do_update(index_elements=["telegram_id"], set_=values))
+
+
+async def group_members(session: AsyncSession) -> list[int]:
+    """Telegram ids of everyone known to be in the counselors' group now."""
+    q = select(GroupMember.telegram_id).where(GroupMember.is_member.is_(True)).order_by(GroupMember.telegram_id)
+    return list((await session.execute(q)).scalars())

@@ -12,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import onboarding_hooks
 from bot.audit import audit
 from bot.models import Patient
-from bot.people import PatientInfo
+from bot.people import MEDICATION_SCHEDULES, PatientInfo
 from bot.timezones import is_valid_zone
 
 TIME_FIELDS = frozenset({"timezone", "checkin_time", "tips_enabled", "tip_time"})
-FIELDS = frozenset({"timezone", "checkin_time", "sobriety_date", "mat", "tips_enabled", "tip_time", "language"})
+FIELDS = frozenset(
+    {"timezone", "checkin_time", "sobriety_date", "mat", "medication_schedule", "tips_enabled", "tip_time", "language"}
+)
 
 
 class SettingError(ValueError):
@@ -60,6 +62,7 @@ def _validate(field: str, value: Any, languages: list[str] | None) -> None:
         "tip_time": lambda v: v is None or isinstance(v, time),
         "sobriety_date": lambda v: v is None or (isinstance(v, date) and not isinstance(v, datetime)),
         "mat": lambda v: isinstance(v, bool),
+        "medication_schedule": lambda v: v in MEDICATION_SCHEDULES,
         "tips_enabled": lambda v: isinstance(v, bool),
         "language": lambda v: isinstance(v, str) and (languages is None or v in languages),
     }[field](value)

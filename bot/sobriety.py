@@ -114,7 +114,10 @@ def _take_milestone(state: SobrietyState, rules: MilestoneRules, today: date, no
 
 
 async def record_lapse(session: AsyncSession, patient_id: int, day: date, now: datetime) -> SobrietyNumbers | None:
-    """A lapse reported on `day`: the streak restarts that day; the total is kept. Idempotent per day."""
+    """A lapse reported on `day`: the streak restarts that day; the total is kept. Idempotent per day.
+
+    The one way a lapse reaches the counter, whether the patient said so in the check-in or in
+    their own words (both through `bot.lapse.record`)."""
     state = await _state(session, patient_id, now, lock=True)
     if state is None:
         return None
@@ -123,16 +126,13 @@ async def record_lapse(session: AsyncSession, patient_id: int, day: date, now: d
 
 
 async def counter(
-    session: AsyncSession, patient_id: int, rules: MilestoneRules, today: date, now: datetime, *, lapse: bool = False
+    session: AsyncSession, patient_id: int, rules: MilestoneRules, today: date, now: datetime
 ) -> tuple[SobrietyNumbers | None, int | None]:
-    """What a finished check-in or /days shows, from one read of the state: the counter (after
-    recording a lapse on `today`, if there was one) and the milestone due now (`due_milestone`)."""
+    """What a finished check-in (without a lapse) or /days shows, from one read of the state:
+    the counter and the milestone due now (`due_milestone`)."""
     state = await _state(session, patient_id, now, lock=True)
     if state is None:
         return None, None
-    if lapse:
-        _record_lapse(state, today, now)
-        return _numbers(state, today), None
     return _numbers(state, today), _take_milestone(state, rules, today, now)
 
 

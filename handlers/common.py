@@ -177,10 +177,12 @@ async def chat_member(update: Update, ctx: Ctx) -> None:
         return
     user = cmu.new_chat_member.user
     member = cmu.new_chat_member
+    if user.is_bot:
+        return
     inside = member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.MEMBER) or (
         member.status == ChatMemberStatus.RESTRICTED and bool(getattr(member, "is_member", False))
     )
-    ctx.svc.roles.set_membership(user.id, inside)
+    await ctx.svc.roles.record_membership(user.id, inside, str(member.status))
     if not inside and not await ctx.svc.roles.has(user.id, COUNSELOR):
         async with ctx.svc.db.transaction() as s:
             await relay.staff_access_lost(s, user.id, now=ctx.svc.clock.now())

@@ -302,18 +302,20 @@ async def flags_cmd(update: Update, ctx: Ctx) -> None:
     if not items:
         await reply(update, c.t("flags.list_none"))
         return
-    lines = [c.t("flags.list_title")]
+    lang = svc.settings.default_language
+    lines = [c.t("flags.list_title", lang)]
     rows: list[list[tuple[str, str]]] = []
     for f in items:
         lines.append(
             c.t(
                 "flags.list_item",
+                lang,
                 id=f.id,
-                severity=Html(c.t(f"flags.severity.{f.severity}")),
+                severity=Html(flags.label(c, lang, "severity", f.severity)),
                 code=f.patient_code,
-                category=c.t(f"flags.category.{f.category}"),
-                age=flags.age_text(c, svc.settings.default_language, now - f.opened_at),
-                state=c.t(f"flags.status.{f.status}"),
+                category=flags.label(c, lang, "category", f.category),
+                age=flags.age_text(c, lang, now - (f.last_trigger_at or f.opened_at)),
+                state=flags.label(c, lang, "status", f.status),
             )
         )
         row = [(f"#{f.id} " + c.t("flags.button.details"), f"fl:details:{f.id}")]

@@ -96,17 +96,29 @@ def time_label(c: Content, t: time | None, lang: str) -> str:
     return c.t("settings.not_set", lang) if t is None else timefmt.clock(c, lang, t)
 
 
-def consent_text(c: Content, lang: str) -> tuple[str, str]:
-    """The consent in the person's language, and its version."""
+def storage_line(c: Content, lang: str, encrypted: bool) -> str:
+    """How free text is stored, as it really is here (never claims encryption that is off)."""
+    return c.t("privacy.storage_encrypted" if encrypted else "privacy.storage_plain", lang)
+
+
+def consent_text(c: Content, lang: str, *, encrypted: bool = False) -> tuple[str, str]:
+    """The consent in the person's language, and its version. `encrypted`: whether free text is
+    encrypted at rest here (ENCRYPTION_KEY); the consent says only what is true."""
     doc = c.data("consent.yaml", lang)
+    facts = {"{storage}": storage_line(c, lang, encrypted), "{retention}": c.t("privacy.retention", lang)}
     parts = [f"<b>{doc['title']}</b>"]
     for sec in doc["sections"]:
-        parts.append(c.t("onboarding.consent_heading", lang, heading=str(sec["heading"])) + "\n" + str(sec["text"]))
+        text = str(sec["text"])
+        for placeholder, fact in facts.items():
+            text = text.replace(placeholder, fact)
+        parts.append(c.t("onboarding.consent_heading", lang, heading=str(sec["heading"])) + "\n" + text)
     parts.append(str(doc["question"]))
     return "\n\n".join(parts), str(doc["version"])
 
 
-def question(c: Content, step: str, lang: str, prefix: str = "ob") -> tuple[str, list[list[Button]]]:
+def question(
+    c: Content, step: str, lang: str, prefix: str = "ob", *, encrypted: bool = False
+) -> tuple[str, list[list[Button]]]:
     """The text and buttons asking for one step (`prefix` ob: onboarding, st: settings)."""
     if step == AGE:
         return c.t(_ASK_KEY[AGE], lang), [
@@ -114,7 +126,7 @@ def question(c: Content, step: str, lang: str, prefix: str = "ob") -> tuple[str,
             [(c.t("onboarding.age_no", lang), "ob:age:n")],
         ]
     if step == CONSENT:
-        text, _ = consent_text(c, lang)
+        text, _ = consent_text(c, lang, encrypted=encrypted)
         return text, [[(c.t("onboarding.consent_yes", lang), "ob:con:y"), (c.t("onboarding.consent_no", lang), "ob:con:n")]]
     if step == TIMEZONE:
         zones = [(lbl, f"{prefix}:tz:{i}") for i, (lbl, _z) in enumerate(COMMON_ZONES)]
@@ -164,7 +176,7 @@ async def _ask(update: Update, ctx: Ctx, step: str | None, lang: str, *, before:
     c = ctx.svc.content
     if step is None:
         return
-    text, rows = question(c, step, lang)
+    text, rows = question(c, step, lang, encrypted=ctx.svc.settings.encryption_key is not None)
     if before:
         text = before + "\n\n" + text
     await reply(update, text, rows)
@@ -623,8 +635,10 @@ async def privacy_cmd(update: Update, ctx: Ctx) -> None:
             p.language,
             code=info.code,
             version=info.consent_version or "—",
-            date=info.consented_at.date().isoformat() if info.consented_at else "—",
+            date=timefmt.day(c, p.language, info.consented_at.date()) if info.consented_at else "—",
             records=records or c.t("privacy.no_records", p.language),
+            storage=Html(storage_line(c, p.language, ctx.svc.settings.encryption_key is not None)),
+            retention=Html(c.t("privacy.retention", p.language)),
         ),
     )
 

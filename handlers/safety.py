@@ -20,9 +20,8 @@ from telegram.ext import (
     filters,
 )
 
-from bot import crisis, flags, people, relay, safety, state
+from bot import crisis, flags, lapse, people, relay, safety, state
 from bot.app import Ctx
-from bot.lapse import lapse_message
 from bot.safety import NO_SIGNAL, Signal
 from handlers.common import require_patient
 from handlers.router import TextRouter
@@ -166,10 +165,16 @@ async def screen(update: Update, ctx: Ctx) -> None:
     if outcome.duplicate or outcome.check_id is not None:
         raise ApplicationHandlerStop  # handled already, or the question is on its way
     if outcome.flag is not None and outcome.signal.category == "use_disclosure":
-        async with svc.db.session() as s:
-            patient = await people.active_patient_info(s, user.id)
-        text, rows = lapse_message(patient_lang, patient, content=svc.content)
-        await reply(update, text, rows)
+        # The lapse flow, as after the check-in: the sober-day counter restarts, the reply
+        # reads the patient's words (self-blame, an opioid, missed or extra MAT doses).
+        try:
+            async with svc.db.transaction() as s:
+                told = await lapse.typed(s, svc.content, user.id, text, svc.clock.now())
+        except Exception:
+            log.exception("lapse: could not record a typed lapse")
+            told = None
+        body, rows = (told.text, told.rows) if told else lapse.lapse_message(patient_lang, content=svc.content)
+        await reply(update, body, rows)
         raise ApplicationHandlerStop
     if outcome.flag is not None:
         key = f"safety.ack.{outcome.signal.severity}"

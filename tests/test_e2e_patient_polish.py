@@ -21,7 +21,7 @@ from fakeapi import FakeTelegram
 from handlers import PATIENT_COMMANDS
 from tests.conftest import CONTENT_DIR
 from tests.harness import BotHarness
-from tests.onboarding_support import make_invite
+from tests.onboarding_support import make_invite, running_bot
 from tests.sos_helpers import make_patient
 
 
@@ -339,3 +339,75 @@ async def test_risk_screening_runs_first_inside_a_flow(
     assert not any(r == h.svc.content.t("free_text.in_flow.checkin") for r in replies)
     async with h.svc.db.session() as s:
         assert (await s.execute(select(Flag))).first() is not None
+
+
+# -- items 11 and 14: the consent and /privacy say what is true ----------------------------------
+
+
+async def _consent_and_privacy(db: Database, clock: FrozenClock, **overrides: object) -> tuple[str, str]:
+    async with running_bot(db, clock, **overrides) as (h, fake, _g):
+        u = fake.add_user(first_name="Quinn")
+        await h.send(u, f"/start {await make_invite(h, fake)}")
+        await h.press(u, fake.last(u.id), "ob:age:y")
+        consent = fake.last(u.id)
+        assert "ob:con:y" in consent.callback_data
+        consent_text = _text(consent)
+        await h.press(u, consent, "ob:con:y")
+        for data in ("ob:tz:1", "ob:tm:2000", "ob:sob:skip", "ob:mat:n"):
+            await h.press(u, fake.last(u.id), data)
+        await h.send(u, "/privacy")
+        privacy_text = _text(fake.last(u.id))
+        fake.assert_no_errors()
+    return consent_text, privacy_text
+
+
+def _plain(c, key: str) -> str:  # type: ignore[no-untyped-def]
+    return re.sub(r"<[^>]+>", "", c.t(key)).replace("&amp;", "&")
+
+
+async def test_consent_and_privacy_without_a_key_never_claim_encryption(db: Database, clock: FrozenClock) -> None:
+    from bot.content import get_content
+
+    c = get_content(CONTENT_DIR)
+    consent, privacy = await _consent_and_privacy(db, clock)
+    for text in (consent, privacy):
+        assert _plain(c, "privacy.storage_plain") in text
+        assert _plain(c, "privacy.storage_encrypted") not in text
+        assert "stored encrypted" not in text and "encrypted in our storage" not in text
+        assert _plain(c, "privacy.retention") in text  # how long it is kept
+        assert "{" not in text  # every placeholder filled
+    # Answers can raise flags to the care team; 42 CFR Part 2 in plain words.
+    assert "raise a flag to your counselors" in consent
+    assert "42 CFR Part 2" in consent and "written consent" in consent and "court order" in consent
+    async with db.session() as s:
+        version = (await s.execute(select(Patient.consent_version))).scalar_one()
+    assert version == consent_text_version() and version in privacy
+
+
+async def test_consent_and_privacy_with_a_key_say_free_text_is_encrypted(db: Database, clock: FrozenClock) -> None:
+    from cryptography.fernet import Fernet
+
+    from bot import crypto
+    from bot.content import get_content
+
+    c = get_content(CONTENT_DIR)
+    try:
+        consent, privacy = await _consent_and_privacy(db, clock, encryption_key=Fernet.generate_key().decode())
+    finally:
+        crypto.configure(None)
+    for text in (consent, privacy):
+        assert _plain(c, "privacy.storage_encrypted") in text
+        assert _plain(c, "privacy.storage_plain") not in text
+
+
+def consent_text_version() -> str:
+    from bot.content import get_content
+    from handlers.onboarding import consent_text
+
+    return consent_text(get_content(CONTENT_DIR), "en")[1]
+
+
+def test_consent_version_changed_with_its_words() -> None:
+    """The consent's words changed in substance (flags, retention, Part 2, encryption as it is):
+    patients who agreed to the earlier text are on record with the earlier version."""
+    assert consent_text_version() not in ("2026-11-1", "")

@@ -96,12 +96,16 @@ async def test_escalation_edits_the_post_and_brings_renotification_forward(env: 
     up = await _raise(env, severity="crisis")
     assert up.escalated and up.severity == "crisis"
     rows = await _outbox(env.db)
-    assert len(rows) == 2 and rows[1].method == "editMessageText"
+    assert len(rows) == 3 and rows[1].method == "editMessageText"
     assert rows[1].payload["message_id"] == 501 and "CRISIS" in rows[1].payload["text"]
+    # The group also hears of it: a reply to the post (an edit alone notifies nobody).
+    assert rows[2].method == "sendMessage" and rows[2].payload["reply_parameters"]["message_id"] == 501
+    assert "New trigger" in rows[2].payload["text"]
     async with env.db.session() as s:
-        items = {i.key: i.due_at for i in (await s.execute(select(ScheduledItem))).scalars()}
-    assert items[f"flagrenotify:f{first.flag_id}:s1"] == env.clock.now() + timedelta(minutes=5)
-    assert items[f"flagrenotify:f{first.flag_id}:s2"] == env.clock.now() + timedelta(minutes=10)
+        items = {i.key: (i.due_at, i.status) for i in (await s.execute(select(ScheduledItem))).scalars()}
+    pending = {k: due for k, (due, status) in items.items() if status == "pending"}
+    assert sorted(pending.values()) == [env.clock.now() + timedelta(minutes=5), env.clock.now() + timedelta(minutes=10)]
+    assert all(k.startswith(f"flagrenotify:f{first.flag_id}:") for k in pending)
 
 
 async def test_claim_then_resolve_edit_the_post_and_schedule_a_followup(env: SimpleNamespace):
@@ -218,13 +222,19 @@ async def test_details_hold_the_words_and_are_audited(env: SimpleNamespace):
     assert "Jordan" not in str(audits[-1].detail) and "details" in evs
 
 
-async def test_open_flags_are_oldest_first(env: SimpleNamespace):
+async def test_open_flags_are_listed_by_their_latest_trigger(env: SimpleNamespace):
     a = await _raise(env, severity="moderate", category="severe_craving")
+    opened = env.clock.now()
     env.clock.advance(minutes=5)
     b = await _raise(env, severity="crisis")
     async with env.db.session() as s:
-        ids = [f.id for f in await flags.open_flags(s)]
-    assert ids == [a.flag_id, b.flag_id]
+        assert [f.id for f in await flags.open_flags(s)] == [b.flag_id, a.flag_id]
+    env.clock.advance(hours=3)
+    await _raise(env, severity="moderate", category="severe_craving")
+    async with env.db.session() as s:
+        listed = await flags.open_flags(s)
+    assert [f.id for f in listed] == [a.flag_id, b.flag_id]
+    assert listed[0].last_trigger_at == env.clock.now() and listed[0].opened_at == opened
 
 
 async def test_oncall_show_set_clear(env: SimpleNamespace):
@@ -315,3 +325,99 @@ async def test_erasing_one_patient_leaves_other_patients_reminders(env: SimpleNa
         await privacy.erase(s, 5002, now=env.clock.now())
     async with env.db.session() as s:
         assert (await s.execute(select(ScheduledItem))).scalars().all() == []
+
+
+# -- labels: every category, severity, status and source the code can produce ------------------
+
+
+def _content_copy(tmp_path, drop: list[str]):  # type: ignore[no-untyped-def]
+    """A copy of content/ with the given dotted keys removed from en/messages/flags.yaml."""
+    import shutil
+
+    import yaml
+
+    from tests.conftest import CONTENT_DIR
+
+    root = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, root)
+    f = root / "en" / "messages" / "flags.yaml"
+    data = yaml.safe_load(f.read_text(encoding="utf-8"))
+    for key in drop:
+        *path, last = key.split(".")
+        node = data
+        for part in path:
+            node = node[part]
+        del node[last]
+    f.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return root
+
+
+def _code_labels() -> list[str]:
+    wanted = {"category": flags.CATEGORIES, "severity": flags.SEVERITIES, "status": flags.STATUSES, "source": flags.sources()}
+    return [f"flags.{kind}.{key}" for kind, keys in wanted.items() for key in keys]
+
+
+def test_every_label_the_code_can_produce_is_in_every_language():
+    from bot.content import check, get_content
+
+    c = get_content()
+    assert "assessment_phq9" in flags.sources() and "message" in flags.sources()
+    for lang in c.languages:
+        missing = [k for k in _code_labels() if not str(c.messages[lang].get(k) or "").strip()]
+        assert missing == [], (lang, missing)
+    assert check() == []
+
+
+def test_the_content_check_names_each_missing_label(tmp_path):  # type: ignore[no-untyped-def]
+    from bot.content import check
+
+    labels = _code_labels()
+    root = _content_copy(tmp_path, labels)
+    problems = {p.message.split(":")[0] for p in check(root) if p.file == "en/messages/flags.yaml"}
+    assert set(labels) <= problems
+
+
+def test_the_content_check_refuses_a_rule_category_the_flag_service_does_not_know(tmp_path):  # type: ignore[no-untyped-def]
+    from bot.content import check
+
+    root = _content_copy(tmp_path, [])
+    f = root / "rules" / "assessments.yaml"
+    f.write_text(f.read_text(encoding="utf-8").replace("category: anxiety", "category: worry"), encoding="utf-8")
+    assert any(p.file == "rules/assessments.yaml" and "'worry'" in p.message for p in check(root))
+
+
+async def test_a_missing_label_is_shown_in_plain_words_and_logged_once(env: SimpleNamespace, tmp_path, caplog):  # type: ignore[no-untyped-def]
+    import logging
+
+    from bot.content import Content
+
+    root = _content_copy(tmp_path, ["flags.category.depression", "flags.severity.moderate"])
+    flags.configure(env.svc.settings, Content(root))
+    flags._missing_labels.clear()
+    caplog.set_level(logging.ERROR, logger="bot.flags")
+    r = await _raise(env, severity="moderate", category="depression", reason="phq9_moderately_severe", source="assessment_phq9", evidence=None)
+    assert r.created
+    (post,) = await _outbox(env.db)
+    assert post.chat_id == sup.GROUP
+    assert "Patient: <b>P-1234</b>" in post.payload["text"]
+    assert "Category: depression" in post.payload["text"] and "MODERATE" in post.payload["text"]
+    async with env.db.session() as s:
+        listed = await flags.open_flags(s)
+        digest = await flags.build_digest(s, env.clock.now())
+    assert [f.id for f in listed] == [r.flag_id] and "depression" in digest
+    logged = [rec.getMessage() for rec in caplog.records if "no label" in rec.getMessage()]
+    assert sorted(logged) == sorted(
+        {f"flags: no label flags.{k} for language en; showing the key instead" for k in ("category.depression", "severity.moderate")}
+    )
+    assert all("Jordan" not in m and "P-1234" not in m for m in logged)
+
+
+async def test_a_post_that_cannot_be_rendered_is_still_sent_plainly(env: SimpleNamespace, monkeypatch):  # type: ignore[no-untyped-def]
+    def broken(*_a: Any, **_k: Any) -> str:
+        raise KeyError("flags.post")
+
+    monkeypatch.setattr(flags, "render_post", broken)
+    r = await _raise(env, severity="high", category="medication", source="checkin")
+    (post,) = await _outbox(env.db)
+    assert post.payload["text"] == f"HIGH · Flag #{r.flag_id} · P-1234 · medication"
+    assert [b["callback_data"] for row in post.payload["reply_markup"]["inline_keyboard"] for b in row][0] == f"fl:claim:{r.flag_id}"

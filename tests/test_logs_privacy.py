@@ -53,6 +53,7 @@ async def test_flows_leave_no_personal_data_in_logs(
         await h.press(u, fake.last(u.id), "ob:tm:0900")
         await h.send(u, TYPED[2])
         await h.send(u, TYPED[3])
+        await h.press(u, fake.last(u.id), "ob:sob:d20260117")  # the typed date, confirmed
         await h.press(u, fake.last(u.id), "ob:mat:n")
         assert "all set" in text_of(fake.last(u.id))
         await h.send(u, "/settings")

@@ -309,7 +309,7 @@ def test_consent_says_what_the_issue_requires():
     from tests.conftest import CONTENT_DIR
 
     text, version = consent_text(get_content(CONTENT_DIR), "en")
-    assert version == "2026-11-1"
+    assert version == "2026-12-1"
     for needle in ("What is kept", "patient code, not your name", "not end-to-end encrypted", "emergency", "/mydata", "/delete", "not a crisis service", "988"):
         assert needle in text, needle
     assert onboarding.check_content(CONTENT_DIR) == []

@@ -71,7 +71,7 @@ async def test_full_onboarding_with_typed_answers(db: Database, clock: FrozenClo
         assert p.status == "active" and p.onboarding_step is None
         assert p.timezone == "America/Chicago" and p.checkin_time == time(20, 30)
         assert p.sobriety_date == date(2026, 1, 15) and p.mat is True
-        assert p.first_name == "Zebulon" and p.consent_version == "2026-11-1"
+        assert p.first_name == "Zebulon" and p.consent_version == "2026-12-1"
         assert p.code.startswith("P-") and len(p.code) == 6
         assert activated == [p.id]
         assert await _states(db, p.telegram_id) == 0

@@ -47,7 +47,7 @@ async def test_privacy_export_and_delete(db: Database, clock: FrozenClock):
 
         await h.send(u, "/privacy")
         info = text_of(fake.last(u.id))
-        assert p.code in info and "2026-11-1" in info and "flags (1)" in info
+        assert p.code in info and "2026-12-1" in info and "flags (1)" in info
 
         await h.send(u, "/mydata")
         doc_msg = fake.last(u.id)

@@ -23,6 +23,7 @@ from bot.models.flags import (
     RelayMessage,
     SafetyCheck,
 )
+from bot.models.roster import GroupMember
 from bot.models.sos import PlanEntry, TipShown, UrgeSession
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Flag",
     "FlagCard",
     "FlagEvent",
+    "GroupMember",
     "InboxUpdate",
     "Invite",
     "OnCall",
