@@ -2,7 +2,7 @@
 §2.10). Thin: parse, authorise, call a service in a unit of work, render the result.
 
 Callback data:
-- `ob:<step>:<value>` onboarding answers (age, con, tz, tm, sob, mat)
+- `ob:<step>:<value>` onboarding answers (age, con, tz, tm, sob, mat, med: d | w | m)
 - `st:<what>[:<value>]` settings
 - `pv:del:1|2`, `pv:keep` the two-step erasure
 - `inv:rev:<id>` revoke an invite (counselors)
@@ -36,6 +36,7 @@ from bot.onboarding import (
     CHECKIN_TIME,
     CONSENT,
     MAT,
+    MAT_SCHEDULE,
     SOBRIETY,
     TIMEZONE,
     DateProblem,
@@ -56,7 +57,11 @@ SETTING_KIND = "onboarding:setting"
 DELETE_KIND = "privacy:delete"
 # In chat state data: a reply keyboard (share location) is showing and must be removed later.
 KEYBOARD_SHOWN = "kb"
-_STEP_CODES = {"age": AGE, "con": CONSENT, "tz": TIMEZONE, "tm": CHECKIN_TIME, "sob": SOBRIETY, "mat": MAT}
+_STEP_CODES = {
+    "age": AGE, "con": CONSENT, "tz": TIMEZONE, "tm": CHECKIN_TIME, "sob": SOBRIETY, "mat": MAT, "med": MAT_SCHEDULE,
+}
+# How often the MAT medication is taken, as a button's value.
+_SCHEDULE_CODES = {"d": "daily", "w": "weekly", "m": "monthly"}
 _SETTING_FIELDS = {"tz": "timezone", "tm": "checkin_time", "sob": "sobriety_date"}
 _ASK_KEY = {
     AGE: "onboarding.ask_age",
@@ -64,6 +69,7 @@ _ASK_KEY = {
     CHECKIN_TIME: "onboarding.ask_checkin_time",
     SOBRIETY: "onboarding.ask_sobriety",
     MAT: "onboarding.ask_mat",
+    MAT_SCHEDULE: "onboarding.ask_mat_schedule",
 }
 
 
@@ -143,6 +149,10 @@ def question(
         return c.t(_ASK_KEY[SOBRIETY], lang), rows
     if step == MAT:
         return c.t(_ASK_KEY[MAT], lang), [[(c.t("onboarding.btn_yes", lang), f"{prefix}:mat:y"), (c.t("onboarding.btn_no", lang), f"{prefix}:mat:n")]]
+    if step == MAT_SCHEDULE:
+        return c.t(_ASK_KEY[MAT_SCHEDULE], lang), [
+            [(c.t(f"onboarding.schedule.{name}", lang), f"{prefix}:med:{code}")] for code, name in _SCHEDULE_CODES.items()
+        ]
     raise ValueError(step)
 
 
@@ -295,6 +305,8 @@ async def _apply_button(
         return await onboarding.answer_sobriety(s, user_id, d, now)
     if step == MAT and value in ("y", "n"):
         return await onboarding.answer_mat(s, user_id, value == "y", now)
+    if step == MAT_SCHEDULE and value in _SCHEDULE_CODES:
+        return await onboarding.answer_mat_schedule(s, user_id, _SCHEDULE_CODES[value], now)
     return Progress("stale")
 
 
@@ -433,6 +445,14 @@ async def _enrolled(update: Update, ctx: Ctx) -> PatientInfo | None:
     return await common.require_patient(update, ctx)
 
 
+def mat_label(c: Content, p: PatientInfo) -> str:
+    """Medication-assisted treatment as /settings shows it: no, or yes and how often."""
+    if not p.mat:
+        return c.t("onboarding.btn_no", p.language)
+    schedule = p.medication_schedule or "daily"
+    return c.t("settings.mat_yes", p.language, schedule=c.t(f"settings.mat_schedule.{schedule}", p.language))
+
+
 def settings_view(c: Content, p: PatientInfo) -> tuple[str, list[list[Button]]]:
     lang = p.language
     on, off = c.t("settings.state_on", lang), c.t("settings.state_off", lang)
@@ -443,7 +463,7 @@ def settings_view(c: Content, p: PatientInfo) -> tuple[str, list[list[Button]]]:
         zone=zone_label(p.timezone),
         time=time_label(c, p.checkin_time, lang),
         sobriety=timefmt.day(c, lang, p.sobriety_date) if p.sobriety_date else c.t("settings.not_set", lang),
-        mat=c.t("onboarding.btn_yes", lang) if p.mat else c.t("onboarding.btn_no", lang),
+        mat=mat_label(c, p),
         tips=on if p.tips_enabled else off,
         language=c.t(name_key, lang) if c.has(name_key, lang) else p.language,
     )
@@ -531,6 +551,8 @@ def _setting_value(what: str, value: str | None, c: Content) -> tuple[str | None
         return "keep", None
     if what == "mat" and value in ("y", "n"):
         return "mat", value == "y"
+    if what == "med" and value in _SCHEDULE_CODES:
+        return "medication_schedule", _SCHEDULE_CODES[value]
     if what == "tips" and value in ("0", "1"):
         return "tips_enabled", value == "1"
     if what == "lang" and value in c.languages:
@@ -562,6 +584,10 @@ async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typ
     ctx.svc.sender.wake()
     if p is None:
         await reply(update, c.t("common.not_enrolled"))
+        return
+    if field == "mat" and p.mat and update.callback_query is not None:
+        # In medication-assisted treatment: how often the medication is taken comes next.
+        await edit(update.callback_query, *question(c, MAT_SCHEDULE, p.language, prefix="st"))
         return
     text, rows = settings_view(c, p)
     text = c.t("settings.saved", p.language) + "\n\n" + text

@@ -64,6 +64,8 @@ async def test_full_onboarding_with_typed_answers(db: Database, clock: FrozenClo
             await h.send(u, "yes")  # a button-only step
             assert "buttons" in text_of(fake.last(u.id))
             await h.press(u, fake.last(u.id), "ob:mat:y")
+            assert "How often do you take your medication" in text_of(fake.last(u.id))
+            await h.press(u, fake.last(u.id), "ob:med:d")
             done = text_of(fake.last(u.id))
             assert "all set" in done and "/checkin" in done and "/sos" in done
             fake.assert_no_errors()
