@@ -496,3 +496,42 @@ async def test_high_craving_reply_counts_as_one_of_the_two(h: BotHarness, fake: 
     assert re.sub(r"<[^>]+>", "", INST.replies["high_craving"]) in closing
     assert note_text("low_mood") in closing and note_text("poor_sleep") not in closing
     fake.assert_no_errors()
+
+
+# Phrases a patient may type, for every pattern of each of the other word lists.
+WORD_EXAMPLES = {
+    "opioids": [
+        "heroin", "fentanyl", "oxy", "OCs", "roxies", "percs", "vicodin", "dilaudid", "opana", "tramadol",
+        "opiates", "dope", "m30s", "pills", "carfentanil", "kratom",
+    ],
+    "mat_extra_dose": [
+        "took an extra dose", "took extra suboxone", "doubled up on my subs", "more than prescribed", "ran out early",
+    ],
+    "mat_missed_dose": ["missed my methadone", "skipped a dosing day", "ran out of my subs"],
+}
+
+
+@pytest.mark.parametrize("name", list(WORD_EXAMPLES))
+def test_every_word_pattern_is_exercised(name: str):
+    from bot.lapse import words_for
+
+    for pattern in getattr(words_for(C, "en"), name):
+        assert any(pattern.search(p) for p in WORD_EXAMPLES[name]), (name, pattern.pattern)
+
+
+def test_content_check_rejects_broken_word_lists(tmp_path):
+    from bot.lapse import WORD_LISTS, check_content
+
+    (tmp_path / "en").mkdir()
+    assert any("missing" in p[2] for p in check_content(tmp_path))
+    lists = {name: ['"ok"'] for name in WORD_LISTS}
+    lists["opioids"] = ['"(unclosed"', '"x?"']
+    lists["extra"] = ['"y"']
+    (tmp_path / "en" / "lapse.yaml").write_text(
+        "\n".join(f"{k}: [{', '.join(v)}]" for k, v in lists.items()), encoding="utf-8"
+    )
+    problems = [p[2] for p in check_content(tmp_path)]
+    assert any("bad pattern" in p for p in problems)
+    assert any("matches empty text" in p for p in problems)
+    assert any("unknown list 'extra'" in p for p in problems)
+    assert check_content(C.root) == []
