@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from bot import timefmt
 from bot.clock import local_datetime
 from bot.config import OfficeHours
 from bot.content import DEFAULT_CONTENT_DIR, Content, Html, get_content, register_checker
@@ -138,10 +139,12 @@ def _zone_label(zone: str) -> str:
     return zone
 
 
-def _at(c: Content, lang: str, instant: datetime, zone: str) -> str:
-    """A clock time in `zone`, with the zone named ("15:00 your time (Europe/Berlin)")."""
-    hhmm = instant.astimezone(ZoneInfo(zone)).strftime("%H:%M")
-    return c.t("crisis.zone_time", lang, time=hhmm, zone=_zone_label(zone))
+def local_time(c: Content, lang: str, instant: datetime, zone: str) -> str:
+    """A clock time as seen in `zone` (the patient's clock format), with the zone named:
+    "3:00 pm your time (Europe/Berlin)"."""
+    shown = timefmt.clock(c, lang, instant.astimezone(ZoneInfo(zone)))
+    return c.t("crisis.zone_time", lang, time=shown, zone=_zone_label(zone))
+
 
 
 def _when(c: Content, lang: str, instant: datetime, now: datetime, zone: str) -> str:
@@ -149,7 +152,7 @@ def _when(c: Content, lang: str, instant: datetime, now: datetime, zone: str) ->
     tz = ZoneInfo(zone)
     local = instant.astimezone(tz)
     today = now.astimezone(tz).date()
-    at = Html(_at(c, lang, instant, zone))
+    at = Html(local_time(c, lang, instant, zone))
     if local.date() == today:
         return c.t("crisis.when_today", lang, time=at)
     if local.date() == today + timedelta(days=1):
@@ -187,7 +190,7 @@ def counselor_line(
     a = availability(office_hours, now, zone)
     hours = Html(c.t("crisis.hours", lang, hours=str(office_hours), zone=_zone_label(zone)))
     if a.open_now and a.until is not None:
-        return c.t(f"{prefix}_now", lang, until=Html(_at(c, lang, a.until, shown)), hours=hours)
+        return c.t(f"{prefix}_now", lang, until=Html(local_time(c, lang, a.until, shown)), hours=hours)
     if a.next_open is not None:
         return c.t(f"{prefix}_later", lang, when=Html(_when(c, lang, a.next_open, now, shown)), hours=hours)
     return c.t(f"{prefix}_unknown", lang)
@@ -298,6 +301,7 @@ __all__ = [
     "counselor_line",
     "crisis_message",
     "head",
+    "local_time",
     "plan_block",
     "plain_length",
     "resources",

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import scheduler, sobriety, timefmt
+from bot import crisis, scheduler, sobriety
 from bot.clinical import Exercise, ExerciseSet, load_clinical
 from bot.clock import local_date
 from bot.config import OfficeHours
-from bot.content import Content
+from bot.content import Content, Html
 from bot.flags import raise_flag
 from bot.keyboards import inline_keyboard
 from bot.models import Patient, ScheduledItem, UrgeSession
@@ -275,10 +275,10 @@ def expectation(hours: OfficeHours, office_zone: str, now: datetime) -> Expectat
 
 
 def expectation_text(content: Content, lang: str, exp: Expectation, patient_zone: str, now: datetime) -> str:
-    """The honest line: when to expect contact, in the patient's own time."""
+    """The honest line: when to expect contact, in the patient's own time, the zone named."""
     tz = ZoneInfo(patient_zone)
     if exp.open_now and exp.until is not None:
-        return content.t("sos.talk.open", lang, until=timefmt.clock(content, lang, exp.until.astimezone(tz)))
+        return content.t("sos.talk.open", lang, until=Html(crisis.local_time(content, lang, exp.until, patient_zone)))
     if exp.next_open is None:
         return content.t("sos.talk.closed_unknown", lang)
     when = exp.next_open.astimezone(tz)
@@ -290,7 +290,7 @@ def expectation_text(content: Content, lang: str, exp: Expectation, patient_zone
     else:
         names = content.raw("sos.weekdays", lang)
         day = str(names[when.weekday()])
-    return content.t("sos.talk.closed", lang, day=day, time=timefmt.clock(content, lang, when))
+    return content.t("sos.talk.closed", lang, day=day, time=Html(crisis.local_time(content, lang, when, patient_zone)))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 from telegram import CallbackQuery, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot import plans, sos, state, tips
+from bot import plans, safety, sos, state, tips
 from bot.app import Ctx
 from bot.content import Html
 from bot.people import PatientInfo, active_patient_info
@@ -220,12 +220,14 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
     if what == "talk" and len(parts) == 2:
         async with svc.db.transaction() as s:
             res = await sos.request_talk(s, patient.id, now)
+            live = await safety.in_live_conversation(s, patient.telegram_id)
         svc.sender.wake()
         exp = sos.expectation(svc.settings.office_hours, svc.settings.default_timezone, now)
         text = "\n\n".join(
             [
                 c.t("sos.talk.sent" if res.created else "sos.talk.already", lang),
-                sos.expectation_text(c, lang, exp, patient.timezone, now),
+                # A counselor talking with them right now: office hours do not apply.
+                c.t("safety.talk_live", lang) if live else sos.expectation_text(c, lang, exp, patient.timezone, now),
                 c.t("sos.talk.urgent", lang),
             ]
         )

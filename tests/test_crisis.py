@@ -28,19 +28,19 @@ def test_without_a_category_the_default_resources_lead_with_988():
 
 def test_inside_office_hours_says_today():
     text = crisis.crisis_message("en", "us", None, HOURS, WEEKDAY_MORNING, zone=ZONE)
-    assert "17:00" in text and "today" in text
+    assert "5:00 pm" in text and "today" in text
 
 
 def test_at_3am_on_saturday_it_says_monday():
     text = crisis.crisis_message("en", "us", None, HOURS, SATURDAY_3AM, zone=ZONE)
     assert "not working" in text
-    assert "Monday at 09:00" in text
+    assert "Monday at 9:00 am" in text
 
 
 def test_late_evening_says_tomorrow():
     tue_22h = datetime(2026, 3, 4, 3, 0, tzinfo=UTC)  # Tuesday 22:00 in New York
     text = crisis.crisis_message("en", "us", None, HOURS, tue_22h, zone=ZONE)
-    assert "tomorrow at 09:00" in text
+    assert "tomorrow at 9:00 am" in text
 
 
 def test_without_office_hours_it_promises_nothing_precise():
@@ -170,17 +170,17 @@ def test_content_check_catches_a_reply_too_long_and_an_unknown_category(tmp_path
 def test_the_counselor_line_is_in_the_patients_zone_with_the_zone_named():
     line = crisis.counselor_line("en", HOURS, SATURDAY_3AM, zone=ZONE, patient_zone="Asia/Tokyo")
     # Monday 09:00 in New York (EDT from 8 March) is Monday 22:00 in Tokyo.
-    assert "Monday at 22:00" in line and "Asia/Tokyo" in line and "09:00" not in line
+    assert "Monday at 10:00 pm" in line and "Asia/Tokyo" in line and "9:00 am" not in line
     same = crisis.counselor_line("en", HOURS, SATURDAY_3AM, zone=ZONE)
-    assert "Monday at 09:00" in same and ZONE in same
+    assert "Monday at 9:00 am" in same and ZONE in same
     open_now = crisis.counselor_line("en", HOURS, WEEKDAY_MORNING, zone=ZONE, patient_zone="Europe/London")
-    assert "22:00" in open_now and "Europe/London" in open_now  # 17:00 in New York
+    assert "10:00 pm" in open_now and "Europe/London" in open_now  # 17:00 in New York
 
 
 def test_late_evening_in_the_clinic_is_tomorrow_for_the_clinic_but_said_in_the_patients_day():
     tue_22h = datetime(2026, 3, 4, 3, 0, tzinfo=UTC)  # Tuesday 22:00 in New York, Wednesday 04:00 in Berlin
     line = crisis.counselor_line("en", HOURS, tue_22h, zone=ZONE, patient_zone="Europe/Berlin")
-    assert "today at 15:00" in line  # Wednesday 09:00 in New York is 15:00 the same day in Berlin
+    assert "today at 3:00 pm" in line  # Wednesday 09:00 in New York is 15:00 the same day in Berlin
 
 
 def test_a_live_conversation_replaces_office_hours():

@@ -61,7 +61,7 @@ async def test_crisis_at_3am_gets_resources_and_a_group_post(h: BotHarness, fake
     # The care-team line follows once the flag is recorded (only then is it true).
     assert "not working at this hour" not in reply
     follow = fake.sent(u.id)[1].plain_text or ""
-    assert "not working at this hour" in follow and "Monday at 09:00" in follow
+    assert "not working at this hour" in follow and "Monday at 9:00 am" in follow
     (post,) = fake.sent(h.group.id)
     text = post.plain_text or ""
     assert "CRISIS" in text and "P-1234" in text and "suicide or self-harm" in text and "Sat 07 Mar 03:00" in text
@@ -188,7 +188,7 @@ async def test_talk_and_uncertain_signals(h: BotHarness, fake: FakeTelegram, db:
     u = await _patient(fake, db, clock)
     await h.send(u, "/talk")
     talk = fake.last(u.id).plain_text or ""
-    assert "care team know" in talk and "Monday at 09:00" in talk
+    assert "care team know" in talk and "Monday at 9:00 am" in talk
     assert "asked to talk" in (fake.last(h.group.id).plain_text or "")
     await h.send(u, "some days I don't want to wake up")
     q = fake.last(u.id)

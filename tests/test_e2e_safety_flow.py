@@ -228,12 +228,17 @@ async def test_a_patient_in_berlin_is_told_the_counselors_hours_in_berlin_time(h
     u = await _patient(fake, db, clock, zone="Europe/Berlin")
     await h.send(u, "I'm going to end it all tonight")
     follow = " ".join(_texts(fake, u.id)[1:])
-    # Monday 09:00 in New York (summer time from 8 March) is Monday 14:00 in Berlin (not yet).
-    assert "Monday at 14:00" in follow and "Europe/Berlin" in follow
-    assert "09:00" not in follow
+    # Monday 9 am in New York (summer time from 8 March) is Monday 2 pm in Berlin (not yet).
+    assert "Monday at 2:00 pm" in follow and "Europe/Berlin" in follow
+    assert "9:00 am" not in follow
     await h.send(u, "/talk")
     talk = fake.last(u.id).plain_text or ""
-    assert "Monday at 14:00" in talk and "Europe/Berlin" in talk and "09:00" not in talk
+    assert "Monday at 2:00 pm" in talk and "Europe/Berlin" in talk and "9:00 am" not in talk
+    # The toolbox's "talk to my counselor" tells it the same way.
+    await h.send(u, "/sos")
+    await h.press(u, fake.last(u.id), "sos:talk")
+    sos_talk = fake.last(u.id).plain_text or ""
+    assert "Monday at 2:00 pm" in sos_talk and "Europe/Berlin" in sos_talk
     fake.assert_no_errors()
 
 
@@ -242,7 +247,7 @@ async def test_in_office_hours_the_end_of_the_day_is_in_the_patients_time(h: Bot
     u = await _patient(fake, db, clock, zone="America/Los_Angeles")
     await h.send(u, "/talk")
     talk = fake.last(u.id).plain_text or ""
-    assert "14:00" in talk and "America/Los_Angeles" in talk and "17:00" not in talk
+    assert "2:00 pm" in talk and "America/Los_Angeles" in talk and "5:00 pm" not in talk
 
 
 # -- a live conversation with a counselor ------------------------------------------------------
@@ -270,4 +275,9 @@ async def test_during_a_live_conversation_nobody_says_the_earliest_is_monday(h: 
     await h.send(u, "/talk")
     talk = " ".join(_texts(fake, u.id)[before:])
     assert "earliest" not in talk and "Monday" not in talk and "talking with you" in talk
+    await h.send(u, "/sos")
+    before = len(fake.sent(u.id))
+    await h.press(u, fake.last(u.id), "sos:talk")
+    sos_talk = " ".join(_texts(fake, u.id)[before:])
+    assert "talking with you" in sos_talk and "Monday" not in sos_talk and "back" not in sos_talk
     fake.assert_no_errors()

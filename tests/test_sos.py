@@ -209,7 +209,7 @@ async def test_talk_raises_one_flag(db: Database, clock: FrozenClock) -> None:
 @pytest.mark.parametrize(
     ("when", "open_now", "expected"),
     [
-        (datetime(2026, 3, 2, 15, 0, tzinfo=UTC), True, "until 5:00 pm today"),  # Monday 10:00 in New York
+        (datetime(2026, 3, 2, 15, 0, tzinfo=UTC), True, "today until 5:00 pm your time (America/New_York)"),  # Monday 10:00 in New York
         (datetime(2026, 3, 2, 23, 0, tzinfo=UTC), False, "tomorrow at 9:00 am"),  # Monday 18:00
         (datetime(2026, 3, 7, 15, 0, tzinfo=UTC), False, "on Monday at 9:00 am"),  # Saturday
         (datetime(2026, 3, 3, 12, 0, tzinfo=UTC), False, "later today at 9:00 am"),  # Tuesday 07:00
@@ -224,7 +224,7 @@ def test_expectation_is_honest(when: datetime, open_now: bool, expected: str) ->
 def test_expectation_in_the_patients_own_time() -> None:
     when = datetime(2026, 3, 2, 23, 0, tzinfo=UTC)
     exp = sos.expectation(OfficeHours("Mon-Fri 09:00-17:00"), "America/New_York", when)
-    assert "tomorrow at 6:00 am" in sos.expectation_text(content, "en", exp, "America/Los_Angeles", when)
+    assert "tomorrow at 6:00 am your time (America/Los_Angeles)" in sos.expectation_text(content, "en", exp, "America/Los_Angeles", when)
 
 
 def test_lapse_message_is_warm_and_offers_next_steps() -> None:
