@@ -7,6 +7,7 @@ the counselor's private chat, never in the group.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from zoneinfo import ZoneInfo
 
@@ -406,6 +407,27 @@ async def _ensure_digest(svc: Services) -> None:
         log.warning("flags: could not schedule the daily digest (%s)", type(exc).__name__)
 
 
+async def _refresh_roster(svc: Services) -> None:
+    """At start: ask Telegram again about everyone the roster has in the counselors' group, so a
+    member who left while the bot was away is no longer sent crisis alerts. Bounded in time; a
+    member Telegram cannot be asked about keeps their place."""
+    from bot.roles import group_members
+
+    async def check_all() -> None:
+        async with svc.db.session() as s:
+            ids = await group_members(s)
+        for uid in ids:
+            await svc.roles.in_counselor_group(uid)
+
+    try:
+        await asyncio.wait_for(check_all(), ROSTER_CHECK_SECONDS)
+    except Exception as exc:
+        log.warning("flags: the group roster was not fully re-checked (%s)", type(exc).__name__)
+
+
+ROSTER_CHECK_SECONDS = 20
+
+
 def register(app: Application, svc: object, router: TextRouter) -> None:  # type: ignore[type-arg]
     flags.install(svc)
     app.add_handler(CallbackQueryHandler(on_button, pattern=r"^fl:"))
@@ -416,3 +438,4 @@ def register(app: Application, svc: object, router: TextRouter) -> None:  # type
     router.on(NOTE_STATE, note_text)
     router.on(relay.WRITE_STATE, relay_text)
     svc.on_start.append(_ensure_digest)  # type: ignore[attr-defined]
+    svc.on_start.append(_refresh_roster)  # type: ignore[attr-defined]

@@ -262,7 +262,11 @@ async def test_a_group_member_without_a_role_gets_the_crisis_dm(h: BotHarness, f
     async with db.session() as s:
         roster = {m.telegram_id: m.is_member for m in (await s.execute(select(GroupMember))).scalars()}
     assert roster == {lee.id: True, kim.id: True, left.id: False}
-    await h.restart()  # the roster is in the database, not only in memory
+    gone = fake.add_user(first_name="Gone", started=True)  # in the roster, then left while the bot was away
+    await h.push(fake.join(h.group, gone))
+    await h.stop()
+    h.group.members[gone.id] = "left"
+    await h.start()  # the roster is in the database, not only in memory; it is re-checked at start
     await h.send(u, "I'm going to end it all tonight")
     clock.advance(minutes=5)
     await h.tick()
@@ -272,7 +276,8 @@ async def test_a_group_member_without_a_role_gets_the_crisis_dm(h: BotHarness, f
     for who in (lee, kim, h.admin):
         (dm,) = [m for m in fake.sent(who.id) if "unclaimed for 10 min" in text(m)]
         assert "P-8001" in text(dm) and "end it all" not in text(dm)
-    assert not any("unclaimed" in text(m) for m in fake.sent(left.id))
+    for who in (left, gone):
+        assert not any("unclaimed" in text(m) for m in fake.sent(who.id))
     fake.assert_no_errors()
 
 
