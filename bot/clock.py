@@ -71,3 +71,15 @@ def next_local_due(t: time, zone: str, after: datetime) -> datetime:
             return due
         day += timedelta(days=1)
     raise AssertionError("unreachable: a local time recurs within two days")
+
+
+def local_text(instant: datetime, zone: str, fmt: str = "%a %d %b %H:%M") -> str:
+    """An instant as the wall clock in `zone` shows it (for people; storage stays UTC)."""
+    return ensure_utc(instant).astimezone(ZoneInfo(zone)).strftime(fmt)
+
+
+def zone_name(zone: str, at: datetime) -> str:
+    """A zone named for people: its IANA name and, when it differs, its abbreviation at `at`
+    ("America/New_York (EST)", "UTC")."""
+    abbr = ensure_utc(at).astimezone(ZoneInfo(zone)).tzname() or ""
+    return zone if not abbr or abbr == zone or abbr.lstrip("+-").isdigit() else f"{zone} ({abbr})"

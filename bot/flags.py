@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
@@ -26,15 +27,18 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit import audit
-from bot.clock import ensure_utc, local_date, next_local_due
+from bot.clock import ensure_utc, local_date, local_text, next_local_due, zone_name
 from bot.config import Settings
 from bot.content import DEFAULT_CONTENT_DIR, Content, Html, get_content, register_checker
 from bot.models import (
+    AssessmentResult,
+    CheckinEntry,
     Flag,
+    FlagCard,
     FlagEvent,
     OnCall,
     OutboxMessage,
@@ -45,6 +49,7 @@ from bot.models import (
 )
 from bot.outbox import Outgoing, enqueue
 from bot.scheduler import cancel, schedule
+from bot.text import split_text
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +303,7 @@ def install(svc: Any) -> Workflow:
     svc.sweeper.register(KIND_DIGEST, _digest_item)
 
     async def on_sent(row: OutboxMessage, message_id: int | None) -> None:
-        if message_id is None or not row.ref or not row.ref.startswith("flag:"):
+        if message_id is None or not row.ref or not row.ref.startswith(("flag:", "card:")):
             return
         async with svc.db.transaction() as s:
             await record_sent(s, row.ref, row.chat_id, message_id, svc.clock.now())
@@ -337,6 +342,8 @@ class FlagInfo:
     group_message_id: int | None
     rev: int
     last_trigger_at: datetime | None = None  # set by open_flags: the latest trigger's time
+    why: dict[str, Any] | None = None  # the trigger behind the severity (flags.why; why_text reads it)
+    card_id: int | None = None  # the patient's card of the day in the group
 
 
 @dataclass(frozen=True)
@@ -364,6 +371,29 @@ class Trigger:
     severity: str | None
     reason: str | None
     evidence: str | None
+    facts: dict[str, Any] | None = None  # the answers its readable reason names
+
+
+@dataclass(frozen=True)
+class ScoreInfo:
+    """The latest questionnaire of one instrument, for Details."""
+
+    instrument: str
+    title: str
+    total: int | None
+    band: str | None  # the band's label
+    item9: int | None  # PHQ-9 item 9 (thoughts of death or self-harm), 0-3, when answered
+    at: datetime  # completed (or started, when not finished)
+    done: bool
+
+
+@dataclass(frozen=True)
+class CheckinInfo:
+    at: datetime  # when it was completed
+    mood: int | None
+    craving: int | None
+    use: str | None
+    medication: str | None
 
 
 @dataclass(frozen=True)
@@ -373,7 +403,14 @@ class FlagDetails:
     telegram_id: int
     language: str
     triggers: list[Trigger]
-    checkins: list[str]
+    checkins: list[str]  # extra lines from other areas (Workflow.detail_providers)
+    scores: list[ScoreInfo] = field(default_factory=list)
+    other_flags: list[FlagInfo] = field(default_factory=list)
+    plan: dict[str, list[str]] = field(default_factory=dict)  # section -> entries (plain text)
+    mat: bool = False
+    medication_schedule: str | None = None
+    recent: list[CheckinInfo] = field(default_factory=list)  # the last check-ins, newest first
+    at: datetime | None = None  # when Details was asked for (names the zone's abbreviation then)
 
 
 @dataclass(frozen=True)
@@ -401,6 +438,8 @@ def _info(flag: Flag, code: str) -> FlagInfo:
         resolved_by_name=flag.resolved_by_name,
         group_message_id=flag.group_message_id,
         rev=flag.rev or 0,
+        why=flag.why,
+        card_id=flag.card_id,
     )
 
 
@@ -480,6 +519,7 @@ async def raise_flag(
     )
     session.add(event)
     await session.flush()
+    await _explain(session, flag, event)
     await _after_raise(session, flag, created, escalated, now, event)
     for hook in _on_raised:
         await hook(session, flag, created, escalated, now)
@@ -504,13 +544,10 @@ async def _after_raise(
     if wf is None:
         log.warning("flags: workflow not configured; flag %s stored without a group post", flag.id)
         return
-    if created:
-        await _post(session, wf, flag, now)
-    elif escalated:
-        await _edit_posts(session, wf, flag, now)
+    announced = await _publish(session, wf, flag, created, escalated, now)
     # A new high or crisis trigger on a flag that is already open or claimed reaches the group
     # again (a reply to the flag's post), and re-notification starts over from it.
-    urgent = not created and event.severity is not None and rank(event.severity) >= rank("high")
+    urgent = not created and not announced and event.severity is not None and rank(event.severity) >= rank("high")
     renewed = urgent and await _notify_new_trigger(session, wf, flag, event, escalated, now)
     if not created and flag.status == "claimed" and flag.claimed_by is not None:
         # The counselor who holds the flag hears about every new trigger (no words, no name).
@@ -628,24 +665,12 @@ def _render(info: FlagInfo) -> tuple[str, dict[str, Any]]:
     return text, kb
 
 
-
-
 def render_post(info: FlagInfo, *, content: Content | None = None, lang: str | None = None, zone: str | None = None) -> str:
     """The group post for a flag. Holds no name and no patient text, by construction."""
     wf = _workflow
     c = content or (wf.content if wf else get_content())
     lang = lang or (wf.lang if wf else "en")
     z = zone or (wf.zone if wf else "UTC")
-
-    def t(at: datetime) -> str:
-        return at.astimezone(ZoneInfo(z)).strftime("%a %d %b %H:%M %Z")
-
-    if info.status == "resolved" and info.resolved_at is not None:
-        state = c.t("flags.state.resolved", lang, name=info.resolved_by_name or "?", time=t(info.resolved_at))
-    elif info.status == "claimed" and info.claimed_at is not None:
-        state = c.t("flags.state.claimed", lang, name=info.claimed_by_name or "?", time=t(info.claimed_at))
-    else:
-        state = c.t("flags.state.open", lang)
     return c.t(
         "flags.post",
         lang,
@@ -653,8 +678,9 @@ def render_post(info: FlagInfo, *, content: Content | None = None, lang: str | N
         id=info.id,
         code=info.patient_code,
         category=label(c, lang, "category", info.category),
-        time=t(info.opened_at),
-        state=state,
+        why=Html(why_text(info.why, source=info.source, content=c, lang=lang)),
+        time=local_text(info.opened_at, z, POST_TIME),
+        state=Html(_state(info, c, lang, z)),
     )
 
 
@@ -675,21 +701,6 @@ def post_keyboard(info: FlagInfo, *, content: Content | None = None, lang: str |
     return {"inline_keyboard": rows}
 
 
-async def _post(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime) -> None:
-    if wf.group is None:
-        log.warning("flags: COUNSELOR_CHAT_ID is not set; flag %s is not posted", flag.id)
-        return
-    info = _info(flag, await _code(session, flag.patient_id))
-    text, kb = _render(info)
-    await enqueue(
-        session,
-        Outgoing(wf.group, text, reply_markup=kb),
-        now=now,
-        dedup_key=f"flagpost:{flag.id}",
-        ref=f"flag:{flag.id}:{flag.rev or 0}:main",
-    )
-
-
 async def _edit_posts(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime) -> None:
     """Show the flag's new state on every message that carries it."""
     info = _info(flag, await _code(session, flag.patient_id))
@@ -701,11 +712,18 @@ async def _edit_posts(session: AsyncSession, wf: Workflow, flag: Flag, now: date
             now=now,
             ref=f"flagedit:{flag.id}:{flag.rev or 0}",
         )
+    if flag.card_id is not None:
+        card = (await session.execute(select(FlagCard).where(FlagCard.id == flag.card_id).with_for_update())).scalar_one_or_none()
+        if card is not None:
+            await _edit_card(session, card, now)
 
 
 async def record_sent(session: AsyncSession, ref: str, chat_id: int, message_id: int, now: datetime) -> None:
     """A message showing a flag was delivered: remember where, and catch it up if the flag moved on."""
     parts = ref.split(":")
+    if parts[0] == "card":
+        await _card_sent(session, parts, chat_id, message_id, now)
+        return
     if len(parts) < 3 or not parts[1].isdigit() or not parts[2].isdigit():
         return
     flag = await _locked(session, int(parts[1]))
@@ -726,6 +744,357 @@ async def record_sent(session: AsyncSession, ref: str, chat_id: int, message_id:
             Outgoing(chat_id, text, method="editMessageText", params={"message_id": message_id}, reply_markup=kb),
             now=now,
             ref=f"flagedit:{flag.id}:{flag.rev or 0}",
+        )
+
+
+# -- why a flag stands: the source, the rule and the answers behind it (never patient words) -----
+
+_RULE_REASON = re.compile(r"^([a-z][a-z0-9_]*): (.+)$", re.S)
+_RISK_REASON = re.compile(r"^risk:([a-z_]+)")
+
+
+def split_reason(reason: str | None) -> tuple[str | None, str]:
+    """(rule, text) of a stored reason: "<rule id>: <text>" from a content rule; "risk:<category>:…"
+    from the risk detector (rule "risk", text the category); otherwise a plain reason (no rule)."""
+    reason = (reason or "").strip()
+    m = _RISK_REASON.match(reason)
+    if m:
+        return "risk", m.group(1)
+    m = _RULE_REASON.match(reason)
+    if m:
+        return m.group(1), m.group(2).strip()
+    return None, reason
+
+
+def trigger_why(source: str | None, reason: str | None, facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A trigger's source and stored reason as `why_text` reads them."""
+    rule, text = split_reason(reason)
+    return {"source": source, "rule": rule, "reason": text, "facts": facts or {}}
+
+
+def _why_fields(c: Content, lang: str, rule: str | None) -> set[str] | None:
+    """The placeholders of `flags.why.<rule>`; None when there is no such wording."""
+    key = f"flags.why.{rule}"
+    if not rule or not c.has(key, lang):
+        return None
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(str(c.raw(key, lang))) if f}
+    except ValueError:
+        return None
+
+
+async def _facts(session: AsyncSession, patient_id: int, source: str, at: datetime, wanted: set[str]) -> dict[str, Any]:
+    """The answers behind a trigger that its readable reason names: an assessment's items
+    (`q9`), `total` and `domain_<name>`; a check-in's `mood`, `craving`, `use`, `sleep`,
+    `medication`; the `days` without a check-in."""
+    if not wanted:
+        return {}
+    found: dict[str, Any] = {}
+    if source.startswith(ASSESSMENT_SOURCE):
+        row = (
+            await session.execute(
+                select(AssessmentResult)
+                .where(
+                    AssessmentResult.patient_id == patient_id,
+                    AssessmentResult.instrument == source[len(ASSESSMENT_SOURCE):],
+                    AssessmentResult.started_at <= at,
+                )
+                .order_by(AssessmentResult.started_at.desc(), AssessmentResult.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if row is not None:
+            for item, answer in (row.answers or {}).items():
+                found[str(item)] = answer.get("v") if isinstance(answer, dict) else answer
+            found["total"] = row.total
+            for domain, value in (row.domains or {}).items():
+                found[f"domain_{domain}"] = value
+    elif source == "checkin":
+        entry = (
+            await session.execute(
+                select(CheckinEntry)
+                .where(CheckinEntry.patient_id == patient_id, CheckinEntry.completed_at <= at)
+                .order_by(CheckinEntry.completed_at.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if entry is not None:
+            found.update(mood=entry.mood, craving=entry.craving, use=entry.use, sleep=entry.sleep, medication=entry.medication)
+    elif source == "checkin_silence":
+        last = (
+            await session.execute(
+                select(func.max(CheckinEntry.completed_at)).where(
+                    CheckinEntry.patient_id == patient_id, CheckinEntry.completed_at <= at
+                )
+            )
+        ).scalar_one_or_none()
+        if last is None:
+            last = (await session.execute(select(Patient.created_at).where(Patient.id == patient_id))).scalar_one_or_none()
+        if last is not None:
+            found["days"] = (ensure_utc(at) - (_as_utc(last) or ensure_utc(at))).days
+    return {k: v for k, v in found.items() if k in wanted and isinstance(v, int | float | str) and not isinstance(v, bool)}
+
+
+async def _explain(session: AsyncSession, flag: Flag, event: FlagEvent) -> None:
+    """Keep `flag.why`: the first trigger that brought the flag to its highest severity, with the
+    answers its readable reason names. It changes only when the severity rises (and the post is
+    edited then). A failure here is logged and never costs the flag."""
+    try:
+        severity = event.severity or flag.severity
+        current = flag.why or None
+        if current is not None and current.get("severity") in SEVERITIES and rank(severity) <= rank(current["severity"]):
+            return
+        rule, text = split_reason(event.reason)
+        wf = _workflow
+        c = wf.content if wf else get_content()
+        lang = wf.lang if wf else "en"
+        facts = await _facts(session, flag.patient_id, event.source or "", event.at, _why_fields(c, lang, rule) or set())
+        flag.why = {
+            "source": event.source,
+            "severity": severity,
+            "rule": rule,
+            "reason": text[:200],
+            "facts": facts,
+            "at": ensure_utc(event.at).isoformat(),
+        }
+    except Exception as exc:
+        log.warning("flags: why flag %s was raised is not recorded (%s)", flag.id, type(exc).__name__)
+
+
+def _names_source(source: str, reason: str) -> bool:
+    """The reason already says where it came from ("Urge stronger 20 minutes after /sos")."""
+    words = [w for w in source.lower().split() if len(w) >= 4]
+    return bool(words) and words[0] in reason.lower()
+
+
+def _sentence(text: str) -> str:
+    """A rule's reason inside a line: "Use disclosed" → "use disclosed" (not "PHQ-9")."""
+    return text[:1].lower() + text[1:] if len(text) > 1 and text[1].islower() else text
+
+
+def why_text(
+    why: dict[str, Any] | None,
+    *,
+    source: str | None = None,
+    content: Content | None = None,
+    lang: str | None = None,
+) -> str:
+    """The reason counselors read, in plain language and without the patient's words:
+    "PHQ-9 item 9 = 1", "typed message · suicide or self-harm", "daily check-in · craving 9/10 …".
+
+    `why` is a flag's `why` (or a trigger's: source, rule, reason, facts). A rule with wording in
+    `flags.why.<rule>` reads that way when its answers are known; otherwise the source's label and
+    the rule's own reason. `source` is used when there is no `why` (flags from before it existed).
+    """
+    wf = _workflow
+    c = content or (wf.content if wf else get_content())
+    lang = lang or (wf.lang if wf else "en")
+    why = why or {}
+    src_id = str(why.get("source") or source or "")
+    src = label(c, lang, "source", src_id) if src_id else ""
+    rule = why.get("rule")
+    text = str(why.get("reason") or "")
+    facts = why.get("facts") or {}
+    if rule == "risk":
+        reason = label(c, lang, "category", text) if text else ""
+    else:
+        fields = _why_fields(c, lang, rule)
+        if fields is not None and fields <= set(facts):
+            try:
+                return c.t(f"flags.why.{rule}", lang, **{k: facts[k] for k in fields}) if fields else c.t(f"flags.why.{rule}", lang)
+            except (KeyError, IndexError, ValueError):
+                pass
+        reason = html.escape(_sentence(text), quote=False)
+    if not src or not reason or _names_source(html.unescape(src), html.unescape(reason)):
+        return reason or src or "–"
+    return c.t("flags.why_line", lang, source=Html(src), reason=Html(reason))
+
+
+def _state(info: FlagInfo, c: Content, lang: str, zone: str) -> str:
+    """Not claimed yet / claimed by … / resolved by …, with the time in the clinic's zone."""
+    if info.status == "resolved" and info.resolved_at is not None:
+        return c.t("flags.state.resolved", lang, name=info.resolved_by_name or "?", time=local_text(info.resolved_at, zone, POST_TIME))
+    if info.status == "claimed" and info.claimed_at is not None:
+        return c.t("flags.state.claimed", lang, name=info.claimed_by_name or "?", time=local_text(info.claimed_at, zone, POST_TIME))
+    return c.t("flags.state.open", lang)
+
+
+# -- the patient's card of the day ----------------------------------------------------------------
+#
+# A patient on a hard day can raise several flags: a PHQ-9 in the morning, a check-in, a message
+# at night. Rather than a post each, the group gets ONE card per patient and clinic day, edited as
+# flags are added or change: the day's flags, most severe first, each with its own line (severity,
+# category, why, state) and its own buttons (Claim, Details, Message patient, Resolve, each with
+# the flag's number), so every flag keeps its own lifecycle. A card with one flag is the ordinary
+# flag post. Editing a message notifies nobody, so a high or crisis flag added to a card that is
+# already in the group is also posted as a reply to the card (with its buttons). Low flags are not
+# posted at all: they wait for the daily digest.
+
+POST_TIME = "%a %d %b %H:%M %Z"
+CARD_ALERT_FROM = "high"  # a flag at least this severe added to a card already posted is announced
+
+
+def render_card(infos: list[FlagInfo], *, content: Content | None = None, lang: str | None = None, zone: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The card's text and buttons. One flag: its ordinary post."""
+    if len(infos) == 1:
+        return _render(infos[0])
+    wf = _workflow
+    c = content or (wf.content if wf else get_content())
+    lang = lang or (wf.lang if wf else "en")
+    z = zone or (wf.zone if wf else "UTC")
+    ordered = sorted(infos, key=lambda i: (-rank(i.severity), i.id))
+    live = [i for i in ordered if i.status != "resolved"] or ordered
+    try:
+        blocks = [
+            c.t(
+                "flags.card.head",
+                lang,
+                severity=Html(label(c, lang, "severity", live[0].severity)),
+                code=ordered[0].patient_code,
+                n=len(ordered),
+                open=len([i for i in ordered if i.status != "resolved"]),
+            )
+        ]
+        rows: list[list[dict[str, str]]] = []
+        for i in ordered:
+            blocks.append(
+                c.t(
+                    "flags.card.flag",
+                    lang,
+                    severity=Html(label(c, lang, "severity", i.severity)),
+                    id=i.id,
+                    category=label(c, lang, "category", i.category),
+                    time=local_text(i.opened_at, z, POST_TIME),
+                    why=Html(why_text(i.why, source=i.source, content=c, lang=lang)),
+                    state=Html(_state(i, c, lang, z)),
+                )
+            )
+            for row in post_keyboard(i, content=c, lang=lang)["inline_keyboard"]:
+                rows.append([{**b, "text": c.t("flags.card.button", lang, id=i.id, label=Html(b["text"]))} for b in row])
+        return "\n\n".join(blocks), {"inline_keyboard": rows}
+    except Exception as exc:
+        log.error("flags: the card of %s could not be rendered (%s); sending a plain one", ordered[0].patient_code, type(exc).__name__)
+        text = "\n".join(_plain_post(i) for i in ordered)
+        return text, {"inline_keyboard": [row for i in ordered for row in _render(i)[1]["inline_keyboard"]]}
+
+
+async def _card_view(session: AsyncSession, card: FlagCard) -> tuple[str, dict[str, Any]]:
+    members = list((await session.execute(select(Flag).where(Flag.card_id == card.id).order_by(Flag.id))).scalars())
+    code = await _code(session, card.patient_id)
+    return render_card([_info(f, code) for f in members])
+
+
+async def _usable_card(session: AsyncSession, wf: Workflow, patient_id: int, day: Any) -> FlagCard | None:
+    """Today's card of this patient in the group, unless its post never reached Telegram."""
+    card = (
+        await session.execute(
+            select(FlagCard)
+            .where(FlagCard.patient_id == patient_id, FlagCard.day == day, FlagCard.chat_id == wf.group)
+            .order_by(FlagCard.id.desc())
+            .limit(1)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if card is None or card.message_id is not None:
+        return card
+    status = (
+        await session.execute(select(OutboxMessage.status).where(OutboxMessage.dedup_key == f"flagcard:{card.id}"))
+    ).scalar_one_or_none()
+    return card if status in ("pending", "sending", "sent") else None
+
+
+async def _edit_card(session: AsyncSession, card: FlagCard, now: datetime) -> bool:
+    """Show the card's flags as they are now. True when the card's first post had not left yet
+    and now carries the change itself (so it notifies as it arrives)."""
+    card.rev = (card.rev or 0) + 1
+    text, kb = await _card_view(session, card)
+    if card.message_id is None:
+        row = (
+            await session.execute(
+                select(OutboxMessage).where(OutboxMessage.dedup_key == f"flagcard:{card.id}").with_for_update()
+            )
+        ).scalar_one_or_none()
+        if row is not None and row.status == "pending":
+            row.payload = {**dict(row.payload or {}), "text": text, "reply_markup": kb}
+            row.ref = f"card:{card.id}:{card.rev}"
+            return True
+        return False  # on its way: edited as soon as Telegram says where it landed
+    await enqueue(
+        session,
+        Outgoing(card.chat_id, text, method="editMessageText", params={"message_id": card.message_id}, reply_markup=kb),
+        now=now,
+        ref=f"cardedit:{card.id}:{card.rev}",
+    )
+    return False
+
+
+async def _publish(session: AsyncSession, wf: Workflow, flag: Flag, created: bool, escalated: bool, now: datetime) -> bool:
+    """The posting decision for a raise. Low: nothing (the digest lists it). A flag not yet in the
+    group goes on the patient's card of the day; one already there has its messages edited when
+    its severity rose. True when this raise produced a message that notifies the group."""
+    if flag.severity == "low" or flag.status == "resolved":
+        return False
+    if flag.card_id is not None or (not created and (flag.posts or flag.group_message_id)):
+        if escalated:
+            await _edit_posts(session, wf, flag, now)
+        return False
+    if wf.group is None:
+        log.warning("flags: COUNSELOR_CHAT_ID is not set; flag %s is not posted", flag.id)
+        return False
+    day = local_date(now, wf.zone)
+    card = await _usable_card(session, wf, flag.patient_id, day)
+    if card is None:
+        card = FlagCard(patient_id=flag.patient_id, day=day, chat_id=wf.group, rev=0, created_at=now)
+        session.add(card)
+        await session.flush()
+        flag.card_id = card.id
+        text, kb = await _card_view(session, card)
+        await enqueue(
+            session, Outgoing(wf.group, text, reply_markup=kb), now=now, dedup_key=f"flagcard:{card.id}", ref=f"card:{card.id}:0"
+        )
+        return True
+    flag.card_id = card.id
+    if card.message_id is not None and flag.group_message_id is None:
+        flag.group_message_id = card.message_id
+    if await _edit_card(session, card, now):
+        return True
+    if rank(flag.severity) < rank(CARD_ALERT_FROM):
+        return False
+    c, lang = wf.content, wf.lang
+    info = _info(flag, await _code(session, flag.patient_id))
+    text, kb = _render(info)
+    head = c.t("flags.card.alert", lang, severity=Html(label(c, lang, "severity", flag.severity)), code=info.patient_code)
+    params = None
+    if card.message_id is not None:
+        params = {"reply_parameters": {"message_id": card.message_id, "allow_sending_without_reply": True}}
+    await enqueue(
+        session,
+        Outgoing(wf.group, head + "\n\n" + text, params=params, reply_markup=kb),
+        now=now,
+        dedup_key=f"flagpost:{flag.id}",
+        ref=f"flag:{flag.id}:{flag.rev or 0}:main",
+    )
+    return True
+
+
+async def _card_sent(session: AsyncSession, parts: list[str], chat_id: int, message_id: int, now: datetime) -> None:
+    """The card's post was delivered: remember where (for its flags too), catch it up if needed."""
+    if len(parts) < 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return
+    card = (await session.execute(select(FlagCard).where(FlagCard.id == int(parts[1])).with_for_update())).scalar_one_or_none()
+    if card is None or card.message_id == message_id:
+        return  # gone (erased) or already recorded
+    card.message_id = message_id
+    for f in (await session.execute(select(Flag).where(Flag.card_id == card.id))).scalars():
+        if f.group_message_id is None:
+            f.group_message_id = message_id
+    if int(parts[2]) != (card.rev or 0):
+        text, kb = await _card_view(session, card)
+        await enqueue(
+            session,
+            Outgoing(chat_id, text, method="editMessageText", params={"message_id": message_id}, reply_markup=kb),
+            now=now,
+            ref=f"cardedit:{card.id}:{card.rev}",
         )
 
 
@@ -962,64 +1331,138 @@ async def history(session: AsyncSession, flag_id: int) -> list[EventInfo]:
 
 
 async def details(session: AsyncSession, flag_id: int, *, actor_id: int, now: datetime) -> FlagDetails | None:
-    """Name, triggering texts and recent check-ins for one counselor's DM. Audited."""
+    """What one counselor needs to act, for their DM: name, the triggers with their readable
+    reasons and words, questionnaires, the patient's other open flags, their plan, MAT and the
+    last check-ins. Audited."""
     flag = await session.get(Flag, flag_id)
     if flag is None:
         return None
     patient = await session.get(Patient, flag.patient_id)
     if patient is None:
         return None
-    events = (
-        await session.execute(
-            select(FlagEvent).where(FlagEvent.flag_id == flag_id, FlagEvent.kind == "trigger").order_by(FlagEvent.at, FlagEvent.id)
-        )
-    ).scalars()
-    triggers = [Trigger(e.at, e.source, e.severity, e.reason, e.evidence) for e in events]
-    lines = await _recent_checkins(session, patient.id)
     wf = _workflow
+    c = wf.content if wf else get_content()
+    lang = wf.lang if wf else "en"
+    events = list(
+        (
+            await session.execute(
+                select(FlagEvent).where(FlagEvent.flag_id == flag_id, FlagEvent.kind == "trigger").order_by(FlagEvent.at, FlagEvent.id)
+            )
+        ).scalars()
+    )
+    triggers = []
+    for i, e in enumerate(events):
+        facts: dict[str, Any] = {}
+        if i >= len(events) - DETAILS_TRIGGERS:
+            rule, _text = split_reason(e.reason)
+            facts = await _facts(session, patient.id, e.source or "", e.at, _why_fields(c, lang, rule) or set())
+        triggers.append(Trigger(e.at, e.source, e.severity, e.reason, e.evidence, facts))
+    lines: list[str] = []
     if wf is not None:
         for provider in wf.detail_providers:
             try:
                 lines += await provider(session, patient.id, wf.lang)
             except Exception:
                 log.exception("flags: a details provider failed")
+    others = (
+        await session.execute(
+            select(Flag)
+            .where(Flag.patient_id == patient.id, Flag.status != "resolved", Flag.id != flag.id)
+            .order_by(Flag.opened_at.desc(), Flag.id.desc())
+        )
+    ).scalars()
     session.add(FlagEvent(flag_id=flag.id, at=now, kind="details", actor_id=actor_id))
     await audit(session, actor_id, "flag.details", f"flag:{flag.id}", {"patient": patient.code}, now=now)
-    return FlagDetails(_info(flag, patient.code), patient.first_name, patient.telegram_id, patient.language, triggers, lines)
+    return FlagDetails(
+        _info(flag, patient.code),
+        patient.first_name,
+        patient.telegram_id,
+        patient.language,
+        triggers,
+        lines,
+        scores=await _scores(session, c, lang, patient.id),
+        other_flags=[_info(f, patient.code) for f in others],
+        plan=await _plan_summary(session, patient.id),
+        mat=bool(patient.mat),
+        medication_schedule=getattr(patient, "medication_schedule", None),
+        recent=await _recent_checkins(session, patient.id),
+        at=now,
+    )
 
 
-async def _recent_checkins(session: AsyncSession, patient_id: int, n: int = 7) -> list[str]:
+DETAILS_TRIGGERS = 10  # the latest triggers shown in Details (the whole list is in /flag <id>)
+DETAILS_INSTRUMENTS = ("phq9", "gad7")
+PLAN_SHOWN = 3  # entries per plan section in Details
+
+
+async def _scores(session: AsyncSession, c: Content, lang: str, patient_id: int) -> list[ScoreInfo]:
+    """The latest PHQ-9 and GAD-7 (finished, or started and not finished), with item 9."""
+    out: list[ScoreInfo] = []
     try:
-        from bot.models import CheckinEntry  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    wf = _workflow
-    c = wf.content if wf else get_content()
-    lang = wf.lang if wf else "en"
-    try:
-        rows = (
-            await session.execute(
-                select(CheckinEntry)
-                .where(CheckinEntry.patient_id == patient_id, CheckinEntry.completed_at.is_not(None))
-                .order_by(CheckinEntry.local_date.desc())
-                .limit(n)
-            )
-        ).scalars()
-        dash = "–"
-        return [
-            c.t(
-                "flags.details_checkin",
-                lang,
-                date=r.local_date.isoformat(),
-                mood=dash if r.mood is None else r.mood,
-                craving=dash if r.craving is None else r.craving,
-                use=r.use or dash,
-            )
-            for r in rows
-        ]
+        from bot.clinical import load_clinical
+
+        clinical = load_clinical(c.root)
     except Exception as exc:
-        log.warning("flags: recent check-ins unavailable (%s)", type(exc).__name__)
-        return []
+        log.warning("flags: questionnaire wording unavailable (%s)", type(exc).__name__)
+        clinical = None
+    for name in DETAILS_INSTRUMENTS:
+        row = (
+            await session.execute(
+                select(AssessmentResult)
+                .where(
+                    AssessmentResult.patient_id == patient_id,
+                    AssessmentResult.instrument == name,
+                    AssessmentResult.status != "cancelled",
+                )
+                .order_by(AssessmentResult.started_at.desc(), AssessmentResult.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            continue
+        title, band = name.upper(), row.band
+        if clinical is not None:
+            try:
+                inst = clinical.instrument(name, lang)
+                title, band = str(inst.title), inst.band_label(row.band) or row.band
+            except Exception:
+                pass
+        answer = (row.answers or {}).get("q9") if name == "phq9" else None
+        item9 = answer.get("v") if isinstance(answer, dict) else answer
+        done = row.status == "done"
+        out.append(
+            ScoreInfo(
+                name, title, row.total if done else None, band if done else None,
+                item9 if isinstance(item9, int) and not isinstance(item9, bool) else None,
+                ensure_utc(row.completed_at or row.started_at), done,
+            )
+        )
+    return out
+
+
+async def _plan_summary(session: AsyncSession, patient_id: int) -> dict[str, list[str]]:
+    """The patient's plan, section by section (people to call first)."""
+    try:
+        from bot.plans import SOS_ORDER, entry_line_plain, get_plan
+
+        plan = await get_plan(session, patient_id)
+    except Exception as exc:
+        log.info("flags: plan unavailable (%s)", type(exc).__name__)
+        return {}
+    order = ("people", "professionals", *(s for s in SOS_ORDER if s not in ("people", "professionals")))
+    return {s: [entry_line_plain(e) for e in plan.section(s)] for s in order if plan.section(s)}
+
+
+async def _recent_checkins(session: AsyncSession, patient_id: int, n: int = 7) -> list[CheckinInfo]:
+    rows = (
+        await session.execute(
+            select(CheckinEntry)
+            .where(CheckinEntry.patient_id == patient_id, CheckinEntry.completed_at.is_not(None))
+            .order_by(CheckinEntry.completed_at.desc())
+            .limit(n)
+        )
+    ).scalars()
+    return [CheckinInfo(ensure_utc(r.completed_at), r.mood, r.craving, r.use, r.medication) for r in rows if r.completed_at]
 
 
 EVIDENCE_SHOWN = 600  # characters; even fully escaped (×5) a trigger stays one message part
@@ -1031,12 +1474,24 @@ def _clip(text: str) -> str:
     return text if len(text) <= EVIDENCE_SHOWN else text[:EVIDENCE_SHOWN].rstrip() + " …"
 
 
+def _answer(c: Content, lang: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    key = f"flags.answer.{value}"
+    return c.t(key, lang) if isinstance(value, str) and c.has(key, lang) else html.escape(str(value).replace("_", " "), quote=False)
+
+
 def render_details(d: FlagDetails, *, content: Content | None = None, lang: str | None = None, zone: str | None = None) -> str:
-    """The Details DM: for one counselor only (it holds the name and the patient's words)."""
+    """The Details DM: for one counselor only (it holds the name and the patient's words).
+    Every time is in the clinic's zone, named once at the top."""
     wf = _workflow
     c = content or (wf.content if wf else get_content())
     lang = lang or (wf.lang if wf else "en")
     z = zone or (wf.zone if wf else "UTC")
+
+    def when(at: datetime) -> str:
+        return local_text(at, z)
+
     parts = [
         c.t(
             "flags.details_head",
@@ -1046,22 +1501,89 @@ def render_details(d: FlagDetails, *, content: Content | None = None, lang: str 
             name=d.first_name or "–",
             severity=Html(label(c, lang, "severity", d.flag.severity)),
             category=label(c, lang, "category", d.flag.category),
+            why=Html(why_text(d.flag.why, source=d.flag.source, content=c, lang=lang)),
+            state=Html(_state(d.flag, c, lang, z)),
+            zone=zone_name(z, d.at or d.flag.opened_at),
         )
     ]
-    for tr in d.triggers[-10:]:
+    shown = d.triggers[-DETAILS_TRIGGERS:]
+    if shown:
+        parts.append(c.t("flags.details_triggers", lang))
+    for tr in shown:
+        why = trigger_why(tr.source, tr.reason, tr.facts)
         parts.append(
             c.t(
                 "flags.details_trigger",
                 lang,
-                time=tr.at.astimezone(ZoneInfo(z)).strftime("%a %d %b %H:%M"),
-                source=tr.source or "–",
-                severity=tr.severity or "–",
-                reason=tr.reason or "–",
+                time=when(tr.at),
+                severity=Html(label(c, lang, "severity", tr.severity)) if tr.severity else "–",
+                why=Html(why_text(why, content=c, lang=lang)),
                 text=_clip(tr.evidence) if tr.evidence else c.t("flags.details_no_text", lang),
             )
         )
+    if d.scores:
+        lines = [c.t("flags.details_scores", lang)]
+        for sc in d.scores:
+            if sc.done:
+                line = c.t("flags.details_score", lang, title=Html(sc.title), total=sc.total if sc.total is not None else "–", band=sc.band or "–", time=when(sc.at))
+            else:
+                line = c.t("flags.details_score_open", lang, title=Html(sc.title), time=when(sc.at))
+            if sc.item9 is not None:
+                line += " · " + c.t("flags.details_item9", lang, value=sc.item9)
+            lines.append(line)
+        parts.append("\n".join(lines))
+    if d.other_flags:
+        lines = [c.t("flags.details_other_flags", lang)]
+        for f in d.other_flags:
+            lines.append(
+                c.t(
+                    "flags.details_other_flag",
+                    lang,
+                    id=f.id,
+                    severity=Html(label(c, lang, "severity", f.severity)),
+                    category=label(c, lang, "category", f.category),
+                    state=label(c, lang, "status", f.status),
+                    why=Html(why_text(f.why, source=f.source, content=c, lang=lang)),
+                )
+            )
+        parts.append("\n".join(lines))
+    else:
+        parts.append(c.t("flags.details_other_none", lang))
+    if d.plan:
+        lines = [c.t("flags.details_plan", lang)]
+        for section, entries in d.plan.items():
+            title = c.t(f"plan.sections.{section}.title", lang) if c.has(f"plan.sections.{section}.title", lang) else html.escape(section)
+            text = "; ".join(_clip(e) for e in entries[:PLAN_SHOWN])
+            if len(entries) > PLAN_SHOWN:
+                text += " " + c.t("flags.details_plan_more", lang, n=len(entries) - PLAN_SHOWN)
+            lines.append(c.t("flags.details_plan_section", lang, title=Html(title), entries=Html(html.escape(text, quote=False))))
+        parts.append("\n".join(lines))
+    else:
+        parts.append(c.t("flags.details_plan_empty", lang))
+    schedule_key = f"flags.mat.{d.medication_schedule or 'daily'}" if d.mat else "flags.mat.no"
+    mat = c.t(schedule_key, lang) if c.has(schedule_key, lang) else c.t("flags.mat.daily", lang)
+    parts.append(c.t("flags.details_mat", lang, mat=mat))
+    if d.recent:
+        head = "flags.details_checkins_mat" if d.mat else "flags.details_checkins"
+        line = "flags.details_checkin_mat" if d.mat else "flags.details_checkin"
+        lines = [c.t(head, lang, n=len(d.recent))]
+        for ci in d.recent:
+            lines.append(
+                c.t(
+                    line,
+                    lang,
+                    time=when(ci.at),
+                    mood="–" if ci.mood is None else ci.mood,
+                    craving="–" if ci.craving is None else ci.craving,
+                    use=Html(_answer(c, lang, ci.use)),
+                    medication=Html(_answer(c, lang, ci.medication)),
+                )
+            )
+        parts.append("\n".join(lines))
+    else:
+        parts.append(c.t("flags.details_no_checkins", lang))
     if d.checkins:
-        parts.append(c.t("flags.details_checkins", lang) + "\n" + "\n".join(d.checkins))
+        parts.append("\n".join(d.checkins))
     return "\n\n".join(parts)
 
 
@@ -1138,7 +1660,8 @@ async def _digest_item(session: AsyncSession, item: ScheduledItem, now: datetime
     if wf is None:
         return
     if wf.group is not None:
-        await enqueue(session, Outgoing(wf.group, await build_digest(session, now)), now=now, dedup_key=item.key)
+        for i, part in enumerate(split_text(await build_digest(session, now))):
+            await enqueue(session, Outgoing(wf.group, part), now=now, dedup_key=item.key if i == 0 else f"{item.key}:{i}")
     await ensure_digest_scheduled(session, now)
 
 
@@ -1152,30 +1675,80 @@ def age_text(c: Content, lang: str, delta: timedelta) -> str:
 
 
 async def build_digest(session: AsyncSession, now: datetime) -> str:
-    """The daily digest for the group: open flags by age, silent patients, notable changes. No names."""
+    """The daily digest for the group, no names: open flags, the low flags (posted nowhere else),
+    the last 24 hours (crisis or high flags, PHQ-9 item 9 above zero, resolved flags), follow-ups
+    due, and trends (silent patients, rising craving, PHQ-9 band up)."""
     wf = _workflow
     c = wf.content if wf else get_content()
     lang = wf.lang if wf else "en"
+    z = wf.zone if wf else "UTC"
     rules = wf.rules if wf else EscalationRules()
+    since = now - DIGEST_WINDOW
     parts = [c.t("flags.digest_title", lang)]
-    flags = await open_flags(session, limit=200)
-    if flags:
+
+    def flag_line(f: FlagInfo) -> str:
+        return c.t(
+            "flags.digest_flag",
+            lang,
+            id=f.id,
+            severity=Html(label(c, lang, "severity", f.severity)),
+            code=f.patient_code,
+            category=label(c, lang, "category", f.category),
+            age=age_text(c, lang, now - f.opened_at),
+            state=label(c, lang, "status", f.status),
+        )
+
+    open_all = await open_flags(session, limit=200)
+    posted = [f for f in open_all if f.severity != "low"]
+    low = [f for f in open_all if f.severity == "low"]
+    if posted:
+        parts.append(c.t("flags.digest_open", lang, n=len(posted)) + "\n" + "\n".join(flag_line(f) for f in posted))
+    else:
+        parts.append(c.t("flags.digest_none_open", lang))
+    if low:
+        parts.append(c.t("flags.digest_low", lang, n=len(low)) + "\n" + "\n".join(flag_line(f) for f in low))
+
+    urgent = await _urgent_since(session, since)
+    if urgent:
         lines = [
             c.t(
-                "flags.digest_flag",
+                "flags.digest_urgent_flag",
                 lang,
                 id=f.id,
                 severity=Html(label(c, lang, "severity", f.severity)),
                 code=f.patient_code,
                 category=label(c, lang, "category", f.category),
-                age=age_text(c, lang, now - f.opened_at),
+                why=Html(why_text(f.why, source=f.source, content=c, lang=lang)),
                 state=label(c, lang, "status", f.status),
             )
-            for f in flags
+            for f in urgent
         ]
-        parts.append(c.t("flags.digest_open", lang, n=len(flags)) + "\n" + "\n".join(lines))
-    else:
-        parts.append(c.t("flags.digest_none_open", lang))
+        parts.append(c.t("flags.digest_urgent", lang) + "\n" + "\n".join(lines))
+    item9 = await _item9_since(session, since)
+    if item9:
+        codes = ", ".join(c.t("flags.digest_item9_code", lang, code=code, value=value) for code, value in item9)
+        parts.append(c.t("flags.digest_item9", lang, codes=Html(codes)))
+    resolved = await _resolved_since(session, since)
+    if resolved:
+        lines = [
+            c.t(
+                "flags.digest_resolved_flag",
+                lang,
+                id=f.id,
+                severity=Html(label(c, lang, "severity", f.severity)),
+                code=f.patient_code,
+                category=label(c, lang, "category", f.category),
+                name=f.resolved_by_name or "?",
+                time=local_text(f.resolved_at or now, z),
+            )
+            for f in resolved
+        ]
+        parts.append(c.t("flags.digest_resolved", lang, n=len(resolved)) + "\n" + "\n".join(lines))
+    followups = await _followups_due(session, now + DIGEST_WINDOW)
+    if followups:
+        lines = [c.t("flags.digest_followup", lang, code=code, id=fid, time=local_text(due, z)) for code, fid, due in followups]
+        parts.append(c.t("flags.digest_followups", lang) + "\n" + "\n".join(lines))
+
     silent, rising, phq = await _trends(session, now, rules.digest)
     if silent:
         parts.append(c.t("flags.digest_silent", lang, days=rules.digest.silent_days, codes=", ".join(silent)))
@@ -1183,9 +1756,79 @@ async def build_digest(session: AsyncSession, now: datetime) -> str:
         parts.append(c.t("flags.digest_craving", lang, codes=", ".join(rising)))
     if phq:
         parts.append(c.t("flags.digest_phq9", lang, codes=", ".join(phq)))
-    if not (silent or rising or phq):
+    if not (urgent or item9 or silent or rising or phq):
         parts.append(c.t("flags.digest_no_trends", lang))
+    if resolved or followups:
+        parts.append(c.t("flags.digest_times", lang, zone=zone_name(z, now)))
     return "\n\n".join(parts)
+
+
+DIGEST_WINDOW = timedelta(hours=24)  # "the last 24 hours": the time since the previous digest
+
+
+async def _urgent_since(session: AsyncSession, since: datetime) -> list[FlagInfo]:
+    """Flags with a crisis or high trigger since `since` (open or not), most severe first."""
+    ids = select(FlagEvent.flag_id).where(
+        FlagEvent.kind == "trigger", FlagEvent.severity.in_(("crisis", "high")), FlagEvent.at >= since
+    )
+    rows = (
+        await session.execute(
+            select(Flag, Patient.code).join(Patient, Patient.id == Flag.patient_id).where(Flag.id.in_(ids)).order_by(Flag.id)
+        )
+    ).all()
+    return sorted((_info(f, code) for f, code in rows), key=lambda i: (-rank(i.severity), i.id))
+
+
+async def _resolved_since(session: AsyncSession, since: datetime) -> list[FlagInfo]:
+    rows = (
+        await session.execute(
+            select(Flag, Patient.code)
+            .join(Patient, Patient.id == Flag.patient_id)
+            .where(Flag.status == "resolved", Flag.resolved_at >= since)
+            .order_by(Flag.resolved_at, Flag.id)
+        )
+    ).all()
+    return [_info(f, code) for f, code in rows]
+
+
+async def _item9_since(session: AsyncSession, since: datetime) -> list[tuple[str, int]]:
+    """(patient code, item 9 answer) for PHQ-9s answered since `since` with item 9 above zero."""
+    rows = (
+        await session.execute(
+            select(AssessmentResult, Patient.code)
+            .join(Patient, Patient.id == AssessmentResult.patient_id)
+            .where(
+                AssessmentResult.instrument == "phq9",
+                AssessmentResult.status != "cancelled",
+                or_(AssessmentResult.started_at >= since, AssessmentResult.completed_at >= since),
+            )
+            .order_by(AssessmentResult.started_at, AssessmentResult.id)
+        )
+    ).all()
+    best: dict[str, int] = {}
+    for row, code in rows:
+        answer = (row.answers or {}).get("q9")
+        value = answer.get("v") if isinstance(answer, dict) else answer
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            best[code] = max(best.get(code, 0), value)
+    return sorted(best.items())
+
+
+async def _followups_due(session: AsyncSession, until: datetime) -> list[tuple[str, int, datetime]]:
+    """(patient code, flag id, when) for the check-ins after a resolved flag due before `until`."""
+    items = (
+        await session.execute(
+            select(ScheduledItem)
+            .where(ScheduledItem.kind == KIND_FOLLOWUP, ScheduledItem.status == "pending", ScheduledItem.due_at <= until)
+            .order_by(ScheduledItem.due_at)
+        )
+    ).scalars()
+    out: list[tuple[str, int, datetime]] = []
+    for item in items:
+        payload = item.payload or {}
+        code = await _code(session, int(payload.get("patient_id", 0)))
+        out.append((code, int(payload.get("flag_id", 0)), ensure_utc(item.due_at)))
+    return out
 
 
 async def _trends(session: AsyncSession, now: datetime, rules: DigestRules) -> tuple[list[str], list[str], list[str]]:

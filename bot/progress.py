@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import assessments, sobriety
 from bot.audit import audit
 from bot.charts import ChartDay, ChartLabels, render
-from bot.clock import local_date
-from bot.content import Content
-from bot.models import CheckinEntry, Flag, Patient
+from bot.clock import ensure_utc, local_date, local_text, zone_name
+from bot.content import Content, Html
+from bot.flags import label as flag_label
+from bot.flags import workflow as flags_workflow
+from bot.models import AssessmentResult, CheckinEntry, Flag, Patient
 from bot.people import PatientInfo
 
 DAYS = 30
@@ -106,9 +108,12 @@ async def progress(session: AsyncSession, content: Content, patient: PatientInfo
 
 
 async def counselor_view(
-    session: AsyncSession, content: Content, code: str, actor_id: int, now: datetime, lang: str = "en"
+    session: AsyncSession, content: Content, code: str, actor_id: int, now: datetime, lang: str = "en", *, zone: str | None = None
 ) -> CounselorView | None:
-    """The staff view of one patient by code; audited. None when no such patient."""
+    """The staff view of one patient by code; audited. None when no such patient.
+
+    Every time is in one zone, the clinic's (`zone`, default DEFAULT_TIMEZONE as the flags
+    workflow has it), named in the header."""
     code = code.strip().upper()
     p = (await session.execute(select(Patient).where(Patient.code == code))).scalar_one_or_none()
     if p is None or p.status == "deleted":
@@ -118,13 +123,16 @@ async def counselor_view(
     t = content.t
     today = local_date(now, p.timezone)
     days = await chart_days(session, p.id, today)
-    parts = [t("progress.staff_header", lang, code=p.code, status=p.status)]
+    if zone is None:
+        wf = flags_workflow()
+        zone = wf.zone if wf is not None else "UTC"
+    parts = [t("progress.staff_header", lang, code=p.code, status=p.status, zone=zone_name(zone, now))]
     parts.append(await summary_text(session, content, p.id, lang, days, today, now))
 
     q = (
         select(CheckinEntry)
         .where(CheckinEntry.patient_id == p.id, CheckinEntry.completed_at.is_not(None))
-        .order_by(CheckinEntry.local_date.desc())
+        .order_by(CheckinEntry.completed_at.desc())
         .limit(7)
     )
     recent = list((await session.execute(q)).scalars())
@@ -136,7 +144,7 @@ async def counselor_view(
             t(
                 "progress.staff_checkin_line",
                 lang,
-                day=e.local_date.isoformat(),
+                time=local_text(e.completed_at or e.updated_at, zone),
                 mood="–" if e.mood is None else e.mood,
                 craving="–" if e.craving is None else e.craving,
                 use=e.use or "–",
@@ -146,12 +154,23 @@ async def counselor_view(
     parts.append("\n".join(lines))
 
     scores = await assessments.latest_scores(session, content, p.id, lang)
+    done_at = dict(
+        (
+            await session.execute(
+                select(AssessmentResult.instrument, func.max(AssessmentResult.completed_at))
+                .where(AssessmentResult.patient_id == p.id, AssessmentResult.status == "done")
+                .group_by(AssessmentResult.instrument)
+            )
+        ).all()
+    )
     lines = [t("progress.staff_scores", lang)]
     if not scores:
         lines.append(t("progress.staff_none", lang))
     for s in scores:
         band = s.band_label or ", ".join(f"{k} {v}" for k, v in s.domains.items())
-        lines.append(t("progress.staff_score_line", lang, title=s.title, total=s.total, band=band, day=s.day.isoformat()))
+        at = done_at.get(s.instrument)
+        when = local_text(_utc(at), zone) if at is not None else s.day.isoformat()
+        lines.append(t("progress.staff_score_line", lang, title=s.title, total=s.total, band=band, time=when))
     parts.append("\n".join(lines))
 
     fq = (
@@ -169,11 +188,16 @@ async def counselor_view(
                 "progress.staff_flag_line",
                 lang,
                 id=f.id,
-                severity=f.severity,
-                category=f.category,
-                status=f.status,
-                opened=f.opened_at.strftime("%Y-%m-%d %H:%M UTC"),
+                severity=Html(flag_label(content, lang, "severity", f.severity)),
+                category=flag_label(content, lang, "category", f.category),
+                status=flag_label(content, lang, "status", f.status),
+                opened=local_text(f.opened_at, zone),
             )
         )
     parts.append("\n".join(lines))
     return CounselorView(p.code, "\n\n".join(parts), render(days, labels(content, lang)))
+
+
+def _utc(value: datetime | str) -> datetime:
+    """An aggregate's timestamp (SQLite gives it back as text)."""
+    return ensure_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)

@@ -230,7 +230,7 @@ async def patient_cmd(update: Update, ctx: Ctx) -> None:
         await reply(update, c.t("progress.usage"))
         return
     async with svc.db.transaction() as s:
-        view = await progress.counselor_view(s, c, str(args[0]), user.id, svc.clock.now())
+        view = await progress.counselor_view(s, c, str(args[0]), user.id, svc.clock.now(), zone=svc.settings.default_timezone)
     if view is None:
         await reply(update, c.t("progress.not_found"))
         return

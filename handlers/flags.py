@@ -349,9 +349,9 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
         key = f"flags.event.{e.kind}" if c.has(f"flags.event.{e.kind}") else "flags.event.other"
         what = c.t(
             key,
-            source=e.source or "–",
-            severity=e.severity or "–",
-            reason=e.reason or "–",
+            source=flags.label(c, svc.settings.default_language, "source", e.source) if e.source else "–",
+            severity=Html(flags.label(c, svc.settings.default_language, "severity", e.severity)) if e.severity else "–",
+            reason=Html(flags.why_text(flags.trigger_why(e.source, e.reason), content=c)) if e.kind == "trigger" else "–",
             actor=actor,
             stage=(e.detail or {}).get("stage", "–"),
             kind=e.kind,

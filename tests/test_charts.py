@@ -67,7 +67,7 @@ async def test_counselor_view_is_audited(db: Database, clock: FrozenClock):
         view = await progress.counselor_view(s, c, "p-4821", 555, clock.now())
         missing = await progress.counselor_view(s, c, "P-0000", 555, clock.now())
     assert view is not None and missing is None
-    assert "P-4821" in view.text and "mood 3" in view.text and "use_disclosure" in view.text
+    assert "P-4821" in view.text and "mood 3" in view.text and "use disclosed" in view.text
     assert view.chart[:8] == PNG_MAGIC
     from sqlalchemy import select
 

@@ -340,7 +340,7 @@ async def test_a_followup_after_a_resolved_crisis(h: BotHarness, fake: FakeTeleg
     await h.press_button(u, fu, "Not great")
     assert "let your care team know" in (fake.last(u.id).plain_text or "")
     newest = fake.last(h.group.id)
-    assert "P-1234" in (newest.plain_text or "") and f"#{fid}" not in (newest.plain_text or "")
+    assert "P-1234" in (newest.plain_text or "") and f"Flag #{fid}" not in (newest.plain_text or "")
     assert fu.callback_data == []  # the answered question lost its buttons
     qid = await h.press(u, fu, ok_data)
     assert "already have your answer" in ((fake.callback_answer(qid) or {}).get("text") or "")

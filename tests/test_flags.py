@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import flags
 from bot.clock import FrozenClock
@@ -86,7 +86,10 @@ async def test_other_categories_open_their_own_flag(env: SimpleNamespace):
     a = await _raise(env)
     b = await _raise(env, severity="moderate", category="severe_craving")
     assert a.flag_id != b.flag_id
-    assert len(await _outbox(env.db)) == 2
+    # Both on the patient's one card of the day: its post (not sent yet) now lists both.
+    (card,) = await _outbox(env.db)
+    text = card.payload["text"]
+    assert f"#{a.flag_id}" in text and f"#{b.flag_id}" in text and "severe craving" in text
 
 
 async def test_escalation_edits_the_post_and_brings_renotification_forward(env: SimpleNamespace):
@@ -150,12 +153,25 @@ async def test_moderate_flags_get_no_followup_and_no_renotification(env: SimpleN
         assert (await s.execute(select(ScheduledItem))).scalars().all() == []
 
 
+async def test_a_post_still_waiting_shows_a_claim_itself(env: SimpleNamespace):
+    r = await _raise(env)
+    async with env.db.transaction() as s:
+        await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+    (post,) = await _outbox(env.db)  # nowhere to edit yet: the waiting post carries the claim
+    assert "Claimed by Dana" in post.payload["text"]
+    await _sent(env, post, 900)
+    assert len(await _outbox(env.db)) == 1  # nothing to catch up
+
+
 async def test_a_post_sent_after_a_claim_is_caught_up(env: SimpleNamespace):
     r = await _raise(env)
+    async with env.db.transaction() as s:  # the sender has taken the post: it is on its way
+        await s.execute(update(OutboxMessage).values(status="sending"))
     async with env.db.transaction() as s:
         await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     assert len(await _outbox(env.db)) == 1  # nowhere to edit yet
     (post,) = await _outbox(env.db)
+    assert "Claimed by Dana" not in post.payload["text"]
     await _sent(env, post, 900)
     rows = await _outbox(env.db)
     assert len(rows) == 2 and rows[1].payload["message_id"] == 900 and "Claimed by Dana" in rows[1].payload["text"]
