@@ -104,6 +104,7 @@ class _M(BaseModel):
 class DeniedKind(_M):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     reason: str = Field(min_length=1, max_length=200)
+    unanswered: str | None = Field(default=None, min_length=1, max_length=200)
     rules: list[str] = Field(min_length=1)
 
 
@@ -115,6 +116,7 @@ class DeniedRules(_M):
 
 class SafetyRules(_M):
     denied: DeniedRules = DeniedRules()
+    unanswered: str = Field(default="no answer to the safety question", min_length=1, max_length=200)
     followup: list[str] = Field(default_factory=list)
 
     def kind(self, rules: tuple[str, ...] | list[str]) -> str | None:
@@ -125,6 +127,9 @@ class SafetyRules(_M):
 
     def denied_reason(self, kind: str | None) -> str:
         return next((k.reason for k in self.denied.kinds if k.id == kind), self.denied.other)
+
+    def unanswered_reason(self, kind: str | None) -> str:
+        return next((k.unanswered for k in self.denied.kinds if k.id == kind and k.unanswered), self.unanswered)
 
 
 @lru_cache(maxsize=8)
@@ -504,12 +509,18 @@ async def _confirm_timeout(session: AsyncSession, item: ScheduledItem, now: date
         return
     check.answer = "timeout"
     check.answered_at = now
+    c = _content()
+    try:
+        reason = safety_rules(c.root).unanswered_reason(kind_of(detect(check.evidence or ""), c.root))
+    except Exception as exc:  # the flag must not wait on the rules file
+        log.warning("safety: rules unavailable (%s)", type(exc).__name__)
+        reason = SafetyRules().unanswered
     res = await raise_flag(
         session,
         patient_id=check.patient_id,
         category=check.category,
         severity=check.severity,
-        reason="no answer to the safety question",
+        reason=reason,
         source="safety_timeout",
         now=now,
         evidence=check.evidence,

@@ -140,6 +140,7 @@ async def test_no_after_the_timeout_already_flagged_adds_the_answer(h: BotHarnes
     await h.tick()
     (flag,) = await _flags(db)
     assert flag.severity == "high"
+    assert await _reasons(db) == ["self-harm disclosed; no answer to the safety question"]
     await h.press_button(u, q, "No")
     (flag,) = await _flags(db)
     assert flag.severity == "high"  # a later "no" never lowers what is open

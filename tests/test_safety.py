@@ -175,6 +175,8 @@ def test_what_the_words_disclosed_comes_from_the_rules_that_matched():
     assert rules.denied_reason("self_harm") == "self-harm disclosed; intent denied"
     assert rules.denied_reason("passive") == "wish to be dead; intent denied"
     assert rules.denied_reason(None) == rules.denied.other
+    assert rules.unanswered_reason("self_harm") == "self-harm disclosed; no answer to the safety question"
+    assert rules.unanswered_reason(None) == rules.unanswered
     assert safety.followup_kind("self_harm") == "self_harm" and safety.followup_kind("passive") is None
 
 
