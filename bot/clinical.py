@@ -60,6 +60,8 @@ __all__ = [
     "ExerciseSet",
     "FlagRequest",
     "FlagRule",
+    "FollowupGrade",
+    "FollowupQuestion",
     "Instrument",
     "InstrumentRules",
     "Item",
@@ -68,6 +70,7 @@ __all__ = [
     "Option",
     "Problem",
     "Severity",
+    "SuicideFollowup",
     "Tip",
     "check_content",
     "checkin_outcome",
@@ -400,13 +403,73 @@ class FlagRule(_Model):
     severity: Severity
     category: Id
     reason: PlainText
-    action: Literal["crisis_flow"] | None = None
+    # crisis_flow: the crisis reply at once; suicide_followup: stop the questionnaire and ask
+    # the instrument's `suicide_followup` questions, which grade the flag.
+    action: Literal["crisis_flow", "suicide_followup"] | None = None
+
+
+class FollowupQuestion(_Model):
+    """One yes/no question of the suicide follow-up (wording in the messages, by id)."""
+
+    id: Id
+    label: PlainText  # what counselors read in the flag's reason when the answer is yes
+    if_no_skip_to: Id | None = None
+
+
+class FollowupGrade(_Model):
+    """A grade of the follow-up: the first whose `when` holds (the last has none) sets the
+    flag's severity and what the patient is told (`crisis`: the crisis reply; `same_day`:
+    a counselor reaches out today, and 988)."""
+
+    id: Id
+    when: Condition | None = None
+    severity: Severity
+    reply: Literal["crisis", "same_day"]
+
+
+class SuicideFollowup(_Model):
+    """A short graded follow-up after a positive suicide item (PHQ-9 item 9), in the style of
+    the Columbia Protocol screener. Facts: ``followup.<question id>`` (true/false, absent when
+    not asked) and ``item.<item id>``."""
+
+    item: Id
+    category: Id
+    questions: list[FollowupQuestion] = Field(min_length=1)
+    grades: list[FollowupGrade] = Field(min_length=1)
+    reason: PlainText  # placeholders {item} (the item's id), {value} and {answers}
+    all_no: PlainText  # {answers} when every question was answered no
+
+    def question(self, question_id: str) -> FollowupQuestion | None:
+        return next((q for q in self.questions if q.id == question_id), None)
+
+    def next_question(self, answers: Mapping[str, bool]) -> FollowupQuestion | None:
+        """The next question to ask, following the screener's branching; None when done."""
+        i = 0
+        while i < len(self.questions):
+            q = self.questions[i]
+            if q.id not in answers:
+                return q
+            if answers[q.id] is False and q.if_no_skip_to is not None:
+                i = [x.id for x in self.questions].index(q.if_no_skip_to)
+                continue
+            i += 1
+        return None
+
+    def grade(self, answers: Mapping[str, bool]) -> FollowupGrade:
+        facts = {f"followup.{k}": v for k, v in answers.items()}
+        return next(g for g in self.grades if g.when is None or _holds(g.when, facts))
+
+    def describe(self, value: int, answers: Mapping[str, bool]) -> str:
+        """The flag's reason: the item's value and the yes answers, never the patient's words."""
+        said = ", ".join(q.label for q in self.questions if answers.get(q.id)) or self.all_no
+        return self.reason.format(item=self.item, value=value, answers=said)
 
 
 class InstrumentRules(_Model):
     cadence: Cadence
     bands: list[Band] = Field(default_factory=list)
     flags: list[FlagRule] = Field(default_factory=list)
+    suicide_followup: SuicideFollowup | None = None
 
     def band_for(self, total: int) -> str | None:
         for band in self.bands:
@@ -1653,6 +1716,62 @@ class _Loader:
                 self.rule_id(rel, (*rule_path, "id"), rule.id)
                 self.check_condition(
                     rel, (*rule_path, "when"), rule.when, facts, days_allowed=False
+                )
+                if rule.action == "suicide_followup" and inst_rules.suicide_followup is None:
+                    self.at(
+                        rel,
+                        (*rule_path, "action"),
+                        f"action suicide_followup needs `suicide_followup` under {name!r}",
+                    )
+            if inst_rules.suicide_followup is not None:
+                self.check_suicide_followup(
+                    rel, (*path, "suicide_followup"), inst_rules.suicide_followup, facts
+                )
+
+    def check_suicide_followup(
+        self, rel: str, path: _Path, followup: SuicideFollowup, facts: Mapping[str, _FactSpec]
+    ) -> None:
+        if f"item.{followup.item}" not in facts:
+            self.at(rel, (*path, "item"), f"no scored item {followup.item!r}")
+        ids = [q.id for q in followup.questions]
+        self.unique(rel, [((*path, "questions", i, "id"), q) for i, q in enumerate(ids)], "question id")
+        for i, q in enumerate(followup.questions):
+            target = q.if_no_skip_to
+            if target is not None and (target not in ids or ids.index(target) <= i):
+                self.at(
+                    rel,
+                    (*path, "questions", i, "if_no_skip_to"),
+                    f"{target!r} is not a later question",
+                )
+        answer_facts = {f"followup.{q}": _FactSpec("bool") for q in ids}
+        self.unique(rel, [((*path, "grades", i, "id"), g.id) for i, g in enumerate(followup.grades)], "grade id")
+        for i, grade in enumerate(followup.grades):
+            last = i == len(followup.grades) - 1
+            if grade.when is None and not last:
+                self.at(rel, (*path, "grades", i), "only the last grade may have no `when`")
+            elif grade.when is not None and last:
+                self.at(rel, (*path, "grades", i, "when"), "the last grade needs no `when` (it is the default)")
+            if grade.when is not None:
+                self.check_condition(
+                    rel, (*path, "grades", i, "when"), grade.when, answer_facts, days_allowed=False
+                )
+        for key in ("reason", "all_no"):
+            try:
+                getattr(followup, key).format(item="q", value=1, answers="x")
+            except (KeyError, IndexError, ValueError) as exc:
+                self.at(rel, (*path, key), f"bad placeholder: {exc}")
+        wording = self.root / FALLBACK_LANGUAGE / "messages" / "assessments.yaml"
+        try:
+            texts = (yaml.safe_load(wording.read_text(encoding="utf-8")) or {})["assessments"]["followup"]["questions"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            texts = {}
+        for i, q in enumerate(ids):
+            if not isinstance(texts, dict) or not texts.get(q):
+                self.at(
+                    rel,
+                    (*path, "questions", i, "id"),
+                    f"no wording for {q!r} in {FALLBACK_LANGUAGE}/messages/assessments.yaml"
+                    " (assessments.followup.questions)",
                 )
 
     def check_bands(

@@ -148,6 +148,10 @@ async def assessment_button(update: Update, ctx: Ctx) -> None:
             result = await assessments.start(s, svc.content, patient, parts[2], now)
         elif action == "a" and len(parts) == 5:
             result = await assessments.answer(s, svc.content, patient, parts[2], parts[3], parts[4], now)
+        elif action == "resume" and len(parts) == 3:
+            result = await assessments.resume(s, svc.content, patient, parts[2], now)
+        elif action == "f" and len(parts) == 5:
+            result = await assessments.followup_answer(s, svc.content, patient, parts[2], parts[3], parts[4], now)
         elif action == "back" and len(parts) == 3:
             result = await assessments.back(s, svc.content, patient, parts[2], now)
         elif action == "cancel" and len(parts) == 3:

@@ -116,7 +116,7 @@ async def _run(db: Database, clock: FrozenClock, p, instrument: str, values: dic
     return screens
 
 
-async def test_phq9_item9_starts_the_crisis_path_at_once(db: Database, clock: FrozenClock):
+async def test_phq9_item9_stops_for_the_followup_then_resumes(db: Database, clock: FrozenClock):
     p = await make_patient(db, clock.now())
     async with db.transaction() as s:
         r = await assessments.start(s, C, p, "phq9", clock.now())
@@ -127,16 +127,29 @@ async def test_phq9_item9_starts_the_crisis_path_at_once(db: Database, clock: Fr
     async with db.transaction() as s:
         r = await assessments.answer(s, C, p, "phq9", "q9", "1", clock.now())
     assert r is not None and not r.finished
-    assert any("988" in sc.text for sc in r.screens)
-    assert await flags_of(db, p.id) == [("suicide_self_harm", "crisis")]
+    assert [d for row in r.screens[0].rows for _, d in row] == ["as:f:phq9:wish_dead:y", "as:f:phq9:wish_dead:n"]
+    assert await flags_of(db, p.id) == [("suicide_self_harm", "high")]  # at once, before the follow-up
+    async with db.transaction() as s:
+        assert await assessments.answer(s, C, p, "phq9", "difficulty", "1", clock.now()) is None  # stopped
+        assert await assessments.back(s, C, p, "phq9", clock.now()) is None  # no way back inside it
+    for q, yes in (("wish_dead", "y"), ("thoughts", "n"), ("preparation", "n")):
+        async with db.transaction() as s:
+            r = await assessments.followup_answer(s, C, p, "phq9", q, yes, clock.now())
+        assert r is not None
+    assert "988" in r.screens[1].text and r.screens[-1].rows == [[("📝 Finish the questionnaire", "as:resume:phq9")]]
+    assert await flags_of(db, p.id) == [("suicide_self_harm", "high")]
+    async with db.transaction() as s:
+        r = await assessments.resume(s, C, p, "phq9", clock.now())
+    assert r is not None and "10 of 10" in r.screens[0].text  # the follow-up is not asked again
     async with db.transaction() as s:
         r = await assessments.answer(s, C, p, "phq9", "difficulty", "1", clock.now())
     assert r is not None and r.finished
-    assert await flags_of(db, p.id) == [("suicide_self_harm", "crisis")]  # not raised twice
+    assert await flags_of(db, p.id) == [("suicide_self_harm", "high")]  # not raised twice
     async with db.session() as s:
         row = (await s.execute(select(AssessmentResult))).scalar_one()
     assert row.status == "done" and row.total == 1 and row.band == "minimal" and row.crisis_at is not None
     assert row.answers is not None and row.answers["q9"]["v"] == 1 and "at" in row.answers["q9"]
+    assert row.answers["_followup"]["a"] == {"wish_dead": True, "thoughts": False, "preparation": False}
 
 
 async def test_weekly_check_is_stored_item_by_item_and_flags_use(db: Database, clock: FrozenClock):

@@ -80,9 +80,10 @@ def test_phq9_bands(clinical: Clinical, total: int, band: str, label: str) -> No
     assert not score.crisis
 
 
-def test_phq9_maximum_is_severe_and_crisis(clinical: Clinical) -> None:
+def test_phq9_maximum_is_severe_and_asks_the_suicide_followup(clinical: Clinical) -> None:
     score = score_assessment(clinical.phq9(), {f"q{i}": 3 for i in range(1, 10)})
-    assert (score.total, score.band, score.crisis) == (27, "severe", True)
+    assert (score.total, score.band) == (27, "severe")
+    assert any(f.action == "suicide_followup" for f in score.triggered)
 
 
 @pytest.mark.parametrize(
@@ -104,17 +105,18 @@ def test_phq9_total_flags(
 
 
 @pytest.mark.parametrize("item9", [1, 2, 3])
-def test_phq9_item9_starts_crisis(clinical: Clinical, item9: int) -> None:
+def test_phq9_item9_asks_the_suicide_followup(clinical: Clinical, item9: int) -> None:
+    # Item 9 above zero reaches the counselors at once (high); the follow-up grades it.
     answers = {f"q{i}": 0 for i in range(1, 9)} | {"q9": item9}
     score = score_assessment(clinical.phq9(), answers)
-    assert score.crisis
+    assert not score.crisis
     assert score.band == "minimal"
     first = score.triggered[0]
     assert (first.rule_id, first.severity, first.category, first.action) == (
         "phq9_item9_positive",
-        "crisis",
+        "high",
         "suicide_self_harm",
-        "crisis_flow",
+        "suicide_followup",
     )
 
 
@@ -123,9 +125,10 @@ def test_phq9_item9_zero_is_not_crisis(clinical: Clinical) -> None:
     assert not score.crisis and score.triggered == ()
 
 
-def test_phq9_crisis_is_known_before_the_last_answer(clinical: Clinical) -> None:
+def test_phq9_item9_is_known_before_the_last_answer(clinical: Clinical) -> None:
     partial = score_assessment(clinical.phq9(), {"q1": 1, "q9": 1}, partial=True)
-    assert partial.crisis and not partial.complete and partial.band is None
+    assert [f.action for f in partial.triggered] == ["suicide_followup"]
+    assert not partial.complete and partial.band is None
     quiet = score_assessment(clinical.phq9(), {"q1": 3, "q2": 3}, partial=True)
     assert not quiet.crisis and quiet.triggered == ()
 
@@ -579,7 +582,15 @@ def test_yaml_syntax_error_line(content: Path) -> None:
 
 def test_missing_field_line(content: Path) -> None:
     rel = "rules/assessments.yaml"
-    text = edit(content, rel, lambda t: t.replace("        severity: crisis\n", "", 1))
+    text = edit(
+        content,
+        rel,
+        lambda t: t.replace(
+            "        severity: high\n        category: suicide_self_harm\n",
+            "        category: suicide_self_harm\n",
+            1,
+        ),
+    )
     [(line, message)] = problems_in(content, rel)
     assert line == line_of(text, "- id: phq9_item9_positive")
     assert "severity" in message and "missing" in message
@@ -710,3 +721,51 @@ def test_load_clinical_raises_on_broken_content(content: Path) -> None:
     with pytest.raises(ContentError) as info:
         load_clinical(content)
     assert info.value.problems[0][0] == "en/tips.yaml"
+
+
+# --- the suicide follow-up after PHQ-9 item 9 ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "needle", "message"),
+    [
+        # A skip that goes backwards (or nowhere) would loop or lose a question.
+        (("if_no_skip_to: preparation}", "if_no_skip_to: wish_dead}"), "if_no_skip_to: wish_dead", "not a later question"),
+        (("if_no_skip_to: preparation}", "if_no_skip_to: nowhere}"), "if_no_skip_to: nowhere", "not a later question"),
+        # Only the last grade is the default.
+        (("          severity: crisis\n          reply: crisis\n", "          severity: crisis\n          reply: crisis\n        - id: extra\n          severity: high\n          reply: same_day\n"), "- id: extra", "only the last grade"),
+        # A question without wording for the patient.
+        (("- {id: plan, label: \"plan\"}", "- {id: plans, label: \"plan\"}"), "id: plans", "no wording for 'plans'"),
+        # A grade on a question that does not exist.
+        (("{field: followup.plan, equals: true}", "{field: followup.plans, equals: true}"), "followup.plans", "unknown field"),
+        # The rule asks for a follow-up that is not there.
+        (("category: anxiety\n", "category: anxiety\n        action: suicide_followup\n"), "category: anxiety", "needs `suicide_followup`"),
+    ],
+)
+def test_suicide_followup_rules_are_checked(
+    content: Path, change: tuple[str, str], needle: str, message: str
+) -> None:
+    rel = "rules/assessments.yaml"
+    text = edit(content, rel, lambda t: t.replace(*change, 1))
+    assert needle in text
+    problems = problems_in(content, rel)
+    assert problems, "a broken follow-up must not load"
+    assert any(message in m for _, m in problems), problems
+
+
+def test_suicide_followup_branching_and_grades(clinical: Clinical) -> None:
+    rules = clinical.assessment_rules.for_instrument("phq9")
+    assert rules is not None and rules.suicide_followup is not None
+    f = rules.suicide_followup
+    order = [q.id for q in f.questions]
+    assert order == ["wish_dead", "thoughts", "method", "intent", "plan", "preparation"]
+    # "No" to thoughts of killing oneself skips to preparation, as in the screener.
+    assert f.next_question({"wish_dead": True, "thoughts": False}).id == "preparation"  # type: ignore[union-attr]
+    assert f.next_question({"wish_dead": False, "thoughts": True}).id == "method"  # type: ignore[union-attr]
+    assert f.next_question(dict.fromkeys(order, False)) is None
+    assert f.grade({"wish_dead": True, "thoughts": False, "preparation": False}).severity == "high"
+    assert f.grade(dict.fromkeys(order, False)).severity == "high"
+    for q in ("method", "intent", "plan", "preparation"):
+        assert f.grade({q: True}).severity == "crisis", q
+    assert f.describe(2, {"thoughts": True, "method": True}) == "PHQ-9 item 9 = 2; C-SSRS: thoughts, method"
+    assert f.describe(1, {}) == "PHQ-9 item 9 = 1; C-SSRS: all no"

@@ -192,9 +192,10 @@ async def test_prompts_across_days_zones_and_dst_with_restarts(h: BotHarness, fa
     fake.assert_no_errors()
 
 
-async def test_phq9_by_buttons_with_item9_starts_the_crisis_path(
+async def test_phq9_by_buttons_with_item9_asks_the_followup_then_the_crisis_path(
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
 ):
+    # Every item-9 value and follow-up pattern: tests/test_e2e_phq9_item9.py.
     u = fake.add_user(first_name="Rae", started=True)
     p = await make_patient(db, clock.now(), telegram_id=u.id)
     await h.send(u, "/checkin")
@@ -207,8 +208,12 @@ async def test_phq9_by_buttons_with_item9_starts_the_crisis_path(
     for i in range(1, 9):
         await press(h, fake, u, f"as:a:phq9:q{i}:1")
     await press(h, fake, u, "as:a:phq9:q9:2")
+    assert ("suicide_self_harm", "high") in await flags_of(db, p.id)
+    for data in ("wish_dead:y", "thoughts:y", "method:y", "intent:n", "plan:n", "preparation:n"):
+        await press(h, fake, u, f"as:f:phq9:{data}")
     assert any("988" in text(m) for m in fake.sent(u.id)[-3:])
     assert ("suicide_self_harm", "crisis") in await flags_of(db, p.id)
+    await press(h, fake, u, "as:resume:phq9")
     await press(h, fake, u, "as:a:phq9:difficulty:1")
     assert [c for c, _ in await flags_of(db, p.id)].count("suicide_self_harm") == 1
     fake.assert_no_errors()
