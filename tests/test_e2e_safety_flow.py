@@ -190,6 +190,24 @@ async def test_yes_gets_the_suicide_resources_at_once(h: BotHarness, fake: FakeT
     fake.assert_no_errors()
 
 
+async def test_a_yes_button_without_a_category_still_gets_resources(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
+    """Buttons sent before "yes" carried the category (sf:y:<id>), and forged ones: the default
+    list, 988 first."""
+    u = await _patient(fake, db, clock)
+    await h.send(u, "I don't want to wake up")
+    q = fake.last(u.id)
+    check_id = q.callback_data[0].split(":")[2]
+    await h.press(u, q, f"sf:y:{check_id}:not_a_category")
+    crisis = next(t for t in _texts(fake, u.id) if "988" in t)
+    assert "988" in crisis.splitlines()[0] and "Never Use Alone" not in crisis
+    (flag,) = await _flags(db)
+    assert flag.severity == "crisis"
+    await h.press(u, q, f"sf:y:{check_id}")
+    assert "988" in _texts(fake, u.id)[-1].splitlines()[0]
+    assert len(await _reasons(db)) == 1  # answered once
+    fake.assert_no_errors()
+
+
 # -- the right resources for the situation -----------------------------------------------------
 
 
