@@ -140,7 +140,7 @@ WHY_CASES = {
     "checkin_craving": (_by_checkin_craving, "Why: check-in · craving 9/10, high on 2 of the last 3 days"),
     "phq9_item9": (_by_phq9_item9, "Why: PHQ-9 item 9 = 1"),
     "phq9_total": (_by_phq9_total, "Why: PHQ-9 total 16 (moderately severe)"),
-    "talk": (_by_talk, "asked to talk to a counselor"),
+    "talk": (_by_talk, "Why: patient asked to talk to a counselor (/talk)"),
 }
 
 
