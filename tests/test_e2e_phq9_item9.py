@@ -241,7 +241,10 @@ async def test_item9_followup_grades_the_flag_and_stops_the_questionnaire(
     new = texts[before:]
     assert t("assessments.followup.thanks") in texts[before - 1]
     if p.severity == "crisis":
-        assert t("crisis.intro") in new[0] and "988" in new[0]
+        # The one crisis-reply builder, with the resources for suicide or self-harm.
+        from bot import crisis
+
+        assert plain(crisis.head("en", "us", "suicide_self_harm", content=C)) in new[0] and "988" in new[0]
     else:
         assert "988" in new[0] and "911" in new[0]
         # Open now: today, until the end of office hours, told in the patient's zone.
