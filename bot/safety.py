@@ -128,6 +128,12 @@ class SafetyRules(_M):
     def denied_reason(self, kind: str | None) -> str:
         return next((k.reason for k in self.denied.kinds if k.id == kind), self.denied.other)
 
+    def denied_severity(self, signal: str) -> str:
+        """One step below the signal, never below `denied.severity` nor above the signal: a
+        tap on "no" does not turn words of a crisis into a moderate flag."""
+        lower = SEVERITIES[max(rank(signal) - 1, 0)]
+        return min(max(lower, self.denied.severity, key=rank), signal, key=rank)
+
     def unanswered_reason(self, kind: str | None) -> str:
         return next((k.unanswered for k in self.denied.kinds if k.id == kind and k.unanswered), self.unanswered)
 
@@ -598,7 +604,7 @@ async def confirm_answer(
     kind = kind_of(detect(check.evidence or "", lang), c.root)
     if answer == "no":
         srules = safety_rules(c.root)
-        severity = min(srules.denied.severity, check.severity, key=rank)
+        severity = srules.denied_severity(check.severity)
         res = await raise_flag(
             session,
             patient_id=patient.id,

@@ -177,6 +177,15 @@ def test_what_the_words_disclosed_comes_from_the_rules_that_matched():
     assert rules.denied_reason(None) == rules.denied.other
     assert rules.unanswered_reason("self_harm") == "self-harm disclosed; no answer to the safety question"
     assert rules.unanswered_reason(None) == rules.unanswered
+    assert [rules.denied_severity(s) for s in ("moderate", "high", "crisis")] == ["moderate", "moderate", "high"]
+
+
+async def test_no_after_words_of_a_crisis_is_still_a_high_flag(env: SimpleNamespace):
+    sig = safety.Signal("crisis", "suicide_self_harm", ("combo_ideation_use",), True)
+    out = await _check(env, "words the detector was unsure of", signal=sig)
+    async with env.db.transaction() as s:
+        res = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
+    assert res.flag is not None and res.flag.severity == "high"
     assert safety.followup_kind("self_harm") == "self_harm" and safety.followup_kind("passive") is None
 
 
