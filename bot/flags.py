@@ -563,11 +563,10 @@ async def _after_raise(
             now=now,
             ref=f"flag:{flag.id}:{flag.rev or 0}:t",
         )
-    if flag.status != "open":
-        return
-    if renewed:
+    if renewed and flag.status in ("open", "claimed"):
+        # A claimed flag's round runs only while its holder has not acted on it since.
         await _restart_renotify(session, wf, flag, now, event)
-    elif created or escalated:
+    elif flag.status == "open" and (created or escalated):
         await _schedule_renotify(session, wf, flag, now)
 
 
@@ -1144,13 +1143,11 @@ async def _renotify_item(session: AsyncSession, item: ScheduledItem, now: dateti
     wf = _workflow
     payload = item.payload or {}
     flag = await _locked(session, int(payload.get("flag_id", 0)))
-    if wf is None or flag is None or flag.status != "open":
+    if wf is None or flag is None or flag.status not in ("open", "claimed"):
         return
     stage = int(payload.get("stage", 1))
     if stage <= (flag.renotify_stage or 0):
         return
-    info = _info(flag, await _code(session, flag.patient_id))
-    c, lang = wf.content, wf.lang
     # A round started by a later trigger counts its minutes from that trigger.
     round_id = payload.get("round")
     suffix = f":t{round_id}" if round_id else ""
@@ -1158,6 +1155,12 @@ async def _renotify_item(session: AsyncSession, item: ScheduledItem, now: dateti
         since = ensure_utc(datetime.fromisoformat(str(payload["since"])))
     except (KeyError, ValueError):
         since = ensure_utc(flag.opened_at)
+    holder = flag.claimed_by_name or str(flag.claimed_by)
+    if flag.status == "claimed" and (not round_id or await _holder_acted(session, flag, since)):
+        return  # claimed before this round, or its holder has opened it since the new trigger
+    info = _info(flag, await _code(session, flag.patient_id))
+    c, lang = wf.content, wf.lang
+    claimed = flag.status == "claimed"
     minutes = int((now - since).total_seconds() // 60)
     oncall = await get_oncall(session)
     text, kb = _render(info)
@@ -1170,13 +1173,14 @@ async def _renotify_item(session: AsyncSession, item: ScheduledItem, now: dateti
                 mention = c.t("flags.no_oncall", lang)
             else:
                 mention = ""
-            head = c.t("flags.repost", lang, minutes=minutes, mention=Html(mention)).rstrip()
+            key = "flags.repost_claimed" if claimed else "flags.repost"
+            head = c.t(key, lang, minutes=minutes, name=holder, mention=Html(mention)).rstrip()
             await enqueue(
                 session, Outgoing(wf.group, head + "\n\n" + text, reply_markup=kb), now=now,
                 dedup_key=f"flagrenotify:{flag.id}:1{suffix}", ref=ref,
             )
     else:
-        head = c.t("flags.dm_alert", lang, minutes=minutes)
+        head = c.t("flags.dm_alert_claimed" if claimed else "flags.dm_alert", lang, minutes=minutes, name=holder)
         for uid in await counselor_ids(session, wf.settings):
             await enqueue(
                 session, Outgoing(uid, head + "\n\n" + text, reply_markup=kb), now=now,
@@ -1184,6 +1188,18 @@ async def _renotify_item(session: AsyncSession, item: ScheduledItem, now: dateti
             )
     flag.renotify_stage = stage
     session.add(FlagEvent(flag_id=flag.id, at=now, kind="renotify", detail={"stage": stage}))
+
+
+async def _holder_acted(session: AsyncSession, flag: Flag, since: datetime) -> bool:
+    """The counselor holding the flag opened its details, wrote to the patient or took it again
+    since `since`."""
+    q = select(FlagEvent.id).where(
+        FlagEvent.flag_id == flag.id,
+        FlagEvent.actor_id == flag.claimed_by,
+        FlagEvent.kind.in_(("details", "message", "claim", "resolve")),
+        FlagEvent.at >= since,
+    )
+    return (await session.execute(q.limit(1))).first() is not None
 
 
 NO_ONCALL_SAID = "flags:no_oncall_said"

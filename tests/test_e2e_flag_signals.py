@@ -240,6 +240,21 @@ async def test_a_new_crisis_on_a_claimed_flag_reaches_the_group_and_the_holder(
         await flags.raise_flag(s, patient_id=pid, category="use_disclosure", severity="high", reason="t", source="message", now=clock.now())
     await h.outbox_idle()
     assert len(fake.sent(h.group.id)) == n
+    # Re-notification starts over for the holder too: Dana has not opened it since the trigger.
+    clock.advance(minutes=29)
+    await h.tick()
+    assert "Dana holds this flag and has not opened it since" in text(fake.last(h.group.id))
+    # The next trigger: this time Dana opens Details, and nobody is chased.
+    clock.advance(minutes=30)
+    async with h.svc.db.transaction() as s:
+        await flags.raise_flag(s, patient_id=pid, category="use_disclosure", severity="high", reason="t", source="message", now=clock.now())
+    await h.outbox_idle()
+    assert "New trigger" in text(fake.last(h.group.id))
+    await h.press(dana, post, f"fl:details:{first.flag_id}")
+    n = len(fake.sent(h.group.id))
+    clock.advance(minutes=30)
+    await h.tick()
+    assert len(fake.sent(h.group.id)) == n
     fake.assert_no_errors()
 
 

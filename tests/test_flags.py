@@ -437,3 +437,20 @@ async def test_a_post_that_cannot_be_rendered_is_still_sent_plainly(env: SimpleN
     (post,) = await _outbox(env.db)
     assert post.payload["text"] == f"HIGH · Flag #{r.flag_id} · P-1234 · medication"
     assert [b["callback_data"] for row in post.payload["reply_markup"]["inline_keyboard"] for b in row][0] == f"fl:claim:{r.flag_id}"
+
+
+async def test_every_member_of_the_group_is_messaged_when_a_crisis_stays_unclaimed(env: SimpleNamespace):
+    from bot.roles import record_member
+
+    async with env.db.transaction() as s:
+        await record_member(s, 41, True, "member", env.clock.now())
+        await record_member(s, 42, True, "administrator", env.clock.now())
+        await record_member(s, 43, False, "left", env.clock.now())
+        s.add(StaffRole(telegram_id=31, role="counselor", granted_at=env.clock.now()))
+    async with env.db.session() as s:
+        assert await flags.counselor_ids(s, env.svc.settings) == [31, 41, 42, 777]
+    await _raise(env)
+    env.clock.advance(minutes=10)
+    await env.svc.sweeper.tick()
+    dms = sorted(x.chat_id for x in await _outbox(env.db) if x.chat_id > 0)
+    assert dms == [31, 41, 42, 777]
