@@ -6,6 +6,10 @@ backoff, 429 honours `retry_after` for that chat only (a limit on the counselors
 back a patient's reply), 403 marks the chat blocked (nothing more is sent there), a 400 is
 dead-lettered with a log line. Bulk rows share a token bucket at `SEND_RATE` per second.
 
+Replies the handlers send straight to Telegram that Telegram did not take (a 429, or a connection
+that never reached it) are handed to the outbox (`hand_over`), so each is delivered once, later;
+until they are, the chat's next direct replies queue behind them, in order.
+
 Urgent rows (crisis replies) are claimed before ordinary ones; rows of one chat otherwise keep
 their order. A claimed row is leased to its sender for `LEASE`: several processes can share one
 database, and only a lease that expired (its process died) is taken over by another sender.
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 from aiolimiter import AsyncLimiter
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -147,19 +152,56 @@ class Sender:
         self._stopping = False
         self.sent_hooks: list[SentHook] = []
         self.blocked_hooks: list[BlockedHook] = []
+        # Direct replies handed over and not yet delivered, by chat (`hand_over`), and until when
+        # Telegram asked that chat to wait.
+        self._handed: dict[int, set[int]] = {}
+        self._handed_until: dict[int, datetime] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         await self.recover()
         self._stopping = False
+        _by_bot[id(self.bot)] = self
         self._task = asyncio.create_task(self._run(), name="outbox-sender")
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        if _by_bot.get(id(self.bot)) is self:
+            del _by_bot[id(self.bot)]
         if self._task is not None:
             await self._task
             self._task = None
+
+    # -- direct replies Telegram did not take ------------------------------------------------
+    def waiting_in(self, chat_id: int) -> bool:
+        """Replies to this chat were handed over and wait: a new one must queue behind them."""
+        return bool(self._handed.get(chat_id))
+
+    async def take_over(self, outs: list[Outgoing], *, delay: float = 0.0) -> None:
+        """Deliver these (one chat's replies, in order) through the outbox, not before `delay` s
+        (nor before the chat's replies handed over earlier may go)."""
+        now = self.clock.now()
+        chat = outs[0].chat_id
+        until = max(now + timedelta(seconds=delay), self._handed_until.get(chat, now))
+        self._handed_until[chat] = until
+        ids: list[int] = []
+        async with self.db.transaction() as s:
+            for out in outs:
+                row_id = await enqueue(s, out, now=now, not_before=until)
+                if row_id is not None:
+                    ids.append(row_id)
+        for out, row_id in zip(outs, ids, strict=True):
+            self._handed.setdefault(out.chat_id, set()).add(row_id)
+        self.wake()
+
+    def _delivered(self, row: OutboxMessage) -> None:
+        waiting = self._handed.get(row.chat_id)
+        if waiting is not None:
+            waiting.discard(row.id)
+            if not waiting:
+                del self._handed[row.chat_id]
+                self._handed_until.pop(row.chat_id, None)
 
     def wake(self) -> None:
         self._wake.set()
@@ -376,6 +418,8 @@ class Sender:
         row.telegram_message_id = message_id
         if status == "pending":
             self._wake.set()
+        else:
+            self._delivered(row)
 
     async def _blocked(self, row: OutboxMessage, reason: str) -> None:
         now = self.clock.now()
@@ -386,11 +430,55 @@ class Sender:
                 .values(status="blocked", last_error="403")
             )
             await mark_blocked(s, row.chat_id, now, reason[:200])
+        self._delivered(row)
         for hook in self.blocked_hooks:
             try:
                 await hook(row.chat_id)
             except Exception:
                 log.exception("outbox: blocked hook failed")
+
+
+# The running sender of each bot (one per process; two in tests of several processes).
+_by_bot: dict[int, Sender] = {}
+
+
+def not_taken(exc: BaseException) -> float | None:
+    """The wait before a send may be tried again, when Telegram certainly did not take it: a 429
+    (its `retry_after`), or a connection that never reached Telegram. None otherwise: a timeout
+    or a dropped answer may have delivered the message, and sending it again could double it."""
+    if isinstance(exc, RetryAfter):
+        return _seconds(exc.retry_after)
+    if isinstance(exc, NetworkError) and isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+        return 0.0
+    return None
+
+
+async def hand_over(bot: Bot, outs: list[Outgoing], exc: BaseException | None = None) -> bool:
+    """A direct reply (one chat's messages, in order) that Telegram did not take (`exc`), or that
+    must queue behind replies already handed over (`exc` None): the outbox delivers it, once.
+
+    False when it cannot be handed over (no running sender, or Telegram may have taken it): the
+    caller raises the original error.
+    """
+    sender = _by_bot.get(id(bot))
+    if sender is None or not outs:
+        return False
+    delay = 0.0 if exc is None else not_taken(exc)
+    if delay is None:
+        return False
+    try:
+        await sender.take_over(outs, delay=delay)
+    except Exception as err:
+        log.error("outbox: a reply could not be handed over (%s)", type(err).__name__)
+        return False
+    log.info("outbox: a reply to chat %s goes through the outbox (%s)", _mask(outs[0].chat_id), type(exc).__name__ if exc else "queued")
+    return True
+
+
+def waiting_in(bot: Bot, chat_id: int) -> bool:
+    """Replies handed over to this chat are still waiting (a new direct reply would overtake them)."""
+    sender = _by_bot.get(id(bot))
+    return sender is not None and sender.waiting_in(chat_id)
 
 
 async def mark_blocked(session: AsyncSession, chat_id: int, now: datetime, reason: str | None) -> None:

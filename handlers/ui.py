@@ -8,10 +8,12 @@ from collections.abc import Sequence
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 
+from bot import outbox
 from bot.http import call
 from bot.keyboards import Button, inline_keyboard
+from bot.outbox import Outgoing
 from bot.text import split_text
 
 log = logging.getLogger(__name__)
@@ -31,19 +33,39 @@ async def reply(
     *,
     markup: object | None = None,
 ) -> Message | None:
-    """Send text to the chat the update came from (HTML, split if long; buttons on the last part)."""
+    """Send text to the chat the update came from (HTML, split if long; buttons on the last part).
+
+    What Telegram does not take now (a 429: wait) goes through the outbox and arrives once, later;
+    so do replies to a chat whose earlier replies still wait there, to keep their order. Then
+    None is returned (no message yet).
+    """
     chat = update.effective_chat
     if chat is None:
         return None
+    bot = chat.get_bot()
     parts = split_text(text)
     msg: Message | None = None
     for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        rm = (keyboard(rows) if rows else markup) if last else None
-        msg = await chat.get_bot().send_message(
-            chat.id, part, parse_mode=ParseMode.HTML, reply_markup=rm, disable_web_page_preview=True  # type: ignore[arg-type]
-        )
+        marks = [(keyboard(rows) if rows else markup) if j == len(parts) - 1 else None for j in range(i, len(parts))]
+        rest = [_outgoing(chat.id, p, m) for p, m in zip(parts[i:], marks, strict=True)]
+        if outbox.waiting_in(bot, chat.id) and await outbox.hand_over(bot, rest):
+            return None
+        try:
+            msg = await bot.send_message(
+                chat.id, part, parse_mode=ParseMode.HTML, reply_markup=marks[0], disable_web_page_preview=True  # type: ignore[arg-type]
+            )
+        except (RetryAfter, NetworkError) as exc:
+            if await outbox.hand_over(bot, rest, exc):
+                return None
+            raise
     return msg
+
+
+def _outgoing(chat_id: int, text: str, markup: object | None, method: str = "sendMessage", **params: object) -> Outgoing:
+    """A reply as the outbox sends it: HTML, no link preview, its buttons as Bot API JSON."""
+    rm = markup.to_dict() if markup is not None and hasattr(markup, "to_dict") else None
+    params = {"link_preview_options": {"is_disabled": True}, **params}
+    return Outgoing(chat_id, text, method=method, params=params, reply_markup=rm)
 
 
 async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]] | None = None) -> None:
@@ -62,9 +84,16 @@ async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]]
     }
     if first_rows:
         fields["reply_markup"] = json.dumps(inline_keyboard(first_rows))
+    bot = query.get_bot()
+    rest = [_outgoing(msg.chat.id, p, keyboard(rows) if rows and i == len(parts) - 1 else None) for i, p in enumerate(parts)]
+    edit_row = _outgoing(
+        msg.chat.id, parts[0], keyboard(first_rows) if first_rows else None, "editMessageText", message_id=msg.message_id
+    )
+    if outbox.waiting_in(bot, msg.chat.id) and await outbox.hand_over(bot, [edit_row, *rest[1:]]):
+        return
     try:
         # Raw call: the edited message Telegram sends back is not needed (the hot path).
-        await call(query.get_bot(), "editMessageText", fields)
+        await call(bot, "editMessageText", fields)
     except BadRequest as exc:
         low = exc.message.lower()
         if "not modified" in low:
@@ -73,14 +102,24 @@ async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]]
             parts = split_text(text)  # send it all as new messages
         else:
             raise
+    except (RetryAfter, NetworkError) as exc:
+        # Telegram did not take the edit: it and the rest go through the outbox, once, later.
+        if await outbox.hand_over(bot, [edit_row, *rest[1:]], exc):
+            return
+        raise
     else:
         parts = parts[1:]
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
-        await query.get_bot().send_message(
-            msg.chat.id, part, parse_mode=ParseMode.HTML,
-            reply_markup=keyboard(rows) if rows and last else None, disable_web_page_preview=True,
-        )
+        try:
+            await bot.send_message(
+                msg.chat.id, part, parse_mode=ParseMode.HTML,
+                reply_markup=keyboard(rows) if rows and last else None, disable_web_page_preview=True,
+            )
+        except (RetryAfter, NetworkError) as exc:
+            if await outbox.hand_over(bot, rest[len(rest) - len(parts) + i :], exc):
+                return
+            raise
 
 
 async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> bool:

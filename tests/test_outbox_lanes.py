@@ -122,7 +122,7 @@ async def test_a_crisis_reply_goes_out_while_the_group_is_at_its_limit(
         inc = fake.send_text(second, "I took all my pills")
         reply = await fake.wait_for_message(second.id, timeout=5)
         assert loop.time() - started < 2.0
-        assert "988" in (reply.plain_text or "")
+        assert "911" in (reply.plain_text or "")  # the resources for an overdose
         await h.handled(inc.update_id)
         assert fake.sent(h.group.id) == []  # the group still waits for its limit
     finally:
@@ -235,3 +235,89 @@ async def test_two_senders_on_one_database_send_1000_rows_none_twice(db_url: str
     for u in users:
         nums = [int(t.split()[1]) for t in _texts(fake, u.id)]
         assert nums == sorted(nums)
+
+
+# -- direct replies that Telegram does not take ---------------------------------------------------
+
+
+async def test_a_backlog_of_50_patients_after_a_restart_is_answered_once_each_through_429s(
+    fake: FakeTelegram, db: Database, clock: FrozenClock
+):
+    """Every reply is delivered once, later if Telegram says wait: nothing is dropped on a 429."""
+    h = BotHarness(fake, db, clock)
+    patients = [fake.add_user(first_name=f"P{i}", started=True) for i in range(50)]
+    for i, u in enumerate(patients):
+        await sup.add_patient(db, clock.now(), telegram_id=u.id, code=f"P-{2000 + i}", first_name=f"P{i}")
+    # The bot was down while they wrote; Telegram answers 429 to the first 7 replies after the restart.
+    updates = [fake.send_text(u, "/help") for u in patients]
+    fake.fail("sendMessage", "429", times=7, retry_after=3)
+    await h.start()
+    try:
+        for inc in updates:
+            await h.handled(inc.update_id, timeout=30)
+        answered = {u.id for u in patients if fake.sent(u.id)}
+        assert len(answered) == 43  # the other 7 wait, as Telegram asked
+        clock.advance(seconds=3)
+        await h.outbox_idle(timeout=30)
+        for u in patients:
+            replies = fake.sent(u.id)
+            assert len(replies) == 1, (u.id, [m.plain_text for m in replies])
+            assert "/talk" in (replies[0].plain_text or "")
+        assert len([e for e in fake.errors if e.status == 429]) == 7
+    finally:
+        await h.stop()
+
+
+async def test_replies_after_a_429_keep_their_order(
+    fake: FakeTelegram, db: Database, clock: FrozenClock
+):
+    h = BotHarness(fake, db, clock)
+    u = fake.add_user(first_name="Pat", started=True)
+    await sup.add_patient(db, clock.now(), telegram_id=u.id, code="P-3000", first_name="Pat")
+    await h.start()
+    try:
+        fake.fail("sendMessage", "429", times=1, retry_after=2, chat_id=u.id)
+        first = fake.send_text(u, "/help")
+        await h.handled(first.update_id)
+        assert fake.sent(u.id) == []
+        second = fake.send_text(u, "/nosuchcommand")
+        await h.handled(second.update_id)
+        # The second reply did not overtake the first: it waits behind it in the outbox.
+        assert fake.sent(u.id) == []
+        clock.advance(seconds=2)
+        await h.outbox_idle()
+        texts = [m.plain_text or "" for m in fake.sent(u.id)]
+        assert len(texts) == 2 and "/talk" in texts[0] and "/talk" not in texts[1]
+    finally:
+        await h.stop()
+
+
+async def test_a_fast_tap_in_onboarding_under_a_429_still_gets_the_next_question(
+    fake: FakeTelegram, db: Database, clock: FrozenClock
+):
+    from tests.onboarding_support import make_invite, text_of
+
+    h = BotHarness(fake, db, clock)
+    await h.start()
+    try:
+        code = await make_invite(h, fake)
+        u = fake.add_user(first_name="Quinn")
+        await h.send(u, f"/start {code}")
+        question = fake.last(u.id)
+        before = len(fake.sent(u.id))
+        # Telegram refuses both the edit of the pressed message and the next question: wait 2 s.
+        fake.fail("editMessageText", "429", times=1, retry_after=2, chat_id=u.id)
+        fake.fail("sendMessage", "429", times=1, retry_after=2, chat_id=u.id)
+        await h.press(u, question, "ob:age:y")
+        assert len(fake.sent(u.id)) == before and not fake.sent_message(u.id, question.message_id).edits
+        # The edit was handed over; the question queued behind it (and met the 429 in the outbox).
+        for _ in range(2):
+            clock.advance(seconds=2)
+            await h.outbox_idle()
+        assert fake.sent_message(u.id, question.message_id).edits  # the answer is shown on it
+        (nxt,) = fake.sent(u.id)[before:]
+        assert any(d.startswith("ob:con:") for d in nxt.callback_data)  # the next question came
+        await h.press(u, nxt, "ob:con:y")
+        assert text_of(fake.last(u.id)) and fake.last(u.id).message_id != nxt.message_id
+    finally:
+        await h.stop()
