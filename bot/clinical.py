@@ -695,9 +695,11 @@ class RegionFile(_Model):
     region: Id
     name: PlainText
     resources: list[Resource] = Field(min_length=1)
-    # Resource ids by flag category, most important first; `default` for any other category.
-    # Without it, every resource in file order.
-    by_category: dict[Id, list[Id]] = Field(default_factory=dict)
+    # Resource ids by flag category ("a+b": two at once), most important first; `default` for
+    # any other category. Without it, every resource in file order.
+    by_category: dict[
+        Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}(\+[a-z][a-z0-9_]{0,39})?$")], list[Id]
+    ] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------
@@ -861,7 +863,9 @@ class Clinical:
         key = (region or "").lower()
         region_file = self.resources_by_region.get(key) or self.resources_by_region[FALLBACK_REGION]
         chosen = list(region_file.resources)
-        ids = None if category is None else region_file.by_category.get(category, region_file.by_category.get("default"))
+        lists = region_file.by_category
+        # "a+b" (two kinds at once) falls back to its first kind, then to `default`.
+        ids = None if category is None else lists.get(category, lists.get(category.split("+")[0], lists.get("default")))
         if ids is not None:
             by_id = {r.id: r for r in region_file.resources}
             chosen = [by_id[i] for i in ids if i in by_id]

@@ -87,7 +87,8 @@ def resources(
         return []
     items = [r for r in data["resources"] if isinstance(r, dict)]
     by_category = data.get("by_category") if isinstance(data.get("by_category"), dict) else {}
-    ids = by_category.get(category or "default", by_category.get("default"))
+    key = category or "default"
+    ids = by_category.get(key, by_category.get(key.split("+")[0], by_category.get("default")))
     if isinstance(ids, list):
         by_id = {str(r.get("id", "")): r for r in items}
         items = [by_id[str(i)] for i in ids if str(i) in by_id]
@@ -277,10 +278,12 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
         rel = f"resources/{region}.yaml"
         data = _region_file(Path(content_dir), region) or {}
         for key in data.get("by_category") or {}:
-            if key != "default" and key not in CATEGORIES:
-                out.append((rel, 0, f"by_category: unknown category {key!r} (see bot/flags.py)"))
+            for part in str(key).split("+"):
+                if key != "default" and part not in CATEGORIES:
+                    out.append((rel, 0, f"by_category: unknown category {part!r} (see bot/flags.py)"))
+        combined = [str(k) for k in data.get("by_category") or {} if "+" in str(k)]
         for lang in c.languages:
-            for category in (None, *CATEGORIES):
+            for category in (None, *CATEGORIES, *combined):
                 if not resources(region, lang, content_dir, category):
                     out.append((rel, 0, f"{lang}: no resource for {category or 'default'}"))
                     continue

@@ -81,10 +81,22 @@ class Signal:
     category: str | None
     rules: tuple[str, ...]
     uncertain: bool
+    # Other categories the words also matched at high or crisis (e.g. an overdose told with
+    # words of suicide): the crisis reply's resources depend on them too.
+    also: tuple[str, ...] = ()
 
     @property
     def explicit_crisis(self) -> bool:
         return self.severity == "crisis" and not self.uncertain
+
+    @property
+    def resource_category(self) -> str | None:
+        """The kind of crisis for the resources: the category, joined with the other serious
+        ones in the order of `CATEGORIES` ("suicide_self_harm+overdose_medical")."""
+        if self.category is None or not self.also:
+            return self.category
+        both = sorted({self.category, *self.also}, key=CATEGORIES.index)
+        return "+".join(both)
 
     @property
     def any(self) -> bool:
@@ -207,7 +219,25 @@ def detect(text: str, lang: str | None = None) -> Signal:
     )
     if sev not in ("moderate", "high", "crisis") or cat not in CATEGORIES:
         return NO_SIGNAL
-    return Signal(sev, cat, rules, bool(getattr(r, "uncertain", False)))
+    also = tuple(
+        sorted(
+            {
+                c
+                for m in (getattr(r, "matches", ()) or ())
+                if (c := _val(getattr(m, "category", None))) in CATEGORIES
+                and c != cat
+                and _val(getattr(m, "severity", None)) in ("high", "crisis")
+                and c in _COMBINED
+            },
+            key=CATEGORIES.index,
+        )
+    )
+    return Signal(sev, cat, rules, bool(getattr(r, "uncertain", False)), also)
+
+
+# Categories that change the crisis resources when they come with another one: an overdose
+# with words of suicide needs 911 first and never "before you use".
+_COMBINED = frozenset({"suicide_self_harm", "overdose_medical"})
 
 
 @dataclass(frozen=True)
@@ -295,7 +325,7 @@ async def check_text(
         evidence=evidence,
     )
     if sig.explicit_crisis and send_crisis:
-        await enqueue_crisis(session, patient, now, category=sig.category)
+        await enqueue_crisis(session, patient, now, category=sig.resource_category)
     return SafetyOutcome(sig, sig.explicit_crisis, res, None)
 
 

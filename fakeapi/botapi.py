@@ -372,6 +372,8 @@ class BotApiMixin(FakeState):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            if self.token_revoked:
+                raise ApiError(401, "Unauthorized")
             if generation != self._poll_generation:
                 if self.webhook is not None:
                     raise ApiError(409, "Conflict: terminated by setWebhook request")

@@ -460,6 +460,10 @@ class ControlApi:
         )
         return True
 
+    def do_revoke_token(self, payload: dict[str, Any]) -> bool:
+        self.fake.revoke_token()
+        return True
+
     def do_clear_faults(self, payload: dict[str, Any]) -> bool:
         self.fake.clear_faults()
         return True

@@ -37,6 +37,12 @@ _INJECTED = {
     "500": ApiError(500, "Internal Server Error"),
     "403": ApiError(403, "Forbidden: bot was blocked by the user"),
     "400": ApiError(400, "Bad Request: injected failure"),
+    "401": ApiError(401, "Unauthorized"),
+    "409": ApiError(
+        409,
+        "Conflict: terminated by other getUpdates request; make sure that only one bot instance "
+        "is running",
+    ),
 }
 
 
@@ -275,7 +281,7 @@ class FakeTelegram(BotApiMixin, PeopleMixin):
         entry = METHODS.get(raw_method.lower())
         method = entry[0] if entry else raw_method
         call = ApiCall(method=method, params={}, time=self.clock())
-        if token != self.token:
+        if token != self.token or self.token_revoked:
             self.calls.append(call)
             return self._error_response(call, ApiError(401, "Unauthorized"))
         try:
@@ -338,6 +344,10 @@ class FakeTelegram(BotApiMixin, PeopleMixin):
             if transport is not None:
                 transport.abort()
             return web.Response(status=500)
+        if fault.kind == "redirect":
+            # Back to the very same URL (token and all): a client that follows redirects loops.
+            self._record_error(call, 302, "Found", True)
+            return web.Response(status=302, headers={"Location": str(request.url)})
         if fault.kind == "502":
             self._record_error(call, 502, "Bad Gateway", True)
             return web.Response(text=_BAD_GATEWAY, status=502, content_type="text/html")

@@ -58,6 +58,9 @@ DEFAULT_UPDATE_TYPES = frozenset(UPDATE_TYPES) - {
     "message_reaction_count",
 }
 
+# What ``fail()`` can inject.
+FAULT_KINDS = ("500", "502", "429", "403", "400", "401", "409", "redirect", "drop")
+
 SEND_METHODS = frozenset(
     {
         "sendMessage",
@@ -174,6 +177,8 @@ class FakeState:
         self.callback_query_ttl: float | None = None
         self._poll_generation = 0
         self._closing = False
+        # Set by revoke_token(): every call with the token is answered 401, as after /revoke.
+        self.token_revoked = False
 
     # -- notification ---------------------------------------------------------------------
 
@@ -637,10 +642,12 @@ class FakeState:
     ) -> FaultRule:
         """Make the next ``times`` matching calls fail (``times=None``: until cleared).
 
-        ``kind`` is "500", "502", "429", "403", "400" or "drop" (connection closed without an
-        answer). A failed call never records a delivered message.
+        ``kind`` is "500", "502", "429", "403", "400", "401" (the token rejected), "409"
+        (another getUpdates client or a webhook), "redirect" (a 302 back to the same URL, with
+        the token in it) or "drop" (connection closed without an answer). A failed call never
+        records a delivered message.
         """
-        if kind not in ("500", "502", "429", "403", "400", "drop"):
+        if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
         rule = FaultRule(
             kind=kind,
@@ -679,6 +686,13 @@ class FakeState:
             methods=None if methods is None else frozenset(m.lower() for m in methods),
             retry_after=retry_after,
         )
+
+    def revoke_token(self) -> None:
+        """The token stops working, as after BotFather's /revoke: every call is answered 401,
+        and a long poll in progress ends with 401 at once."""
+        self.token_revoked = True
+        self._wake_pollers()
+        self._touch()
 
     def clear_faults(self) -> None:
         self._faults.clear()

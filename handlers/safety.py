@@ -132,13 +132,13 @@ async def screen(update: Update, ctx: Ctx) -> None:
     kind = safety.followup_kind(safety.kind_of(sig, svc.content.root), svc.content.root)
     replied = False
     if sig.explicit_crisis and not _known_staff(ctx, user.id):
-        replied = await send_crisis(update, ctx, lang, sig.category, kind)
+        replied = await send_crisis(update, ctx, lang, sig.resource_category, kind)
     try:
         outcome, listening, in_relay, patient_lang = await _record(ctx, user.id, text, sig, replied, _source(update))
     except Exception as exc:
         log.error("safety: could not record a risk signal (%s)", type(exc).__name__)
         if sig.explicit_crisis and not replied:
-            replied = await send_crisis(update, ctx, lang, sig.category, kind)
+            replied = await send_crisis(update, ctx, lang, sig.resource_category, kind)
         if not _known_staff(ctx, user.id):
             # Kept in memory and retried; the counselors hear of it now (bot/signals.py).
             svc.signals.hold(user.id, text, sig, source=_source(update), replied=replied)
@@ -153,7 +153,7 @@ async def screen(update: Update, ctx: Ctx) -> None:
             if await _is_staff(ctx, user.id):
                 return
             if not replied:
-                await send_crisis(update, ctx, lang, sig.category, kind)
+                await send_crisis(update, ctx, lang, sig.resource_category, kind)
             raise ApplicationHandlerStop
         return
     if sig.explicit_crisis:

@@ -141,6 +141,26 @@ def test_every_region_has_resources_for_every_category(region: str, category: st
         assert all(r.id != "never_use_alone" for r in found)
 
 
+COMBINED = ["suicide_self_harm+overdose_medical"]
+
+
+@pytest.mark.parametrize("category", COMBINED)
+def test_an_overdose_with_words_of_suicide_leads_with_911_and_never_says_before_you_use(category: str):
+    text = parse_html(crisis.crisis_message("en", "us", None, category=category, care_team=False)).text
+    assert "911" in text.splitlines()[0] and "988" in text and "Never Use Alone" not in text
+    assert len(text) <= crisis.HEAD_MAX
+    # A pair without a list of its own gets its first kind's.
+    assert crisis.resources("us", "en", category="abuse_violence+harm_to_others") == crisis.resources("us", "en", category="abuse_violence")
+
+
+def test_the_signal_names_both_kinds_for_the_resources():
+    from bot.safety import Signal
+
+    assert Signal("crisis", "suicide_self_harm", (), False, ("overdose_medical",)).resource_category == "suicide_self_harm+overdose_medical"
+    assert Signal("crisis", "overdose_medical", (), False, ("suicide_self_harm",)).resource_category == "suicide_self_harm+overdose_medical"
+    assert Signal("crisis", "overdose_medical", (), False).resource_category == "overdose_medical"
+
+
 def test_content_check_catches_a_reply_too_long_and_an_unknown_category(tmp_path):
     import shutil
 
@@ -155,10 +175,12 @@ def test_content_check_catches_a_reply_too_long_and_an_unknown_category(tmp_path
     text = us.read_text(encoding="utf-8")
     text = text.replace('description: "Free, confidential, any hour."', 'description: "' + "Free. " * 80 + '"', 1)
     text = text.replace("  harm_to_others:", "  not_a_category: [emergency]\n  harm_to_others:", 1)
+    text = text.replace("  harm_to_others:", "  suicide_self_harm+nope: [emergency]\n  harm_to_others:", 1)
     us.write_text(text, encoding="utf-8")
     problems = check(root)
     assert any("suicide_self_harm" in p and "before the plan" in p for p in problems)
     assert any("unknown category 'not_a_category'" in p for p in problems)
+    assert any("unknown category 'nope'" in p for p in problems)
     text = text.replace("  not_a_category: [emergency]\n", "  depression: [no_such_resource]\n", 1)
     us.write_text(text, encoding="utf-8")
     assert any("no resource 'no_such_resource'" in p for p in check(root))

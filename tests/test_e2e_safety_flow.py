@@ -216,6 +216,8 @@ async def test_a_yes_button_without_a_category_still_gets_resources(h: BotHarnes
     [
         ("I'm going to end it all tonight", "988", ["911", "Crisis Text Line"], ["Never Use Alone", "88788"]),
         ("I overdosed, I can't breathe", "911", ["Naloxone", "Never Use Alone", "blue"], ["88788"]),
+        # An overdose told with words of suicide: 911 first, 988 too, never "before you use".
+        ("I took all my pills because I want to die", "911", ["988", "Signs of an overdose"], ["Never Use Alone"]),
         (
             "he is hitting me right now and I'm scared he will kill me",
             "911",
