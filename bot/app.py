@@ -8,6 +8,7 @@ handlers are registered in one place (`handlers.register`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -16,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from telegram import Update
-from telegram.error import NetworkError, TimedOut
+from telegram.error import InvalidToken, NetworkError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, CallbackContext, ContextTypes, ExtBot
 from telegram.request import BaseRequest
 
 from bot import crypto, group, safety
 from bot.clock import Clock
-from bot.config import Settings
+from bot.config import Settings, TokenRejected
 from bot.content import Content, get_content
 from bot.db import Database
 from bot.http import AiohttpRequest
@@ -31,7 +32,7 @@ from bot.outbox import Sender
 from bot.roles import Roles
 from bot.scheduler import Sweeper
 from bot.signals import SignalKeeper
-from bot.transport import Poller, WebhookServer
+from bot.transport import Poller, WebhookServer, parse_update
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -104,6 +105,7 @@ def build_application(
     concurrent_updates: int = 16,
 ) -> Application:  # type: ignore[type-arg]
     token = settings.require_token()
+    settings.require_webhook_secret()
     crypto.configure(settings.encryption_key.get_secret_value() if settings.encryption_key else None)
     db = db or Database(settings.database_url)
     clock = clock or Clock()
@@ -206,8 +208,18 @@ async def retry_network(step: Callable[[], Awaitable[object]], what: str, attemp
             delay = min(delay * 2, 30.0)
 
 
+class _Stopped(Exception):
+    """Asked to stop while still starting."""
+
+
 class Runner:
-    """Runs the application with its transport until stopped (SIGTERM/SIGINT or `stop()`)."""
+    """Runs the application with its transport until stopped (SIGTERM/SIGINT or `stop()`).
+
+    It always winds down cleanly: each step of stopping runs whatever failed before it, and an
+    error that ended the run is raised as it was, never hidden behind a later one. A transport
+    that can no longer receive updates (Telegram rejected the token) stops the run, and `run`
+    raises `TokenRejected` so the process exits non-zero.
+    """
 
     def __init__(self, app: Application) -> None:  # type: ignore[type-arg]
         self.app = app
@@ -215,53 +227,105 @@ class Runner:
         self._stop = asyncio.Event()
         self.transport: Poller | WebhookServer | None = None
         self.started = asyncio.Event()
+        self.fatal: BaseException | None = None
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _on_fatal(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        self._stop.set()
+
+    async def _or_stop(self, step: Awaitable[T]) -> T:
+        """`step`, unless a stop is asked for first (a SIGTERM during a slow start)."""
+        task = asyncio.ensure_future(step)
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise _Stopped
+        return task.result()
 
     async def run(self, *, install_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._stop.set)
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            await self._run()
+        except _Stopped:
+            log.info("stopped while starting")
+        except InvalidToken:
+            raise TokenRejected() from None
+        finally:
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def _run(self) -> None:
         s = self.svc.settings
         if s.encryption_key is None:
             log.warning("ENCRYPTION_KEY is not set: free text (notes, plan entries, relayed messages) is stored unencrypted")
-        await retry_network(self.app.initialize, "connecting to Telegram")
-        await asyncio.to_thread(safety.warm)
         try:
+            await self._or_stop(retry_network(self.app.initialize, "connecting to Telegram"))
+            await self._or_stop(asyncio.to_thread(safety.warm))
             await self.app.start()
-            await start_services(self.app)
-            for data in await self.svc.inbox.pending():
-                await self.app.update_queue.put(Update.de_json(data, self.app.bot))
-            if s.webhook_url:
-                self.transport = WebhookServer(
-                    self.app,
-                    self.svc.inbox,
-                    url=s.webhook_url,
-                    secret=s.webhook_secret.get_secret_value() if s.webhook_secret else None,
-                    listen=s.webhook_listen,
-                    port=s.webhook_port,
-                )
-            else:
-                self.transport = Poller(self.app, self.svc.inbox, self.svc.updates_request)
-            await retry_network(self.transport.start, "starting to receive updates")
-            log.info("iop-bot is running (%s)", "webhook" if s.webhook_url else "polling")
-            # What start-up built (content, the detector's rules, the handlers) lives as long as the
-            # bot runs: kept out of the garbage collector's full passes, which otherwise walk it all.
-            gc.freeze()
-            self.started.set()
             try:
-                await self._stop.wait()
+                await start_services(self.app)
+                for update in await self.svc.inbox.pending(lambda data: parse_update(data, self.app.bot)):
+                    await self.app.update_queue.put(update)
+                if s.webhook_url:
+                    self.transport = WebhookServer(
+                        self.app,
+                        self.svc.inbox,
+                        url=s.webhook_url,
+                        secret=s.require_webhook_secret() or "",
+                        listen=s.webhook_listen,
+                        port=s.webhook_port,
+                    )
+                else:
+                    self.transport = Poller(
+                        self.app, self.svc.inbox, self.svc.updates_request, on_fatal=self._on_fatal
+                    )
+                await self._or_stop(retry_network(self.transport.start, "starting to receive updates"))
+                log.info("iop-bot is running (%s)", "webhook" if s.webhook_url else "polling")
+                # What start-up built (content, the detector's rules, the handlers) lives as long as the
+                # bot runs: kept out of the garbage collector's full passes, which otherwise walk it all.
+                gc.freeze()
+                self.started.set()
+                try:
+                    await self._stop.wait()
+                finally:
+                    gc.unfreeze()
             finally:
-                gc.unfreeze()
-                log.info("stopping: finishing updates in flight")
-                await self.transport.stop()
-                await self.app.stop()
-                await stop_services(self.app)
+                await self._wind_down()
         finally:
-            await self.app.shutdown()
-        await self.svc.db.dispose()
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+            await self._step("closing the connection to Telegram", self.app.shutdown)
+            # Also when start-up failed half-way (the application then has nothing to shut down).
+            for request in (self.app.bot.request, self.svc.updates_request):
+                await self._step("closing an HTTP session", request.shutdown)
+            await self._step("closing the database", self.svc.db.dispose)
+
+    async def _wind_down(self) -> None:
+        log.info("stopping: finishing updates in flight")
+        if self.transport is not None:
+            await self._step("stopping the transport", self.transport.stop)
+        if self.app.running:
+            await self._step("stopping the application", self.app.stop)
+        await self._step("stopping the services", lambda: stop_services(self.app))
+
+    @staticmethod
+    async def _step(what: str, step: Callable[[], Awaitable[object]]) -> None:
+        """One step of stopping: a failure is logged and the next step still runs."""
+        try:
+            await step()
+        except Exception:
+            log.exception("%s failed", what)

@@ -1,4 +1,9 @@
-"""The `iop-bot` command: run, migrate, content check, risk check, version."""
+"""The `iop-bot` command: run, migrate, content check, risk check, version.
+
+Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 when the bot stopped on an error, 2 for a
+configuration problem, 3 when Telegram rejected the bot token. Each failure ends with one
+sentence on stderr, never the token.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,12 @@ import sys
 from pathlib import Path
 
 from bot import __version__
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, TokenRejected, load_settings
+from bot.logging_setup import redact
+
+# Exit status when Telegram refuses the token: restarting will not help, a person must act
+# (a supervisor can be told not to restart on it, e.g. systemd's RestartPreventExitStatus=3).
+EXIT_TOKEN_REJECTED = 3
 
 
 def _run(_: argparse.Namespace) -> int:
@@ -18,6 +28,7 @@ def _run(_: argparse.Namespace) -> int:
 
     settings = load_settings()
     token = settings.require_token()
+    settings.require_webhook_secret()
     setup_logging(settings.log_level, token)
     problems = _content_problems(settings.content_dir)
     if problems:
@@ -95,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))
+    except TokenRejected as exc:
+        print(f"iop-bot stopped: {exc}", file=sys.stderr)
+        return EXIT_TOKEN_REJECTED
     except ConfigError as exc:
         print(f"Configuration problem: {exc}", file=sys.stderr)
         return 2
@@ -102,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # one sentence, not a traceback, for the person starting the bot
         logging.getLogger(__name__).debug("fatal", exc_info=True)
-        print(f"iop-bot stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(redact(f"iop-bot stopped: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 1
 
 

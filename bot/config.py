@@ -10,6 +10,7 @@ import re
 from datetime import time
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -29,11 +30,26 @@ HINTS = {
     "OFFICE_HOURS": "use the form 'Mon-Fri 09:00-17:00'",
     "ENCRYPTION_KEY": "generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
     "MEETING_FEEDS": "give entries separated by commas, each 'path-or-url|IANA zone'",
+    "WEBHOOK_SECRET": "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+    "TELEGRAM_API_BASE_URL": "leave it at https://api.telegram.org/bot unless you run your own Bot API server",
 }
+# Telegram's rule for the webhook's secret token.
+_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; str(error) is one sentence for a person."""
+
+
+class TokenRejected(Exception):
+    """Telegram refuses the bot token (401): nothing can be received or sent until a person acts."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Telegram rejected TELEGRAM_BOT_TOKEN: it was revoked or replaced in @BotFather (or"
+            " TELEGRAM_API_BASE_URL is not a Bot API server); put the bot's current token in .env"
+            " and start the bot again."
+        )
 
 
 class OfficeHours:
@@ -112,6 +128,21 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not _SECRET_RE.fullmatch(v.get_secret_value()):
+            raise ValueError("use 1 to 256 characters among A-Z, a-z, 0-9, _ and -")
+        return v
+
+    @field_validator("telegram_api_base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("it must be an http:// or https:// URL")
+        return v.strip()
+
     @field_validator("counselor_chat_id", "webhook_url", mode="before")
     @classmethod
     def _empty_none(cls, v: object) -> object:
@@ -182,6 +213,20 @@ class Settings(BaseSettings):
                 "TELEGRAM_BOT_TOKEN does not look like a bot token: " + HINTS["TELEGRAM_BOT_TOKEN"] + "."
             )
         return token
+
+    def require_webhook_secret(self) -> str | None:
+        """Webhook mode only with a secret: without one, anyone who finds the URL could post
+        updates as any user (an admin's /grant included). The secret is given, not generated,
+        so that every process of an installation checks the same one."""
+        if not self.webhook_url:
+            return None
+        if self.webhook_secret is None:
+            raise ConfigError(
+                "WEBHOOK_SECRET is not set, and webhook mode (WEBHOOK_URL) refuses to run without it: "
+                + HINTS["WEBHOOK_SECRET"]
+                + ", and put it in .env."
+            )
+        return self.webhook_secret.get_secret_value()
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.admin_user_ids

@@ -8,6 +8,7 @@ IMMEDIATE so concurrent read-modify-write never loses an update. PostgreSQL: the
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -78,9 +79,15 @@ def is_sqlite(url: str) -> bool:
 
 
 def _prepare_sqlite_path(url: str) -> None:
+    """The database's folder (700) and file (600), private to the bot's user when created here:
+    they hold patients' data. SQLite gives its -wal and -shm files the database file's mode."""
     u = make_url(url)
     if u.database and u.database != ":memory:":
-        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(u.database)
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def create_engine(url: str, *, sqlite_busy_timeout_ms: int = sqlite_inline.BUSY_TIMEOUT_MS, **kwargs: Any) -> AsyncEngine:

@@ -5,6 +5,7 @@ install its per-request cost is a large share of the bot's CPU. aiohttp (already
 for the webhook server) does the same work for a fraction of it. Status codes and bodies are
 handed back to python-telegram-bot unchanged, so its error mapping (429 retry_after, 403, 400,
 migrated chats) is the same as with httpx; network failures become its NetworkError / TimedOut.
+Redirects are not followed (the URL holds the token), and error text never quotes the token.
 """
 
 from __future__ import annotations
@@ -15,12 +16,26 @@ from urllib.parse import urlencode
 import aiohttp
 from telegram import Bot
 from telegram._utils.defaultvalue import DefaultValue
-from telegram.error import NetworkError, TimedOut
+from telegram.error import NetworkError, TelegramError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+from bot.logging_setup import redact
 
 DEFAULT_TIMEOUT = 5.0
 MEDIA_WRITE_TIMEOUT = 20.0
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+class Redirected(TelegramError):
+    """The Bot API answered with a redirect. Not followed, and not worth retrying at start-up:
+    it means TELEGRAM_API_BASE_URL points somewhere other than a Bot API server."""
+
+
+def _token_in(url: str) -> str | None:
+    """The token in a Bot API URL (`…/bot<token>/<method>`), to mask it in error text."""
+    head, _, _method = url.rpartition("/")
+    _, found, token = head.rpartition("/bot")
+    return token if found and token else None
 
 
 class Fields(RequestData):
@@ -111,12 +126,21 @@ class AiohttpRequest(BaseRequest):
             total=None, connect=(connect or 0) + (pool or 0) or None, sock_read=sock_read
         )
         try:
-            async with self._session.request(method, url, data=body, headers=headers, timeout=timeout) as res:
+            # No redirects: the token is in the URL, and the Bot API never redirects.
+            async with self._session.request(
+                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            ) as res:
+                if 300 <= res.status < 400:
+                    raise Redirected(
+                        f"the Bot API answered {url.rsplit('/', 1)[-1]} with a redirect (HTTP {res.status}),"
+                        " which is not followed: check TELEGRAM_API_BASE_URL"
+                    )
                 return res.status, await res.read()
         except TimeoutError as exc:
             raise TimedOut from exc
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+            # An aiohttp error may quote the URL, and with it the token.
+            raise NetworkError(redact(f"aiohttp.{type(exc).__name__}: {exc}", _token_in(url))) from None
 
 
 async def call(bot: Bot, method: str, fields: dict[str, str]) -> Any:

@@ -8,12 +8,15 @@ what people typed; the row stays so a redelivered update is recognised and skipp
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Text, delete, select, type_coerce, update
 
+from bot import crypto
 from bot.clock import Clock
 from bot.db import Database, conflict_insert
 from bot.models import InboxUpdate
@@ -23,6 +26,21 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 # Storing and marking are table statements (no ORM objects involved): they run for every update.
 _TABLE = InboxUpdate.__table__
+T = TypeVar("T")
+
+
+def _as_is(data: dict[str, Any]) -> Any:
+    return data
+
+
+def _decode(raw: str | None, update_id: int) -> dict[str, Any]:
+    """A stored update back as Telegram's JSON; raises when it is not one."""
+    if raw is None:
+        raise ValueError("no payload")
+    data = json.loads(crypto.decrypt(raw))
+    if not isinstance(data, dict) or data.get("update_id") != update_id:
+        raise ValueError("not an update")
+    return data
 
 
 class Inbox:
@@ -97,32 +115,50 @@ class Inbox:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def pending(self) -> list[dict[str, Any]]:
-        """Unfinished updates from an earlier run, oldest first; each counts one more attempt.
+    async def pending(self, parse: Callable[[dict[str, Any]], T] | None = None) -> list[T]:
+        """Unfinished updates from an earlier run, oldest first, each made ready by `parse`.
 
-        An update that has already been tried MAX_ATTEMPTS times is set aside as failed, so one
-        poisonous update cannot stop the bot from starting.
+        Every row counts one more attempt before it is handed back (so a row that kills the
+        process still counts). Each row is read in its own guard: one that cannot be decrypted,
+        decoded or parsed, or that has already been tried MAX_ATTEMPTS times, is set aside as
+        failed with a log line (its id and why, never its content), so one poisonous update
+        cannot stop the bot from starting.
         """
+        parse = parse or _as_is
         async with self.db.transaction() as s:
-            rows = list(
-                (
-                    await s.execute(
-                        select(InboxUpdate)
-                        .where(InboxUpdate.status == "pending")
-                        .order_by(InboxUpdate.update_id)
-                    )
-                ).scalars()
-            )
-            out = []
-            for r in rows:
-                if r.attempts >= MAX_ATTEMPTS:
-                    log.error("inbox: update %s failed %s times; setting it aside", r.update_id, r.attempts)
-                    r.status = "failed"
-                    r.payload = None
+            rows = (
+                await s.execute(
+                    select(_TABLE.c.update_id, type_coerce(_TABLE.c.payload, Text), _TABLE.c.attempts)
+                    .where(_TABLE.c.status == "pending")
+                    .order_by(_TABLE.c.update_id)
+                )
+            ).all()
+            out: list[T] = []
+            tried: list[int] = []
+            aside: list[int] = []
+            for update_id, raw, attempts in rows:
+                if attempts >= MAX_ATTEMPTS:
+                    log.error("inbox: update %s was tried %s times without finishing; setting it aside", update_id, attempts)
+                    aside.append(update_id)
                     continue
-                r.attempts += 1
-                if r.payload is not None:
-                    out.append(r.payload)
+                try:
+                    data = _decode(raw, update_id)
+                    out.append(parse(data))
+                except Exception as exc:
+                    log.error("inbox: stored update %s cannot be read (%s); setting it aside", update_id, type(exc).__name__)
+                    aside.append(update_id)
+                    continue
+                tried.append(update_id)
+            if tried:
+                await s.execute(
+                    update(_TABLE).where(_TABLE.c.update_id.in_(tried)).values(attempts=_TABLE.c.attempts + 1)
+                )
+            if aside:
+                await s.execute(
+                    update(_TABLE)
+                    .where(_TABLE.c.update_id.in_(aside))
+                    .values(status="failed", payload=None, attempts=_TABLE.c.attempts + 1, done_at=self.clock.now())
+                )
             return out
 
     async def prune(self, older_than: timedelta = timedelta(days=7)) -> int:

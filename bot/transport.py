@@ -3,7 +3,8 @@
 Both transports store each update before it is handled, and only then let Telegram consider it
 delivered: long polling advances its offset after the batch is stored; the webhook answers 200
 after storing. If the database is down, updates are still handled (a crisis reply must not wait
-on it) and a warning is logged.
+on it) and a warning is logged. Each update is parsed before it is stored: one that is not an
+update is set aside with a log line (by id) and never reaches the inbox.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +23,7 @@ from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, Tel
 from telegram.ext import Application
 from telegram.request import BaseRequest
 
+from bot.config import TokenRejected
 from bot.http import Fields
 from bot.inbox import Inbox
 
@@ -34,6 +37,21 @@ ALLOWED_UPDATES = [
     "chat_member",
 ]
 POLL_TIMEOUT = 25
+MAX_BACKOFF = 30.0
+
+
+def parse_update(data: Any, bot: Any) -> Update:
+    """One update from Telegram's JSON; raises (ValueError, TypeError, ...) when it is not one."""
+    if not isinstance(data, dict):
+        raise ValueError("an update is a JSON object")
+    uid = data.get("update_id")
+    if not isinstance(uid, int) or isinstance(uid, bool):
+        raise ValueError("an update has an integer update_id")
+    return Update.de_json(data, bot)
+
+
+def _update_id(data: Any) -> object:
+    return data.get("update_id") if isinstance(data, dict) else None
 
 
 class _Base:
@@ -41,35 +59,62 @@ class _Base:
         self.app = app
         self.inbox = inbox
 
-    async def accept(self, raw: list[dict[str, Any]]) -> None:
-        """Store, then queue for handling, the updates not seen before."""
+    async def accept(self, raw: list[Any]) -> int:
+        """Store, then queue for handling, the updates not seen before; returns how many were
+        refused because they are not updates (logged by id, never by content)."""
+        parsed: dict[int, Update] = {}
+        good: list[dict[str, Any]] = []
+        for data in raw:
+            try:
+                update = parse_update(data, self.app.bot)
+            except Exception as exc:
+                log.error("an update (id %s) cannot be read (%s); it is set aside", _update_id(data), type(exc).__name__)
+                continue
+            if update.update_id not in parsed:
+                parsed[update.update_id] = update
+                good.append(data)
         try:
-            fresh = await self.inbox.store(raw)
+            fresh = await self.inbox.store(good)
         except Exception as exc:
-            log.warning("inbox unavailable (%s); handling %d update(s) without it", type(exc).__name__, len(raw))
-            fresh = raw
+            log.warning("inbox unavailable (%s); handling %d update(s) without it", type(exc).__name__, len(good))
+            fresh = good
         for data in fresh:
-            update = Update.de_json(data, self.app.bot)
-            await self.app.update_queue.put(update)
+            await self.app.update_queue.put(parsed[data["update_id"]])
+        return len(raw) - len(good)
 
 
 class Poller(_Base):
     """Long polling. `getUpdates` answers are taken as Telegram's JSON: stored as they came,
     then made into objects once (python-telegram-bot's `get_updates` would parse them, and
-    storing needs them back as JSON)."""
+    storing needs them back as JSON).
+
+    Polling never ends on its own while the bot can still receive: network errors, 5xx and 409
+    Conflict (another instance polling with the token, or a webhook set) are retried with
+    backoff and logged. A rejected token (401) cannot get better by waiting: `on_fatal` is told,
+    and the runner stops the process with a non-zero exit. So does any unexpected failure of the
+    loop: a process that cannot receive updates does not stay up pretending.
+    """
 
     def __init__(
-        self, app: Application, inbox: Inbox, request: BaseRequest, *, poll_timeout: int = POLL_TIMEOUT
+        self,
+        app: Application,
+        inbox: Inbox,
+        request: BaseRequest,
+        *,
+        poll_timeout: int = POLL_TIMEOUT,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         super().__init__(app, inbox)
         self.request = request
         self.poll_timeout = poll_timeout
+        self.on_fatal = on_fatal
         self._task: asyncio.Task[None] | None = None
         self.offset: int | None = None
 
     async def start(self) -> None:
         await self.app.bot.delete_webhook(drop_pending_updates=False)
-        self._task = asyncio.create_task(self._loop(), name="poller")
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="poller")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -80,8 +125,25 @@ class Poller(_Base):
                 pass
             self._task = None
 
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except TokenRejected as exc:
+            log.critical("polling stopped: Telegram rejected the bot token (401 Unauthorized)")
+            self._fatal(exc)
+        except Exception as exc:
+            log.critical("polling stopped unexpectedly (%s)", type(exc).__name__, exc_info=True)
+            self._fatal(exc)
+
+    def _fatal(self, exc: BaseException) -> None:
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
     async def _loop(self) -> None:
         delay = 1.0
+        conflicts = 0
         while True:
             try:
                 fields = {"timeout": str(self.poll_timeout), "allowed_updates": json.dumps(ALLOWED_UPDATES)}
@@ -93,15 +155,28 @@ class Poller(_Base):
             except RetryAfter as exc:
                 await asyncio.sleep(_secs(exc.retry_after))
                 continue
-            except (InvalidToken, Conflict) as exc:
-                log.error("polling stopped: %s", type(exc).__name__)
-                raise
+            except InvalidToken:
+                raise TokenRejected() from None
+            except Conflict:
+                conflicts += 1
+                log.error(
+                    "polling: 409 Conflict from Telegram: another instance is polling with this token or a"
+                    " webhook is set; retrying in %.0fs (conflict %d in a row)",
+                    delay,
+                    conflicts,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
             except (NetworkError, TelegramError) as exc:
                 log.warning("polling: %s; retrying in %.0fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, MAX_BACKOFF)
                 continue
             delay = 1.0
+            if conflicts:
+                log.warning("polling: receiving updates again after %d conflict(s)", conflicts)
+                conflicts = 0
             if not updates:
                 continue
             if not isinstance(updates, list):
@@ -109,15 +184,21 @@ class Poller(_Base):
                 await asyncio.sleep(delay)
                 continue
             await self.accept(updates)
-            self.offset = updates[-1]["update_id"] + 1
+            ids = [uid for uid in map(_update_id, updates) if isinstance(uid, int)]
+            if ids:
+                self.offset = max(ids) + 1
 
 
 class WebhookServer(_Base):
-    """An aiohttp server for Telegram's webhook, checking the secret token header."""
+    """An aiohttp server for Telegram's webhook. It registers itself with `setWebhook` (the
+    secret token and the update types the bot needs) and refuses any request without the
+    secret in its header; a body that is not an update is answered 400 and never stored."""
 
     def __init__(
-        self, app: Application, inbox: Inbox, *, url: str, secret: str | None, listen: str, port: int
+        self, app: Application, inbox: Inbox, *, url: str, secret: str, listen: str, port: int
     ) -> None:
+        if not secret:
+            raise ValueError("a webhook needs a secret token")
         super().__init__(app, inbox)
         self.url = url
         self.secret = secret
@@ -147,17 +228,15 @@ class WebhookServer(_Base):
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.Response:
-        if self.secret:
-            given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
-            if not hmac.compare_digest(given.encode(), self.secret.encode()):
-                return web.Response(status=403)
+        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not hmac.compare_digest(given.encode(), self.secret.encode()):
+            return web.Response(status=403)
         try:
             data = await request.json()
         except Exception:
             return web.Response(status=400)
-        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-            return web.Response(status=400)
-        await self.accept([data])
+        if await self.accept([data]):
+            return web.Response(status=400)  # not an update: refused, never stored
         return web.Response(status=200)
 
 

@@ -10,8 +10,9 @@ import logging
 from typing import Any
 
 from telegram import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, Update
-from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
+from telegram.ext import Application, ApplicationHandlerStop, CallbackQueryHandler, TypeHandler
 
+from bot.keyboards import callback_data_ok
 from handlers import common
 from handlers.router import TextRouter
 
@@ -28,6 +29,9 @@ def register(app: Application, svc: Any) -> None:  # type: ignore[type-arg]
     router = TextRouter()
     svc.extra["router"] = router
     common.register_early(app, svc)
+    # Button data the bot cannot have made (a 25-digit id, say) is answered as a stale button
+    # here, before any feature parses it.
+    app.add_handler(CallbackQueryHandler(_malformed_button, pattern=lambda d: not callback_data_ok(d)), group=-95)
     app.add_handler(TypeHandler(Update, _group_gate(svc)), group=-90)
 
     # Features (each module's register adds its handlers to group 0 and its text kinds).
@@ -36,6 +40,11 @@ def register(app: Application, svc: Any) -> None:  # type: ignore[type-arg]
 
     common.register_fallbacks(app, router)
     app.add_error_handler(common.error_handler)
+
+
+async def _malformed_button(update: Update, ctx: Any) -> None:
+    await common.expired_button(update, ctx)
+    raise ApplicationHandlerStop
 
 
 def _feature_modules() -> list[Any]:
