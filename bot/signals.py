@@ -1,8 +1,9 @@
 """Safety signals the database could not store: kept until they are (DESIGN §2.6, §3 Durability).
 
-Recording a risk signal (a flag, a safety question, the plan after a crisis reply) is one write.
-When that write fails (a full disk, a database that is down), the signal must still reach the
-counselors, so the chat handler hands it to the process's `SignalKeeper`, which:
+Recording a risk signal (a flag, a safety question, the plan after a crisis reply) is one write,
+and so is recording the patient's answer to the safety question. When that write fails (a full
+disk, a database that is down), the signal must still reach the counselors, so the handler hands
+it to the process's `SignalKeeper`, which:
 
 - keeps it in memory and retries the write in the background (backoff up to `RETRY_CAP`);
 - at once, for a signal that calls for a counselor, posts a minimal alert straight to the
@@ -25,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.constants import ParseMode
 from telegram.error import RetryAfter, TelegramError
@@ -32,6 +34,7 @@ from telegram.error import RetryAfter, TelegramError
 from bot import flags, people, safety
 from bot.content import Content, Html
 from bot.flags import rank
+from bot.models import SafetyCheck
 from bot.outbox import Outgoing, enqueue
 from bot.safety import SafetyOutcome, Signal
 
@@ -54,15 +57,18 @@ def needs_counselor(sig: Signal) -> bool:
     return rank(sig.severity) >= rank(flags.load_rules().confirm.flag_without_answer_from)
 
 
-def alert_text(content: Content, lang: str, *, code: str | None, category: str, severity: str, at: datetime, zone: str) -> str:
-    """The minimal alert for the group: code, category, severity, time. Nothing else, by design."""
-    shown = code if code else content.t("signals.unknown_code", lang)
+def alert_text(
+    content: Content, lang: str, *, code: str | None, category: str | None, severity: str, at: datetime, zone: str
+) -> str:
+    """The minimal alert for the group: code, category, severity, time. Nothing else, by design.
+    `code` or `category` None: not known (the database cannot be read)."""
+    unknown = content.t("signals.unknown", lang)
     return content.t(
         "signals.alert",
         lang,
         severity=Html(content.t(f"flags.severity.{severity}", lang)),
-        code=shown,
-        category=content.t(f"flags.category.{category}", lang),
+        code=code or unknown,
+        category=content.t(f"flags.category.{category}", lang) if category else unknown,
         time=at.astimezone(ZoneInfo(zone)).strftime("%a %d %b %H:%M %Z"),
     )
 
@@ -103,6 +109,9 @@ class Held:
     alert_message_id: int | None = None
     alert_text: str | None = None
     alert_not_before: float = 0.0  # loop time (a 429 from the group)
+    # An answer to the safety question (yes | no | talk) rather than typed words.
+    check_id: int | None = None
+    answer: str | None = None
 
 
 class SignalKeeper:
@@ -128,6 +137,20 @@ class SignalKeeper:
             Held(user_id, text, sig, source, replied, self.svc.clock.now(), alert_due=needs_counselor(sig))
         )
         log.error("safety: a risk signal is kept in memory until the database can store it (%d held)", len(self._held))
+        self._wake.set()
+
+    def hold_answer(self, user_id: int, check_id: int, answer: str, *, category: str | None) -> None:
+        """Keep an answer to the safety question whose write failed (every answer reaches the care
+        team). `category`: the question's, when the button carried it. Never raises."""
+        rules = flags.load_rules().confirm
+        severity = rules.yes_severity if answer == "yes" else rules.flag_without_answer_from
+        sig = Signal(severity, category, (), False)
+        self._held.append(
+            # "No" is recorded too, but calls no counselor at once.
+            Held(user_id, "", sig, "safety_confirm", answer == "yes", self.svc.clock.now(), alert_due=answer != "no",
+                 check_id=check_id, answer=answer)
+        )
+        log.error("safety: an answer to the safety question is kept in memory until the database can store it")
         self._wake.set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -177,37 +200,44 @@ class SignalKeeper:
         while self._held:
             held = self._held[0]
             try:
-                outcome = await self._store(held)
+                recorded = await self._store(held)
             except Exception as exc:
                 log.warning("safety: the database still cannot store %d risk signal(s) (%s)", len(self._held), type(exc).__name__)
                 return len(self._held)
             self._held.pop(0)
             svc.sender.wake()
-            if outcome is None:
-                log.info("safety: a held signal was not a patient's; nothing to record")
-            else:
+            if recorded:
                 log.info("safety: a held risk signal is recorded now")
+            else:
+                log.info("safety: a held signal was not a patient's (or its question is gone); nothing to record")
         if self._admins_told:
             await self._recovered()
         return 0
 
-    async def _store(self, held: Held) -> SafetyOutcome | None:
+    async def _store(self, held: Held) -> bool:
+        """Record one held signal in one transaction; False when there was nothing to record."""
         svc = self.svc
         now = svc.clock.now()
         async with svc.db.transaction() as s:
-            patient = await people.active_patient_info(s, held.user_id)
-            if patient is None:
-                return None
-            outcome = await record(
-                s, patient, held.text, held.signal, replied=held.replied, source=held.source, now=now
-            )
+            flag_id: int | None = None
+            if held.check_id is not None and held.answer is not None:
+                res = await safety.confirm_answer(s, held.check_id, telegram_id=held.user_id, answer=held.answer, now=now)
+                if res.status != "ok":
+                    return False
+                if res.crisis and res.patient_id is not None:
+                    await safety.enqueue_plan(s, res.patient_id, now)
+                flag_id = res.flag.flag_id if res.flag is not None else None
+            else:
+                patient = await people.active_patient_info(s, held.user_id)
+                if patient is None:
+                    return False
+                outcome = await record(
+                    s, patient, held.text, held.signal, replied=held.replied, source=held.source, now=now
+                )
+                flag_id = outcome.flag.flag_id if outcome.flag is not None else None
             if held.alert_message_id is not None and held.alert_text is not None and svc.settings.counselor_chat_id:
                 c, lang = svc.content, svc.settings.default_language
-                done = (
-                    c.t("signals.recorded_flag", lang, id=outcome.flag.flag_id)
-                    if outcome.flag is not None
-                    else c.t("signals.recorded", lang)
-                )
+                done = c.t("signals.recorded_flag", lang, id=flag_id) if flag_id is not None else c.t("signals.recorded", lang)
                 await enqueue(
                     s,
                     Outgoing(
@@ -219,7 +249,7 @@ class SignalKeeper:
                     now=now,
                     dedup_key=f"signalrecorded:{svc.settings.counselor_chat_id}:{held.alert_message_id}",
                 )
-            return outcome
+            return True
 
     # -- straight to Telegram while the database cannot store ---------------------------------
     async def _alerts(self) -> None:
@@ -235,10 +265,10 @@ class SignalKeeper:
             if code is False:
                 held.alert_due = False  # not a patient: nothing for the counselors
                 continue
-            assert held.signal.category is not None
+            category = held.signal.category or await self._question_category(held.check_id)
             text = alert_text(
                 svc.content, svc.settings.default_language, code=code or None,
-                category=held.signal.category, severity=held.signal.severity,
+                category=category, severity=held.signal.severity,
                 at=held.at, zone=svc.settings.default_timezone,
             )
             try:
@@ -264,6 +294,17 @@ class SignalKeeper:
             log.warning("safety: cannot read the patient's code either (%s)", type(exc).__name__)
             return ""
         return False if patient is None else patient.code
+
+    async def _question_category(self, check_id: int | None) -> str | None:
+        """The category the safety question was about, if the database can still be read."""
+        if check_id is None:
+            return None
+        try:
+            async with self.svc.db.session() as s:
+                q = select(SafetyCheck.category).where(SafetyCheck.id == check_id)
+                return (await s.execute(q)).scalar_one_or_none()
+        except Exception:
+            return None
 
     async def _tell_admins(self) -> None:
         if self._admins_told or not self._held:

@@ -252,10 +252,19 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         if ans == "yes":
             await answer(q)
             await send_crisis(update, ctx, lang, category)  # at once, before the database
-        async with svc.db.transaction() as s:
-            res = await safety.confirm_answer(s, int(parts[2]), telegram_id=user.id, answer=ans, now=now)
-            if res.status == "ok" and res.crisis and res.patient_id is not None:
-                await safety.enqueue_plan(s, res.patient_id, now)
+        try:
+            async with svc.db.transaction() as s:
+                res = await safety.confirm_answer(s, int(parts[2]), telegram_id=user.id, answer=ans, now=now)
+                if res.status == "ok" and res.crisis and res.patient_id is not None:
+                    await safety.enqueue_plan(s, res.patient_id, now)
+        except Exception as exc:
+            # Every answer reaches the care team: kept in memory and retried (bot/signals.py).
+            log.error("safety: could not record the answer to the safety question (%s)", type(exc).__name__)
+            svc.signals.hold_answer(user.id, int(parts[2]), ans, category=category)
+            if ans != "yes":
+                await answer(q)
+                await reply(update, c.t("safety.confirm_no_reply" if ans == "no" else "safety.confirm_talk_reply", lang))
+            return
         svc.sender.wake()
         if res.status == "not_found":
             if ans != "yes":
