@@ -519,8 +519,17 @@ async def raise_flag(
     )
     session.add(event)
     await session.flush()
-    await _explain(session, flag, event)
-    await _after_raise(session, flag, created, escalated, now, event)
+    try:
+        await _explain(session, flag, event)
+    except Exception as exc:  # the why is for counselors' convenience; the flag stands without it
+        log.error("flags: why flag %s stands could not be worked out (%s)", flag.id, type(exc).__name__)
+    try:
+        await _after_raise(session, flag, created, escalated, now, event)
+    except Exception as exc:
+        # A bug or a gap in the words must not cost the flag and the answers that raised it: the
+        # group gets a plain alert instead (a database failure still fails the whole unit).
+        log.error("flags: flag %s could not be announced as usual (%s); sending a plain alert", flag.id, type(exc).__name__)
+        await _plain_alert(session, flag, event, now)
     for hook in _on_raised:
         await hook(session, flag, created, escalated, now)
     return FlagResult(flag.id, created, flag.severity, escalated)
@@ -649,6 +658,25 @@ def _plain_post(info: FlagInfo) -> str:
     )
 
 
+def _plain_keyboard(info: FlagInfo) -> dict[str, Any]:
+    return {"inline_keyboard": [[{"text": f"{a.title()} #{info.id}", "callback_data": f"fl:{a}:{info.id}"}] for a in ("claim", "details", "resolve")]}
+
+
+async def _plain_alert(session: AsyncSession, flag: Flag, event: FlagEvent, now: datetime) -> None:
+    """The last resort when announcing a flag failed: its plain post to the group."""
+    wf = _workflow
+    if wf is None or wf.group is None or flag.severity == "low":
+        return
+    info = _info(flag, await _code(session, flag.patient_id))
+    await enqueue(
+        session,
+        Outgoing(wf.group, _plain_post(info), reply_markup=_plain_keyboard(info)),
+        now=now,
+        dedup_key=f"flagplain:{flag.id}:{event.id}",
+        ref=f"flag:{flag.id}:{flag.rev or 0}:p{event.id}",
+    )
+
+
 def _render(info: FlagInfo) -> tuple[str, dict[str, Any]]:
     """The post's text and buttons, never raising: the flag reaches the group whatever the words."""
     try:
@@ -660,7 +688,7 @@ def _render(info: FlagInfo) -> tuple[str, dict[str, Any]]:
         kb = post_keyboard(info)
     except Exception as exc:
         log.error("flags: the buttons of flag %s could not be rendered (%s)", info.id, type(exc).__name__)
-        kb = {"inline_keyboard": [[{"text": f"{a.title()} #{info.id}", "callback_data": f"fl:{a}:{info.id}"}] for a in ("claim", "details", "resolve")]}
+        kb = _plain_keyboard(info)
     return text, kb
 
 
@@ -1033,7 +1061,7 @@ async def _publish(session: AsyncSession, wf: Workflow, flag: Flag, created: boo
     its severity rose. True when this raise produced a message that notifies the group."""
     if flag.severity == "low" or flag.status == "resolved":
         return False
-    if flag.card_id is not None or (not created and (flag.posts or flag.group_message_id)):
+    if flag.card_id is not None or (not created and flag.group_message_id is not None):  # (or posted before cards)
         if escalated:
             await _edit_posts(session, wf, flag, now)
         return False
@@ -1409,6 +1437,12 @@ async def details(session: AsyncSession, flag_id: int, *, actor_id: int, now: da
 DETAILS_TRIGGERS = 10  # the latest triggers shown in Details (the whole list is in /flag <id>)
 DETAILS_INSTRUMENTS = ("phq9", "gad7")
 PLAN_SHOWN = 3  # entries per plan section in Details
+PLAN_ENTRY_SHOWN = 120  # characters of each
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n].rstrip() + " …"
 
 
 async def _scores(session: AsyncSession, c: Content, lang: str, patient_id: int) -> list[ScoreInfo]:
@@ -1569,7 +1603,7 @@ def render_details(d: FlagDetails, *, content: Content | None = None, lang: str 
         lines = [c.t("flags.details_plan", lang)]
         for section, entries in d.plan.items():
             title = c.t(f"plan.sections.{section}.title", lang) if c.has(f"plan.sections.{section}.title", lang) else html.escape(section)
-            text = "; ".join(_clip(e) for e in entries[:PLAN_SHOWN])
+            text = "; ".join(_short(e, PLAN_ENTRY_SHOWN) for e in entries[:PLAN_SHOWN])
             if len(entries) > PLAN_SHOWN:
                 text += " " + c.t("flags.details_plan_more", lang, n=len(entries) - PLAN_SHOWN)
             lines.append(c.t("flags.details_plan_section", lang, title=Html(title), entries=Html(html.escape(text, quote=False))))
@@ -1719,7 +1753,7 @@ async def build_digest(session: AsyncSession, now: datetime) -> str:
     low = [f for f in open_all if f.severity == "low"]
     if posted:
         parts.append(c.t("flags.digest_open", lang, n=len(posted)) + "\n" + "\n".join(flag_line(f) for f in posted))
-    else:
+    elif not low:
         parts.append(c.t("flags.digest_none_open", lang))
     if low:
         parts.append(c.t("flags.digest_low", lang, n=len(low)) + "\n" + "\n".join(flag_line(f) for f in low))

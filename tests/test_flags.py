@@ -454,3 +454,33 @@ async def test_every_member_of_the_group_is_messaged_when_a_crisis_stays_unclaim
     await env.svc.sweeper.tick()
     dms = sorted(x.chat_id for x in await _outbox(env.db) if x.chat_id > 0)
     assert dms == [31, 41, 42, 777]
+
+
+async def test_a_low_flag_stays_out_of_the_group_until_it_rises(env: SimpleNamespace):
+    kw: dict[str, Any] = dict(category="missed_checkins", source="checkin_silence", evidence=None)
+    low = await _raise(env, severity="low", reason="checkin_silent: No check-in for 3 days or more", **kw)
+    async with env.db.transaction() as s:  # a counselor takes it from /flags
+        await flags.claim(s, low.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+    assert await _outbox(env.db) == []  # low: no post, nothing to edit, no re-notification
+    async with env.db.session() as s:
+        assert (await s.execute(select(ScheduledItem))).scalars().all() == []
+    async with env.db.transaction() as s:  # a message in Dana's private chat shows it
+        await flags.record_sent(s, f"flag:{low.flag_id}:1:t", 42, 77, env.clock.now())
+    up = await _raise(env, severity="moderate", reason="checkin_silent_week: No check-in for 7 days or more", **kw)
+    assert up.escalated and up.flag_id == low.flag_id
+    posts = [r for r in await _outbox(env.db) if r.chat_id == sup.GROUP]
+    assert len(posts) == 1 and posts[0].method == "sendMessage"
+    assert "MODERATE" in posts[0].payload["text"] and f"#{low.flag_id}" in posts[0].payload["text"]
+    assert "no check-in for" in posts[0].payload["text"]
+
+
+async def test_a_flag_whose_announcement_fails_is_kept_and_posted_plainly(env: SimpleNamespace, monkeypatch):  # type: ignore[no-untyped-def]
+    async def broken(*_a: Any, **_k: Any) -> None:
+        raise KeyError("flags.something.new")
+
+    monkeypatch.setattr(flags, "_after_raise", broken)
+    r = await _raise(env, severity="moderate", category="depression", source="assessment_phq9", evidence=None)
+    async with env.db.session() as s:
+        assert (await flags.get_flag(s, r.flag_id)) is not None
+    (post,) = await _outbox(env.db)
+    assert post.chat_id == sup.GROUP and post.payload["text"] == f"MODERATE · Flag #{r.flag_id} · P-1234 · depression"
