@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from bot.db import Database
 from bot.lapse import lapse_message
 from bot.models import Flag, OutboxMessage, ScheduledItem
 from bot.scheduler import Sweeper
+from bot.sobriety import SobrietyNumbers
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient
 
@@ -230,7 +231,14 @@ def test_expectation_in_the_patients_own_time() -> None:
 def test_lapse_message_is_warm_and_offers_next_steps() -> None:
     text, rows = lapse_message("en", content=content)
     assert "A lapse is not a relapse" in text
-    assert "total sober days" in text
+    # Without a sobriety date there is no counter to speak of; with one, the total still counts.
+    assert "sober day" not in text
+    numbers = SobrietyNumbers(
+        sobriety_date=date(2026, 1, 1), streak_start=date(2026, 3, 1), current_days=0,
+        longest_days=59, total_days=59, lapses=1, last_lapse=date(2026, 3, 1),
+    )
+    counted, _ = lapse_message("en", content=content, numbers=numbers)
+    assert "Your 59 total sober days still count." in counted
     data = _all_data(rows)
     assert {"sos:call", "sos:talk", "sos:helped", "pl:add:triggers", "sos:menu"} <= set(data)
     assert "sos:meet" not in data
