@@ -245,6 +245,19 @@ async def test_an_error_during_start_up_is_raised_as_it_was(
     assert h.runner is not None and not h.runner.app.running
 
 
+async def test_a_stop_asked_for_while_starting_ends_the_run_at_once(fake: FakeTelegram, db: Database, clock: FrozenClock) -> None:
+    """SIGTERM while Telegram is slow to answer at start: the run ends now, cleanly."""
+    fake.hold("getMe")
+    h = BotHarness(fake, db, clock)
+    runner = app_module.Runner(app_module.build_application(h.settings, db=Database(db.url), clock=clock))
+    task = asyncio.create_task(runner.run(install_signals=False))
+    await fake.wait_held(timeout=30)
+    runner.stop()  # what the SIGTERM handler does
+    await asyncio.wait_for(task, 10)  # no exception, and not after start-up's retries
+    assert not runner.started.is_set() and not runner.app.running
+    fake.release()
+
+
 # -- webhook ---------------------------------------------------------------------------------
 
 
