@@ -36,6 +36,18 @@ def clock() -> FrozenClock:
     return FrozenClock(MONDAY_10AM)
 
 
+@pytest.fixture(autouse=True)
+def _sweeper_by_hand(h: BotHarness) -> None:
+    """Only the test runs the sweeper (h.tick) in this file: the bot's own job, due half a
+    second after start, must not run late on a clock the test has already moved on."""
+    stop_sweep_job(h)
+
+
+def stop_sweep_job(h: BotHarness) -> None:
+    for job in h.app.job_queue.get_jobs_by_name("sweeper"):
+        job.schedule_removal()
+
+
 def text(msg) -> str:  # type: ignore[no-untyped-def]
     return msg.plain_text or ""
 
@@ -106,8 +118,6 @@ async def test_a_flag_of_every_category_reaches_the_group(
 
 async def _checkin(h: BotHarness, fake: FakeTelegram, u, *, mood: str = "3", medication: str | None = None):  # type: ignore[no-untyped-def]
     await h.send(u, "/checkin")
-    if "ci:start" in fake.last(u.id).callback_data:  # the day's prompt came first
-        await press(h, fake, u, "ci:start")
     for prefix in (f"ci:a:mood:{mood}", "ci:a:craving:1", "ci:a:use:no_use", "ci:d:halt", "ci:a:sleep:3"):
         await press(h, fake, u, prefix)
     if medication is not None:
@@ -117,7 +127,7 @@ async def _checkin(h: BotHarness, fake: FakeTelegram, u, *, mood: str = "3", med
 
 async def test_a_phq9_total_of_16_is_saved_and_flagged(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = fake.add_user(first_name="Rae", started=True)
-    p = await make_patient(db, clock.now(), telegram_id=u.id, code="P-0016")
+    p = await make_patient(db, clock.now(), telegram_id=u.id, code="P-0016", checkin_time=None)
     await _checkin(h, fake, u)
     offer = next(m for m in reversed(fake.sent(u.id)) if "as:start:phq9" in m.callback_data)
     await h.press(u, offer, "as:start:phq9")
@@ -141,7 +151,8 @@ async def test_a_mat_patient_answering_no_to_medication_keeps_the_checkins_and_i
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
 ):
     u = fake.add_user(first_name="Mo", started=True)
-    p = await make_patient(db, clock.now(), telegram_id=u.id, mat=True, code="P-0MAT", sobriety_date=date(2026, 2, 1))
+    # No daily prompt: the sweeper running in the background must not interleave with the buttons.
+    p = await make_patient(db, clock.now(), telegram_id=u.id, mat=True, code="P-0MAT", sobriety_date=date(2026, 2, 1), checkin_time=None)
     for day in range(2):
         await _checkin(h, fake, u, medication="not_taken")
         assert not any("went wrong" in text(m) for m in fake.sent(u.id))
@@ -282,6 +293,7 @@ async def test_a_group_member_without_a_role_gets_the_crisis_dm(h: BotHarness, f
     await h.stop()
     h.group.members[gone.id] = "left"
     await h.start()  # the roster is in the database, not only in memory; it is re-checked at start
+    stop_sweep_job(h)
     await h.send(u, "I'm going to end it all tonight")
     clock.advance(minutes=5)
     await h.tick()
