@@ -182,10 +182,30 @@ async def chat_member(update: Update, ctx: Ctx) -> None:
     inside = member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.MEMBER) or (
         member.status == ChatMemberStatus.RESTRICTED and bool(getattr(member, "is_member", False))
     )
-    await ctx.svc.roles.record_membership(user.id, inside, str(member.status))
-    if not inside and not await ctx.svc.roles.has(user.id, COUNSELOR):
+    await _membership_changed(ctx, user.id, inside, str(member.status))
+
+
+async def group_joins_and_leaves(update: Update, ctx: Ctx) -> None:
+    """Joins and leaves told as service messages in the counselors' group (Telegram sends these
+    even to a bot that is not an admin there and so gets no chat_member updates)."""
+    msg = update.effective_message
+    if msg is None or not is_counselor_group(ctx, msg.chat.id):
+        return
+    for user in msg.new_chat_members or ():
+        if not user.is_bot:
+            await _membership_changed(ctx, user.id, True, "member")
+    left = msg.left_chat_member
+    if left is not None and not left.is_bot:
+        await _membership_changed(ctx, left.id, False, "left")
+
+
+async def _membership_changed(ctx: Ctx, user_id: int, inside: bool, status: str) -> None:
+    """Access follows at once, the group's roster remembers it, and someone who is no longer on
+    the care team is taken out of any conversation with a patient."""
+    await ctx.svc.roles.record_membership(user_id, inside, status)
+    if not inside and not await ctx.svc.roles.has(user_id, COUNSELOR):
         async with ctx.svc.db.transaction() as s:
-            await relay.staff_access_lost(s, user.id, now=ctx.svc.clock.now())
+            await relay.staff_access_lost(s, user_id, now=ctx.svc.clock.now())
         ctx.svc.sender.wake()
 
 
@@ -241,6 +261,10 @@ def register_early(app: Application, svc: object) -> None:  # type: ignore[type-
     """Group -100: chat hygiene before any feature sees the update."""
     app.add_handler(ChatMemberHandler(my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER), group=-100)
     app.add_handler(ChatMemberHandler(chat_member, ChatMemberHandler.CHAT_MEMBER), group=-100)
+    app.add_handler(
+        MessageHandler(filters.StatusUpdate.NEW_CHAT_MEMBERS | filters.StatusUpdate.LEFT_CHAT_MEMBER, group_joins_and_leaves),
+        group=-100,
+    )
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, group_migrated), group=-100)
 
 

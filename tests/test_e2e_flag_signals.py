@@ -323,3 +323,28 @@ async def test_nobody_on_call_is_said_once_a_day(h: BotHarness, fake: FakeTelegr
     said = ["Nobody is on call" in t for t in reposts()]
     assert said == [True, False, True]
     fake.assert_no_errors()
+
+
+@pytest.mark.usefixtures("stub_detector")
+async def test_a_member_who_joins_while_the_bot_is_not_an_admin_is_on_the_roster(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+):
+    from bot.models import GroupMember
+
+    h.group.bot_status = "member"  # no chat_member updates: only the join and leave service messages
+    u, _ = await _patient(fake, db, clock, code="P-8002")
+    sam = fake.add_user(first_name="Sam", started=True)
+    assert fake.join(h.group, sam) is None
+    ex = fake.add_user(first_name="Ex", started=True)
+    fake.join(h.group, ex)
+    fake.leave(h.group, ex)
+    await h.settle()
+    async with db.session() as s:
+        roster = {m.telegram_id: m.is_member for m in (await s.execute(select(GroupMember))).scalars()}
+    assert roster == {sam.id: True, ex.id: False}
+    await h.send(u, "I'm going to end it all tonight")
+    clock.advance(minutes=10)
+    await h.tick()
+    assert any("unclaimed for 10 min" in text(m) for m in fake.sent(sam.id))
+    assert not any("unclaimed" in text(m) for m in fake.sent(ex.id))
+    fake.assert_no_errors()
