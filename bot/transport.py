@@ -157,11 +157,12 @@ class Poller(_Base):
                 continue
             except InvalidToken:
                 raise TokenRejected() from None
-            except Conflict:
+            except Conflict as exc:
                 conflicts += 1
                 log.error(
                     "polling: 409 Conflict from Telegram: another instance is polling with this token or a"
-                    " webhook is set; retrying in %.0fs (conflict %d in a row)",
+                    " webhook is set (Telegram says: %s); retrying in %.0fs (conflict %d in a row)",
+                    exc.message,
                     delay,
                     conflicts,
                 )

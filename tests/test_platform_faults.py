@@ -128,6 +128,7 @@ async def test_a_409_conflict_is_retried_and_polling_recovers_then_sigterm_stops
             await fake.wait_for(lambda: _conflicts(fake) >= 3, timeout=30, description="three conflicts")
             await _answered(fake, u)  # polling came back by itself
             assert "another instance is polling with this token or a webhook is set" in bot.output()
+            assert "terminated by other getUpdates request" in bot.output()  # Telegram's own words
 
             # A conflict that does not end: the process keeps saying so, and SIGTERM still stops it.
             await _compete_for_updates(fake)
