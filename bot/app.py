@@ -290,6 +290,8 @@ class Runner:
                         secret=s.require_webhook_secret() or "",
                         listen=s.webhook_listen,
                         port=s.webhook_port,
+                        check_seconds=s.webhook_check_seconds,
+                        on_fatal=self._on_fatal,
                     )
                 else:
                     self.transport = Poller(

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = Field(default=8443, ge=1, le=65535)
+    # How often webhook mode asks Telegram whether the webhook still works (seconds).
+    webhook_check_seconds: float = Field(default=300, gt=0)
     encryption_key: SecretStr | None = None
     meeting_feeds: Annotated[list[FeedSpec], NoDecode] = Field(default_factory=list)
     office_hours: Annotated[OfficeHours, NoDecode] = Field(

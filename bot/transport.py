@@ -10,6 +10,7 @@ update is set aside with a log line (by id) and never reaches the inbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -38,6 +39,7 @@ ALLOWED_UPDATES = [
 ]
 POLL_TIMEOUT = 25
 MAX_BACKOFF = 30.0
+WEBHOOK_CHECK_SECONDS = 300.0
 
 
 def parse_update(data: Any, bot: Any) -> Update:
@@ -196,7 +198,16 @@ class WebhookServer(_Base):
     secret in its header; a body that is not an update is answered 400 and never stored."""
 
     def __init__(
-        self, app: Application, inbox: Inbox, *, url: str, secret: str, listen: str, port: int
+        self,
+        app: Application,
+        inbox: Inbox,
+        *,
+        url: str,
+        secret: str,
+        listen: str,
+        port: int,
+        check_seconds: float = WEBHOOK_CHECK_SECONDS,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a webhook needs a secret token")
@@ -206,7 +217,10 @@ class WebhookServer(_Base):
         self.listen = listen
         self.port = port
         self.path = urlsplit(url).path or "/"
+        self.check_seconds = check_seconds
+        self.on_fatal = on_fatal
         self._runner: web.AppRunner | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self._runner is None:  # start() may be retried after set_webhook failed
@@ -216,6 +230,11 @@ class WebhookServer(_Base):
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.listen, self.port)
             await site.start()
+        await self._register()
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._watch_loop(), name="webhook-watch")
+
+    async def _register(self) -> None:
         await self.app.bot.set_webhook(
             url=self.url,
             secret_token=self.secret,
@@ -224,9 +243,38 @@ class WebhookServer(_Base):
         )
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _watch_loop(self) -> None:
+        """A webhook receives nothing when Telegram stops sending, so ask now and then: a
+        rejected token stops the process (as for polling); a webhook changed or removed by
+        someone else is logged and set again; delivery errors Telegram reports are logged."""
+        last_error: int | None = None
+        while True:
+            await asyncio.sleep(self.check_seconds)
+            try:
+                info = await self.app.bot.get_webhook_info()
+                if info.url != self.url:
+                    log.error("webhook: Telegram has another webhook (or none) for this bot; setting ours again")
+                    await self._register()
+                stamp = int(info.last_error_date.timestamp()) if info.last_error_date else None
+                if stamp is not None and stamp != last_error:
+                    log.warning("webhook: Telegram reports a delivery error (%s)", info.last_error_message)
+                last_error = stamp
+            except InvalidToken:
+                log.critical("webhook: Telegram rejected the bot token (401 Unauthorized)")
+                if self.on_fatal is not None:
+                    self.on_fatal(TokenRejected())
+                return
+            except TelegramError as exc:
+                log.warning("webhook: could not check the webhook with Telegram (%s)", type(exc).__name__)
 
     async def _handle(self, request: web.Request) -> web.Response:
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")

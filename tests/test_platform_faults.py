@@ -26,7 +26,7 @@ from sqlalchemy import Text, insert, literal, select
 
 from bot import app as app_module
 from bot.clock import FrozenClock
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, TokenRejected, load_settings
 from bot.db import Database
 from bot.inbox import MAX_ATTEMPTS
 from bot.models import InboxUpdate
@@ -317,3 +317,25 @@ async def test_the_webhook_is_registered_with_its_secret_and_refuses_what_is_not
         assert "invite link" in (fake.last(u.id).plain_text or "")
     finally:
         await h.stop()
+
+
+async def test_webhook_mode_sets_its_webhook_again_and_stops_when_the_token_is_rejected(
+    fake: FakeTelegram, db: Database, clock: FrozenClock
+) -> None:
+    """A webhook hears nothing once Telegram stops sending: the bot asks, and acts."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/telegram"
+    h = BotHarness(fake, db, clock, webhook_url=url, webhook_secret="s3cret", webhook_port=port, webhook_check_seconds=0.05)
+    await h.start()
+    assert h._task is not None
+    try:
+        fake.webhook = None  # removed by someone else
+        await fake.wait_for(lambda: fake.webhook is not None, timeout=10, description="the webhook set again")
+        assert fake.webhook is not None and fake.webhook["secret_token"] == "s3cret"
+        fake.revoke_token()
+        with pytest.raises(TokenRejected):
+            await asyncio.wait_for(h._task, 10)
+        assert not h.runner.app.running  # type: ignore[union-attr]
+    finally:
+        if not h._task.done():
+            await h.stop()
