@@ -45,6 +45,7 @@ _NAME_TRIM = " \t,;:-–—/|."
 _SEPARATORS = ",;:-–—/|."
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
 # A separator left just inside a bracket ("(sponsor, )"), or brackets left with nothing inside.
+_PHONE_START_RE = re.compile(r"\+|\(\s*\d|\d")
 _INNER_SEP_RE = re.compile(r"\s*[,;:\-–—/|]+\s*(?=[)\]}])|(?<=[(\[{])\s*[,;:\-–—/|]+\s*")
 _EMPTY_BRACKETS_RE = re.compile(r"\(\s*\)|\[\s*\]|\{\s*\}")
 
@@ -161,10 +162,14 @@ def validate_entry(section: str, raw: str | None, plan_rules: PlanRules | None =
         if required:
             raise PlanError("no_number")
         return text, None
-    phone = format_phone(match.raw_string, r.default_phone_region)
+    # The matcher may take a bracketed word before the number as part of it ("Sam (X) (617) …"):
+    # the number starts at its first digit, "+" or bracketed digit.
+    lead = _PHONE_START_RE.search(match.raw_string)
+    skip = lead.start() if lead else 0
+    phone = format_phone(match.raw_string[skip:], r.default_phone_region)
     if phone is None:
         raise PlanError("bad_number")
-    name = _name_part(text[: match.start] + " " + text[match.end :])
+    name = _name_part(text[: match.start + skip] + " " + text[match.end :])
     if not name:
         raise PlanError("no_name")
     if any(ch.isdigit() for ch in name) and sum(ch.isdigit() for ch in name) >= 3:

@@ -10,11 +10,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from bot.clock import FrozenClock
 from bot.db import Database
 from fakeapi import FakeTelegram
 from tests.harness import BotHarness
+
+# Property tests draw the same examples on every run (a failure found once is found again, and CI
+# never turns red by luck); new examples that matter are added with @example.
+hypothesis_settings.register_profile("deterministic", derandomize=True, database=None)
+hypothesis_settings.load_profile("deterministic")
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 CONTENT_DIR = Path(__file__).resolve().parents[1] / "content"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.charts import ChartDay, ChartLabels, figure
@@ -32,6 +32,7 @@ LAYOUT = st.sampled_from(["{n} {p}", "{n}: {p}", "{n} - {p}", "{n} — {p}", "{p
 
 @settings(max_examples=300, deadline=None)
 @given(name=NAME, phone=st.sampled_from(sorted(PHONES)), layout=LAYOUT)
+@example(name="A (X)", phone="(617) 555-0134", layout="{n} {p}")  # a one-letter bracket before the number
 def test_plan_entry_keeps_the_name_whole_and_finds_the_number(name: str, phone: str, layout: str) -> None:
     text, number = validate_entry("people", layout.format(n=name, p=phone))
     assert text == name
