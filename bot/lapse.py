@@ -128,10 +128,8 @@ def _never_use_alone(c: Content, lang: str) -> str | None:
         from bot.flags import load_rules
 
         region = load_rules(c.root).default_region
-        try:  # the resources the region lists for use and overdose
-            listed = resources(region, lang, c.root, category="use_disclosure")  # type: ignore[call-arg]
-        except TypeError:  # a resources() without categories lists them all
-            listed = resources(region, lang, c.root)
+        # The resources the region lists for use and overdose.
+        listed = resources(region, lang, c.root, category="use_disclosure")
         found = next((r for r in listed if r.id == "never_use_alone"), None)
     except Exception as exc:  # the lapse reply never fails for want of a resource line
         log.warning("lapse: resources unavailable (%s)", type(exc).__name__)
