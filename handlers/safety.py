@@ -20,7 +20,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import crisis, flags, lapse, people, relay, safety, state
+from bot import crisis, flags, lapse, people, relay, safety, signals, state
 from bot.app import Ctx
 from bot.safety import NO_SIGNAL, Signal
 from handlers.common import require_patient
@@ -201,13 +201,7 @@ async def _record(
         patient = await people.active_patient_info(s, user_id)
         if patient is None:
             return None, None, False, "en"
-        outcome = await safety.check_text(
-            s, patient.id, text, source=source, now=now, signal=sig, lang=patient.language, send_crisis=not replied
-        )
-        if outcome.crisis and replied and not outcome.duplicate:
-            # When a counselor will reach them, in their own zone (or the one talking with them now).
-            lead = await safety.counselor_lead(s, patient, now)
-            await safety.enqueue_plan(s, patient.id, now, lead=lead)
+        outcome = await signals.record(s, patient, text, sig, replied=replied, source=source, now=now)
         awaiting = await state.get(s, user_id)
         if awaiting is not None and awaiting.kind not in FREE_TEXT_KINDS and outcome.flag is not None:
             # A risk message is not an answer to a settings or onboarding question: drop the
