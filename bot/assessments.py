@@ -393,16 +393,15 @@ async def followup_answer(
 def same_day_text(content: Content, patient: PatientInfo, now: datetime) -> str:
     """After a follow-up graded for same-day contact: when a counselor will reach out (honest
     about office hours), and 988."""
-    from bot import crisis, flags
+    from bot import crisis, safety
 
-    wf = flags.workflow()
-    settings = getattr(wf, "settings", None)
+    office_hours, zone = safety.clinic_hours()
     lang = patient.language
     line = crisis.counselor_line(
         lang,
-        getattr(settings, "office_hours", None),
+        office_hours,
         now,
-        zone=getattr(settings, "default_timezone", None) or crisis.DEFAULT_ZONE,
+        zone=zone,
         patient_zone=patient.timezone,
         content=content,
         prefix="assessments.followup.contact",
@@ -443,19 +442,16 @@ async def crisis_text(
     try:
         crisis = importlib.import_module("bot.crisis")
         safety = importlib.import_module("bot.safety")
-        from bot import flags
 
-        workflow = getattr(flags, "workflow", None)
-        wf = workflow() if workflow is not None else None
-        settings = getattr(wf, "settings", None)
+        office_hours, zone = safety.clinic_hours()
         lines = await safety.plan_lines(session, patient.id)
         text = crisis.crisis_message(
             patient.language,
             CRISIS_REGION,
             lines,
-            getattr(settings, "office_hours", None),
+            office_hours,
             now,
-            zone=getattr(settings, "default_timezone", None) or crisis.DEFAULT_ZONE,
+            zone=zone,
             patient_zone=patient.timezone,
             content=content,
             category=category,

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import flags
+from bot.config import OfficeHours
 from bot.content import DEFAULT_CONTENT_DIR, Content, get_content, register_checker
 from bot.flags import CATEGORIES, SEVERITIES, FlagResult, raise_flag, rank
 from bot.models import Flag, FlagEvent, Patient, SafetyCheck, ScheduledItem
@@ -347,22 +348,35 @@ async def in_live_conversation(session: AsyncSession, telegram_id: int) -> bool:
         return False
 
 
+def clinic_hours() -> tuple[OfficeHours | None, str]:
+    """The clinic's office hours (None: not known) and its zone, from the escalation workflow."""
+    from bot.crisis import DEFAULT_ZONE
+
+    wf = flags.workflow()
+    if wf is None:
+        return None, DEFAULT_ZONE
+    return wf.settings.office_hours, wf.settings.default_timezone
+
+
+async def _reach(session: AsyncSession, patient: Any) -> dict[str, Any]:
+    """What says when a counselor will reach this patient: the clinic's hours and zone, the
+    patient's own zone, and whether a counselor is talking with them right now."""
+    office_hours, zone = clinic_hours()
+    return {
+        "office_hours": office_hours,
+        "zone": zone,
+        "patient_zone": getattr(patient, "timezone", None),
+        "live": await in_live_conversation(session, patient.telegram_id),
+    }
+
+
 async def counselor_lead(session: AsyncSession, patient: Any, now: datetime, *, prefix: str = "crisis.counselor") -> str:
     """The honest line about when a counselor will reach this patient: office hours told in the
     patient's own zone, or the counselor who is talking with them right now."""
-    from bot.crisis import DEFAULT_ZONE, counselor_line
+    from bot.crisis import counselor_line
 
-    wf = flags.workflow()
-    settings = wf.settings if wf is not None else None
     return counselor_line(
-        patient.language or "en",
-        settings.office_hours if settings else None,
-        now,
-        zone=settings.default_timezone if settings else DEFAULT_ZONE,
-        content=_content(),
-        prefix=prefix,
-        patient_zone=getattr(patient, "timezone", None),
-        live=await in_live_conversation(session, patient.telegram_id),
+        patient.language or "en", now=now, content=_content(), prefix=prefix, **await _reach(session, patient)
     )
 
 
@@ -371,21 +385,16 @@ async def crisis_reply(session: AsyncSession, patient: Any, now: datetime, *, ca
     kind of crisis (`category`, a flag category), their plan, when a counselor will reach them
     (in their own zone; or the counselor talking with them now). The one builder every source
     uses; the chat handler's first reply is `bot.crisis.crisis_message` without the database."""
-    from bot.crisis import DEFAULT_ZONE, crisis_message
+    from bot.crisis import crisis_message
 
-    wf = flags.workflow()
-    settings = wf.settings if wf is not None else None
     return crisis_message(
         patient.language or "en",
         _rules().default_region,
         await plan_lines(session, patient.id),
-        settings.office_hours if settings else None,
-        now,
-        zone=settings.default_timezone if settings else DEFAULT_ZONE,
+        now=now,
         content=_content(),
         category=category,
-        patient_zone=getattr(patient, "timezone", None),
-        live=await in_live_conversation(session, patient.telegram_id),
+        **await _reach(session, patient),
     )
 
 
