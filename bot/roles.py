@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.content import get_content
 from bot.db import Database, conflict_insert
 from bot.models import GroupMember, StaffRole
 
@@ -40,22 +41,69 @@ class Roles:
         self.clock = clock
         self.lookup = lookup
         self._membership: dict[int, tuple[bool, datetime]] = {}
+        # Called after someone lost access and messages were queued (the outbox sender's wake).
+        self.after_change: list[Callable[[], None]] = []
 
     def set_membership(self, user_id: int, is_member: bool) -> None:
         """Record what a chat_member update told us (a leave revokes at once)."""
         self._membership[user_id] = (is_member, self.clock.now())
 
     async def record_membership(self, user_id: int, is_member: bool, status: str | None = None) -> None:
-        """A chat_member update: access follows at once, and the group's roster remembers it."""
+        """A chat_member update or a join/leave service message: access follows at once, the
+        group's roster remembers it, and leaving the group ends a granted counselor role."""
         self.set_membership(user_id, is_member)
-        await self._remember(user_id, is_member, status)
+        await self._remember(user_id, is_member, status, removed=not is_member)
 
-    async def _remember(self, user_id: int, is_member: bool, status: str | None) -> None:
+    async def _remember(self, user_id: int, is_member: bool, status: str | None, *, removed: bool) -> None:
+        """Keep the roster. Someone out of the group who was in it (Telegram said they left or
+        were removed, or a check found them out while the roster had them in) loses a granted
+        counselor role (staff.left_group), and then what their access allowed ends (settle_access). A
+        check that finds someone out who was not in (a counselor an admin granted the role to
+        after their removal) changes nothing."""
+        from bot import staff
+
+        now = self.clock.now()
+        left = False
         try:
             async with self.db.transaction() as s:
-                await record_member(s, user_id, is_member, status, self.clock.now())
+                was_member = await on_roster(s, user_id)
+                await record_member(s, user_id, is_member, status, now)
+                left = not is_member and (removed or was_member)
         except Exception as exc:  # the roster is for alerts; a role check never fails on it
             log.warning("roles: could not record a group membership (%s)", type(exc).__name__)
+            left = not is_member and removed
+        if not left:
+            return
+        try:
+            async with self.db.transaction() as s:
+                told = await staff.left_group(
+                    s, user_id, now=now, admin_ids=list(self.settings.admin_user_ids),
+                    content=get_content(self.settings.content_dir), lang=self.settings.default_language,
+                )
+            if told:
+                self._wake()
+        except Exception as exc:
+            log.error("roles: a counselor role could not be ended after leaving the group (%s)", type(exc).__name__)
+        await self.settle_access(user_id)
+
+    async def settle_access(self, user_id: int) -> None:
+        """After someone's role or membership changed: if they are no longer a counselor, their
+        conversations with patients end (each patient is told) and they are no longer on call."""
+        from bot import relay
+
+        try:
+            if await self.has(user_id, COUNSELOR):
+                return
+            async with self.db.transaction() as s:
+                await relay.staff_access_lost(s, user_id, now=self.clock.now())
+        except Exception as exc:
+            log.error("roles: conversations of someone who lost access were not ended (%s)", type(exc).__name__)
+            return
+        self._wake()
+
+    def _wake(self) -> None:
+        for wake in self.after_change:
+            wake()
 
     def forget(self, user_id: int) -> None:
         self._membership.pop(user_id, None)
@@ -76,7 +124,7 @@ class Roles:
         member = status in _IN
         self._membership[user_id] = (member, now)
         if cached is None or cached[0] != member:
-            await self._remember(user_id, member, status)
+            await self._remember(user_id, member, status, removed=bool(cached and cached[0]) and not member)
         return member
 
     async def roles_of(self, user_id: int) -> set[str]:
@@ -106,6 +154,12 @@ async def record_member(session: AsyncSession, user_id: int, is_member: bool, st
     values = {"is_member": is_member, "status": (status or None) and status[:16], "updated_at": now}
     ins = conflict_insert(session, GroupMember).values(telegram_id=user_id, **values)
     await session.execute(ins.on_conflict_do_update(index_elements=["telegram_id"], set_=values))
+
+
+async def on_roster(session: AsyncSession, user_id: int) -> bool:
+    """True if the roster has this person in the counselors' group."""
+    q = select(GroupMember.is_member).where(GroupMember.telegram_id == user_id)
+    return bool((await session.execute(q)).scalar_one_or_none())
 
 
 async def group_members(session: AsyncSession) -> list[int]:

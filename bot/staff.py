@@ -9,7 +9,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit import audit
+from bot.content import Content
 from bot.models import StaffRole
+from bot.outbox import Outgoing, enqueue
 from bot.roles import ADMIN, COUNSELOR, FACILITATOR
 
 GRANTABLE = (COUNSELOR, FACILITATOR)
@@ -56,8 +58,11 @@ async def grant(
     return True
 
 
-async def revoke(session: AsyncSession, *, actor_id: int, telegram_id: int, role: str, now: datetime) -> bool:
-    """Revoke a role; False when the person did not hold it."""
+async def revoke(
+    session: AsyncSession, *, actor_id: int | None, telegram_id: int, role: str, now: datetime, reason: str | None = None
+) -> bool:
+    """Revoke a role; False when the person did not hold it. `actor_id` None: the bot did it, for
+    the `reason` recorded in the audit trail."""
     if role not in GRANTABLE:
         raise StaffError(f"role {role!r} cannot be revoked")
     res = await session.execute(
@@ -65,7 +70,30 @@ async def revoke(session: AsyncSession, *, actor_id: int, telegram_id: int, role
     )
     if not res.rowcount:
         return False
-    await audit(session, actor_id, "staff.revoke", f"user:{telegram_id}", {"role": role}, now=now)
+    detail = {"role": role} if reason is None else {"role": role, "reason": reason}
+    await audit(session, actor_id, "staff.revoke", f"user:{telegram_id}", detail, now=now)
+    return True
+
+
+LEFT_GROUP = "left_group"
+
+
+async def left_group(
+    session: AsyncSession, telegram_id: int, *, now: datetime, admin_ids: list[int], content: Content, lang: str
+) -> bool:
+    """Someone left or was removed from the counselors' group: a counselor role granted to them
+    ends with it (audited), and every admin is told in a direct message. An admin who grants the
+    role again afterwards has decided they are a counselor outside the group; that grant stands
+    until they are removed from the group again. False when they held no granted counselor role."""
+    q = select(StaffRole.display_name).where(StaffRole.telegram_id == telegram_id, StaffRole.role == COUNSELOR)
+    name = (await session.execute(q)).scalar_one_or_none()
+    if not await revoke(session, actor_id=None, telegram_id=telegram_id, role=COUNSELOR, now=now, reason=LEFT_GROUP):
+        return False
+    text = content.t(
+        "staff.left_group", lang, user=str(telegram_id), name=f" ({name})" if name else ""
+    )
+    for admin in admin_ids:
+        await enqueue(session, Outgoing(admin, text), now=now)
     return True
 
 

@@ -16,7 +16,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import group, people, relay
+from bot import group, people
 from bot.app import Ctx
 from bot.roles import ADMIN, COUNSELOR, FACILITATOR
 from handlers.router import TextRouter
@@ -200,13 +200,10 @@ async def group_joins_and_leaves(update: Update, ctx: Ctx) -> None:
 
 
 async def _membership_changed(ctx: Ctx, user_id: int, inside: bool, status: str) -> None:
-    """Access follows at once, the group's roster remembers it, and someone who is no longer on
-    the care team is taken out of any conversation with a patient."""
+    """Access follows at once, the group's roster remembers it, leaving the group ends a granted
+    counselor role (admins are told), and someone who is no longer on the care team is taken out
+    of any conversation with a patient (Roles.record_membership)."""
     await ctx.svc.roles.record_membership(user_id, inside, status)
-    if not inside and not await ctx.svc.roles.has(user_id, COUNSELOR):
-        async with ctx.svc.db.transaction() as s:
-            await relay.staff_access_lost(s, user_id, now=ctx.svc.clock.now())
-        ctx.svc.sender.wake()
 
 
 async def foreign_group(update: Update, ctx: Ctx) -> None:
@@ -259,6 +256,7 @@ async def error_handler(update: object, ctx: Ctx) -> None:
 
 def register_early(app: Application, svc: object) -> None:  # type: ignore[type-arg]
     """Group -100: chat hygiene before any feature sees the update."""
+    svc.roles.after_change.append(svc.sender.wake)  # type: ignore[attr-defined]
     app.add_handler(ChatMemberHandler(my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER), group=-100)
     app.add_handler(ChatMemberHandler(chat_member, ChatMemberHandler.CHAT_MEMBER), group=-100)
     app.add_handler(

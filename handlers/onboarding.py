@@ -25,7 +25,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot import invites, onboarding, privacy, relay, settings_service, staff, state, timefmt
+from bot import invites, onboarding, privacy, settings_service, staff, state, timefmt
 from bot.app import Ctx
 from bot.audit import audit
 from bot.clock import local_date
@@ -974,10 +974,7 @@ async def _grant_or_revoke(update: Update, ctx: Ctx, *, grant: bool) -> None:
         key = "staff.revoked" if changed else "staff.not_granted"
     if not grant:
         ctx.svc.roles.forget(uid)
-        if not await ctx.svc.roles.has(uid, COUNSELOR):
-            async with ctx.svc.db.transaction() as s:
-                await relay.staff_access_lost(s, uid, now=now)
-            ctx.svc.sender.wake()
+        await ctx.svc.roles.settle_access(uid)
     await reply(update, c.t(key, user=str(uid), role=role))
     await _refresh_menu(ctx, uid)
 
