@@ -452,6 +452,49 @@ async def _locked(session: AsyncSession, flag_id: int) -> Flag | None:
     return (await session.execute(select(Flag).where(Flag.id == flag_id).with_for_update())).scalar_one_or_none()
 
 
+def _who(actor_id: int, actor_name: str | None) -> str:
+    """The name a flag keeps for the counselor who claimed or resolved it."""
+    return (actor_name or str(actor_id))[:64]
+
+
+async def _view(session: AsyncSession, flag: Flag) -> tuple[FlagInfo, str, dict[str, Any]]:
+    """The flag as the group sees it: its info, and its post's text and buttons."""
+    info = _info(flag, await _code(session, flag.patient_id))
+    text, kb = _render(info)
+    return info, text, kb
+
+
+async def _reply_in_group(
+    session: AsyncSession,
+    wf: Workflow,
+    reply_to: int | None,
+    text: str,
+    kb: dict[str, Any],
+    now: datetime,
+    *,
+    dedup_key: str,
+    ref: str,
+) -> None:
+    """A flag's message to the group, as a reply to `reply_to` (the flag's or its card's post)
+    when Telegram has told where that landed."""
+    params = None
+    if reply_to is not None:
+        params = {"reply_parameters": {"message_id": reply_to, "allow_sending_without_reply": True}}
+    await enqueue(session, Outgoing(wf.group, text, params=params, reply_markup=kb), now=now, dedup_key=dedup_key, ref=ref)
+
+
+async def _edit_message(
+    session: AsyncSession, chat_id: int, message_id: int, text: str, kb: dict[str, Any], now: datetime, ref: str
+) -> None:
+    """Show `text` and `kb` on a message already delivered (an edit through the outbox)."""
+    await enqueue(
+        session,
+        Outgoing(chat_id, text, method="editMessageText", params={"message_id": message_id}, reply_markup=kb),
+        now=now,
+        ref=ref,
+    )
+
+
 # -- raising -----------------------------------------------------------------------------------
 
 
@@ -560,8 +603,7 @@ async def _after_raise(
     renewed = urgent and await _notify_new_trigger(session, wf, flag, event, escalated, now)
     if not created and flag.status == "claimed" and flag.claimed_by is not None:
         # The counselor who holds the flag hears about every new trigger (no words, no name).
-        info = _info(flag, await _code(session, flag.patient_id))
-        text, kb = _render(info)
+        info, text, kb = await _view(session, flag)
         await enqueue(
             session,
             Outgoing(
@@ -601,8 +643,7 @@ async def _notify_new_trigger(
         if now - last < timedelta(minutes=wf.rules.new_trigger.quiet_minutes):
             return False
     c, lang = wf.content, wf.lang
-    info = _info(flag, await _code(session, flag.patient_id))
-    text, kb = _render(info)
+    info, text, kb = await _view(session, flag)
     head = c.t(
         "flags.new_trigger_group",
         lang,
@@ -612,13 +653,13 @@ async def _notify_new_trigger(
         severity=Html(label(c, lang, "severity", event.severity or flag.severity)),
         time=now.astimezone(ZoneInfo(wf.zone)).strftime("%H:%M %Z"),
     )
-    params = None
-    if flag.group_message_id is not None:
-        params = {"reply_parameters": {"message_id": flag.group_message_id, "allow_sending_without_reply": True}}
-    await enqueue(
+    await _reply_in_group(
         session,
-        Outgoing(wf.group, head + "\n\n" + text, params=params, reply_markup=kb),
-        now=now,
+        wf,
+        flag.group_message_id,
+        head + "\n\n" + text,
+        kb,
+        now,
         dedup_key=f"flagtrigger:{flag.id}:{event.id}",
         ref=f"flag:{flag.id}:{flag.rev or 0}:n{event.id}",
     )
@@ -730,15 +771,9 @@ def post_keyboard(info: FlagInfo, *, content: Content | None = None, lang: str |
 
 async def _edit_posts(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime) -> None:
     """Show the flag's new state on every message that carries it."""
-    info = _info(flag, await _code(session, flag.patient_id))
-    text, kb = _render(info)
+    _, text, kb = await _view(session, flag)
     for chat_id, message_id in flag.posts or []:
-        await enqueue(
-            session,
-            Outgoing(chat_id, text, method="editMessageText", params={"message_id": message_id}, reply_markup=kb),
-            now=now,
-            ref=f"flagedit:{flag.id}:{flag.rev or 0}",
-        )
+        await _edit_message(session, chat_id, message_id, text, kb, now, f"flagedit:{flag.id}:{flag.rev or 0}")
     if flag.card_id is not None:
         card = (await session.execute(select(FlagCard).where(FlagCard.id == flag.card_id).with_for_update())).scalar_one_or_none()
         if card is not None:
@@ -764,14 +799,8 @@ async def record_sent(session: AsyncSession, ref: str, chat_id: int, message_id:
     if len(parts) > 3 and parts[3] == "main" and flag.group_message_id is None:
         flag.group_message_id = message_id
     if int(parts[2]) != (flag.rev or 0):
-        info = _info(flag, await _code(session, flag.patient_id))
-        text, kb = _render(info)
-        await enqueue(
-            session,
-            Outgoing(chat_id, text, method="editMessageText", params={"message_id": message_id}, reply_markup=kb),
-            now=now,
-            ref=f"flagedit:{flag.id}:{flag.rev or 0}",
-        )
+        _, text, kb = await _view(session, flag)
+        await _edit_message(session, chat_id, message_id, text, kb, now, f"flagedit:{flag.id}:{flag.rev or 0}")
 
 
 # -- why a flag stands: the source, the rule and the answers behind it (never patient words) -----
@@ -1046,12 +1075,7 @@ async def _edit_card(session: AsyncSession, card: FlagCard, now: datetime) -> bo
             row.ref = f"card:{card.id}:{card.rev}"
             return True
         return False  # on its way: edited as soon as Telegram says where it landed
-    await enqueue(
-        session,
-        Outgoing(card.chat_id, text, method="editMessageText", params={"message_id": card.message_id}, reply_markup=kb),
-        now=now,
-        ref=f"cardedit:{card.id}:{card.rev}",
-    )
+    await _edit_message(session, card.chat_id, card.message_id, text, kb, now, f"cardedit:{card.id}:{card.rev}")
     return False
 
 
@@ -1088,16 +1112,15 @@ async def _publish(session: AsyncSession, wf: Workflow, flag: Flag, created: boo
     if rank(flag.severity) < rank(CARD_ALERT_FROM):
         return False
     c, lang = wf.content, wf.lang
-    info = _info(flag, await _code(session, flag.patient_id))
-    text, kb = _render(info)
+    info, text, kb = await _view(session, flag)
     head = c.t("flags.card.alert", lang, severity=Html(label(c, lang, "severity", flag.severity)), code=info.patient_code)
-    params = None
-    if card.message_id is not None:
-        params = {"reply_parameters": {"message_id": card.message_id, "allow_sending_without_reply": True}}
-    await enqueue(
+    await _reply_in_group(
         session,
-        Outgoing(wf.group, head + "\n\n" + text, params=params, reply_markup=kb),
-        now=now,
+        wf,
+        card.message_id,
+        head + "\n\n" + text,
+        kb,
+        now,
         dedup_key=f"flagpost:{flag.id}",
         ref=f"flag:{flag.id}:{flag.rev or 0}:main",
     )
@@ -1117,12 +1140,7 @@ async def _card_sent(session: AsyncSession, parts: list[str], chat_id: int, mess
             f.group_message_id = message_id
     if int(parts[2]) != (card.rev or 0):
         text, kb = await _card_view(session, card)
-        await enqueue(
-            session,
-            Outgoing(chat_id, text, method="editMessageText", params={"message_id": message_id}, reply_markup=kb),
-            now=now,
-            ref=f"cardedit:{card.id}:{card.rev}",
-        )
+        await _edit_message(session, chat_id, message_id, text, kb, now, f"cardedit:{card.id}:{card.rev}")
 
 
 # -- re-notification ---------------------------------------------------------------------------
@@ -1186,12 +1204,11 @@ async def _renotify_item(session: AsyncSession, item: ScheduledItem, now: dateti
     holder = flag.claimed_by_name or str(flag.claimed_by)
     if flag.status == "claimed" and (not round_id or await _holder_acted(session, flag, since)):
         return  # claimed before this round, or its holder has opened it since the new trigger
-    info = _info(flag, await _code(session, flag.patient_id))
+    _, text, kb = await _view(session, flag)
     c, lang = wf.content, wf.lang
     claimed = flag.status == "claimed"
     minutes = int((now - since).total_seconds() // 60)
     oncall = await get_oncall(session)
-    text, kb = _render(info)
     ref = f"flag:{flag.id}:{flag.rev or 0}:r{stage}{suffix}"
     if stage == 1:
         if wf.group is not None:
@@ -1280,7 +1297,7 @@ async def claim(session: AsyncSession, flag_id: int, *, actor_id: int, actor_nam
     flag.status = "claimed"
     flag.claimed_at = now
     flag.claimed_by = actor_id
-    flag.claimed_by_name = (actor_name or str(actor_id))[:64]
+    flag.claimed_by_name = _who(actor_id, actor_name)
     flag.rev = (flag.rev or 0) + 1
     session.add(FlagEvent(flag_id=flag.id, at=now, kind="claim", actor_id=actor_id))
     await audit(session, actor_id, "flag.claim", f"flag:{flag.id}", now=now)
@@ -1304,11 +1321,11 @@ async def resolve(
     if flag.claimed_at is None:
         flag.claimed_at = now
         flag.claimed_by = actor_id
-        flag.claimed_by_name = (actor_name or str(actor_id))[:64]
+        flag.claimed_by_name = _who(actor_id, actor_name)
     flag.status = "resolved"
     flag.resolved_at = now
     flag.resolved_by = actor_id
-    flag.resolved_by_name = (actor_name or str(actor_id))[:64]
+    flag.resolved_by_name = _who(actor_id, actor_name)
     flag.outcome = note.strip()[:2000]
     flag.rev = (flag.rev or 0) + 1
     session.add(FlagEvent(flag_id=flag.id, at=now, kind="resolve", actor_id=actor_id))
