@@ -5,7 +5,6 @@ and the digest after a crisis day."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,20 +32,6 @@ def clock() -> FrozenClock:
 
 
 pytestmark = pytest.mark.usefixtures("stub_detector")
-
-
-@pytest.fixture
-async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
-    """The bot, with the sweeper run only by the test (`h.tick()`): these tests move the clock
-    by hours, and a background sweep at a moved clock would add re-posts at random."""
-    harness = BotHarness(fake, db, clock)
-    await harness.start()
-    for job in harness.app.job_queue.get_jobs_by_name("sweeper"):
-        job.schedule_removal()
-    try:
-        yield harness
-    finally:
-        await harness.stop()
 
 
 async def _patient(fake: FakeTelegram, db: Database, clock: FrozenClock, **kw: Any):  # type: ignore[no-untyped-def]

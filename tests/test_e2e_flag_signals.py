@@ -36,18 +36,6 @@ def clock() -> FrozenClock:
     return FrozenClock(MONDAY_10AM)
 
 
-@pytest.fixture(autouse=True)
-def _sweeper_by_hand(h: BotHarness) -> None:
-    """Only the test runs the sweeper (h.tick) in this file: the bot's own job, due half a
-    second after start, must not run late on a clock the test has already moved on."""
-    stop_sweep_job(h)
-
-
-def stop_sweep_job(h: BotHarness) -> None:
-    for job in h.app.job_queue.get_jobs_by_name("sweeper"):
-        job.schedule_removal()
-
-
 def text(msg) -> str:  # type: ignore[no-untyped-def]
     return msg.plain_text or ""
 
@@ -69,6 +57,19 @@ async def _patient(fake: FakeTelegram, db: Database, clock: FrozenClock, code: s
     u = fake.add_user(first_name=f"Zed{n}", started=True)
     pid = await sup.add_patient(db, clock.now(), telegram_id=u.id, code=code or f"P-{5000 + n}", first_name=f"Zed{n}")
     return u, pid
+
+
+async def _raise(
+    h: BotHarness, clock: FrozenClock, pid: int, *, category: str = "use_disclosure", severity: str = "high",
+    source: str = "message", reason: str = "t",
+) -> flags.FlagResult:
+    """A trigger raised now, as the bot's own sources raise it; its messages have gone out."""
+    async with h.svc.db.transaction() as s:
+        res = await flags.raise_flag(
+            s, patient_id=pid, category=category, severity=severity, reason=reason, source=source, now=clock.now()
+        )
+    await h.outbox_idle()
+    return res
 
 
 async def _digest(h: BotHarness, fake: FakeTelegram, clock: FrozenClock) -> str:
@@ -151,7 +152,7 @@ async def test_a_mat_patient_answering_no_to_medication_keeps_the_checkins_and_i
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
 ):
     u = fake.add_user(first_name="Mo", started=True)
-    # No daily prompt: the sweeper running in the background must not interleave with the buttons.
+    # No daily prompt: only the check-ins the test starts.
     p = await make_patient(db, clock.now(), telegram_id=u.id, mat=True, code="P-0MAT", sobriety_date=date(2026, 2, 1), checkin_time=None)
     for day in range(2):
         await _checkin(h, fake, u, medication="not_taken")
@@ -178,21 +179,16 @@ async def test_a_crisis_hours_after_a_phq9_flag_reaches_the_group_again(
     dana = fake.add_user(first_name="Dana", started=True)
     await h.push(fake.join(h.group, dana))
     # 10:00: the PHQ-9 raises a high flag (item 9); nobody claims it; its re-notification runs.
-    async with h.svc.db.transaction() as s:
-        first = await flags.raise_flag(
-            s, patient_id=pid, category="suicide_self_harm", severity="high", reason="phq9_item9_positive",
-            source="assessment_phq9", now=clock.now(),
-        )
-    await h.outbox_idle()
+    first = await _raise(
+        h, clock, pid, category="suicide_self_harm", reason="phq9_item9_positive", source="assessment_phq9"
+    )
     (post,) = [m for m in fake.sent(h.group.id) if "P-7001" in text(m)]
     clock.advance(minutes=30)
     await h.tick()
     assert "Still unclaimed after 30 min" in text(fake.last(h.group.id))
     # 12:00: another patient's flag.
     clock.advance(minutes=90)
-    async with h.svc.db.transaction() as s:
-        await flags.raise_flag(s, patient_id=other, category="severe_craving", severity="moderate", reason="t", source="checkin", now=clock.now())
-    await h.outbox_idle()
+    await _raise(h, clock, other, category="severe_craving", severity="moderate", source="checkin")
     # 13:51: the patient writes it.
     clock.set(MONDAY_10AM + timedelta(hours=3, minutes=51))
     before = len(fake.sent(h.group.id))
@@ -232,24 +228,18 @@ async def test_a_new_crisis_on_a_claimed_flag_reaches_the_group_and_the_holder(
     u, pid = await _patient(fake, db, clock, code="P-7003")
     dana = fake.add_user(first_name="Dana", started=True)
     await h.push(fake.join(h.group, dana))
-    async with h.svc.db.transaction() as s:
-        first = await flags.raise_flag(s, patient_id=pid, category="use_disclosure", severity="high", reason="t", source="checkin", now=clock.now())
-    await h.outbox_idle()
+    first = await _raise(h, clock, pid, source="checkin")
     post = fake.last(h.group.id)
     await h.press(dana, post, f"fl:claim:{first.flag_id}")
     clock.advance(hours=2)
     before_group, before_dana = len(fake.sent(h.group.id)), len(fake.sent(dana.id))
-    async with h.svc.db.transaction() as s:
-        await flags.raise_flag(s, patient_id=pid, category="use_disclosure", severity="high", reason="t", source="message", now=clock.now())
-    await h.outbox_idle()
+    await _raise(h, clock, pid)
     assert any("New trigger" in text(m) and "typed message" in text(m) for m in fake.sent(h.group.id)[before_group:])
     assert any("which you hold" in text(m) for m in fake.sent(dana.id)[before_dana:])
     # A second message a minute later is recorded, not posted again.
     clock.advance(minutes=1)
     n = len(fake.sent(h.group.id))
-    async with h.svc.db.transaction() as s:
-        await flags.raise_flag(s, patient_id=pid, category="use_disclosure", severity="high", reason="t", source="message", now=clock.now())
-    await h.outbox_idle()
+    await _raise(h, clock, pid)
     assert len(fake.sent(h.group.id)) == n
     # Re-notification starts over for the holder too: Dana has not opened it since the trigger.
     clock.advance(minutes=29)
@@ -257,9 +247,7 @@ async def test_a_new_crisis_on_a_claimed_flag_reaches_the_group_and_the_holder(
     assert "Dana holds this flag and has not opened it since" in text(fake.last(h.group.id))
     # The next trigger: this time Dana opens Details, and nobody is chased.
     clock.advance(minutes=30)
-    async with h.svc.db.transaction() as s:
-        await flags.raise_flag(s, patient_id=pid, category="use_disclosure", severity="high", reason="t", source="message", now=clock.now())
-    await h.outbox_idle()
+    await _raise(h, clock, pid)
     assert "New trigger" in text(fake.last(h.group.id))
     await h.press(dana, post, f"fl:details:{first.flag_id}")
     n = len(fake.sent(h.group.id))
@@ -293,7 +281,6 @@ async def test_a_group_member_without_a_role_gets_the_crisis_dm(h: BotHarness, f
     await h.stop()
     h.group.members[gone.id] = "left"
     await h.start()  # the roster is in the database, not only in memory; it is re-checked at start
-    stop_sweep_job(h)
     await h.send(u, "I'm going to end it all tonight")
     clock.advance(minutes=5)
     await h.tick()
