@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import flags, safety
 from bot.config import Settings, load_settings
 from bot.db import Database
 from bot.models import Patient
+
+if TYPE_CHECKING:
+    from fakeapi import FakeTelegram
+    from tests.harness import BotHarness
 
 GROUP = -1009999000001
 
@@ -91,3 +95,20 @@ async def add_patient(
         s.add(p)
         await s.flush()
         return p.id
+
+
+async def add_counselor(h: BotHarness, fake: FakeTelegram, name: str = "Dana") -> Any:
+    """A counselor who has opened a chat with the bot and joins the counselors' group."""
+    c = fake.add_user(first_name=name, started=True)
+    await h.push(fake.join(h.group, c))
+    return c
+
+
+def group_texts(h: BotHarness, fake: FakeTelegram) -> list[str]:
+    """Every text the counselors' group has seen (each version of an edited message) and every
+    button label."""
+    out: list[str] = []
+    for m in fake.sent(h.group.id):
+        out += [t or "" for t in m.texts]
+        out += m.button_texts
+    return out

@@ -37,21 +37,6 @@ async def _patient(fake: FakeTelegram, db: Database, clock: FrozenClock, name: s
     return u
 
 
-async def _counselor(h: BotHarness, fake: FakeTelegram, name: str = "Dana"):  # type: ignore[no-untyped-def]
-    c = fake.add_user(first_name=name, started=True)
-    inc = fake.join(h.group, c)
-    await h.push(inc)
-    return c
-
-
-def _group_texts(h: BotHarness, fake: FakeTelegram) -> list[str]:
-    out: list[str] = []
-    for m in fake.sent(h.group.id):
-        out += [t or "" for t in m.texts]
-        out += m.button_texts
-    return out
-
-
 async def test_crisis_at_3am_gets_resources_and_a_group_post(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = await _patient(fake, db, clock)
     await h.send(u, "I can't do this. I'm going to end it all tonight")
@@ -95,7 +80,7 @@ async def test_a_risk_message_while_a_setting_question_waits_is_acknowledged(h: 
 
 async def test_a_counselor_claims_reads_details_messages_and_resolves(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = await _patient(fake, db, clock)
-    dana = await _counselor(h, fake)
+    dana = await sup.add_counselor(h, fake)
     await h.send(u, "I'm going to end it all tonight")
     post = fake.last(h.group.id)
     fid = post.callback_data[0].split(":")[2]
@@ -108,7 +93,7 @@ async def test_a_counselor_claims_reads_details_messages_and_resolves(h: BotHarn
     await h.press(dana, post, f"fl:details:{fid}")
     details = fake.last(dana.id).plain_text or ""
     assert "Jordan" in details and "end it all tonight" in details
-    assert all("Jordan" not in t for t in _group_texts(h, fake))
+    assert all("Jordan" not in t for t in sup.group_texts(h, fake))
 
     await h.press(dana, post, f"fl:msg:{fid}")
     assert "writing to P-1234" in (fake.last(dana.id).plain_text or "")
@@ -216,7 +201,7 @@ async def test_no_patient_name_or_words_ever_reach_the_group(
 ):
     counselor = getattr(h, "escalation_counselor", None)
     if counselor is None:
-        counselor = await _counselor(h, fake, name="Casey")
+        counselor = await sup.add_counselor(h, fake, name="Casey")
         h.escalation_counselor = counselor  # type: ignore[attr-defined]
     u = await _patient(fake, db, clock, name=name, code=f"P-{next(_codes)}")
     await h.send(u, f"{free} {phrase}".strip())
@@ -227,7 +212,7 @@ async def test_no_patient_name_or_words_ever_reach_the_group(
         ids = list((await s.execute(select(Flag.id))).scalars())
     for fid in ids[-2:]:
         await h.send(counselor, f"/flag {fid}", chat=h.group)
-    texts = _group_texts(h, fake)
+    texts = sup.group_texts(h, fake)
     for t in texts:
         assert name not in t
         assert free.strip() not in t
@@ -271,7 +256,7 @@ async def test_a_counselor_quoting_crisis_words_is_relayed_not_treated_as_a_cris
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
 ):
     u = await _patient(fake, db, clock)
-    dana = await _counselor(h, fake)
+    dana = await sup.add_counselor(h, fake)
     await h.send(u, "/talk")
     post = fake.last(h.group.id)
     fid = post.callback_data[0].split(":")[2]
@@ -295,13 +280,13 @@ async def test_the_patients_plan_follows_the_crisis_reply(h: BotHarness, fake: F
     texts = [m.plain_text or "" for m in fake.sent(u.id)]
     assert "988" in texts[0]
     assert any("My sister Ana" in t and "+1 555 010 0200" in t for t in texts[1:])
-    assert all("Ana" not in t for t in _group_texts(h, fake))
+    assert all("Ana" not in t for t in sup.group_texts(h, fake))
     fake.assert_no_errors()
 
 
 async def test_oncall_and_the_flags_list_in_the_group(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = await _patient(fake, db, clock)
-    dana = await _counselor(h, fake)
+    dana = await sup.add_counselor(h, fake)
     await h.send(dana, "/oncall", chat=h.group)
     assert "Nobody is on call" in (fake.last(h.group.id).plain_text or "")
     await h.send(dana, "/oncall me", chat=h.group)
@@ -322,7 +307,7 @@ async def test_oncall_and_the_flags_list_in_the_group(h: BotHarness, fake: FakeT
 
 async def test_a_followup_after_a_resolved_crisis(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = await _patient(fake, db, clock)
-    dana = await _counselor(h, fake)
+    dana = await sup.add_counselor(h, fake)
     await h.send(u, "I'm going to end it all tonight")
     post = fake.last(h.group.id)
     fid = post.callback_data[0].split(":")[2]

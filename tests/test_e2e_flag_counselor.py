@@ -50,23 +50,9 @@ async def _pid(db: Database, telegram_id: int) -> int:
         return (await s.execute(select(Patient.id).where(Patient.telegram_id == telegram_id))).scalar_one()
 
 
-async def _counselor(h: BotHarness, fake: FakeTelegram, name: str = "Dana"):  # type: ignore[no-untyped-def]
-    c = fake.add_user(first_name=name, started=True)
-    await h.push(fake.join(h.group, c))
-    return c
-
-
 def _group(h: BotHarness, fake: FakeTelegram) -> list[Any]:
     """The group's messages other than service messages, as they stand now."""
     return [m for m in fake.sent(h.group.id) if m.kind == "text"]
-
-
-def _texts(h: BotHarness, fake: FakeTelegram) -> list[str]:
-    out: list[str] = []
-    for m in fake.sent(h.group.id):
-        out += [t or "" for t in m.texts]
-        out += m.button_texts
-    return out
 
 
 async def _press(h: BotHarness, fake: FakeTelegram, user: Any, data: str) -> None:
@@ -136,7 +122,7 @@ async def test_the_group_post_says_why_in_plain_words(case: str, h: BotHarness, 
     await act(h, fake, u, clock)
     posts = [m.plain_text or "" for m in _group(h, fake)]
     assert any(why in p for p in posts), posts
-    texts = _texts(h, fake)
+    texts = sup.group_texts(h, fake)
     assert not any("Jordan" in t or "end it all" in t for t in texts)
     # No rule ids and no raw keys reach the counselors.
     assert not any(re.search(r"\b[a-z]+_[a-z_]+\b|\{|risk:", t) for t in posts), posts
@@ -192,7 +178,7 @@ async def test_details_show_what_a_counselor_needs_in_the_clinic_zone(h: BotHarn
     # The patient lives in Berlin; the clinic (and every time shown to counselors) is New York.
     u = await _patient(fake, db, clock, timezone="Europe/Berlin", mat=True, medication_schedule="weekly")
     pid = await _pid(db, u.id)
-    dana = await _counselor(h, fake)
+    dana = await sup.add_counselor(h, fake)
     async with db.transaction() as s:
         await plans.add_entry(s, pid, "people", "Sam (sponsor) 617 555 0134", clock.now())
         await plans.add_entry(s, pid, "coping", "walk round the block", clock.now())
@@ -292,7 +278,7 @@ async def test_a_low_flag_goes_to_the_digest_only(h: BotHarness, fake: FakeTeleg
 
 async def test_one_card_per_patient_and_day(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = await _patient(fake, db, clock)
-    dana = await _counselor(h, fake)
+    dana = await sup.add_counselor(h, fake)
     await h.send(u, "I used last night")
     clock.advance(hours=2)
     await h.send(u, "my craving is bad")
@@ -350,7 +336,7 @@ async def test_flags_raised_together_arrive_as_one_card(h: BotHarness, fake: Fak
 async def test_the_digest_after_a_crisis_day(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = await _patient(fake, db, clock)
     pid = await _pid(db, u.id)
-    dana = await _counselor(h, fake)
+    dana = await sup.add_counselor(h, fake)
     async with db.transaction() as s:
         s.add(AssessmentResult(
             patient_id=pid, instrument="phq9", local_date=date(2026, 3, 3), status="done",
