@@ -58,6 +58,9 @@ BACKOFF_CAP = 30.0  # an outage is retried every 30 s at most, so flags go out s
 LEASE = timedelta(minutes=2)
 PRIORITY_NORMAL = 0
 PRIORITY_URGENT = 10
+# A `deleteMessage` row whose payload carries this key takes a message back: deleted, or, where
+# Telegram no longer allows deleting it (older than 48 hours), edited to this text.
+REMOVED_TEXT = "removed_text"
 
 
 @dataclass(frozen=True)
@@ -380,16 +383,51 @@ class Sender:
     async def _call(self, row: OutboxMessage) -> Any:
         params: dict[str, Any] = dict(row.payload)
         params["chat_id"] = row.chat_id
+        if row.method == "deleteMessage" and REMOVED_TEXT in params:
+            return await self._take_back(params)
         if row.file_data is not None:
             field = {"sendPhoto": "photo", "sendDocument": "document"}.get(row.method, "document")
             params[field] = InputFile(row.file_data, filename=row.file_name or "file")
+        return await self._api(row.method, params)
+
+    async def _api(self, method: str, params: dict[str, Any]) -> Any:
         return await self.bot.do_api_request(
-            row.method,
+            method,
             api_kwargs=params,
             read_timeout=20,
             write_timeout=20,
             connect_timeout=10,
         )
+
+    async def _take_back(self, params: dict[str, Any]) -> Any:
+        """Delete a message; where Telegram refuses because it is too old (or not ours to delete),
+        edit it to the neutral text instead. A message already gone, or already showing that text,
+        is done."""
+        text = str(params.pop(REMOVED_TEXT))
+        target = {"chat_id": params["chat_id"], "message_id": params["message_id"]}
+        try:
+            return await self._api("deleteMessage", target)
+        except BadRequest as exc:
+            said = exc.message.lower()
+            if "not found" in said:
+                return True
+            if "can't be deleted" not in said:
+                raise
+        try:
+            return await self._api("editMessageText", {**target, "text": text, "parse_mode": "HTML"})
+        except BadRequest as exc:
+            said = exc.message.lower()
+            if "not modified" in said or "not found" in said:
+                return True
+            if "no text in the message" not in said:
+                raise
+        try:  # a photo or a document: its caption
+            return await self._api("editMessageCaption", {**target, "caption": text, "parse_mode": "HTML"})
+        except BadRequest as exc:
+            said = exc.message.lower()
+            if "not modified" in said or "not found" in said:
+                return True
+            raise
 
     async def _finish(
         self,

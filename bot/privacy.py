@@ -18,23 +18,21 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import state
+from bot import erasure, state
 from bot.audit import audit
 from bot.db import Base
 from bot.models import (
     AuditEntry,
     BlockedChat,
     ChatState,
-    Flag,
     OutboxMessage,
-    RelayConversation,
     ScheduledItem,
 )
 from bot.people import patient_by_telegram
 
 PATIENTS = "patients"
 # Plumbing tables handled explicitly (by chat or user id) rather than through the patient id.
-_EXPLICIT = {"chat_states", "outbox", "blocked_chats", "scheduled_items", "audit_log", "inbox"}
+_EXPLICIT = {"chat_states", "outbox", "blocked_chats", "scheduled_items", "audit_log", "inbox", "staff_messages"}
 
 
 @dataclass(frozen=True)
@@ -173,17 +171,10 @@ async def erase(session: AsyncSession, telegram_id: int, *, now: datetime) -> Er
     tables = {t.name: t for t in _tables()}
     conds = _conditions(pid)
     deleted: dict[str, int] = {}
-    # Messages to staff that carry this patient's words (relayed replies, flag notices): found
-    # through their conversations and flags, before those rows go.
-    conv_ids = list((await session.execute(select(RelayConversation.id).where(RelayConversation.patient_id == pid))).scalars())
-    flag_ids = list((await session.execute(select(Flag.id).where(Flag.patient_id == pid))).scalars())
-    refs = [OutboxMessage.ref == f"relay:{i}" for i in conv_ids]
-    refs += [OutboxMessage.ref.like(f"flag:{i}:%") for i in flag_ids]
-    refs += [OutboxMessage.ref.like(f"flagedit:{i}:%") for i in flag_ids]
-    if refs:
-        res = await session.execute(delete(OutboxMessage).where(or_(*refs)))
-        if res.rowcount:
-            deleted["outbox_staff"] = int(res.rowcount)
+    # What staff were sent about this patient (Details, relayed words, flag posts and cards) is
+    # taken back in Telegram, and waiting outbox rows about them go: found through their
+    # conversations, flags and cards, before those rows go.
+    deleted.update(await erasure.take_back(session, pid, telegram_id, now))
     order = [t.name for t in reversed(_tables()) if t.name in conds]
     # Children first; the patients row last.
     for name in order:

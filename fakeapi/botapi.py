@@ -749,10 +749,15 @@ class BotApiMixin(FakeState):
         if message is None or key in self._deleted:
             raise bad_request("message to delete not found")
         from_bot = message.get("from", {}).get("id") == self.bot.id
-        if chat.is_group and not from_bot and chat.bot_status not in ("creator", "administrator"):
+        # An admin with can_delete_messages deletes any message of its group, however old; any
+        # other bot only its own there (and anything in a private chat), within 48 hours.
+        admin = chat.is_group and chat.bot_status in ("creator", "administrator")
+        if chat.is_group and not from_bot and not admin:
             raise bad_request("message can't be deleted")
-        if self.now() - int(message.get("date", 0)) > DELETE_WINDOW:
-            raise bad_request("message can't be deleted for everyone")
+        if not admin and self.now() - int(message.get("date", 0)) > DELETE_WINDOW:
+            raise bad_request(
+                "message can't be deleted" if chat.is_group else "message can't be deleted for everyone"
+            )
         self._deleted.add(key)
         self._chat_changed(chat.id)
         sent = self._sent.get(key)

@@ -22,7 +22,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import flags, relay, safety, state
+from bot import erasure, flags, relay, safety, state
 from bot.app import Ctx, Services
 from bot.content import Html
 from bot.roles import COUNSELOR
@@ -47,16 +47,26 @@ def _name(user: User) -> str:
     return (user.first_name or user.username or str(user.id))[:64]
 
 
-async def _dm(ctx: Ctx, user_id: int, text: str, rows: list[list[tuple[str, str]]] | None = None) -> bool:
-    """Write to a counselor privately. False when they have not opened a chat with the bot."""
+async def _dm(
+    ctx: Ctx, user_id: int, text: str, rows: list[list[tuple[str, str]]] | None = None, *, about: int | None = None
+) -> bool:
+    """Write to a counselor privately. False when they have not opened a chat with the bot.
+
+    `about`: the patient the message shows; it is remembered, so the patient's erasure takes it back."""
     parts = split_text(text)
+    sent: list[int] = []
     try:
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            await ctx.bot.send_message(
-                user_id, part, parse_mode="HTML", reply_markup=keyboard(rows) if rows and last else None,
-                disable_web_page_preview=True,
-            )
+        try:
+            for i, part in enumerate(parts):
+                last = i == len(parts) - 1
+                msg = await ctx.bot.send_message(
+                    user_id, part, parse_mode="HTML", reply_markup=keyboard(rows) if rows and last else None,
+                    disable_web_page_preview=True,
+                )
+                sent.append(msg.message_id)
+        finally:
+            if about is not None and sent:
+                await _remember(ctx, about, user_id, sent)
         return True
     except Forbidden:
         return False
@@ -68,6 +78,13 @@ async def _dm(ctx: Ctx, user_id: int, text: str, rows: list[list[tuple[str, str]
         except TelegramError:
             return False
         return True
+
+
+async def _remember(ctx: Ctx, patient_id: int, chat_id: int, message_ids: list[int]) -> None:
+    svc = ctx.svc
+    async with svc.db.transaction() as s:
+        await erasure.remember(s, patient_id, chat_id, message_ids, svc.clock.now())
+    svc.sender.wake()
 
 
 # -- buttons ----------------------------------------------------------------------------------
@@ -116,7 +133,7 @@ async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
         return
     text = flags.render_details(d)
     rows = [[(c.t("flags.button.message"), f"fl:msg:{flag_id}")]] if d.flag.status != "resolved" else None
-    if await _dm(ctx, user.id, text, rows):
+    if await _dm(ctx, user.id, text, rows, about=d.flag.patient_id):
         await answer(q, c.t("flags.details_sent") if q.message is None or q.message.chat.type != "private" else None)
     else:
         await answer(q, c.t("flags.open_dm_first"), alert=True)
@@ -136,7 +153,7 @@ async def _message(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
         return
     conv = res.conversation
     rows = [[(c.t("flags.button.end"), f"fl:end:{conv.id}")]]
-    if await _dm(ctx, user.id, c.t("flags.relay_started", code=conv.patient_code), rows):
+    if await _dm(ctx, user.id, c.t("flags.relay_started", code=conv.patient_code), rows, about=conv.patient_id):
         in_dm = q.message is not None and q.message.chat.type == "private"
         await answer(q, None if in_dm else c.t("flags.relay_asked"))
     else:
@@ -158,7 +175,7 @@ async def _resolve(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     async with svc.db.transaction() as s:
         await state.set_(s, user.id, NOTE_STATE, {"flag_id": flag_id}, svc.clock.now())
     rows = [[(c.t("flags.button.cancel_note"), f"fl:nonote:{flag_id}")]]
-    if await _dm(ctx, user.id, c.t("flags.resolve_prompt", id=flag_id, code=info.patient_code), rows):
+    if await _dm(ctx, user.id, c.t("flags.resolve_prompt", id=flag_id, code=info.patient_code), rows, about=info.patient_id):
         in_dm = q.message is not None and q.message.chat.type == "private"
         await answer(q, None if in_dm else c.t("flags.resolve_asked"))
     else:
@@ -192,7 +209,9 @@ async def _end(update: Update, ctx: Ctx, user: User, conversation_id: int) -> No
         await answer(q, c.t("flags.relay_not_active"))
         return
     await answer(q)
-    await reply(update, c.t("flags.relay_ended_counselor", code=conv.patient_code))
+    said = await reply(update, c.t("flags.relay_ended_counselor", code=conv.patient_code))
+    if said is not None:
+        await _remember(ctx, conv.patient_id, said.chat_id, [said.message_id])
 
 
 _ACTIONS = {
@@ -254,7 +273,9 @@ async def relay_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     if conv is None:
         await reply(update, c.t("flags.relay_not_active"))
     else:
-        await reply(update, c.t("flags.relay_delivered", code=conv.patient_code), [[(c.t("flags.button.end"), f"fl:end:{conv.id}")]])
+        said = await reply(update, c.t("flags.relay_delivered", code=conv.patient_code), [[(c.t("flags.button.end"), f"fl:end:{conv.id}")]])
+        if said is not None:
+            await _remember(ctx, conv.patient_id, said.chat_id, [said.message_id])
 
 
 async def patient_relay(update: Update, ctx: Ctx) -> None:
@@ -430,6 +451,7 @@ ROSTER_CHECK_SECONDS = 20
 
 def register(app: Application, svc: object, router: TextRouter) -> None:  # type: ignore[type-arg]
     flags.install(svc)
+    erasure.install(svc)
     app.add_handler(CallbackQueryHandler(on_button, pattern=r"^fl:"))
     app.add_handler(CommandHandler("flags", flags_cmd))
     app.add_handler(CommandHandler("flag", flag_cmd))

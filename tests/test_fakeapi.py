@@ -681,6 +681,28 @@ async def test_edit_message_text_rules(fake: FakeTelegram, bot: telegram.Bot, cl
         await bot.delete_message(user.id, old.message_id)
 
 
+async def test_deleting_in_groups_follows_the_admin_right_and_the_48_hour_window(
+    fake: FakeTelegram, bot: telegram.Bot, clock: Clock
+) -> None:
+    lee = fake.add_user(first_name="Lee")
+    admin_group = fake.add_group("Counselors", members=[lee], bot_is_admin=True)
+    plain_group = fake.add_group("Cohort", members=[lee], bot_is_admin=False)
+    old_admin = await bot.send_message(admin_group.id, "old post")
+    old_plain = await bot.send_message(plain_group.id, "old post")
+    theirs = lee.send("their words", chat=plain_group)
+    clock.now += 49 * 3600
+    # An admin with can_delete_messages deletes any message of its group, however old ...
+    assert await bot.delete_message(admin_group.id, old_admin.message_id)
+    assert fake.sent_message(admin_group.id, old_admin.message_id).deleted
+    # ... any other bot only its own, within 48 hours.
+    with pytest.raises(BadRequest, match="Message can't be deleted"):
+        await bot.delete_message(plain_group.id, old_plain.message_id)
+    with pytest.raises(BadRequest, match="Message can't be deleted"):
+        await bot.delete_message(plain_group.id, theirs.message_id)
+    recent = await bot.send_message(plain_group.id, "recent post")
+    assert await bot.delete_message(plain_group.id, recent.message_id)
+
+
 async def test_buttons_and_callback_answers(fake: FakeTelegram, bot: telegram.Bot) -> None:
     user = fake.add_user(started=True)
     keyboard = InlineKeyboardMarkup(

@@ -25,6 +25,7 @@ from bot.models.flags import (
 )
 from bot.models.roster import GroupMember
 from bot.models.sos import PlanEntry, TipShown, UrgeSession
+from bot.models.staff_messages import StaffMessage
 
 __all__ = [
     "AssessmentResult",
@@ -49,6 +50,7 @@ __all__ = [
     "SafetyCheck",
     "ScheduledItem",
     "SobrietyState",
+    "StaffMessage",
     "StaffRole",
     "TipShown",
     "UrgeSession",
