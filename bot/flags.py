@@ -140,7 +140,18 @@ class DigestRules(_M):
 
 
 class NewTriggerRules(_M):
-    quiet_minutes: int = Field(default=10, ge=0)
+    quiet_minutes: int = Field(default=2, ge=0)
+
+
+class CardRules(_M):
+    alert_from: str = "high"
+    alert_moderate_categories: list[str] = Field(default_factory=list)
+
+    def alerts(self, severity: str, category: str) -> bool:
+        """Whether a flag added to a card already in the group is announced by a new message."""
+        if rank(severity) >= rank(self.alert_from):
+            return True
+        return severity == "moderate" and category in self.alert_moderate_categories
 
 
 class EscalationRules(_M):
@@ -148,6 +159,7 @@ class EscalationRules(_M):
     confirm: ConfirmRules = ConfirmRules()
     talk: TalkRules = TalkRules()
     new_trigger: NewTriggerRules = NewTriggerRules()
+    card: CardRules = CardRules()
     followup: FollowupRules = FollowupRules()
     digest: DigestRules = DigestRules()
 
@@ -177,10 +189,14 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
         ("confirm.yes_severity", r.confirm.yes_severity),
         ("talk.severity", r.talk.severity),
         ("followup.severity", r.followup.severity),
+        ("card.alert_from", r.card.alert_from),
         *((f"followup.severities[{i}]", s) for i, s in enumerate(r.followup.severities)),
     ):
         if sev not in SEVERITIES:
             out.append(("rules/escalation.yaml", 0, f"{name}: unknown severity {sev!r}"))
+    for i, category in enumerate(r.card.alert_moderate_categories):
+        if category not in CATEGORIES:
+            out.append(("rules/escalation.yaml", 0, f"card.alert_moderate_categories[{i}]: unknown category {category!r}"))
     try:
         _ = r.digest.at
     except Exception:
@@ -987,7 +1003,6 @@ def _state(info: FlagInfo, c: Content, lang: str, zone: str) -> str:
 # posted at all: they wait for the daily digest.
 
 POST_TIME = "%a %d %b %H:%M %Z"
-CARD_ALERT_FROM = "high"  # a flag at least this severe added to a card already posted is announced
 
 
 def render_card(infos: list[FlagInfo], *, content: Content | None = None, lang: str | None = None, zone: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -1109,7 +1124,7 @@ async def _publish(session: AsyncSession, wf: Workflow, flag: Flag, created: boo
         flag.group_message_id = card.message_id
     if await _edit_card(session, card, now):
         return True
-    if rank(flag.severity) < rank(CARD_ALERT_FROM):
+    if not wf.rules.card.alerts(flag.severity, flag.category):
         return False
     c, lang = wf.content, wf.lang
     info, text, kb = await _view(session, flag)

@@ -335,3 +335,45 @@ async def test_a_member_who_joins_while_the_bot_is_not_an_admin_is_on_the_roster
     assert any("unclaimed for 10 min" in text(m) for m in fake.sent(sam.id))
     assert not any("unclaimed" in text(m) for m in fake.sent(ex.id))
     fake.assert_no_errors()
+
+
+async def test_a_worse_crisis_minutes_after_the_first_reaches_the_group(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+):
+    """A second crisis message a few minutes after the first, on the same unclaimed crisis flag,
+    is a new alert (only a burst of lines within the quiet window is one)."""
+    u, pid = await _patient(fake, db, clock, code="P-7010")
+    await h.send(u, "I took a lot of pills and feel weird")
+    async with db.session() as s:
+        (flag,) = (await s.execute(select(Flag).where(Flag.patient_id == pid))).scalars().all()
+    assert flag.severity == "crisis"
+    quiet = flags.load_rules().new_trigger.quiet_minutes
+    clock.advance(minutes=quiet + 3)
+    before = len(fake.sent(h.group.id))
+    await h.send(u, "I took more pills and I can barely breathe")
+    new = [text(m) for m in fake.sent(h.group.id)[before:]]
+    assert any("New trigger" in t and f"#{flag.id}" in t for t in new), new
+    assert not any("barely breathe" in t for t in new)
+    fake.assert_no_errors()
+
+
+async def test_self_harm_with_intent_denied_on_a_card_already_posted_is_announced(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+):
+    """An edit notifies nobody: a self-harm flag (moderate, intent denied) added to the patient's
+    card for the day comes with a new message in reply to the card."""
+    u, pid = await _patient(fake, db, clock, code="P-7011")
+    await _raise(h, clock, pid, category="use_disclosure", severity="high", source="checkin")
+    (card,) = fake.sent(h.group.id)
+    clock.advance(hours=1)
+    await h.send(u, "I cut myself last night")
+    await h.press_button(u, fake.last(u.id), "No")
+    new = fake.sent(h.group.id)[1:]
+    assert len(new) == 1, [text(m) for m in new]
+    assert new[0].reply_to_message_id == card.message_id
+    assert "P-7011" in text(new[0]) and "MODERATE" in text(new[0]) and "cut" not in text(new[0])
+    assert "2 flags today" in text(fake.sent_message(h.group.id, card.message_id))
+    # A moderate flag outside the acute categories only changes the card.
+    rules = flags.load_rules().card
+    assert not rules.alerts("moderate", "severe_craving") and rules.alerts("moderate", "suicide_self_harm")
+    fake.assert_no_errors()
