@@ -37,6 +37,7 @@ class CounselorView:
     code: str
     text: str
     chart: bytes
+    patient_id: int  # whose view it is (an erasure takes the message back)
 
 
 async def chart_days(session: AsyncSession, patient_id: int, today: date, days: int = DAYS) -> list[ChartDay]:
@@ -195,7 +196,7 @@ async def counselor_view(
             )
         )
     parts.append("\n".join(lines))
-    return CounselorView(p.code, "\n\n".join(parts), render(days, labels(content, lang)))
+    return CounselorView(p.code, "\n\n".join(parts), render(days, labels(content, lang)), p.id)
 
 
 def _utc(value: datetime | str) -> datetime:

@@ -6,12 +6,12 @@ import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Update
+from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
-from bot import assessments, checkins, people, progress, sobriety
+from bot import assessments, checkins, erasure, people, progress, sobriety
 from bot.app import Ctx, Services
 from bot.checkins import Result
 from bot.clock import local_date
@@ -210,11 +210,11 @@ async def progress_cmd(update: Update, ctx: Ctx) -> None:
     await reply(update, p.summary)
 
 
-async def _photo(update: Update, data: bytes, caption: str) -> None:
+async def _photo(update: Update, data: bytes, caption: str) -> Message | None:
     chat = update.effective_chat
     if chat is None:
-        return
-    await chat.get_bot().send_photo(chat.id, photo=data, caption=caption, filename="progress.png")
+        return None
+    return await chat.get_bot().send_photo(chat.id, photo=data, caption=caption, filename="progress.png")
 
 
 async def patient_cmd(update: Update, ctx: Ctx) -> None:
@@ -238,8 +238,11 @@ async def patient_cmd(update: Update, ctx: Ctx) -> None:
     if view is None:
         await reply(update, c.t("progress.not_found"))
         return
-    await reply(update, view.text)
-    await _photo(update, view.chart, c.t("progress.staff_caption", code=view.code))
+    shown = [await reply(update, view.text), await _photo(update, view.chart, c.t("progress.staff_caption", code=view.code))]
+    # Remembered, so the patient's erasure takes the view back from this chat.
+    async with svc.db.transaction() as s:
+        await erasure.remember(s, view.patient_id, chat.id, [m.message_id for m in shown if m is not None], svc.clock.now())
+    svc.sender.wake()
 
 
 async def _ensure_prompts(svc: Services) -> None:
