@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import erasure, state
 from bot.audit import audit
+from bot.content import FALLBACK_LANGUAGE, Content, get_content
 from bot.db import Base
 from bot.models import (
     AuditEntry,
@@ -116,20 +117,37 @@ async def summary(session: AsyncSession, telegram_id: int) -> PrivacySummary | N
     return PrivacySummary(p.code, p.consent_version, p.consented_at, counts)
 
 
-async def export(session: AsyncSession, telegram_id: int, *, now: datetime) -> dict[str, Any] | None:
-    """Everything stored about an enrolled patient, as plain JSON-ready values."""
+def _exported(t: Table, row: Any, telegram_id: int, staff: str) -> dict[str, Any]:
+    """One row for the patient's export. Columns that name a staff member (`info=STAFF` in the
+    models: ids and names of counselors who claimed, resolved, viewed or wrote) say `staff`
+    instead; the patient's own id stays."""
+    out: dict[str, Any] = {}
+    for k, v in dict(row).items():
+        if v is not None and v != telegram_id and t.c[k].info.get("staff"):
+            v = staff
+        out[k] = _plain(v)
+    return out
+
+
+async def export(
+    session: AsyncSession, telegram_id: int, *, now: datetime, content: Content | None = None
+) -> dict[str, Any] | None:
+    """Everything stored about an enrolled patient, as plain JSON-ready values: their record,
+    including the outcome notes counselors write when they resolve a flag (a patient may see their
+    record), but never who on the staff did what ("a counselor" instead)."""
     p = await patient_by_telegram(session, telegram_id)
     if p is None or p.status not in ("active", "inactive"):
         return None
     tables = {t.name: t for t in _tables()}
+    staff = (content or get_content()).t("privacy.export_staff", p.language or FALLBACK_LANGUAGE)
     data: dict[str, Any] = {}
     for name, cond in _conditions(p.id).items():
         t = tables[name]
         rows = (await session.execute(select(t).where(cond))).mappings().all()
         if name == PATIENTS:
-            data["patient"] = {k: _plain(v) for k, v in dict(rows[0]).items()}
+            data["patient"] = _exported(t, rows[0], telegram_id, staff)
         elif rows:
-            data[name] = [{k: _plain(v) for k, v in dict(r).items()} for r in rows]
+            data[name] = [_exported(t, r, telegram_id, staff) for r in rows]
     waiting = await state.get(session, telegram_id)
     if waiting is not None:
         data["conversation_state"] = {"kind": waiting.kind, "data": _plain(waiting.data)}

@@ -674,7 +674,7 @@ async def mydata_cmd(update: Update, ctx: Ctx) -> None:
     if p is None or update.effective_chat is None:
         return
     async with ctx.svc.db.transaction() as s:
-        doc = await privacy.export(s, p.telegram_id, now=_now(ctx))
+        doc = await privacy.export(s, p.telegram_id, now=_now(ctx), content=ctx.svc.content)
     if doc is None:
         return
     data = privacy.export_json(doc)

@@ -11,6 +11,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bot.crypto import EncryptedText
 from bot.db import Base, UTCDateTime
 
+# `info` of a column that names a staff member (a Telegram id or a name): a patient's data export
+# says "a counselor" there instead (bot/privacy.py).
+STAFF = {"staff": True}
+
 
 class Flag(Base):
     """One open flag per patient and category; new triggers add events to it."""
@@ -26,14 +30,14 @@ class Flag(Base):
     source: Mapped[str] = mapped_column(String(32))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    claimed_by: Mapped[int | None] = mapped_column(BigInteger)
+    claimed_by: Mapped[int | None] = mapped_column(BigInteger, info=STAFF)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    resolved_by: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_by: Mapped[int | None] = mapped_column(BigInteger, info=STAFF)
     outcome: Mapped[str | None] = mapped_column(EncryptedText)
     group_message_id: Mapped[int | None] = mapped_column(BigInteger)
     renotify_stage: Mapped[int] = mapped_column(Integer, default=0)
-    claimed_by_name: Mapped[str | None] = mapped_column(String(64))
-    resolved_by_name: Mapped[str | None] = mapped_column(String(64))
+    claimed_by_name: Mapped[str | None] = mapped_column(String(64), info=STAFF)
+    resolved_by_name: Mapped[str | None] = mapped_column(String(64), info=STAFF)
     # Bumped on every change the group post shows; outbox refs carry it so late sends get edited.
     rev: Mapped[int] = mapped_column(Integer, default=0)
     # Every message showing this flag's buttons: [[chat_id, message_id], ...] (posts, reposts, DMs).
@@ -54,7 +58,7 @@ class FlagEvent(Base):
     flag_id: Mapped[int] = mapped_column(ForeignKey("flags.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     kind: Mapped[str] = mapped_column(String(24))  # trigger | claim | resolve | renotify | details | message | …
-    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor_id: Mapped[int | None] = mapped_column(BigInteger, info=STAFF)
     source: Mapped[str | None] = mapped_column(String(32))
     severity: Mapped[str | None] = mapped_column(String(12))
     reason: Mapped[str | None] = mapped_column(String(200))  # a rule id or short reason, never patient text
@@ -100,7 +104,7 @@ class RelayConversation(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
-    counselor_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    counselor_id: Mapped[int] = mapped_column(BigInteger, index=True, info=STAFF)
     flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id", ondelete="SET NULL"))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
