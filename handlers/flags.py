@@ -378,7 +378,9 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
             kind=e.kind,
         )
         lines.append(c.t("flags.history_line", time=e.at.astimezone(zone).strftime("%a %d %b %H:%M"), what=Html(what)))
-    await reply(update, "\n".join(lines))
+    said = await reply(update, "\n".join(lines))
+    if said is not None:
+        await _remember(ctx, info.patient_id, said.chat_id, [said.message_id])
 
 
 async def oncall_cmd(update: Update, ctx: Ctx) -> None:

@@ -72,6 +72,7 @@ async def _scene(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenC
     await h.send(u, "ZEBRA thank you, I am safe for now")
     assert any("ZEBRA" in (m.plain_text or "") for m in fake.sent(dana.id))
     await h.send(dana, "/patient P-1234")  # the counselor view: a text and a chart
+    await h.send(dana, f"/flag {flag_id}", chat=h.group)  # the flag's history, in the group
     assert fake.last(dana.id).kind == "photo"
     return u, other, dana
 
@@ -105,6 +106,7 @@ async def test_delete_removes_details_relay_and_card_from_staff_chats(h: BotHarn
         kinds[m.chat_id] += 1
     # Details, the relay's start, its delivery note, the patient's words, the /patient view
     assert kinds[dana.id] >= 6
+    assert kinds[h.group.id] >= 2  # the card, the flag's history
     await _erase(h, fake, u)
     for m in about:
         assert m.deleted, f"still in chat {m.chat_id}: {m.plain_text!r}"
@@ -154,8 +156,11 @@ async def test_a_restart_in_the_middle_of_the_removals_loses_none(h: BotHarness,
     about = _about_patient(h, fake, dana)
     # Telegram fails the group's deletions: the DMs are done, the card waits for a retry ...
     fake.fail("deleteMessage", kind="500", times=None, chat_id=h.group.id)
-    await _erase(h, fake, u)
-    assert all(m.deleted for m in about if m.chat_id == dana.id)
+    await h.send(u, "/delete")
+    await h.press(u, fake.last(u.id), "pv:del:1")
+    fake.press(u, fake.last(u.id), "pv:del:2")
+    await h.handled(fake.updates[-1].update_id)
+    await fake.wait_for(lambda: all(m.deleted for m in about if m.chat_id == dana.id), description="the DMs removed")
     assert not any(m.deleted for m in about if m.chat_id == h.group.id)
     # ... and the process stops before the retry. The next one finishes the job.
     await h.restart()
