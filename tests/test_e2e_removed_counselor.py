@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.content import get_content
-from bot.models import AuditEntry, GroupMember, StaffRole
+from bot.models import AuditEntry, Flag, GroupMember, StaffRole
 from fakeapi import FakeTelegram
 from handlers import COUNSELOR_COMMANDS
 from handlers.flags import _ACTIONS
@@ -165,4 +165,31 @@ async def test_leaving_without_a_granted_role_tells_no_admin(h: BotHarness, fake
     await h.send(lee, "/flags")
     assert text(fake.last(lee.id)) == NOT_ALLOWED
     assert not any("left or was removed" in text(m) for m in fake.sent(h.admin.id))
+    fake.assert_no_errors()
+
+
+async def test_what_a_removed_counselor_had_in_hand_ends_with_the_removal(h: BotHarness, fake: FakeTelegram) -> None:
+    """A conversation with the patient and an outcome note being written, both under way at the
+    moment of the removal: the conversation ends (the patient is told), the patient's next words
+    do not reach her, and the note she then sends is refused and resolves nothing."""
+    u, dana, flag_id, post = await _setup(h, fake)
+    await h.press(dana, post, f"fl:claim:{flag_id}")
+    await h.press(dana, post, f"fl:msg:{flag_id}")
+    await h.send(dana, "We are here for you.")
+    assert "We are here for you." in text(fake.last(u.id))
+    await h.press(dana, post, f"fl:resolve:{flag_id}")
+    assert "outcome note" in text(fake.last(dana.id))
+    dms_before = len(fake.sent(dana.id))
+
+    await _kicked(h, fake, dana)
+
+    assert C.t("flags.relay_ended_patient") in [text(m) for m in fake.sent(u.id)]
+    await h.send(u, "are you still there? I'm at the bridge")
+    assert not any("bridge" in text(m) for m in fake.sent(dana.id))
+    await h.send(dana, "INTERNAL NOTE: spoke with her")
+    assert text(fake.last(dana.id)) == NOT_ALLOWED
+    assert len(fake.sent(dana.id)) == dms_before + 1
+    async with h.db.session() as s:
+        flag = (await s.execute(select(Flag).where(Flag.id == flag_id))).scalar_one()
+    assert flag.status != "resolved" and flag.outcome is None
     fake.assert_no_errors()
