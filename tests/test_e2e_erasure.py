@@ -160,7 +160,7 @@ async def test_a_restart_in_the_middle_of_the_removals_loses_none(h: BotHarness,
     await h.press(u, fake.last(u.id), "pv:del:1")
     fake.press(u, fake.last(u.id), "pv:del:2")
     await h.handled(fake.updates[-1].update_id)
-    await fake.wait_for(lambda: all(m.deleted for m in about if m.chat_id == dana.id), description="the DMs removed")
+    await fake.wait_for(lambda: all(m.deleted for m in about if m.chat_id == dana.id), timeout=30, description="the DMs removed")
     assert not any(m.deleted for m in about if m.chat_id == h.group.id)
     # ... and the process stops before the retry. The next one finishes the job.
     await h.restart()
