@@ -43,8 +43,10 @@ import functools
 import json
 import re
 import sys
+import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
@@ -693,7 +695,8 @@ class _LineList(list[Any]):
     line: int = 0
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser where it is installed (several times faster); both give each node its line.
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     pass
 
 
@@ -751,7 +754,6 @@ class _Rule:
     category: Category
     severity: Severity
     uncertain: bool
-    regex: re.Pattern[str]
     parts: tuple[re.Pattern[str], ...]
     tags: frozenset[str]
     negatable: bool
@@ -824,6 +826,8 @@ class RiskDetector:
         contexts: dict[str, _Context],
         clause_breaks: re.Pattern[str],
         ignore: list[tuple[re.Pattern[str], frozenset[Category] | None, str]],
+        *,
+        prefilter: bool = True,
     ) -> None:
         self._normalizer = normalizer
         self._rules = rules
@@ -833,8 +837,9 @@ class RiskDetector:
         self._ignore = ignore
         self.languages = sorted(k for k in contexts if k != COMMON)
         self._parts: list[tuple[int, re.Pattern[str]]] = [(i, rx) for i, r in enumerate(rules) for rx in r.parts]
-        lits = [required_literals(rx.pattern) for _, rx in self._parts]
-        lits += [required_literals(rx.pattern) for rx, _, _ in ignore]
+        # Without the prefilter (a small rule set) every rule runs on every text.
+        lits = [required_literals(rx.pattern) if prefilter else None for _, rx in self._parts]
+        lits += [required_literals(rx.pattern) if prefilter else None for rx, _, _ in ignore]
         self._prefilter = _Prefilter(lits)
         self.model: LearnedModel | None = None  # set by the loader when labelled messages exist
 
@@ -1238,7 +1243,10 @@ def _relpath(path: Path, content_dir: Path) -> str:
         return str(path)
 
 
-def _build(content_dir: Path) -> tuple[RiskDetector | None, list[tuple[str, int, str]]]:
+def _build(content_dir: Path, *, crisis_only: bool = False) -> tuple[RiskDetector | None, list[tuple[str, int, str]]]:
+    """The detector from content_dir/risk, and the problems found. `crisis_only`: only the rules
+    of crisis severity, with their contexts (negation, past, jokes ...), no combos and no
+    learned model: a fraction of the build, for answering a crisis while the rest builds."""
     problems: list[tuple[str, int, str]] = []
     risk_dir = content_dir / RISK_SUBDIR
     files = sorted(risk_dir.glob("*.yaml")) if risk_dir.is_dir() else []
@@ -1347,10 +1355,12 @@ def _build(content_dir: Path) -> tuple[RiskDetector | None, list[tuple[str, int,
                     setattr(ctx, attr, v)
         contexts[lang] = ctx
         for raw in data.get("rules") or []:
+            if crisis_only and not (isinstance(raw, dict) and raw.get("severity") == Severity.CRISIS.value):
+                continue
             rule = _read_rule(raw, lang, rel, vocab, problems)
             if rule is not None:
                 rules.append(rule)
-        for raw in data.get("combos") or []:
+        for raw in [] if crisis_only else data.get("combos") or []:
             combo = _read_combo(raw, rel, problems)
             if combo is not None:
                 combos.append(combo)
@@ -1416,8 +1426,9 @@ def _build(content_dir: Path) -> tuple[RiskDetector | None, list[tuple[str, int,
                     problems.append(("risk", _line(key), f"combo {c.id}: {key!r} is neither a rule id nor a tag"))
     if problems:
         return None, problems
-    detector = RiskDetector(normalizer, rules, combos, contexts, clause_breaks, ignore)
-    detector.model = _read_model(content_dir, docs.get(COMMON), normalizer, problems)
+    detector = RiskDetector(normalizer, rules, combos, contexts, clause_breaks, ignore, prefilter=not crisis_only)
+    if not crisis_only:
+        detector.model = _read_model(content_dir, docs.get(COMMON), normalizer, problems)
     if problems:
         return None, problems
     return detector, problems
@@ -1541,18 +1552,12 @@ def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: l
     if sev == Severity.NONE and not tags:
         problems.append((rel, line, f"{where}: a rule with severity none must have tags (it only feeds combos)"))
         return None
-    try:
-        regex = _compile("|".join(finals))
-    except re.error as exc:  # pragma: no cover - each part compiled alone already
-        problems.append((rel, line, f"{where}: {exc}"))
-        return None
     return _Rule(
         id=rid,
         lang=lang,
         category=Category(cat),
         severity=sev,
         uncertain=flags["uncertain"],
-        regex=regex,
         parts=tuple(_compile(f) for f in finals),
         tags=frozenset(tags),
         negatable=flags["negatable"],
@@ -1602,19 +1607,61 @@ def _read_combo(raw: Any, rel: str, problems: list[tuple[str, int, str]]) -> _Co
 # --------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4)
-def _cached_detector(content_dir: str) -> RiskDetector:
-    return RiskDetector.from_dir(Path(content_dir))
+_detectors: dict[str, RiskDetector] = {}
+_building = threading.Lock()  # two threads asking at once build it once
+
+# The detector that screens the update being handled, when it is not the full one: while the full
+# detector builds at start-up, a message the crisis rules find a crisis is answered with those
+# (bot/screening.py). Set per update (a context variable), never for the whole process.
+in_use: ContextVar[RiskDetector | None] = ContextVar("risk_detector_in_use", default=None)
+
+
+def _key(content_dir: Path | None) -> str:
+    return str((content_dir or DEFAULT_CONTENT_DIR).resolve())
 
 
 def get_detector(content_dir: Path | None = None) -> RiskDetector:
-    """The detector for `content_dir` (default: the repository's content/), built once."""
-    return _cached_detector(str((content_dir or DEFAULT_CONTENT_DIR).resolve()))
+    """The detector for `content_dir` (default: the repository's content/), built once; inside
+    an update screened with another detector (`in_use`), that one."""
+    chosen = in_use.get()
+    if chosen is not None:
+        return chosen
+    key = _key(content_dir)
+    detector = _detectors.get(key)
+    if detector is None:
+        with _building:
+            detector = _detectors.get(key)
+            if detector is None:
+                detector = _detectors[key] = RiskDetector.from_dir(Path(key))
+    return detector
+
+
+def detector_ready(content_dir: Path | None = None) -> bool:
+    """Whether `get_detector` answers at once (built, or kept from `check_content`)."""
+    return _key(content_dir) in _detectors
+
+
+@lru_cache(maxsize=4)
+def _cached_crisis_detector(key: str) -> RiskDetector:
+    detector, problems = _build(Path(key), crisis_only=True)
+    if problems or detector is None:
+        raise RiskContentError(problems or [(key, 0, "no risk content")])
+    return detector
+
+
+def crisis_detector(content_dir: Path | None = None) -> RiskDetector:
+    """Only the crisis rules (with negation, past, jokes ...): built in a fraction of the full
+    detector's time, to answer a crisis while the full detector builds. Finds a crisis where the
+    full detector would; below crisis, its answer is not final (no combos, no learned model)."""
+    return _cached_crisis_detector(_key(content_dir))
 
 
 def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
-    """Problems in content_dir/risk/*.yaml as (file, line, problem); empty when valid."""
-    _, problems = _build(Path(content_dir))
+    """Problems in content_dir/risk/*.yaml as (file, line, problem); empty when valid. The
+    detector built to check is kept, so a start that checks content does not build it twice."""
+    detector, problems = _build(Path(content_dir))
+    if detector is not None and not problems:
+        _detectors.setdefault(_key(Path(content_dir)), detector)
     return problems
 
 
