@@ -19,6 +19,8 @@ from bot.logging_setup import redact
 # Exit status when Telegram refuses the token: restarting will not help, a person must act
 # (a supervisor can be told not to restart on it, e.g. systemd's RestartPreventExitStatus=3).
 EXIT_TOKEN_REJECTED = 3
+# The bot's own files (the SQLite database by default, the record of the content check).
+DATA_DIR = Path("data")
 
 
 def _run(_: argparse.Namespace) -> int:
@@ -30,7 +32,11 @@ def _run(_: argparse.Namespace) -> int:
     token = settings.require_token()
     settings.require_webhook_secret()
     setup_logging(settings.log_level, token)
-    problems = _content_problems(settings.content_dir)
+    from bot import content
+
+    # The full check once per version of content and code (recorded under data/); the risk
+    # detector builds while the bot already receives (bot/screening.py).
+    problems = content.check_at_start(settings.content_dir, DATA_DIR)
     if problems:
         print(f"content/ has {len(problems)} problem(s); run `iop-bot content check` to see them.", file=sys.stderr)
         return 1

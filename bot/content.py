@@ -12,7 +12,11 @@ problem with its file and line.
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
+import logging
+import os
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -201,6 +205,49 @@ def check(root: Path | None = None) -> list[Problem]:
                 problems.append(Problem(*p))
         except Exception as exc:  # a checker must never hide the others
             problems.append(Problem(name, 0, f"checker failed: {exc}"))
+    return problems
+
+
+# Where a start records that the content passed `check` (in the data folder, next to the database).
+CHECKED_FILE = "content-checked.json"
+_CODE_DIR = Path(__file__).resolve().parent
+
+
+def fingerprint(root: Path) -> str:
+    """A hash of every file under `root` and of the code that validates it (bot/, the version):
+    it changes when either does."""
+    from bot import __version__
+
+    h = hashlib.sha256(f"iop-bot {__version__}".encode())
+    for base, pattern in ((root.resolve(), "*"), (_CODE_DIR, "*.py")):
+        for f in sorted(base.rglob(pattern)):
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def check_at_start(root: Path, data_dir: Path) -> list[Problem]:
+    """`check`, unless exactly this content, with this code, passed it before (recorded in
+    `data_dir`): the full check takes seconds a restart must not spend. `iop-bot content check`
+    always runs it all."""
+    key = fingerprint(root)
+    marker = data_dir / CHECKED_FILE
+    try:
+        if json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == key:
+            return []
+    except (OSError, ValueError, AttributeError):
+        pass  # not checked yet (or an unreadable record): check now
+    problems = check(root)
+    if not problems:
+        try:
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = marker.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump({"fingerprint": key, "content_dir": str(root.resolve())}, out)
+            os.replace(tmp, marker)
+        except OSError as exc:
+            logging.getLogger(__name__).warning("content: could not record the check (%s)", type(exc).__name__)
     return problems
 
 
