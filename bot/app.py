@@ -21,7 +21,7 @@ from telegram.error import InvalidToken, NetworkError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, CallbackContext, ContextTypes, ExtBot
 from telegram.request import BaseRequest
 
-from bot import crypto, group, safety
+from bot import crypto, group
 from bot.clock import Clock
 from bot.config import Settings, TokenRejected
 from bot.content import Content, get_content
@@ -31,6 +31,7 @@ from bot.inbox import Inbox
 from bot.outbox import Sender
 from bot.roles import Roles
 from bot.scheduler import Sweeper
+from bot.screening import Screening, ScreeningProcessor
 from bot.signals import SignalKeeper
 from bot.transport import Poller, WebhookServer, parse_update
 
@@ -51,6 +52,8 @@ class Services:
     sweeper: Sweeper
     roles: Roles
     updates_request: BaseRequest  # long polling's own connection (python-telegram-bot's getUpdates one)
+    # Which detector screens each text while the full one builds (bot/screening.py).
+    screening: Screening = field(default_factory=Screening)
     extra: dict[str, Any] = field(default_factory=dict)
     # Safety signals the database could not store, kept and retried (set by build_application).
     signals: SignalKeeper = field(init=False)
@@ -111,6 +114,7 @@ def build_application(
     clock = clock or Clock()
     base = settings.telegram_api_base_url.rstrip("/")
     updates_request = AiohttpRequest(pool_size=2)
+    screening = Screening()
     app = (
         ApplicationBuilder()
         .application_class(IOPApplication)
@@ -119,7 +123,7 @@ def build_application(
         .base_file_url(base.removesuffix("/bot") + "/file/bot")
         .context_types(ContextTypes(context=Ctx))
         .updater(None)
-        .concurrent_updates(concurrent_updates)
+        .concurrent_updates(ScreeningProcessor(concurrent_updates, screening))
         .request(AiohttpRequest(pool_size=32))
         .get_updates_request(updates_request)
         .build()
@@ -141,6 +145,7 @@ def build_application(
         sweeper=Sweeper(db, clock),
         roles=Roles(db, settings, clock, lookup),
         updates_request=updates_request,
+        screening=screening,
     )
     svc.sweeper.after_tick.append(svc.sender.wake)
     svc.signals = SignalKeeper(svc)
@@ -149,6 +154,9 @@ def build_application(
     import handlers
 
     handlers.register(app, svc)
+    from handlers.safety import SCREENED
+
+    screening.screened = lambda update: bool(SCREENED.check_update(update))  # type: ignore[arg-type]
     return app
 
 
@@ -191,6 +199,7 @@ async def stop_services(app: Application) -> None:  # type: ignore[type-arg]
     svc: Services = app.bot_data["svc"]
     await svc.signals.stop()
     await svc.sender.stop()
+    await svc.screening.stop()
 
 
 async def retry_network(step: Callable[[], Awaitable[object]], what: str, attempts: int = 8) -> None:
@@ -275,8 +284,12 @@ class Runner:
         if s.encryption_key is None:
             log.warning("ENCRYPTION_KEY is not set: free text (notes, plan entries, relayed messages) is stored unencrypted")
         try:
+            # The risk detector builds in a worker thread while the bot connects and receives: a
+            # crisis is answered by the crisis rules meanwhile, other texts wait (bot/screening.py).
+            self.svc.screening.after_ready.append(gc.freeze)  # what it built lives as long as the bot
+            self.svc.screening.after_ready.append(self._preload)
+            self.svc.screening.start(self._on_fatal)
             await self._or_stop(retry_network(self.app.initialize, "connecting to Telegram"))
-            await self._or_stop(asyncio.to_thread(safety.warm))
             await self.app.start()
             try:
                 await start_services(self.app)
@@ -315,6 +328,16 @@ class Runner:
             for request in (self.app.bot.request, self.svc.updates_request):
                 await self._step("closing an HTTP session", request.shutdown)
             await self._step("closing the database", self.svc.db.dispose)
+
+    def _preload(self) -> None:
+        """What the first use would otherwise load on the event loop (the charts' library)."""
+        from bot import charts
+
+        def done(fut: asyncio.Future[None]) -> None:
+            if not fut.cancelled() and fut.exception() is not None:
+                log.warning("could not load the charts library (%s)", type(fut.exception()).__name__)
+
+        asyncio.get_running_loop().run_in_executor(None, charts.preload).add_done_callback(done)
 
     async def _wind_down(self) -> None:
         log.info("stopping: finishing updates in flight")

@@ -11,14 +11,10 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.dates as mdates  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Okabe-Ito palette.
 BLUE = "#0072B2"
@@ -67,8 +63,22 @@ def render(days: list[ChartDay], labels: ChartLabels | None = None, *, dpi: int 
     return buf.getvalue()
 
 
+def preload() -> None:
+    """Import matplotlib (most of a second): on first use, or ahead of it in a worker thread,
+    never at start-up, when the bot should be answering."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates
+    import matplotlib.figure  # noqa: F401
+
+
 def figure(days: list[ChartDay], labels: ChartLabels | None = None, *, dpi: int = 100) -> Figure:
     """The chart as a matplotlib figure: axes mood, craving, check-ins (top to bottom)."""
+    preload()
+    import matplotlib.dates as mdates
+    from matplotlib.figure import Figure
+
     labels = labels or ChartLabels()
     fig = Figure(figsize=(9, 10), dpi=dpi)
     fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.13, hspace=0.12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 from bot.app import Runner, Services, build_application
@@ -57,11 +58,14 @@ class BotHarness:
         assert self.runner is not None
         return self.runner.app
 
-    async def start(self) -> BotHarness:
+    async def start(self, *, detector_hold: threading.Event | None = None) -> BotHarness:
+        """Start the bot and wait until its risk detector is built; with `detector_hold`, the
+        detector's full build waits for that event instead (screening while it builds)."""
         # A fresh Database object per run, like a new process, on the same database.
         db = Database(self.db.url)
         app = build_application(self.settings, db=db, clock=self.clock)
         self.runner = Runner(app)
+        self.runner.svc.screening.hold = detector_hold
         self.runner.svc.processed_hooks.append(self._on_processed)
         self._task = asyncio.create_task(self.runner.run(install_signals=False))
         started = asyncio.create_task(self.runner.started.wait())
@@ -69,6 +73,8 @@ class BotHarness:
         if self._task in done:
             self._task.result()
         assert started in done, "the bot did not start"
+        if detector_hold is None:
+            await asyncio.wait_for(self.runner.svc.screening.wait_ready(), 120)
         if isinstance(self.clock, FrozenClock) and not self.background_sweep:
             # On a frozen clock the test moves time and runs the sweeper itself (tick): the bot's
             # own job, due half a second after start on the real clock, would otherwise run at a

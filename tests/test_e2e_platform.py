@@ -184,17 +184,25 @@ async def test_counselors_group_upgraded_to_supergroup_is_followed_across_restar
         await h.stop()
 
 
-async def test_the_risk_detector_is_built_before_any_update_is_taken(
+async def test_updates_are_received_while_the_risk_detector_builds(
     fake: FakeTelegram, db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Building it takes seconds: at start-up, not while someone's first message waits."""
+    """Building it takes seconds: the bot receives meanwhile (a crisis is answered by the crisis
+    rules, other texts wait for the full detector: bot/screening.py, tests/test_e2e_screening.py)."""
+    import threading
+
     from bot import safety
 
     polled_before: list[bool] = []
     monkeypatch.setattr(safety, "warm", lambda: polled_before.append(any(c.method == "getUpdates" for c in fake.calls)))
+    hold = threading.Event()
     harness = BotHarness(fake, db, clock)
-    await harness.start()
+    await harness.start(detector_hold=hold)
     try:
-        assert polled_before == [False]
+        await fake.wait_for(lambda: any(c.method == "getUpdates" for c in fake.calls), timeout=10)
+        hold.set()
+        await harness.svc.screening.wait_ready()
+        assert polled_before == [True]
     finally:
+        hold.set()
         await harness.stop()

@@ -1,0 +1,162 @@
+"""Screening while the risk detector builds: the bot answers from its first second.
+
+The full detector (every rule of `content/risk/*.yaml` and the learned model) takes seconds of
+CPU to build. A restart used to wait for it before it received anything, so a crisis sent then
+was answered many seconds late. Now updates are received at once and the detector builds in a
+worker thread, in two steps:
+
+1. the crisis rules alone (`risk.crisis_detector`, with the same negation, past and joke
+   handling), a fraction of the build;
+2. the full detector.
+
+Until the full detector is ready, each update that safety screening reads (a private text or
+caption, `screened`) is held: once the crisis rules are there, a text they find a crisis is
+handled at once, screened by them (the crisis reply, the flag); every other text waits for the
+full detector and is then handled as always. No text is handled unscreened, and one that waits
+holds no place among the updates handled at once, so a crisis never queues behind it. Updates
+that are not screened (buttons, commands) go on at once. If a build fails, `on_fatal` is told
+and the bot stops; the held updates stay in the inbox for the next start.
+
+Screening is waited for before the application takes an update (`ScreeningProcessor`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from telegram.ext import SimpleUpdateProcessor
+
+from bot import risk, safety
+
+log = logging.getLogger(__name__)
+
+
+class Screening:
+    def __init__(self) -> None:
+        # Whether safety screening reads this update (set from the handlers' filter).
+        self.screened: Callable[[object], bool] = lambda update: True
+        # Tests: the full build waits on this before it starts (a detector still building, made
+        # deterministic); None in the bot.
+        self.hold: threading.Event | None = None
+        # Called in the event loop once the full detector is ready.
+        self.after_ready: list[Callable[[], None]] = []
+        # Seconds from start() to each step (also logged).
+        self.timings: dict[str, float] = {}
+        self._crisis: asyncio.Future[risk.RiskDetector] | None = None
+        self._full: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """The full detector screens every update."""
+        return self._full is not None and self._full.done() and self._full.exception() is None
+
+    def start(self, on_fatal: Callable[[BaseException], None]) -> None:
+        """Begin building (once); returns at once."""
+        if self._task is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._crisis = loop.create_future()
+        self._full = loop.create_future()
+        self._task = loop.create_task(self._build(on_fatal))
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for fut in (self._crisis, self._full):
+            if fut is not None and not fut.done():
+                fut.set_exception(RuntimeError("the bot is stopping"))
+                fut.exception()  # retrieved: nobody need wait for it
+
+    async def wait_ready(self) -> None:
+        """Until the full detector is ready (raises if its build failed)."""
+        assert self._full is not None, "screening has not started"
+        await asyncio.shield(self._full)
+
+    async def _build(self, on_fatal: Callable[[BaseException], None]) -> None:
+        assert self._crisis is not None and self._full is not None
+        t0 = time.perf_counter()
+        try:
+            if risk.detector_ready() and self.hold is None:
+                # Built already (content checked at this start, or an earlier run in this process).
+                self._crisis.set_result(risk.get_detector())
+            else:
+                self._crisis.set_result(await asyncio.to_thread(risk.crisis_detector))
+            self.timings["crisis_rules"] = time.perf_counter() - t0
+            log.info("screening: crisis rules ready in %.1fs", self.timings["crisis_rules"])
+            await asyncio.to_thread(self._build_full)
+            self.timings["full"] = time.perf_counter() - t0
+            log.info("screening: risk detector ready in %.1fs", self.timings["full"])
+            self._full.set_result(None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            log.error("screening: the risk detector could not be built (%s)", type(exc).__name__)
+            for fut in (self._crisis, self._full):
+                if not fut.done():
+                    fut.set_exception(exc)
+                    fut.exception()
+            on_fatal(exc)
+            return
+        for hook in self.after_ready:
+            hook()
+
+    def _build_full(self) -> None:
+        if self.hold is not None:
+            self.hold.wait()
+        safety.warm()
+
+    async def detector_for(self, update: object) -> risk.RiskDetector | None:
+        """The detector that screens `update`: None for the usual one (ready, or nothing to
+        screen), the crisis rules for a text they find a crisis. Waits as described above."""
+        if self._crisis is None or self._full is None or self.ready or not self.screened(update):
+            return None  # not started (the usual detector, built on first use), ready, or not screened
+        text = _text(update)
+        if text:
+            crisis = await asyncio.shield(self._crisis)
+            try:
+                if crisis.detect(text).severity == risk.Severity.CRISIS:
+                    return crisis
+            except Exception:
+                log.exception("screening: the crisis rules failed on a text; it waits for the full detector")
+        await asyncio.shield(self._full)
+        return None
+
+
+def _text(update: Any) -> str | None:
+    msg = getattr(update, "effective_message", None)
+    if msg is None:
+        return None
+    return msg.text or msg.caption  # type: ignore[no-any-return]
+
+
+class ScreeningProcessor(SimpleUpdateProcessor):
+    """Handles up to `max_concurrent_updates` updates at once, each after `Screening` says
+    which detector screens it; the wait for screening holds no place among them."""
+
+    def __init__(self, max_concurrent_updates: int, screening: Screening) -> None:
+        super().__init__(max_concurrent_updates)
+        self.screening = screening
+
+    async def process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        try:
+            detector = await self.screening.detector_for(update)
+        except BaseException:
+            close = getattr(coroutine, "close", None)
+            if close is not None:
+                close()  # never handled: the update stays in the inbox
+            raise
+        token = risk.in_use.set(detector)
+        try:
+            await super().process_update(update, coroutine)
+        finally:
+            risk.in_use.reset(token)
