@@ -8,6 +8,7 @@ sentence on stderr, never the token.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -24,11 +25,12 @@ DATA_DIR = Path("data")
 
 
 def _run(_: argparse.Namespace) -> int:
+    settings = load_settings()
+    _build_crisis_rules_now()
     from bot import migrate
     from bot.app import Runner, build_application, run_event_loop
     from bot.logging_setup import setup_logging
 
-    settings = load_settings()
     token = settings.require_token()
     settings.require_webhook_secret()
     setup_logging(settings.log_level, token)
@@ -44,6 +46,21 @@ def _run(_: argparse.Namespace) -> int:
     app = build_application(settings)
     run_event_loop(Runner(app).run())
     return 0
+
+
+def _build_crisis_rules_now() -> None:
+    """Start building the risk detector's crisis rules in a worker thread, first thing: the bot
+    answers a crisis as soon as they are there (bot/screening.py). A problem in them is reported
+    by the content check that follows."""
+    import threading
+
+    from bot import risk
+
+    def build() -> None:
+        with contextlib.suppress(Exception):
+            risk.crisis_detector()
+
+    threading.Thread(target=build, name="crisis-rules", daemon=True).start()
 
 
 def _migrate(_: argparse.Namespace) -> int:

@@ -49,7 +49,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -1641,19 +1640,24 @@ def detector_ready(content_dir: Path | None = None) -> bool:
     return _key(content_dir) in _detectors
 
 
-@lru_cache(maxsize=4)
-def _cached_crisis_detector(key: str) -> RiskDetector:
-    detector, problems = _build(Path(key), crisis_only=True)
-    if problems or detector is None:
-        raise RiskContentError(problems or [(key, 0, "no risk content")])
-    return detector
+_crisis_detectors: dict[str, RiskDetector] = {}
+_building_crisis = threading.Lock()
 
 
 def crisis_detector(content_dir: Path | None = None) -> RiskDetector:
     """Only the crisis rules (with negation, past, jokes ...): built in a fraction of the full
     detector's time, to answer a crisis while the full detector builds. Finds a crisis where the
-    full detector would; below crisis, its answer is not final (no combos, no learned model)."""
-    return _cached_crisis_detector(_key(content_dir))
+    full detector would; below crisis, its answer is not final (no combos, no learned model).
+    Built once; a second thread asking meanwhile waits for the first."""
+    key = _key(content_dir)
+    with _building_crisis:
+        detector = _crisis_detectors.get(key)
+        if detector is None:
+            detector, problems = _build(Path(key), crisis_only=True)
+            if problems or detector is None:
+                raise RiskContentError(problems or [(key, 0, "no risk content")])
+            _crisis_detectors[key] = detector
+    return detector
 
 
 def check_content(content_dir: Path) -> list[tuple[str, int, str]]:

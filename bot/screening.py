@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from telegram.ext import SimpleUpdateProcessor
 from bot import risk, safety
 
 log = logging.getLogger(__name__)
+SWITCH_INTERVAL = 0.0005  # seconds, while the detector builds
 
 
 class Screening:
@@ -85,6 +87,10 @@ class Screening:
     async def _build(self, on_fatal: Callable[[BaseException], None]) -> None:
         assert self._crisis is not None and self._full is not None
         t0 = time.perf_counter()
+        # While the worker compiles (CPU-bound), the event loop gets the interpreter back sooner
+        # after each network wait (by default it may wait 5 ms for it, at every one).
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         try:
             if risk.detector_ready() and self.hold is None:
                 # Built already (content checked at this start, or an earlier run in this process).
@@ -107,6 +113,8 @@ class Screening:
                     fut.exception()
             on_fatal(exc)
             return
+        finally:
+            sys.setswitchinterval(interval)
         for hook in self.after_ready:
             hook()
 
