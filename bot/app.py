@@ -21,7 +21,7 @@ from telegram.error import InvalidToken, NetworkError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, CallbackContext, ContextTypes, ExtBot
 from telegram.request import BaseRequest
 
-from bot import crypto, group
+from bot import crypto, group, retention
 from bot.clock import Clock
 from bot.config import Settings, TokenRejected
 from bot.content import Content, get_content
@@ -148,6 +148,7 @@ def build_application(
         screening=screening,
     )
     svc.sweeper.after_tick.append(svc.sender.wake)
+    retention.install(svc)  # finished rows pruned daily, in bounded batches
     svc.signals = SignalKeeper(svc)
     app.bot_data["svc"] = svc
 

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     crisis_dm_minutes: int = Field(default=10, ge=1)
     high_repost_minutes: int = Field(default=30, ge=1)
     sweep_interval_seconds: float = Field(default=5, gt=0)
+    # How long finished rows are kept before the daily prune removes them (days): handled
+    # updates, sent messages, and finished or cancelled scheduled items. Rows still waiting,
+    # being sent, or set aside as failed are never pruned.
+    inbox_retention_days: int = Field(default=7, ge=1)
+    outbox_retention_days: int = Field(default=30, ge=1)
+    schedule_retention_days: int = Field(default=30, ge=1)
 
     model_config["arbitrary_types_allowed"] = True
 

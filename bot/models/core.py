@@ -129,7 +129,8 @@ class InboxUpdate(Base):
     """Every incoming update, stored before it is handled (idempotent on update_id)."""
 
     __tablename__ = "inbox"
-    __table_args__ = (Index("ix_inbox_status", "status"),)
+    # ix_inbox_done: handled rows past their retention are pruned by (status, done_at).
+    __table_args__ = (Index("ix_inbox_status", "status"), Index("ix_inbox_done", "status", "done_at"))
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     # The raw update; cleared once handled (it holds what people typed).
@@ -144,7 +145,8 @@ class OutboxMessage(Base):
     """A Bot API call that must happen: written in the same transaction as its cause."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    # ix_outbox_sent: sent rows past their retention are pruned by (status, sent_at).
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"), Index("ix_outbox_sent", "status", "sent_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
@@ -184,7 +186,8 @@ class ScheduledItem(Base):
     """Something due at a UTC instant; the sweeper claims it and hands it to its kind's service."""
 
     __tablename__ = "scheduled_items"
-    __table_args__ = (Index("ix_scheduled_due", "status", "due_at"),)
+    # ix_scheduled_done: finished rows past their retention are pruned by (status, done_at).
+    __table_args__ = (Index("ix_scheduled_due", "status", "due_at"), Index("ix_scheduled_done", "status", "done_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
