@@ -81,13 +81,6 @@ def _conditions(patient_id: int) -> dict[str, ColumnElement[bool]]:
     return conds
 
 
-def _scheduled_for(item_key: str, payload: Any, patient_id: int) -> bool:
-    pid = str(patient_id)
-    if pid in item_key.split(":"):
-        return True
-    return isinstance(payload, dict) and payload.get("patient_id") == patient_id
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
@@ -153,14 +146,12 @@ async def export(
         data["conversation_state"] = {"kind": waiting.kind, "data": _plain(waiting.data)}
     items = (
         await session.execute(
-            select(ScheduledItem).where(ScheduledItem.status.in_(("pending", "running")))
+            select(ScheduledItem).where(
+                ScheduledItem.patient_id == p.id, ScheduledItem.status.in_(("pending", "running"))
+            )
         )
     ).scalars()
-    scheduled = [
-        {"kind": i.kind, "due_at": _plain(i.due_at)}
-        for i in items
-        if _scheduled_for(i.key, i.payload, p.id)
-    ]
+    scheduled = [{"kind": i.kind, "due_at": _plain(i.due_at)} for i in items]
     if scheduled:
         data["scheduled"] = scheduled
     audits = (await session.execute(select(AuditEntry).where(AuditEntry.subject == p.code))).scalars()
@@ -199,11 +190,10 @@ async def erase(session: AsyncSession, telegram_id: int, *, now: datetime) -> Er
         res = await session.execute(delete(tables[name]).where(conds[name]))
         if res.rowcount:
             deleted[name] = int(res.rowcount)
-    items = (await session.execute(select(ScheduledItem.id, ScheduledItem.key, ScheduledItem.payload))).all()
-    ids = [i for i, key, payload in items if _scheduled_for(key, payload, pid)]
-    if ids:
-        await session.execute(delete(ScheduledItem).where(ScheduledItem.id.in_(ids)))
-        deleted["scheduled_items"] = len(ids)
+    # By the indexed patient column: the patient's own items, never a scan of everyone's.
+    res = await session.execute(delete(ScheduledItem).where(ScheduledItem.patient_id == pid))
+    if res.rowcount:
+        deleted["scheduled_items"] = int(res.rowcount)
     res = await session.execute(
         delete(OutboxMessage).where(
             OutboxMessage.chat_id == telegram_id

@@ -29,6 +29,12 @@ MAX_ATTEMPTS = 5
 STALE_CLAIM = timedelta(minutes=10)
 
 
+def payload_patient(payload: Any) -> int | None:
+    """The patient an item's payload is about, if any."""
+    pid = payload.get("patient_id") if isinstance(payload, dict) else None
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+
+
 async def schedule(
     session: AsyncSession,
     kind: str,
@@ -38,14 +44,18 @@ async def schedule(
     *,
     replace: bool = False,
 ) -> bool:
-    """Schedule an occurrence. Returns False if the key exists (unless `replace` and still pending)."""
+    """Schedule an occurrence. Returns False if the key exists (unless `replace` and still pending).
+
+    An item about a patient carries `patient_id` in its payload; it is also kept in its own
+    indexed column, by which erasure finds the patient's items."""
+    patient_id = payload_patient(payload)
     ins = conflict_insert(session, ScheduledItem).values(
-        kind=kind, key=key, due_at=due_at, payload=payload, status="pending", attempts=0
+        kind=kind, key=key, due_at=due_at, payload=payload, status="pending", attempts=0, patient_id=patient_id
     )
     if replace:
         ins = ins.on_conflict_do_update(
             index_elements=["key"],
-            set_={"due_at": due_at, "payload": payload},
+            set_={"due_at": due_at, "payload": payload, "patient_id": patient_id},
             where=ScheduledItem.status == "pending",
         )
     else:

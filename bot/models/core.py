@@ -191,6 +191,9 @@ class ScheduledItem(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
+    # The patient the item is about (from its payload's `patient_id`), so erasure finds their
+    # items by an index rather than by reading every item.
+    patient_id: Mapped[int | None] = mapped_column(Integer, index=True)
     key: Mapped[str] = mapped_column(String(128), unique=True)  # idempotency key per occurrence
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,0 +1,101 @@
+"""Erasure at scale: /delete's erase with 300,000 rows in scheduled_items.
+
+Fills scheduled_items with other patients' check-in prompts, reminders and tips (done and
+pending), then times `privacy.erase` for one patient, as /delete runs it, and the longest the
+event loop went without running a 5 ms heartbeat meanwhile.
+
+    .venv/bin/python -m bench.erase_scale                # SQLite in a temporary directory
+    BENCH_DATABASE_URL=postgresql+asyncpg://... .venv/bin/python -m bench.erase_scale
+    BENCH_ITEMS=50000 ...                                # a smaller run
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time as timer
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, insert, select
+
+from bot import checkins, privacy, tips
+from bot.db import Database
+from bot.models import Patient, ScheduledItem
+
+CHUNK = 10_000
+PER_PATIENT = 30
+TARGET = 1  # the patient who asks for erasure
+
+
+def _items(n: int, start: datetime) -> list[dict[str, object]]:
+    has_patient_column = "patient_id" in ScheduledItem.__table__.c
+    rows: list[dict[str, object]] = []
+    for i in range(n):
+        pid = i // PER_PATIENT + 1
+        day = (start + timedelta(days=i % PER_PATIENT)).date()
+        kind, key = [
+            (checkins.PROMPT, checkins.prompt_key(pid, day)),
+            (checkins.REMINDER, checkins.reminder_key(pid, day)),
+            (tips.KIND, tips.tip_key(pid, day)),
+        ][i % 3]
+        done = day < (start + timedelta(days=PER_PATIENT - 3)).date()
+        row: dict[str, object] = dict(
+            kind=kind, key=key, due_at=start + timedelta(days=i % PER_PATIENT),
+            payload={"patient_id": pid, "date": day.isoformat()}, status="done" if done else "pending",
+            attempts=0, done_at=start if done else None,
+        )
+        if has_patient_column:
+            row["patient_id"] = pid
+        rows.append(row)
+    return rows
+
+
+async def main() -> None:
+    n = int(os.environ.get("BENCH_ITEMS", "300000"))
+    tmp = tempfile.TemporaryDirectory()
+    url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp.name}/bench.db"
+    db = Database(url)
+    await db.drop_all()
+    await db.create_all()
+    start = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+    t0 = timer.perf_counter()
+    async with db.transaction() as s:
+        await s.execute(insert(Patient), [dict(id=TARGET, telegram_id=10_000_001, code="B-000001", status="active",
+                                               language="en", timezone="America/New_York", created_at=start)])
+    rows = _items(n, start)
+    for base in range(0, n, CHUNK):
+        async with db.transaction() as s:
+            await s.execute(insert(ScheduledItem), rows[base:base + CHUNK])
+    print(f"database: {'PostgreSQL' if url.startswith('postgresql') else 'SQLite'}; "
+          f"{n} scheduled items created in {timer.perf_counter() - t0:.1f} s")
+
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def heartbeat() -> None:
+        last = timer.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = timer.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0.05)
+    t0 = timer.perf_counter()
+    async with db.transaction() as s:
+        result = await privacy.erase(s, 10_000_001, now=start + timedelta(days=PER_PATIENT))
+    took = timer.perf_counter() - t0
+    stop.set()
+    await beat
+    assert result is not None
+    async with db.session() as s:
+        left = (await s.execute(select(func.count()).select_from(ScheduledItem))).scalar_one()
+    print(f"erase: {took * 1000:.1f} ms; scheduled items erased {result.deleted.get('scheduled_items', 0)}, "
+          f"{left} left; longest event-loop stall {max(gaps) * 1000:.1f} ms")
+    await db.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
