@@ -11,10 +11,9 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Text, delete, select, type_coerce, update
+from sqlalchemy import Text, select, type_coerce, update
 
 from bot import crypto
 from bot.clock import Clock
@@ -24,6 +23,9 @@ from bot.models import InboxUpdate
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+# How long receiving waits to store a batch before handing it on anyway (seconds): another
+# process holding SQLite's write lock (a backup, a migration) must not hold up the replies.
+STORE_WAIT_SECONDS = 1.0
 # Storing and marking are table statements (no ORM objects involved): they run for every update.
 _TABLE = InboxUpdate.__table__
 T = TypeVar("T")
@@ -49,6 +51,43 @@ class Inbox:
         self.clock = clock
         self._batch: list[tuple[int, bool, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.store_wait = STORE_WAIT_SECONDS
+        # Updates handed on before they were stored: update id -> the store still under way.
+        self._storing: dict[int, asyncio.Task[list[dict[str, Any]]]] = {}
+
+    async def receive(self, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Store a batch, waiting at most `store_wait`; returns the updates to handle now.
+
+        When the database is busy for longer (another process holds SQLite's write lock), the
+        whole batch is handed on at once and stored as soon as the database frees; marking any
+        of them done waits for that store, so a handled update is never left pending. A store
+        that fails at once raises, as `store` does.
+        """
+        if not updates:
+            return []
+        task = asyncio.create_task(self.store(updates))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.store_wait)
+        except TimeoutError:
+            pass
+        ids = [u["update_id"] for u in updates]
+        for uid in ids:
+            self._storing[uid] = task
+        log.warning("inbox: the database is busy; handling %d update(s) now, storing them when it frees", len(ids))
+
+        def stored(t: asyncio.Task[list[dict[str, Any]]]) -> None:
+            for uid in ids:
+                if self._storing.get(uid) is t:
+                    del self._storing[uid]
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if exc is not None:
+                log.warning("inbox: %d update(s) handled while the database was busy could not be stored (%s)",
+                            len(ids), type(exc).__name__)
+
+        task.add_done_callback(stored)
+        return list(updates)
 
     async def store(self, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Store a batch; returns the updates that were new (to be handled now)."""
@@ -85,6 +124,9 @@ class Inbox:
         Updates finishing together share one transaction (group commit), so marking costs one
         write per batch rather than one per update, without weakening the guarantee.
         """
+        storing = self._storing.get(update_id)
+        if storing is not None:
+            await asyncio.wait({storing})  # its row first (a failed store was logged there)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch.append((update_id, failed, fut))
         if self._flusher is None or self._flusher.done():
@@ -160,12 +202,3 @@ class Inbox:
                     .values(status="failed", payload=None, attempts=_TABLE.c.attempts + 1, done_at=self.clock.now())
                 )
             return out
-
-    async def prune(self, older_than: timedelta = timedelta(days=7)) -> int:
-        """Forget handled rows old enough that Telegram will never redeliver them."""
-        cutoff = self.clock.now() - older_than
-        async with self.db.transaction() as s:
-            res = await s.execute(
-                delete(InboxUpdate).where(InboxUpdate.status != "pending", InboxUpdate.received_at < cutoff)
-            )
-            return res.rowcount or 0

@@ -76,7 +76,7 @@ class _Base:
                 parsed[update.update_id] = update
                 good.append(data)
         try:
-            fresh = await self.inbox.store(good)
+            fresh = await self.inbox.receive(good)  # a busy database holds it up a moment at most
         except Exception as exc:
             log.warning("inbox unavailable (%s); handling %d update(s) without it", type(exc).__name__, len(good))
             fresh = good
