@@ -26,6 +26,7 @@ from bot.clock import Clock
 from bot.config import Settings, TokenRejected
 from bot.content import Content, get_content
 from bot.db import Database
+from bot.flood import FloodLimiter, Rate
 from bot.http import AiohttpRequest
 from bot.inbox import Inbox
 from bot.outbox import Sender
@@ -57,6 +58,8 @@ class Services:
     extra: dict[str, Any] = field(default_factory=dict)
     # Safety signals the database could not store, kept and retried (set by build_application).
     signals: SignalKeeper = field(init=False)
+    # Per-person limits (bot/flood.py), set by build_application.
+    flood: FloodLimiter | None = None
     # Called with each update_id once its handlers have run (tests and benchmarks listen here).
     processed_hooks: list[Callable[[int], None]] = field(default_factory=list)
     # Run once at start-up, after recovery (e.g. make sure every patient has a next prompt).
@@ -78,15 +81,19 @@ class IOPApplication(Application):  # type: ignore[type-arg]
         try:
             await super().process_update(update)
         finally:
-            if isinstance(update, Update):
-                svc: Services | None = self.bot_data.get("svc")
-                if svc is not None:
-                    try:
-                        await svc.inbox.mark_done(update.update_id)
-                    except Exception as exc:
-                        log.warning("inbox: could not mark update %s done (%s)", update.update_id, type(exc).__name__)
-                    for hook in svc.processed_hooks:
-                        hook(update.update_id)
+            await self.finish_update(update)
+
+    async def finish_update(self, update: object) -> None:
+        """Mark `update` done in the inbox (handled, or not handled because of a flood)."""
+        if isinstance(update, Update):
+            svc: Services | None = self.bot_data.get("svc")
+            if svc is not None:
+                try:
+                    await svc.inbox.mark_done(update.update_id)
+                except Exception as exc:
+                    log.warning("inbox: could not mark update %s done (%s)", update.update_id, type(exc).__name__)
+                for hook in svc.processed_hooks:
+                    hook(update.update_id)
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -115,6 +122,12 @@ def build_application(
     base = settings.telegram_api_base_url.rstrip("/")
     updates_request = AiohttpRequest(pool_size=2)
     screening = Screening()
+    processor = ScreeningProcessor(concurrent_updates, screening)
+    processor.limiter = FloodLimiter(
+        members=Rate(settings.flood_member_burst, settings.flood_member_every_seconds),
+        strangers=Rate(settings.flood_stranger_burst, settings.flood_stranger_every_seconds),
+        buttons=Rate(settings.flood_button_burst, settings.flood_button_every_seconds),
+    )
     app = (
         ApplicationBuilder()
         .application_class(IOPApplication)
@@ -123,7 +136,7 @@ def build_application(
         .base_file_url(base.removesuffix("/bot") + "/file/bot")
         .context_types(ContextTypes(context=Ctx))
         .updater(None)
-        .concurrent_updates(ScreeningProcessor(concurrent_updates, screening))
+        .concurrent_updates(processor)
         .request(AiohttpRequest(pool_size=32))
         .get_updates_request(updates_request)
         .build()
@@ -158,7 +171,47 @@ def build_application(
     from handlers.safety import SCREENED
 
     screening.screened = lambda update: bool(SCREENED.check_update(update))  # type: ignore[arg-type]
+    _wire_limiter(app, svc, processor)
     return app
+
+
+def _wire_limiter(app: IOPApplication, svc: Services, processor: ScreeningProcessor) -> None:
+    """What the per-person limit needs from the services: who is a member, the flood line,
+    and marking an update it did not let through done."""
+    svc.flood = processor.limiter
+    admins = set(svc.settings.admin_user_ids)
+
+    async def is_member(user_id: int) -> bool:
+        """Enrolled (or being enrolled: onboarding counts) or staff."""
+        from sqlalchemy import select
+
+        from bot.models import Patient
+        from bot.people import ENROLLED
+
+        if user_id in admins:
+            return True
+        async with svc.db.session() as s:
+            found = await s.execute(
+                select(Patient.id)
+                .where(Patient.telegram_id == user_id, Patient.status.in_((*ENROLLED, "onboarding")))
+                .limit(1)
+            )
+            if found.first() is not None:
+                return True
+        return bool(await svc.roles.is_staff(user_id))
+
+    async def tell(update: object) -> None:
+        user = getattr(update, "effective_user", None)
+        chat = getattr(update, "effective_chat", None)
+        if user is None or chat is None:
+            return
+        code = (user.language_code or "").split("-")[0].lower()
+        lang = code if code in svc.content.languages else svc.settings.default_language
+        await app.bot.send_message(chat.id, svc.content.t("common.flood", lang))
+
+    processor.is_member = is_member
+    processor.tell = tell
+    processor.finish = app.finish_update
 
 
 async def start_services(app: Application) -> None:  # type: ignore[type-arg]
@@ -194,11 +247,15 @@ async def _sweep_job(ctx: Ctx) -> None:
         await ctx.svc.sweeper.tick()
     except Exception:
         log.exception("sweeper tick failed")
+    if ctx.svc.flood is not None:
+        ctx.svc.flood.sweep()  # floods that are over get their log line
 
 
 async def stop_services(app: Application) -> None:  # type: ignore[type-arg]
     svc: Services = app.bot_data["svc"]
     await svc.signals.stop()
+    if svc.flood is not None:
+        svc.flood.flush()  # every flood still going gets its log line
     await svc.sender.stop()
     await svc.screening.stop()
 

@@ -122,6 +122,15 @@ class Settings(BaseSettings):
     crisis_dm_minutes: int = Field(default=10, ge=1)
     high_repost_minutes: int = Field(default=30, ge=1)
     sweep_interval_seconds: float = Field(default=5, gt=0)
+    # Per-person limits (bot/flood.py): a burst, then one every so many seconds. Enrolled patients
+    # and staff; everyone else (strangers, the strictest); buttons (more generous). Every text is
+    # risk-screened first; a patient's text with a risk signal is handled whatever the limit.
+    flood_member_burst: int = Field(default=20, ge=1)
+    flood_member_every_seconds: float = Field(default=1.0, gt=0)
+    flood_stranger_burst: int = Field(default=5, ge=1)
+    flood_stranger_every_seconds: float = Field(default=10.0, gt=0)
+    flood_button_burst: int = Field(default=30, ge=1)
+    flood_button_every_seconds: float = Field(default=0.5, gt=0)
     # How long finished rows are kept before the daily prune removes them (days): handled
     # updates, sent messages, and finished or cancelled scheduled items. Rows still waiting,
     # being sent, or set aside as failed are never pruned.
