@@ -53,6 +53,7 @@ async def _gone_while_away(h: BotHarness, fake: FakeTelegram, who: Any) -> None:
     await h.stop()
     h.group.members[who.id] = "kicked"
     await h.start()  # the roster is checked again at start: Telegram says they are out
+    await h.outbox_idle()  # what the check at start sent (the admins' note) has gone out
 
 
 REMOVALS: dict[str, Callable[[BotHarness, FakeTelegram, Any], Awaitable[None]]] = {
