@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import JSON, DateTime, bindparam, event, insert, select, text
 
 from bot import migrate, privacy
 from bot.db import Database
@@ -96,15 +96,15 @@ async def test_no_statement_of_the_erasure_scans_scheduled_items(db: Database, c
 async def test_the_migration_fills_the_patient_of_stored_items(db_url: str):
     await migrate.upgrade_async(db_url, "0007_prune_indexes")
     db = Database(db_url)
-    at = datetime(2026, 3, 2, tzinfo=UTC).isoformat(sep=" ")
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    stmt = text(
+        "INSERT INTO scheduled_items (kind, key, due_at, payload, status, attempts) "
+        "VALUES ('k', :key, :at, :payload, 'pending', 0)"
+    ).bindparams(bindparam("at", type_=DateTime(timezone=True)), bindparam("payload", type_=JSON(none_as_null=True)))
     try:
         async with db.engine.begin() as conn:
-            for i, payload in enumerate(['{"patient_id": 7, "date": "2026-03-02"}', '{"date": "2026-03-02"}', None]):
-                await conn.execute(
-                    text("INSERT INTO scheduled_items (kind, key, due_at, payload, status, attempts) "
-                         "VALUES ('k', :key, :at, :payload, 'pending', 0)"),
-                    {"key": f"k:{i}", "at": at, "payload": payload},
-                )
+            for i, payload in enumerate([{"patient_id": 7, "date": "2026-03-02"}, {"date": "2026-03-02"}, None]):
+                await conn.execute(stmt, {"key": f"k:{i}", "at": at, "payload": payload})
         await migrate.upgrade_async(db_url)
         async with db.engine.connect() as conn:
             rows = dict((await conn.execute(text("SELECT key, patient_id FROM scheduled_items"))).all())
