@@ -282,16 +282,17 @@ class Sender:
     async def _claim(self, now: datetime) -> list[OutboxMessage]:
         async with self.db.transaction() as s:
             older = aliased(OutboxMessage)
-            # A row waits for an older row of its chat that is in flight (a live lease) or waiting
-            # for its retry (a 429 for that chat, a backoff). Urgent rows wait only for urgent ones.
+            # A row waits for an older row of its chat that is in flight (a live lease) or still
+            # pending (due, or waiting for its retry after a 429 or a backoff): one row per chat
+            # per claim, so two processes never send one chat's rows at once, out of order.
+            # Urgent rows wait only for urgent ones.
             waiting = (
                 select(older.id)
                 .where(
                     older.chat_id == OutboxMessage.chat_id,
                     older.id < OutboxMessage.id,
                     older.priority >= OutboxMessage.priority,
-                    ((older.status == "sending") & ~_lease_expired(now, older))
-                    | ((older.status == "pending") & (older.next_attempt_at > now)),
+                    ((older.status == "sending") & ~_lease_expired(now, older)) | (older.status == "pending"),
                 )
                 .exists()
             )
