@@ -26,6 +26,9 @@ MAX_ATTEMPTS = 3
 # How long receiving waits to store a batch before handing it on anyway (seconds): another
 # process holding SQLite's write lock (a backup, a migration) must not hold up the replies.
 STORE_WAIT_SECONDS = 1.0
+# A batch with a crisis in it waits only this long (a store on a free database takes a few
+# milliseconds): the crisis reply never waits on a busy database.
+URGENT_WAIT_SECONDS = 0.05
 # Storing and marking are table statements (no ORM objects involved): they run for every update.
 _TABLE = InboxUpdate.__table__
 T = TypeVar("T")
@@ -33,6 +36,10 @@ T = TypeVar("T")
 
 def _as_is(data: dict[str, Any]) -> Any:
     return data
+
+
+def _never(data: dict[str, Any]) -> bool:
+    return False
 
 
 def _decode(raw: str | None, update_id: int) -> dict[str, Any]:
@@ -52,6 +59,9 @@ class Inbox:
         self._batch: list[tuple[int, bool, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.store_wait = STORE_WAIT_SECONDS
+        self.urgent_wait = URGENT_WAIT_SECONDS
+        # Whether an update must not wait for its store (a crisis text; set by bot/safety.py).
+        self.urgent: Callable[[dict[str, Any]], bool] = _never
         # Updates handed on before they were stored: update id -> the store still under way.
         self._storing: dict[int, asyncio.Task[list[dict[str, Any]]]] = {}
 
@@ -60,16 +70,21 @@ class Inbox:
 
         When the database is busy for longer (another process holds SQLite's write lock), the
         whole batch is handed on at once and stored as soon as the database frees; marking any
-        of them done waits for that store, so a handled update is never left pending. A store
-        that fails at once raises, as `store` does.
+        of them done waits for that store, so a handled update is never left pending. A batch
+        with an urgent update (a crisis) waits only `urgent_wait`, and while an earlier batch
+        still waits for its store (the database is known busy) a batch waits not at all. A
+        store that fails at once raises, as `store` does.
         """
         if not updates:
             return []
         task = asyncio.create_task(self.store(updates))
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), self.store_wait)
-        except TimeoutError:
-            pass
+        if not self._storing:
+            first = min(self.urgent_wait, self.store_wait)
+            await asyncio.wait({task}, timeout=first)
+            if not task.done() and not self._any_urgent(updates):
+                await asyncio.wait({task}, timeout=self.store_wait - first)
+            if task.done():
+                return task.result()
         ids = [u["update_id"] for u in updates]
         for uid in ids:
             self._storing[uid] = task
@@ -88,6 +103,16 @@ class Inbox:
 
         task.add_done_callback(stored)
         return list(updates)
+
+    def _any_urgent(self, updates: list[dict[str, Any]]) -> bool:
+        for u in updates:
+            try:
+                if self.urgent(u):
+                    return True
+            except Exception as exc:  # cannot tell: it is not held back
+                log.warning("inbox: could not tell whether an update is urgent (%s)", type(exc).__name__)
+                return True
+        return False
 
     async def store(self, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Store a batch; returns the updates that were new (to be handled now)."""

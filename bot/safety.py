@@ -725,5 +725,27 @@ async def plan_lines(session: AsyncSession, patient_id: int, limit: int = 10) ->
     return out[:limit]
 
 
+def crisis_update(data: dict[str, Any]) -> bool:
+    """Whether an update as Telegram sent it (JSON) is a private text or caption the detector
+    finds an explicit crisis in: receiving hands it on without waiting for a busy database
+    (bot/inbox.py). While the detector is still building, every private text counts: it cannot
+    be told yet, and it is not held back."""
+    msg = data.get("message") or data.get("edited_message")
+    if not isinstance(msg, dict) or (msg.get("chat") or {}).get("type") != "private":
+        return False
+    text = msg.get("text") or msg.get("caption")
+    if not isinstance(text, str) or not text.strip():
+        return False
+    if _detector is None:
+        from bot.risk import detector_ready
+
+        if not detector_ready():
+            return True
+    return detect(text).explicit_crisis
+
+
 def install(svc: Any) -> None:
     svc.sweeper.register(KIND_CONFIRM, _confirm_timeout)
+    inbox = getattr(svc, "inbox", None)  # receiving (absent where only the rules are tested)
+    if inbox is not None:
+        inbox.urgent = crisis_update
