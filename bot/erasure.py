@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, event, or_, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import flags
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 REMOVE_METHOD = "deleteMessage"
 REMOVAL_REF = "erased"
+# Outbox subjects looked up per statement (a patient with many flags: several short statements).
+SUBJECTS_PER_STATEMENT = 500
 
 
 def removed_text() -> str:
@@ -121,24 +123,25 @@ async def take_back(session: AsyncSession, patient_id: int, telegram_id: int, no
     for _cid, chat_id, message_id in card_rows:
         if message_id is not None:
             targets.add((int(chat_id), int(message_id)))
-    refs = [OutboxMessage.ref == f"relay:{i}" for i in conv_ids]
+    # The outbox rows about them, found by their indexed `about` (a ref's first two parts).
+    subjects = [f"relay:{i}" for i in conv_ids]
     for fid, _posts in flag_rows:
-        refs += [OutboxMessage.ref.like(f"flag:{fid}:%"), OutboxMessage.ref.like(f"flagedit:{fid}:%")]
+        subjects += [f"flag:{fid}", f"flagedit:{fid}"]
     for cid, _chat, _mid in card_rows:
-        refs += [OutboxMessage.ref.like(f"card:{cid}:%"), OutboxMessage.ref.like(f"cardedit:{cid}:%")]
+        subjects += [f"card:{cid}", f"cardedit:{cid}"]
     dropped = 0
-    if refs:
-        about = or_(*refs)
-        landed = (
+    for i in range(0, len(subjects), SUBJECTS_PER_STATEMENT):
+        about = OutboxMessage.about.in_(subjects[i : i + SUBJECTS_PER_STATEMENT])
+        # By `about` alone (the patient's own rows): with the status in the query, a planner may
+        # walk every sent row by the status index instead.
+        rows = (
             await session.execute(
-                select(OutboxMessage.chat_id, OutboxMessage.telegram_message_id).where(
-                    about, OutboxMessage.status == "sent", OutboxMessage.telegram_message_id.is_not(None)
-                )
+                select(OutboxMessage.chat_id, OutboxMessage.telegram_message_id, OutboxMessage.status).where(about)
             )
         ).all()
-        targets |= {(int(c), int(m)) for c, m in landed}
+        targets |= {(int(c), int(m)) for c, m, status in rows if status == "sent" and m is not None}
         res = await session.execute(delete(OutboxMessage).where(about))
-        dropped = int(res.rowcount or 0)
+        dropped += int(res.rowcount or 0)
     targets = {(c, m) for c, m in targets if c != telegram_id}  # the patient's own chat is theirs
     text = removed_text() if targets else ""
     for chat_id, message_id in sorted(targets):

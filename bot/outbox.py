@@ -76,6 +76,14 @@ class Outgoing:
     file_data: bytes | None = None
 
 
+def ref_about(ref: str | None) -> str | None:
+    """What an outbox row with this `ref` is about: its first two parts (`flag:12:3:main` ->
+    `flag:12`); None without a ref."""
+    if not ref:
+        return None
+    return ":".join(ref.split(":", 2)[:2])
+
+
 async def enqueue(
     session: AsyncSession,
     out: Outgoing,
@@ -106,6 +114,7 @@ async def enqueue(
         file_data=out.file_data,
         dedup_key=dedup_key,
         ref=ref,
+        about=ref_about(ref),
         bulk=bulk,
         status="pending",
         attempts=0,

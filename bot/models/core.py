@@ -100,7 +100,8 @@ class AuditEntry(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     actor_id: Mapped[int | None] = mapped_column(BigInteger)
     action: Mapped[str] = mapped_column(String(48))
-    subject: Mapped[str | None] = mapped_column(String(32))  # a patient code, flag id, …
+    # A patient code, flag id, …; indexed: erasure deletes a patient's entries by it.
+    subject: Mapped[str | None] = mapped_column(String(32), index=True)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
@@ -156,6 +157,9 @@ class OutboxMessage(Base):
     file_data: Mapped[bytes | None] = mapped_column(LargeBinary)
     dedup_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    # What the row is about: its ref's first two parts (`flag:12`, `card:3`, `relay:7`), matched
+    # exactly (indexed), so erasure finds the rows about a patient without scanning the outbox.
+    about: Mapped[str | None] = mapped_column(String(64), index=True)
     bulk: Mapped[bool] = mapped_column(Boolean, default=False)
     # pending | sending | sent | dead | blocked
     status: Mapped[str] = mapped_column(String(12), default="pending")
