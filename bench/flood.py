@@ -8,6 +8,7 @@ crisis reply latency (from the crisis message reaching the fake server to the fi
 bot sends that patient: p50/p95/max) and what the flooder received.
 
 Run:  .venv/bin/python bench/flood.py [--flood 2000] [--crises 20] [--stranger]
+      (BENCH_PROFILE=flood.prof to profile the bot with cProfile)
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from updates import FakeProcess  # noqa: E402
 CRISIS = "I can't do this anymore, I'm going to kill myself tonight"
 ORDINARY = "hello, how are you"
 TIMEOUT = 120.0
+# BENCH_PROFILE=file.prof: the bot runs under cProfile, its statistics written there at exit.
+PROFILE = os.path.abspath(os.environ["BENCH_PROFILE"]) if os.environ.get("BENCH_PROFILE") else None
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -75,8 +78,9 @@ async def main(n_flood: int, n_crises: int, stranger: bool) -> None:
                 "COUNSELOR_CHAT_ID": str(group["id"]),
                 "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             }
+            prof_args = ["-m", "cProfile", "-o", PROFILE] if PROFILE else []
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot.cli", "run", cwd=workdir, env=env,
+                sys.executable, *prof_args, "-m", "bot.cli", "run", cwd=workdir, env=env,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=None if os.environ.get("BENCH_LOG_LEVEL") else asyncio.subprocess.DEVNULL,
             )

@@ -4,7 +4,8 @@ Both transports store each update before it is handled, and only then let Telegr
 delivered: long polling advances its offset after the batch is stored; the webhook answers 200
 after storing. If the database is down, updates are still handled (a crisis reply must not wait
 on it) and a warning is logged. Each update is parsed before it is stored: one that is not an
-update is set aside with a log line (by id) and never reaches the inbox.
+update is set aside with a log line (by id) and never reaches the inbox. A person's message or
+button is read from its JSON instead, and built only if it is within its sender's limit (`accept`).
 """
 
 from __future__ import annotations
@@ -60,29 +61,89 @@ class _Base:
     def __init__(self, app: Application, inbox: Inbox) -> None:
         self.app = app
         self.inbox = inbox
+        self._finishing: set[asyncio.Task[None]] = set()
 
     async def accept(self, raw: list[Any]) -> int:
         """Store, then queue for handling, the updates not seen before; returns how many were
-        refused because they are not updates (logged by id, never by content)."""
+        refused because they are not updates (logged by id, never by content).
+
+        A person's message or button is read from its JSON and, once stored, screened and counted
+        against their limit before it is built (the update processor's `triage` and `decide`,
+        bot/screening.py): one beyond the limit is marked done without ever becoming an Update,
+        so a flood costs little more than its screening. Every other update is built before it
+        is stored, and one that cannot be is set aside unstored. (One read from its JSON but
+        that cannot be built is marked failed once stored, and counted as refused.)"""
+        processor = getattr(self.app, "update_processor", None)
+        triage = getattr(processor, "triage", None)
         parsed: dict[int, Update] = {}
+        deferred: dict[int, Any] = {}
         good: list[dict[str, Any]] = []
         for data in raw:
             try:
-                update = parse_update(data, self.app.bot)
+                f = triage(data) if triage is not None else None
+                if f is None:
+                    update = parse_update(data, self.app.bot)
+                    uid = update.update_id
+                else:
+                    uid = data["update_id"]
             except Exception as exc:
                 log.error("an update (id %s) cannot be read (%s); it is set aside", _update_id(data), type(exc).__name__)
                 continue
-            if update.update_id not in parsed:
-                parsed[update.update_id] = update
-                good.append(data)
+            if uid in parsed or uid in deferred:
+                continue
+            if f is None:
+                parsed[uid] = update
+            else:
+                deferred[uid] = f
+            good.append(data)
         try:
             fresh = await self.inbox.receive(good)  # a busy database holds it up a moment at most
         except Exception as exc:
             log.warning("inbox unavailable (%s); handling %d update(s) without it", type(exc).__name__, len(good))
             fresh = good
+        refused = len(raw) - len(good)
+        dropped: list[int] = []
+        failed: list[int] = []
         for data in fresh:
-            await self.app.update_queue.put(parsed[data["update_id"]])
-        return len(raw) - len(good)
+            uid = data["update_id"]
+            update = parsed.get(uid)
+            if update is None:
+                if not processor.decide(uid, deferred[uid]):
+                    dropped.append(uid)  # beyond the sender's limit: never built
+                    continue
+                try:
+                    update = parse_update(data, self.app.bot)
+                except Exception as exc:
+                    processor.forget(uid)
+                    log.error("an update (id %s) cannot be read (%s); it is set aside", uid, type(exc).__name__)
+                    failed.append(uid)
+                    refused += 1
+                    continue
+            await self.app.update_queue.put(update)
+        if dropped or failed:
+            self._finish(processor, dropped, failed)
+        return refused
+
+    def _finish(self, processor: Any, dropped: list[int], failed: list[int]) -> None:
+        """Mark updates that are not handled done (or failed) in the background: receiving goes on."""
+
+        async def finish() -> None:
+            finish_one = getattr(processor, "finish", None)
+            # An empty Update stands for one never built (its id is all marking needs).
+            jobs = [finish_one(Update(uid)) for uid in dropped] if finish_one is not None else []
+            jobs += [self.inbox.mark_done(uid, failed=True) for uid in failed]
+            for result in await asyncio.gather(*jobs, return_exceptions=True):
+                if isinstance(result, Exception):
+                    log.warning("inbox: could not mark an update that was not handled (%s)", type(result).__name__)
+
+        task = asyncio.create_task(finish())
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finished(self) -> None:
+        """At stop: updates not handled are marked before the process ends."""
+        if self._finishing:
+            await asyncio.wait(set(self._finishing))
 
 
 class Poller(_Base):
@@ -126,6 +187,7 @@ class Poller(_Base):
             except asyncio.CancelledError:
                 pass
             self._task = None
+        await self._finished()
 
     async def _run(self) -> None:
         try:
@@ -251,6 +313,7 @@ class WebhookServer(_Base):
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self._finished()
 
     async def _watch_loop(self) -> None:
         """A webhook receives nothing when Telegram stops sending, so ask now and then: a

@@ -20,7 +20,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import crisis, flags, lapse, people, relay, safety, signals, state
+from bot import crisis, flags, lapse, people, relay, safety, screening, signals, state
 from bot.app import Ctx
 from bot.safety import NO_SIGNAL, Signal
 from handlers.common import require_patient
@@ -122,7 +122,7 @@ async def screen(update: Update, ctx: Ctx) -> None:
         return
     svc = ctx.svc
     try:
-        sig = safety.detect(text, None)
+        sig = screening.signal_for(text)  # screened once, before the update was let in
     except Exception:
         log.exception("safety: the risk detector failed")
         sig = NO_SIGNAL
