@@ -70,6 +70,9 @@ class Screening:
         self.after_ready: list[Callable[[], None]] = []
         # Seconds from start() to each step (also logged).
         self.timings: dict[str, float] = {}
+        # The full detector once it is ready, set as the one in use while an update is screened
+        # and handled (found at once, rather than looked up again for every text).
+        self.detector: risk.RiskDetector | None = None
         self._crisis: asyncio.Future[risk.RiskDetector] | None = None
         self._full: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -121,6 +124,7 @@ class Screening:
             self.timings["crisis_rules"] = time.perf_counter() - t0
             log.info("screening: crisis rules ready in %.1fs", self.timings["crisis_rules"])
             await asyncio.to_thread(self._build_full)
+            self.detector = risk.get_detector()
             self.timings["full"] = time.perf_counter() - t0
             log.info("screening: risk detector ready in %.1fs", self.timings["full"])
             self._full.set_result(None)
@@ -370,7 +374,11 @@ class ScreeningProcessor(SimpleUpdateProcessor):
         its sender's limit (the caller marks it done; it is never built); True when it goes on,
         the screening and the verdict carried to `process_update` (neither is made twice)."""
         assert self.limiter is not None and f.user_id is not None and f.kind is not None
-        screened = self._screen(f.text)
+        token = risk.in_use.set(self.screening.detector)
+        try:
+            screened = self._screen(f.text)
+        finally:
+            risk.in_use.reset(token)
         verdict = self.limiter.check(f.user_id, f.kind, risk=screened.flagged, urgent=screened.urgent)
         if verdict is Verdict.DROP:
             return False
@@ -390,11 +398,11 @@ class ScreeningProcessor(SimpleUpdateProcessor):
             decided = self._carried.pop(getattr(update, "update_id", None), None)  # type: ignore[arg-type]
             if decided is not None:
                 # Screened and counted from its JSON once the full detector was ready.
-                detector = None
+                detector = self.screening.detector
                 screened = decided.screened
                 verdict = await self._admit(decided.facts, screened, decided.verdict)
             else:
-                detector = await self.screening.detector_for(update)
+                detector = await self.screening.detector_for(update) or self.screening.detector
                 token = risk.in_use.set(detector)
                 try:
                     f = facts(update, self.screening.screened)
