@@ -8,8 +8,13 @@ and the clock runs from the moment the process is started to:
 - crisis: the first message the bot sends to the patient in crisis (the crisis reply);
 - ordinary: the first answer to the ordinary message.
 
-The first run starts with an empty data folder (a first start: content is checked in full);
-the others are restarts. Median and max per kind.
+The first run starts with an empty data folder (a first start: content is checked in full, the
+risk detector is built and written to the data folder); the others are restarts (the detector is
+read back from the data folder). Median and max per kind, and the load average before and after.
+
+The bot's process writes Python's bytecode cache as Python does by default (the first start
+writes it, restarts read it), as a deployed bot does, even where the environment says not to
+(PYTHONDONTWRITEBYTECODE): every start would otherwise compile the bot's own modules from source.
 
 Run:  .venv/bin/python bench/startup.py [--runs 5] [--code DIR]
       (--code: run the bot from another checkout of the code, e.g. to compare with a release)
@@ -77,8 +82,9 @@ async def one_run(
 ) -> tuple[float, float]:
     await fake.ctl("send_text", user_id=crisis_user["id"], text=CRISIS)
     await fake.ctl("send_text", user_id=plain_user["id"], text=ORDINARY)
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env = {
-        **os.environ,
+        **base,
         "PYTHONPATH": str(code),
         "TELEGRAM_BOT_TOKEN": fake.token,
         "TELEGRAM_API_BASE_URL": fake.base_url,
@@ -103,7 +109,12 @@ async def one_run(
     return crisis, ordinary
 
 
+def _load() -> str:
+    return "{:.2f} {:.2f} {:.2f} on {} CPUs".format(*os.getloadavg(), os.cpu_count())
+
+
 async def main(runs: int, code: Path) -> None:
+    print(f"load average (1, 5, 15 min) before: {_load()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
@@ -132,7 +143,7 @@ async def main(runs: int, code: Path) -> None:
         xs = [r[i] for r in restarts]
         print(f"restart, {label}: median {statistics.median(xs):.2f}s, max {max(xs):.2f}s (n={len(xs)})")
     print(f"first start: crisis reply {results[0][0]:.2f}s, ordinary answer {results[0][1]:.2f}s")
-    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f} on {} CPUs".format(*os.getloadavg(), os.cpu_count()))
+    print(f"load average (1, 5, 15 min) after: {_load()}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from telegram import Update
 from telegram.error import InvalidToken, NetworkError, TimedOut
@@ -36,8 +36,14 @@ from bot.screening import Screening, ScreeningProcessor
 from bot.signals import SignalKeeper
 from bot.transport import Poller, WebhookServer, parse_update
 
+if TYPE_CHECKING:
+    from bot.risk_prepared import Prepared
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# The charts' library is loaded this long after the bot started receiving, when the first answers
+# (a backlog after a restart) are out, not while they are being sent.
+PRELOAD_AFTER_SECONDS = 10.0
 
 
 @dataclass
@@ -288,13 +294,17 @@ class Runner:
     raises `TokenRejected` so the process exits non-zero.
     """
 
-    def __init__(self, app: Application) -> None:  # type: ignore[type-arg]
+    def __init__(self, app: Application, *, prepared: Prepared | None = None) -> None:  # type: ignore[type-arg]
         self.app = app
         self.svc: Services = app.bot_data["svc"]
         self._stop = asyncio.Event()
         self.transport: Poller | WebhookServer | None = None
         self.started = asyncio.Event()
         self.fatal: BaseException | None = None
+        # The risk detector's prepared file (bot/risk_prepared.py): written once the detector
+        # was built in this process (`iop-bot run` gives it; None: nothing is written).
+        self.prepared = prepared
+        self._later: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -345,7 +355,7 @@ class Runner:
             # The risk detector builds in a worker thread while the bot connects and receives: a
             # crisis is answered by the crisis rules meanwhile, other texts wait (bot/screening.py).
             self.svc.screening.after_ready.append(gc.freeze)  # what it built lives as long as the bot
-            self.svc.screening.after_ready.append(self._preload)
+            self.svc.screening.after_ready.append(self._after_detector)
             self.svc.screening.start(self._on_fatal)
             await self._or_stop(retry_network(self.app.initialize, "connecting to Telegram"))
             await self.app.start()
@@ -372,7 +382,9 @@ class Runner:
                 log.info("iop-bot is running (%s)", "webhook" if s.webhook_url else "polling")
                 # What start-up built (content, the detector's rules, the handlers) lives as long as the
                 # bot runs: kept out of the garbage collector's full passes, which otherwise walk it all.
+                # `iop-bot run` pauses the collector while starting (bot/cli.py): it resumes here.
                 gc.freeze()
+                gc.enable()
                 self.started.set()
                 try:
                     await self._stop.wait()
@@ -381,21 +393,39 @@ class Runner:
             finally:
                 await self._wind_down()
         finally:
+            gc.enable()  # also when stopped or failed while starting
+            if self._later is not None and not self._later.done():
+                self._later.cancel()  # not needed any more (the file is written by the next start)
+                with contextlib.suppress(BaseException):
+                    await self._later
             await self._step("closing the connection to Telegram", self.app.shutdown)
             # Also when start-up failed half-way (the application then has nothing to shut down).
             for request in (self.app.bot.request, self.svc.updates_request):
                 await self._step("closing an HTTP session", request.shutdown)
             await self._step("closing the database", self.svc.db.dispose)
 
-    def _preload(self) -> None:
-        """What the first use would otherwise load on the event loop (the charts' library)."""
+    def _after_detector(self) -> None:
+        """Once the full detector is ready: what waits for the bot to be receiving, in the
+        background (`_after_start`)."""
+        if self._later is None:
+            self._later = asyncio.get_running_loop().create_task(self._after_start())
+
+    async def _after_start(self) -> None:
+        """Work that is not needed to answer, kept off the first seconds (each step in a worker
+        thread, which would otherwise compete with the event loop for the interpreter): write the
+        detector for the next start when it was built here, then, once the first answers are out,
+        load the charts' library that the first chart would otherwise load on the event loop."""
+        await self.started.wait()
+        loop = asyncio.get_running_loop()
+        if self.prepared is not None:
+            await loop.run_in_executor(None, self.prepared.save)
+        await asyncio.sleep(PRELOAD_AFTER_SECONDS)
         from bot import charts
 
-        def done(fut: asyncio.Future[None]) -> None:
-            if not fut.cancelled() and fut.exception() is not None:
-                log.warning("could not load the charts library (%s)", type(fut.exception()).__name__)
-
-        asyncio.get_running_loop().run_in_executor(None, charts.preload).add_done_callback(done)
+        try:
+            await loop.run_in_executor(None, charts.preload)
+        except Exception as exc:
+            log.warning("could not load the charts library (%s)", type(exc).__name__)
 
     async def _wind_down(self) -> None:
         log.info("stopping: finishing updates in flight")

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.config import ConfigError, TokenRejected, load_settings
 from bot.logging_setup import redact
+
+if TYPE_CHECKING:
+    from bot import risk_prepared
 
 # Exit status when Telegram refuses the token: restarting will not help, a person must act
 # (a supervisor can be told not to restart on it, e.g. systemd's RestartPreventExitStatus=3).
@@ -25,16 +30,26 @@ DATA_DIR = Path("data")
 
 
 def _run(_: argparse.Namespace) -> int:
+    # Start-up creates many objects and frees few: the garbage collector's passes meanwhile are a
+    # good part of the time to the first answer. Paused until the bot receives (bot/app.py Runner,
+    # which then sets what start-up built aside and resumes it).
+    gc.disable()
+    try:
+        return _start_and_run()
+    finally:
+        gc.enable()
+
+
+def _start_and_run() -> int:
     settings = load_settings()
-    _build_crisis_rules_now()
-    from bot import migrate
-    from bot.app import Runner, build_application, run_event_loop
     from bot.logging_setup import setup_logging
 
     token = settings.require_token()
     settings.require_webhook_secret()
     setup_logging(settings.log_level, token)
-    from bot import content
+    prepared = _prepare_risk_detector(DATA_DIR)
+    from bot import content, migrate
+    from bot.app import Runner, build_application, run_event_loop
 
     # The full check once per version of content and code (recorded under data/); the risk
     # detector builds while the bot already receives (bot/screening.py).
@@ -44,23 +59,32 @@ def _run(_: argparse.Namespace) -> int:
         return 1
     migrate.upgrade(settings.database_url)
     app = build_application(settings)
-    run_event_loop(Runner(app).run())
+    # Reading the prepared detector takes a fraction of a second: once it is there, every text is
+    # screened by the full detector from the first update on.
+    prepared.tried.wait()
+    run_event_loop(Runner(app, prepared=prepared).run())
     return 0
 
 
-def _build_crisis_rules_now() -> None:
-    """Start building the risk detector's crisis rules in a worker thread, first thing: the bot
-    answers a crisis as soon as they are there (bot/screening.py). A problem in them is reported
-    by the content check that follows."""
+def _prepare_risk_detector(data_dir: Path) -> risk_prepared.Prepared:
+    """First thing, in a worker thread: the full risk detector from the file prepared by an
+    earlier start (bot/risk_prepared.py) when it is valid for this content and code; otherwise
+    the crisis rules are built, and the bot answers a crisis with them while the full detector
+    builds (bot/screening.py), which is then written for the next start. A problem in the
+    rules is reported by the content check that follows."""
     import threading
 
-    from bot import risk
+    from bot import risk, risk_prepared
 
-    def build() -> None:
-        with contextlib.suppress(Exception):
-            risk.crisis_detector()
+    prepared = risk_prepared.Prepared(data_dir)
 
-    threading.Thread(target=build, name="crisis-rules", daemon=True).start()
+    def work() -> None:
+        if not prepared.load():
+            with contextlib.suppress(Exception):
+                risk.crisis_detector()
+
+    threading.Thread(target=work, name="risk-detector", daemon=True).start()
+    return prepared
 
 
 def _migrate(_: argparse.Namespace) -> int:

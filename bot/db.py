@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -71,7 +70,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 def conflict_insert(session: AsyncSession, target: Any) -> Any:
     """`INSERT` for the session's database that can take `ON CONFLICT` (PostgreSQL, SQLite)."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(target)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert  # loaded only for PostgreSQL
+
+        return pg_insert(target)
+    return sqlite_insert(target)
 
 
 def is_sqlite(url: str) -> bool:

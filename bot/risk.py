@@ -236,13 +236,18 @@ class Normalizer:
         self.emoji = emoji
         words = sorted({_SQUEEZE.sub(r"\1", fold_text(w).strip()) for w in fillers if w.strip()}, key=len, reverse=True)
         self._fillers = (
-            re.compile(r"(?<![a-z0-9])(?:" + "|".join(re.escape(w) for w in words) + r")(?![a-z0-9]) ?")
+            _compile(r"(?<![a-z0-9])(?:" + "|".join(re.escape(w) for w in words) + r")(?![a-z0-9]) ?")
             if words
             else None
         )
         self._leet_chars = frozenset(leet)
-        self._leet_rx = re.compile("[" + re.escape("".join(leet)) + "]") if leet else re.compile(r"(?!)")
+        self._leet_rx = _compile("[" + re.escape("".join(leet)) + "]") if leet else _compile(r"(?!)")
         self._char_cache: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Written to the prepared file (bot/risk_prepared.py) without the cache, which texts
+        # being screened meanwhile may be adding to.
+        return {**self.__dict__, "_char_cache": {}}
 
     def _fold_char(self, c: str) -> str:
         cached = self._char_cache.get(c)
@@ -484,9 +489,33 @@ def prepare_pattern(src: str) -> str:
     return "".join(out)
 
 
+# The compiled code of each pattern the detector compiles, kept while a built detector is to be
+# written to the data folder, so the next start reads it back instead of compiling again
+# (bot/risk_prepared.py); None when nothing is to be written (tests, `iop-bot risk check`).
+_codes: dict[re.Pattern[str], Any] | None = None
+
+
+def keep_codes(on: bool) -> None:
+    """Keep (or stop keeping, and forget) the compiled code of the patterns compiled from now on."""
+    global _codes
+    _codes = {} if on else None
+
+
+def _compile_source(source: str) -> re.Pattern[str]:
+    codes = _codes
+    if codes is None:
+        return re.compile(source)
+    from bot import risk_prepared
+
+    code = risk_prepared.PatternCode.of(source)
+    rx = code.compile()
+    codes[rx] = code
+    return rx
+
+
 # Every pattern is compiled when checked and again in its rule; there are more of them than
 # `re` keeps in its own cache, so loading keeps its own.
-_compile = functools.lru_cache(maxsize=None)(re.compile)
+_compile = functools.lru_cache(maxsize=None)(_compile_source)
 
 
 def compile_pattern(src: str, vocab: dict[str, str], *, bounded: bool = True) -> str:
@@ -655,7 +684,7 @@ class _Prefilter:
                 if len(lit) >= 2 and i not in self.by_lit.get(lit, ()):
                     self.by_lit.setdefault(lit, []).append(i)
         self.max_len = max((len(x) for x in self.by_lit), default=0)
-        self.regex = re.compile("(?=(" + _trie_regex(self.by_lit) + "))") if self.by_lit else None
+        self.regex = _compile("(?=(" + _trie_regex(self.by_lit) + "))") if self.by_lit else None
 
     def candidates(self, s: str) -> dict[int, int]:
         """Rule index -> first position of one of its literals (0 for rules always run)."""
@@ -1303,7 +1332,7 @@ def _build(content_dir: Path, *, crisis_only: bool = False) -> tuple[RiskDetecto
                 continue
             emoji[key] = v
         common_vocab = _read_vocab(data, rel, problems)
-    normalizer = Normalizer(leet, re.compile(_alt(keep) if keep else r"(?!)"), emoji, fillers)
+    normalizer = Normalizer(leet, _compile(_alt(keep) if keep else r"(?!)"), emoji, fillers)
 
     rules: list[_Rule] = []
     combos: list[_Combo] = []
@@ -1342,7 +1371,7 @@ def _build(content_dir: Path, *, crisis_only: bool = False) -> tuple[RiskDetecto
                 continue
             final = _check_regex(pat, vocab, rel, "context.ignore", problems)
             if final is not None:
-                ignore.append((re.compile(final), cats, lang))
+                ignore.append((_compile(final), cats, lang))
         breaks += srcs["clause_breaks"]
         ctx = _Context()
         for key, attr in (("negation_window", "negation_window"), ("past_before", "past_before"), ("past_after", "past_after")):
@@ -1398,9 +1427,9 @@ def _build(content_dir: Path, *, crisis_only: bool = False) -> tuple[RiskDetecto
             source = "|".join(finals)
             if key == "hypothetical" and finals:
                 source = f"(?:{source})[^a-z0-9]*$"  # a condition right before the phrase
-            setattr(ctx, attr, re.compile(source) if finals else None)
+            setattr(ctx, attr, _compile(source) if finals else None)
     break_finals = [f for f in (_check_regex(p, {}, "risk", "clause_breaks", problems, bounded=False) for p in breaks) if f]
-    clause_breaks = re.compile(f"{_BOUNDARY_L}(?:{'|'.join(break_finals)}){_BOUNDARY_R}" if break_finals else r"(?!)")
+    clause_breaks = _compile(f"{_BOUNDARY_L}(?:{'|'.join(break_finals)}){_BOUNDARY_R}" if break_finals else r"(?!)")
 
     # ids and combo references
     seen: dict[str, str] = {}
@@ -1563,13 +1592,13 @@ def _read_rule(raw: Any, lang: str, rel: str, vocab: dict[str, str], problems: l
         past=flags["past"],
         past_to=past_to,
         discussion=flags["discussion"],
-        unless=re.compile("|".join(unless)) if unless else None,
-        soften=re.compile("|".join(soften)) if soften else None,
+        unless=_compile("|".join(unless)) if unless else None,
+        soften=_compile("|".join(soften)) if soften else None,
         soften_to=soften_to,
         on_joke=joke_sev,
         resolved_to=resolved_sev,
         own=flags["own"],
-        unless_message=re.compile("|".join(unless_message)) if unless_message else None,
+        unless_message=_compile("|".join(unless_message)) if unless_message else None,
     )
 
 
@@ -1638,6 +1667,22 @@ def get_detector(content_dir: Path | None = None) -> RiskDetector:
 def detector_ready(content_dir: Path | None = None) -> bool:
     """Whether `get_detector` answers at once (built, or kept from `check_content`)."""
     return _key(content_dir) in _detectors
+
+
+def built(content_dir: Path | None = None) -> RiskDetector | None:
+    """The full detector for `content_dir` when it is there already (never builds it)."""
+    return _detectors.get(_key(content_dir))
+
+
+def install(detector: RiskDetector, content_dir: Path | None = None) -> bool:
+    """Make `detector` the one `get_detector` answers with (read from the prepared file,
+    bot/risk_prepared.py), unless one is there already; whether it was installed."""
+    key = _key(content_dir)
+    with _building:
+        if key in _detectors:
+            return False
+        _detectors[key] = detector
+        return True
 
 
 _crisis_detectors: dict[str, RiskDetector] = {}
