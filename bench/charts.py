@@ -9,7 +9,7 @@ import statistics
 import time
 from datetime import date, timedelta
 
-from bot.charts import ChartDay, render
+from bot.checkins.charts import ChartDay, render
 
 
 def sample() -> list[ChartDay]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from escalation_common import pick_detector, quiet_logs, summary
 
-from bot.clock import Clock
-from bot.db import Database
+from bot.platform.clock import Clock
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests.escalation_support import add_patient
 from tests.harness import BotHarness

@@ -22,9 +22,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, select
 
-from bot import checkins, erasure, privacy, tips
-from bot.db import Database
-from bot.models import AuditEntry, Flag, OutboxMessage, Patient, ScheduledItem
+from bot.checkins import service as checkins
+from bot.core.models import AuditEntry, Patient
+from bot.escalation.models import Flag
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage, ScheduledItem
+from bot.privacy import erasure
+from bot.privacy import service as privacy
+from bot.recovery import tips
 
 CHUNK = 10_000
 PER_PATIENT = 30

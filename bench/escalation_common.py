@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot import safety  # noqa: E402
+from bot.safety import service as safety  # noqa: E402
 
 
 def quiet_logs() -> None:
@@ -23,15 +23,15 @@ def quiet_logs() -> None:
 def pick_detector() -> str:
     """The project's detector when its content loads; otherwise a small stand-in (printed)."""
     try:
-        from bot.risk import get_detector
+        from bot.safety.risk import get_detector
 
         get_detector().detect("test")
-        return "bot.risk"
+        return "bot.safety.risk"
     except Exception as exc:
         from tests.escalation_support import use_stub
 
         use_stub()
-        return f"stand-in detector (bot.risk unavailable: {type(exc).__name__})"
+        return f"stand-in detector (bot.safety.risk unavailable: {type(exc).__name__})"
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.risk import (  # noqa: E402
+from bot.safety.risk import (  # noqa: E402
     DEFAULT_CONTENT_DIR,
     LABELLED_SUBDIR,
     RISK_SUBDIR,
@@ -29,7 +29,7 @@ from bot.risk import (  # noqa: E402
     Severity,
     get_detector,
 )
-from bot.risk_model import LearnedModel, read_labelled  # noqa: E402
+from bot.safety.risk_model import LearnedModel, read_labelled  # noqa: E402
 
 LEVELS = ["crisis", "high", "moderate", "none"]
 FLAGGED = ("crisis", "high")

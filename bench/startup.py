@@ -42,8 +42,8 @@ from updates import FakeProcess  # noqa: E402
 SETUP = """
 import asyncio, sys
 from datetime import UTC, datetime
-from bot import migrate
-from bot.db import Database
+from bot.platform import migrate
+from bot.platform.db import Database
 from tests.escalation_support import add_patient
 url, ids = sys.argv[1], [int(x) for x in sys.argv[2:]]
 migrate.upgrade(url)

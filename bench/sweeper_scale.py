@@ -20,12 +20,13 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import func, insert, select, update
 
-from bot import checkins
-from bot.clock import FrozenClock, local_date, next_local_due
-from bot.content import get_content
-from bot.db import Database
-from bot.models import OutboxMessage, Patient, ScheduledItem
-from bot.scheduler import Sweeper
+from bot.checkins import service as checkins
+from bot.core.models import Patient
+from bot.platform.clock import FrozenClock, local_date, next_local_due
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage, ScheduledItem
+from bot.platform.scheduler import Sweeper
 
 ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Phoenix",
          "Europe/London", "Asia/Tokyo"]

@@ -35,10 +35,10 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update  # noqa:
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler  # noqa: E402
 
 from bot.app import Runner, build_application, run_event_loop  # noqa: E402
-from bot.clinical import load_clinical  # noqa: E402
-from bot.config import load_settings  # noqa: E402
-from bot.db import Database  # noqa: E402
-from bot.models import Patient  # noqa: E402
+from bot.core.clinical import load_clinical  # noqa: E402
+from bot.core.models import Patient  # noqa: E402
+from bot.platform.config import load_settings  # noqa: E402
+from bot.platform.db import Database  # noqa: E402
 
 
 class FakeProcess:

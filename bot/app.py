@@ -21,23 +21,24 @@ from telegram.error import InvalidToken, NetworkError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, CallbackContext, ContextTypes, ExtBot
 from telegram.request import BaseRequest
 
-from bot import crypto, group, retention
-from bot.clock import Clock
-from bot.config import Settings, TokenRejected
-from bot.content import Content, get_content
-from bot.db import Database
-from bot.flood import FloodLimiter, Rate
-from bot.http import AiohttpRequest
-from bot.inbox import Inbox
-from bot.outbox import Sender
-from bot.roles import Roles
-from bot.scheduler import Sweeper
-from bot.screening import Screening, ScreeningProcessor
-from bot.signals import SignalKeeper
-from bot.transport import Poller, WebhookServer, parse_update
+from bot.core import group
+from bot.core.roles import Roles
+from bot.platform import crypto, retention
+from bot.platform.clock import Clock
+from bot.platform.config import Settings, TokenRejected
+from bot.platform.content import Content, get_content
+from bot.platform.db import Database
+from bot.platform.flood import FloodLimiter, Rate
+from bot.platform.http import AiohttpRequest
+from bot.platform.inbox import Inbox
+from bot.platform.outbox import Sender
+from bot.platform.scheduler import Sweeper
+from bot.platform.transport import Poller, WebhookServer, parse_update
+from bot.safety.screening import Screening, ScreeningProcessor
+from bot.safety.signals import SignalKeeper
 
 if TYPE_CHECKING:
-    from bot.risk_prepared import Prepared
+    from bot.safety.risk_prepared import Prepared
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,12 +60,12 @@ class Services:
     sweeper: Sweeper
     roles: Roles
     updates_request: BaseRequest  # long polling's own connection (python-telegram-bot's getUpdates one)
-    # Which detector screens each text while the full one builds (bot/screening.py).
+    # Which detector screens each text while the full one builds (bot/safety/screening.py).
     screening: Screening = field(default_factory=Screening)
     extra: dict[str, Any] = field(default_factory=dict)
     # Safety signals the database could not store, kept and retried (set by build_application).
     signals: SignalKeeper = field(init=False)
-    # Per-person limits (bot/flood.py), set by build_application.
+    # Per-person limits (bot/platform/flood.py), set by build_application.
     flood: FloodLimiter | None = None
     # Called with each update_id once its handlers have run (tests and benchmarks listen here).
     processed_hooks: list[Callable[[int], None]] = field(default_factory=list)
@@ -191,8 +192,8 @@ def _wire_limiter(app: IOPApplication, svc: Services, processor: ScreeningProces
         """Enrolled (or being enrolled: onboarding counts) or staff."""
         from sqlalchemy import select
 
-        from bot.models import Patient
-        from bot.people import ENROLLED
+        from bot.core.models import Patient
+        from bot.core.people import ENROLLED
 
         if user_id in admins:
             return True
@@ -301,7 +302,7 @@ class Runner:
         self.transport: Poller | WebhookServer | None = None
         self.started = asyncio.Event()
         self.fatal: BaseException | None = None
-        # The risk detector's prepared file (bot/risk_prepared.py): written once the detector
+        # The risk detector's prepared file (bot/safety/risk_prepared.py): written once the detector
         # was built in this process (`iop-bot run` gives it; None: nothing is written).
         self.prepared = prepared
         self._later: asyncio.Task[None] | None = None
@@ -353,7 +354,7 @@ class Runner:
             log.warning("ENCRYPTION_KEY is not set: free text (notes, plan entries, relayed messages) is stored unencrypted")
         try:
             # The risk detector builds in a worker thread while the bot connects and receives: a
-            # crisis is answered by the crisis rules meanwhile, other texts wait (bot/screening.py).
+            # crisis is answered by the crisis rules meanwhile, other texts wait (bot/safety/screening.py).
             self.svc.screening.after_ready.append(gc.freeze)  # what it built lives as long as the bot
             self.svc.screening.after_ready.append(self._after_detector)
             self.svc.screening.start(self._on_fatal)
@@ -420,7 +421,7 @@ class Runner:
         if self.prepared is not None:
             await loop.run_in_executor(None, self.prepared.save)
         await asyncio.sleep(PRELOAD_AFTER_SECONDS)
-        from bot import charts
+        from bot.checkins import charts
 
         try:
             await loop.run_in_executor(None, charts.preload)

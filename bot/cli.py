@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot import __version__
-from bot.config import ConfigError, TokenRejected, load_settings
-from bot.logging_setup import redact
+from bot.platform.config import ConfigError, TokenRejected, load_settings
+from bot.platform.logs import redact
 
 if TYPE_CHECKING:
-    from bot import risk_prepared
+    from bot.safety import risk_prepared
 
 # Exit status when Telegram refuses the token: restarting will not help, a person must act
 # (a supervisor can be told not to restart on it, e.g. systemd's RestartPreventExitStatus=3).
@@ -42,17 +42,17 @@ def _run(_: argparse.Namespace) -> int:
 
 def _start_and_run() -> int:
     settings = load_settings()
-    from bot.logging_setup import setup_logging
+    from bot.platform.logs import setup_logging
 
     token = settings.require_token()
     settings.require_webhook_secret()
     setup_logging(settings.log_level, token)
     prepared = _prepare_risk_detector(DATA_DIR)
-    from bot import content, migrate
     from bot.app import Runner, build_application, run_event_loop
+    from bot.platform import content, migrate
 
     # The full check once per version of content and code (recorded under data/); the risk
-    # detector builds while the bot already receives (bot/screening.py).
+    # detector builds while the bot already receives (bot/safety/screening.py).
     problems = content.check_at_start(settings.content_dir, DATA_DIR)
     if problems:
         print(f"content/ has {len(problems)} problem(s); run `iop-bot content check` to see them.", file=sys.stderr)
@@ -68,13 +68,13 @@ def _start_and_run() -> int:
 
 def _prepare_risk_detector(data_dir: Path) -> risk_prepared.Prepared:
     """First thing, in a worker thread: the full risk detector from the file prepared by an
-    earlier start (bot/risk_prepared.py) when it is valid for this content and code; otherwise
+    earlier start (bot/safety/risk_prepared.py) when it is valid for this content and code; otherwise
     the crisis rules are built, and the bot answers a crisis with them while the full detector
-    builds (bot/screening.py), which is then written for the next start. A problem in the
+    builds (bot/safety/screening.py), which is then written for the next start. A problem in the
     rules is reported by the content check that follows."""
     import threading
 
-    from bot import risk, risk_prepared
+    from bot.safety import risk, risk_prepared
 
     prepared = risk_prepared.Prepared(data_dir)
 
@@ -88,7 +88,7 @@ def _prepare_risk_detector(data_dir: Path) -> risk_prepared.Prepared:
 
 
 def _migrate(_: argparse.Namespace) -> int:
-    from bot import migrate
+    from bot.platform import migrate
 
     settings = load_settings()
     migrate.upgrade(settings.database_url)
@@ -97,7 +97,7 @@ def _migrate(_: argparse.Namespace) -> int:
 
 
 def _content_problems(root: Path) -> list[object]:
-    from bot import content
+    from bot.platform import content
 
     return list(content.check(root))
 
@@ -115,7 +115,7 @@ def _content_check(args: argparse.Namespace) -> int:
 
 
 def _risk_check(args: argparse.Namespace) -> int:
-    from bot import risk
+    from bot.safety import risk
 
     argv: list[str] = []
     if args.jsonl:

@@ -12,7 +12,7 @@ from typing import Any
 from telegram import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, Update
 from telegram.ext import Application, ApplicationHandlerStop, CallbackQueryHandler, TypeHandler
 
-from bot.keyboards import callback_data_ok
+from bot.platform.keyboards import callback_data_ok
 from handlers import common
 from handlers.router import TextRouter
 

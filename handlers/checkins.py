@@ -11,13 +11,17 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
-from bot import assessments, checkins, erasure, people, progress, sobriety
 from bot.app import Ctx, Services
-from bot.checkins import Result
-from bot.clock import local_date
-from bot.people import PatientInfo
-from bot.roles import COUNSELOR
-from bot.state import Awaiting
+from bot.assessments import service as assessments
+from bot.checkins import progress, sobriety
+from bot.checkins import service as checkins
+from bot.checkins.service import Result
+from bot.core import people
+from bot.core.people import PatientInfo
+from bot.core.roles import COUNSELOR
+from bot.core.state import Awaiting
+from bot.platform.clock import local_date
+from bot.privacy import erasure
 from handlers.common import not_enrolled, require_patient, require_role
 from handlers.router import TextRouter
 from handlers.ui import answer, edit, keyboard, reply

@@ -16,9 +16,9 @@ from telegram.ext import (
     filters,
 )
 
-from bot import group, people
 from bot.app import Ctx
-from bot.roles import ADMIN, COUNSELOR, FACILITATOR
+from bot.core import group, people
+from bot.core.roles import ADMIN, COUNSELOR, FACILITATOR
 from handlers.router import TextRouter
 from handlers.ui import answer, reply
 
@@ -135,7 +135,7 @@ def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
         if await router.dispatch(update, ctx):
             return
         if router.default is not None:
-            from bot.state import Awaiting
+            from bot.core.state import Awaiting
 
             await router.default(update, ctx, Awaiting("", {}))
             return

@@ -22,12 +22,15 @@ from telegram.ext import (
     filters,
 )
 
-from bot import erasure, flags, relay, safety, state
 from bot.app import Ctx, Services
-from bot.content import Html
-from bot.roles import COUNSELOR
-from bot.state import Awaiting
-from bot.text import split_text
+from bot.core import state
+from bot.core.roles import COUNSELOR
+from bot.core.state import Awaiting
+from bot.escalation import flags, relay
+from bot.platform.content import Html
+from bot.platform.text import split_text
+from bot.privacy import erasure
+from bot.safety import service as safety
 from handlers.common import require_role
 from handlers.router import TextRouter
 from handlers.ui import answer, keyboard, reply
@@ -303,7 +306,7 @@ async def patient_relay(update: Update, ctx: Ctx) -> None:
     if conv is None:
         return
     svc.sender.wake()
-    from bot import people
+    from bot.core import people
 
     async with svc.db.session() as s:
         p = await people.active_patient_info(s, user.id)
@@ -434,7 +437,7 @@ async def _refresh_roster(svc: Services) -> None:
     """At start: ask Telegram again about everyone the roster has in the counselors' group, so a
     member who left while the bot was away is no longer sent crisis alerts. Bounded in time; a
     member Telegram cannot be asked about keeps their place."""
-    from bot.roles import group_members
+    from bot.core.roles import group_members
 
     async def check_all() -> None:
         async with svc.db.session() as s:

@@ -1,5 +1,5 @@
 """Typed text that no conversation took (the router's default): the Telegram side of
-`bot.free_text`. The risk detector has seen the text already (handlers/safety.py, group -50)."""
+`bot.safety.free_text`. The risk detector has seen the text already (handlers/safety.py, group -50)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application
 
-from bot import free_text, people
 from bot.app import Ctx
-from bot.state import Awaiting
+from bot.core import people
+from bot.core.state import Awaiting
+from bot.safety import free_text
 from handlers.router import TextRouter
 from handlers.ui import reply
 

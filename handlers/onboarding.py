@@ -25,13 +25,16 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot import invites, onboarding, privacy, settings_service, staff, state, timefmt
 from bot.app import Ctx
-from bot.audit import audit
-from bot.clock import local_date
-from bot.content import Content, Html
-from bot.invites import CohortError
-from bot.onboarding import (
+from bot.core import staff, state, timefmt
+from bot.core.audit import audit
+from bot.core.people import PatientInfo, active_patient_info
+from bot.core.roles import ADMIN, COUNSELOR
+from bot.core.state import Awaiting
+from bot.enrolment import invites, onboarding
+from bot.enrolment import settings as settings_service
+from bot.enrolment.invites import CohortError
+from bot.enrolment.onboarding import (
     AGE,
     CHECKIN_TIME,
     CONSENT,
@@ -42,11 +45,11 @@ from bot.onboarding import (
     DateProblem,
     Progress,
 )
-from bot.people import PatientInfo, active_patient_info
-from bot.roles import ADMIN, COUNSELOR
-from bot.state import Awaiting
-from bot.timezones import COMMON_ZONES, parse_zone, zone_at
-from bot.timezones import label as zone_label
+from bot.enrolment.timezones import COMMON_ZONES, parse_zone, zone_at
+from bot.enrolment.timezones import label as zone_label
+from bot.platform.clock import local_date
+from bot.platform.content import Content, Html
+from bot.privacy import service as privacy
 from handlers import common
 from handlers.router import TextRouter
 from handlers.ui import Button, answer, edit, reply

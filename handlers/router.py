@@ -1,6 +1,6 @@
 """Routing of typed text to the conversation that is waiting for it.
 
-A flow that asks a question stores what it awaits (`bot.state`) and registers a text handler for
+A flow that asks a question stores what it awaits (`bot.core.state`) and registers a text handler for
 that kind here. One MessageHandler dispatches by the stored kind, so areas never compete for text.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 
 from telegram import Update
 
-from bot import state
-from bot.state import Awaiting
+from bot.core import state
+from bot.core.state import Awaiting
 
 TextHandler = Callable[[Update, Any, Awaiting], Awaitable[None]]
 

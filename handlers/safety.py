@@ -20,9 +20,13 @@ from telegram.ext import (
     filters,
 )
 
-from bot import crisis, flags, lapse, people, relay, safety, screening, signals, state
 from bot.app import Ctx
-from bot.safety import NO_SIGNAL, Signal
+from bot.checkins import lapse
+from bot.core import people, state
+from bot.escalation import flags, relay
+from bot.safety import crisis, screening, signals
+from bot.safety import service as safety
+from bot.safety.service import NO_SIGNAL, Signal
 from handlers.common import require_patient
 from handlers.router import TextRouter
 from handlers.ui import answer, reply
@@ -140,7 +144,7 @@ async def screen(update: Update, ctx: Ctx) -> None:
         if sig.explicit_crisis and not replied:
             replied = await send_crisis(update, ctx, lang, sig.resource_category, kind)
         if not _known_staff(ctx, user.id):
-            # Kept in memory and retried; the counselors hear of it now (bot/signals.py).
+            # Kept in memory and retried; the counselors hear of it now (bot/safety/signals.py).
             svc.signals.hold(user.id, text, sig, source=_source(update), replied=replied)
         if sig.explicit_crisis:
             raise ApplicationHandlerStop from None
@@ -252,7 +256,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
                 if res.status == "ok" and res.crisis and res.patient_id is not None:
                     await safety.enqueue_plan(s, res.patient_id, now)
         except Exception as exc:
-            # Every answer reaches the care team: kept in memory and retried (bot/signals.py).
+            # Every answer reaches the care team: kept in memory and retried (bot/safety/signals.py).
             log.error("safety: could not record the answer to the safety question (%s)", type(exc).__name__)
             svc.signals.hold_answer(user.id, int(parts[2]), ans, category=category)
             if ans != "yes":

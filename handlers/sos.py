@@ -1,6 +1,6 @@
 """/sos, /urge and /plan: the Telegram side of relapse prevention (DESIGN §2.5).
 
-Thin: parse the button or text, call `bot.sos` / `bot.plans`, render the reply. Buttons:
+Thin: parse the button or text, call `bot.recovery.sos` / `bot.recovery.plans`, render the reply. Buttons:
 `sos:open` (from the check-in), `sos:menu`, `sos:x:<exercise>:<step>`, `sos:c:<exercise>:<step>:<n>`,
 `sos:r:<exercise>:<step>:<0-10>`, `sos:plan`, `sos:call`, `sos:helped`, `sos:talk`,
 `sos:f:<urge session>:<0-10>`; `pl:menu`, `pl:show`, `pl:s:<section>`, `pl:add:<section>`,
@@ -16,12 +16,14 @@ from typing import Any
 from telegram import CallbackQuery, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot import plans, safety, sos, state, tips
 from bot.app import Ctx
-from bot.content import Html
-from bot.people import PatientInfo, active_patient_info
-from bot.plans import SECTIONS, PlanError
-from bot.state import Awaiting
+from bot.core import state
+from bot.core.people import PatientInfo, active_patient_info
+from bot.core.state import Awaiting
+from bot.platform.content import Html
+from bot.recovery import plans, sos, tips
+from bot.recovery.plans import SECTIONS, PlanError
+from bot.safety import service as safety
 from handlers.common import require_patient
 from handlers.router import TextRouter
 from handlers.ui import answer, edit, reply

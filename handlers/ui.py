@@ -10,11 +10,11 @@ from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 
-from bot import outbox
-from bot.http import call
-from bot.keyboards import Button, inline_keyboard
-from bot.outbox import Outgoing
-from bot.text import split_text
+from bot.platform import outbox
+from bot.platform.http import call
+from bot.platform.keyboards import Button, inline_keyboard
+from bot.platform.outbox import Outgoing
+from bot.platform.text import split_text
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ NO_PREVIEW = json.dumps({"is_disabled": True})
 
 
 def keyboard(rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup:
-    """The inline keyboard as python-telegram-bot objects (`bot.keyboards` checks and shapes it)."""
+    """The inline keyboard as python-telegram-bot objects (`bot.platform.keyboards` checks and shapes it)."""
     return InlineKeyboardMarkup.de_json(inline_keyboard(rows), None)
 
 

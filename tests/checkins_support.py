@@ -7,10 +7,12 @@ from datetime import date, datetime, time
 
 from sqlalchemy import select
 
-from bot.content import Content, get_content
-from bot.db import Database
-from bot.models import Flag, OutboxMessage, Patient
-from bot.people import PatientInfo
+from bot.core.models import Patient
+from bot.core.people import PatientInfo
+from bot.escalation.models import Flag
+from bot.platform.content import Content, get_content
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage
 
 _ids = itertools.count(1)
 

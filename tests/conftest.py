@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from bot.clock import FrozenClock
-from bot.db import Database
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests.harness import BotHarness
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot import flags, safety
-from bot.config import Settings, load_settings
-from bot.db import Database
-from bot.models import Patient
+from bot.core.models import Patient
+from bot.escalation import flags
+from bot.platform.config import Settings, load_settings
+from bot.platform.db import Database
+from bot.safety import service as safety
 
 if TYPE_CHECKING:
     from fakeapi import FakeTelegram

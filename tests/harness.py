@@ -7,9 +7,9 @@ import threading
 from typing import Any
 
 from bot.app import Runner, Services, build_application
-from bot.clock import Clock, FrozenClock
-from bot.config import Settings, load_settings
-from bot.db import Database
+from bot.platform.clock import Clock, FrozenClock
+from bot.platform.config import Settings, load_settings
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 
 ADMIN_ID = 900001
@@ -117,7 +117,7 @@ class BotHarness:
         """Wait until no outbox row is due (everything due has been sent or set aside)."""
         from sqlalchemy import func, select
 
-        from bot.models import OutboxMessage
+        from bot.platform.models import OutboxMessage
 
         async def due() -> int:
             async with self.svc.db.session() as s:

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bot.clock import Clock
-from bot.db import Database
+from bot.platform.clock import Clock
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests.harness import ADMIN_ID, BotHarness
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 
-from bot.db import Database
-from bot.models import Patient
+from bot.core.models import Patient
+from bot.platform.db import Database
 
 
 async def make_patient(

@@ -7,12 +7,12 @@ from datetime import date
 import pytest
 from sqlalchemy import select
 
-from bot import assessments
-from bot.checkins import flag_category
-from bot.clinical import load_clinical, next_assessment_date
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import AssessmentResult
+from bot.assessments import service as assessments
+from bot.assessments.models import AssessmentResult
+from bot.checkins.service import flag_category
+from bot.core.clinical import load_clinical, next_assessment_date
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from tests.checkins_support import content, flags_of, make_patient
 
 C = content()

@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import staff
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import Cohort, Invite, StaffRole
+from bot.core import staff
+from bot.core.models import Cohort, StaffRole
+from bot.enrolment.models import Invite
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests.harness import BotHarness
 from tests.onboarding_support import ADMIN, enrol, make_invite, running_bot, text_of

@@ -7,11 +7,11 @@ from datetime import date, timedelta
 
 import matplotlib.image as mpimg
 
-from bot import progress
-from bot.charts import ChartDay, render
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import AuditEntry
+from bot.checkins import progress
+from bot.checkins.charts import ChartDay, render
+from bot.core.models import AuditEntry
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from tests.checkins_support import content, make_patient
 from tests.test_checkins import full_checkin
 

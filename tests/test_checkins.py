@@ -7,12 +7,13 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot import checkins
-from bot.checkins import Result
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import ChatState, CheckinEntry
-from bot.people import PatientInfo
+from bot.checkins import service as checkins
+from bot.checkins.models import CheckinEntry
+from bot.checkins.service import Result
+from bot.core.models import ChatState
+from bot.core.people import PatientInfo
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from tests.checkins_support import content, flags_of, make_patient
 
 C = content()
@@ -219,7 +220,7 @@ async def test_note_state_is_set_and_cleared(db: Database, clock: FrozenClock):
 
 
 def test_flag_categories_map_to_the_flag_service():
-    from bot.flags import CATEGORIES
+    from bot.escalation.flags import CATEGORIES
 
     for cat in ("substance_use", "craving", "disengagement", "suicide_risk", "medication", "depression", "anxiety"):
         assert checkins.flag_category(cat) in CATEGORIES
@@ -250,7 +251,7 @@ D = date(2026, 3, 10)
     ],
 )
 def test_checkin_rules_table(today, recent, reply, urge, flags):  # type: ignore[no-untyped-def]
-    from bot.clinical import CheckinAnswers, checkin_outcome
+    from bot.core.clinical import CheckinAnswers, checkin_outcome
 
     past = [CheckinAnswers(D - timedelta(days=ago), values) for ago, values in recent]
     out = checkin_outcome(RULES, CheckinAnswers(D, today), past)

@@ -6,11 +6,13 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import select
 
-from bot import checkins, onboarding_hooks
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import OutboxMessage, Patient, ScheduledItem
-from bot.scheduler import Sweeper
+from bot.checkins import service as checkins
+from bot.core import lifecycle as onboarding_hooks
+from bot.core.models import Patient
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage, ScheduledItem
+from bot.platform.scheduler import Sweeper
 from tests.checkins_support import content, flags_of, make_patient
 from tests.test_checkins import full_checkin
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.clinical import (
+from bot.core.clinical import (
     Cadence,
     CheckinAnswers,
     Clinical,

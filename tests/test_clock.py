@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.clock import FrozenClock, local_date, local_datetime, next_local_due
+from bot.platform.clock import FrozenClock, local_date, local_datetime, next_local_due
 
 NY = "America/New_York"
 

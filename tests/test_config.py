@@ -1,6 +1,6 @@
 import pytest
 
-from bot.config import ConfigError, OfficeHours, load_settings
+from bot.platform.config import ConfigError, OfficeHours, load_settings
 
 
 def settings(**kw):
@@ -9,7 +9,7 @@ def settings(**kw):
 
 def test_defaults_follow_the_design():
     s = settings()
-    assert s.database_url == "sqlite+aiosqlite:///data/iop-bot.db"
+    assert s.database_url == "sqlite+aiosqlite:///data/iop-bot.platform.db"
     assert s.default_timezone == "America/New_York"
     assert s.default_language == "en"
     assert s.send_rate == 25

@@ -1,4 +1,4 @@
-"""The content check at start-up runs once per version of content and code (bot/content.py
+"""The content check at start-up runs once per version of content and code (bot/platform/content.py
 `check_at_start`); `iop-bot content check` always runs every check."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli, content
-from bot.content import Problem
+from bot import cli
+from bot.platform import content
+from bot.platform.content import Problem
 
 
 @pytest.fixture

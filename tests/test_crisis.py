@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import crisis
-from bot.config import OfficeHours
+from bot.platform.config import OfficeHours
+from bot.safety import crisis
 from fakeapi.entities import parse_html
 
 HOURS = OfficeHours("Mon-Fri 09:00-17:00")
@@ -62,12 +62,12 @@ def test_unknown_region_falls_back_to_international():
 
 
 def test_it_still_works_when_the_clinical_loader_fails(monkeypatch: pytest.MonkeyPatch):
-    import bot.clinical
+    import bot.core.clinical
 
     def broken(*a: object, **k: object) -> None:
         raise RuntimeError("broken content elsewhere")
 
-    monkeypatch.setattr(bot.clinical, "load_clinical", broken)
+    monkeypatch.setattr(bot.core.clinical, "load_clinical", broken)
     for category, needle in (("suicide_self_harm", "Crisis Text Line"), ("overdose_medical", "Never Use Alone")):
         text = crisis.crisis_message("en", "us", None, HOURS, SATURDAY_3AM, zone=ZONE, category=category)
         assert "911" in text and needle in text
@@ -94,7 +94,7 @@ def test_next_opening_after_dst_change_is_local_nine():
 
 # -- resources per kind of crisis, driven by the code's own list of categories -----------------
 
-from bot.flags import CATEGORIES  # noqa: E402
+from bot.escalation.flags import CATEGORIES  # noqa: E402
 
 OVERDOSE_OR_USE = {"overdose_medical", "use_disclosure"}
 # What each kind of crisis must show; every other category gets the default list (988 first).
@@ -154,7 +154,7 @@ def test_an_overdose_with_words_of_suicide_leads_with_911_and_never_says_before_
 
 
 def test_the_signal_names_both_kinds_for_the_resources():
-    from bot.safety import Signal
+    from bot.safety.service import Signal
 
     assert Signal("crisis", "suicide_self_harm", (), False, ("overdose_medical",)).resource_category == "suicide_self_harm+overdose_medical"
     assert Signal("crisis", "overdose_medical", (), False, ("suicide_self_harm",)).resource_category == "suicide_self_harm+overdose_medical"
@@ -164,7 +164,7 @@ def test_the_signal_names_both_kinds_for_the_resources():
 def test_content_check_catches_a_reply_too_long_and_an_unknown_category(tmp_path):
     import shutil
 
-    from bot.clinical import check_content as check_clinical
+    from bot.core.clinical import check_content as check_clinical
 
     def check(root):  # type: ignore[no-untyped-def]
         return [f"{f}:{line}: {m}" for f, line, m in crisis.check_content(root) + list(check_clinical(root))]

@@ -3,8 +3,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, text
 
-from bot.db import Database
-from bot.models import Cohort
+from bot.core.models import Cohort
+from bot.platform.db import Database
 
 
 async def test_fifty_concurrent_read_modify_writes_lose_nothing(db: Database):

@@ -18,14 +18,17 @@ from cryptography.fernet import Fernet
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
-from bot import crypto, flags, signals
-from bot.clock import FrozenClock
-from bot.config import ConfigError
-from bot.content import get_content
-from bot.db import Database
-from bot.flags import CATEGORIES, SEVERITIES, rank
-from bot.models import Flag, RuntimeSetting
-from bot.safety import Signal
+from bot.escalation import flags
+from bot.escalation.flags import CATEGORIES, SEVERITIES, rank
+from bot.escalation.models import Flag
+from bot.platform import crypto
+from bot.platform.clock import FrozenClock
+from bot.platform.config import ConfigError
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.platform.models import RuntimeSetting
+from bot.safety import signals
+from bot.safety.service import Signal
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import ADMIN_ID, BotHarness, make_settings
@@ -262,7 +265,7 @@ async def test_a_changed_or_removed_key_stops_the_start_with_one_sentence(
 
 async def test_data_from_before_the_key_check_is_checked_too(fake: FakeTelegram, db: Database, clock: FrozenClock):
     """An installation that ran before the check row existed: its stored data is the check."""
-    from bot import state
+    from bot.core import state
 
     key, other = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     crypto.configure(key)

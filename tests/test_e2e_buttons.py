@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import CheckinEntry
+from bot.checkins.models import CheckinEntry
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests.checkins_support import make_patient
 from tests.harness import BotHarness

@@ -8,10 +8,12 @@ from datetime import UTC, date, datetime, time
 import matplotlib.image as mpimg
 from sqlalchemy import select
 
-from bot import onboarding_hooks, sobriety
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import AuditEntry, CheckinEntry
+from bot.checkins import sobriety
+from bot.checkins.models import CheckinEntry
+from bot.core import lifecycle as onboarding_hooks
+from bot.core.models import AuditEntry
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests.checkins_support import flags_of, make_patient
 from tests.harness import ADMIN_ID, BotHarness

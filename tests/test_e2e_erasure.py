@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.clock import FrozenClock
-from bot.content import get_content
-from bot.db import Database
-from bot.models import OutboxMessage, StaffMessage
+from bot.platform.clock import FrozenClock
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage
+from bot.privacy.models import StaffMessage
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness

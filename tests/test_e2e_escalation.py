@@ -12,9 +12,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import Flag
+from bot.escalation.models import Flag
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness
@@ -67,7 +67,7 @@ async def test_someone_who_is_not_a_patient_is_not_promised_a_counselor(h: BotHa
 
 async def test_a_risk_message_while_a_setting_question_waits_is_acknowledged(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = await _patient(fake, db, clock)
-    from bot import state
+    from bot.core import state
 
     async with db.transaction() as s:
         await state.set_(s, u.id, "onboarding:setting", {"field": "sobriety_date"}, clock.now())
@@ -270,7 +270,8 @@ async def test_a_counselor_quoting_crisis_words_is_relayed_not_treated_as_a_cris
 
 
 async def test_the_patients_plan_follows_the_crisis_reply(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
-    from bot.models import Patient, PlanEntry
+    from bot.core.models import Patient
+    from bot.recovery.models import PlanEntry
 
     u = await _patient(fake, db, clock)
     async with db.transaction() as s:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from bot import privacy
-from bot.content import get_content
+from bot.platform.content import get_content
+from bot.privacy import service as privacy
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness

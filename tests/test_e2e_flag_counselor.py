@@ -13,11 +13,16 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot import flags, plans
-from bot.clock import FrozenClock
-from bot.content import get_content
-from bot.db import Database
-from bot.models import AssessmentResult, CheckinEntry, Flag, Patient, ScheduledItem
+from bot.assessments.models import AssessmentResult
+from bot.checkins.models import CheckinEntry
+from bot.core.models import Patient
+from bot.escalation import flags
+from bot.escalation.models import Flag
+from bot.platform.clock import FrozenClock
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.platform.models import ScheduledItem
+from bot.recovery import plans
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness

@@ -17,11 +17,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot import flags
-from bot.clock import FrozenClock
-from bot.content import get_content
-from bot.db import Database
-from bot.models import AssessmentResult, CheckinEntry, Flag, ScheduledItem
+from bot.assessments.models import AssessmentResult
+from bot.checkins.models import CheckinEntry
+from bot.escalation import flags
+from bot.escalation.models import Flag
+from bot.platform.clock import FrozenClock
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.platform.models import ScheduledItem
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.checkins_support import flags_of, make_patient
@@ -271,7 +274,7 @@ async def test_a_group_member_without_a_role_gets_the_crisis_dm(h: BotHarness, f
     left = fake.add_user(first_name="Ex", started=True)  # joined, then left
     await h.push(fake.join(h.group, left))
     await h.push(fake.leave(h.group, left))
-    from bot.models import GroupMember
+    from bot.core.models import GroupMember
 
     async with db.session() as s:
         roster = {m.telegram_id: m.is_member for m in (await s.execute(select(GroupMember))).scalars()}
@@ -316,7 +319,7 @@ async def test_nobody_on_call_is_said_once_a_day(h: BotHarness, fake: FakeTelegr
 async def test_a_member_who_joins_while_the_bot_is_not_an_admin_is_on_the_roster(
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
 ):
-    from bot.models import GroupMember
+    from bot.core.models import GroupMember
 
     h.group.bot_status = "member"  # no chat_member updates: only the join and leave service messages
     u, _ = await _patient(fake, db, clock, code="P-8002")

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.clock import FrozenClock
-from bot.config import Settings
-from bot.db import Database
-from bot.models import Flag, InboxUpdate
+from bot.escalation.models import Flag
+from bot.platform.clock import FrozenClock
+from bot.platform.config import Settings
+from bot.platform.db import Database
+from bot.platform.models import InboxUpdate
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness

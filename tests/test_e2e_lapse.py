@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import checkins
-from bot.clock import FrozenClock
-from bot.content import get_content
-from bot.db import Database
-from bot.models import CheckinEntry, Patient
+from bot.checkins import service as checkins
+from bot.checkins.models import CheckinEntry
+from bot.core.models import Patient
+from bot.platform.clock import FrozenClock
+from bot.platform.content import get_content
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests.checkins_support import flags_of, make_patient
 from tests.harness import BotHarness
@@ -186,7 +187,7 @@ async def test_every_self_blame_pattern_is_exercised():
         "I let everyone down", "I messed up", "I'm so ashamed of myself",
     ]
     phrases = [w for w, _ in SELF_BLAME] + extra
-    from bot.lapse import words_for
+    from bot.checkins.lapse import words_for
 
     for pattern in words_for(C, "en").self_blame:
         assert any(pattern.search(p.replace("’", "'")) for p in phrases), pattern.pattern
@@ -513,14 +514,14 @@ WORD_EXAMPLES = {
 
 @pytest.mark.parametrize("name", list(WORD_EXAMPLES))
 def test_every_word_pattern_is_exercised(name: str):
-    from bot.lapse import words_for
+    from bot.checkins.lapse import words_for
 
     for pattern in getattr(words_for(C, "en"), name):
         assert any(pattern.search(p) for p in WORD_EXAMPLES[name]), (name, pattern.pattern)
 
 
 def test_content_check_rejects_broken_word_lists(tmp_path):
-    from bot.lapse import WORD_LISTS, check_content
+    from bot.checkins.lapse import WORD_LISTS, check_content
 
     (tmp_path / "en").mkdir()
     assert any("missing" in p[2] for p in check_content(tmp_path))

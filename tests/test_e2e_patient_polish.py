@@ -12,11 +12,18 @@ from datetime import date, time
 
 from sqlalchemy import select, update
 
-from bot import free_text, timefmt, tips
-from bot.clinical import load_clinical
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import AssessmentResult, Flag, OutboxMessage, Patient, SafetyCheck, TipShown
+from bot.assessments.models import AssessmentResult
+from bot.core import timefmt
+from bot.core.clinical import load_clinical
+from bot.core.models import Patient
+from bot.escalation.models import Flag
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage
+from bot.recovery import tips
+from bot.recovery.models import TipShown
+from bot.safety import free_text
+from bot.safety.models import SafetyCheck
 from fakeapi import FakeTelegram
 from handlers import PATIENT_COMMANDS
 from tests.conftest import CONTENT_DIR
@@ -169,7 +176,7 @@ async def test_settings_write_every_time_one_way(h: BotHarness, fake: FakeTelegr
 
 
 def test_clock_format_covers_every_minute_of_the_day() -> None:
-    from bot.content import get_content
+    from bot.platform.content import get_content
 
     c = get_content(CONTENT_DIR)
     seen = set()
@@ -366,7 +373,7 @@ def _plain(c, key: str) -> str:  # type: ignore[no-untyped-def]
 
 
 async def test_consent_and_privacy_without_a_key_never_claim_encryption(db: Database, clock: FrozenClock) -> None:
-    from bot.content import get_content
+    from bot.platform.content import get_content
 
     c = get_content(CONTENT_DIR)
     consent, privacy = await _consent_and_privacy(db, clock)
@@ -387,8 +394,8 @@ async def test_consent_and_privacy_without_a_key_never_claim_encryption(db: Data
 async def test_consent_and_privacy_with_a_key_say_free_text_is_encrypted(db: Database, clock: FrozenClock) -> None:
     from cryptography.fernet import Fernet
 
-    from bot import crypto
-    from bot.content import get_content
+    from bot.platform import crypto
+    from bot.platform.content import get_content
 
     c = get_content(CONTENT_DIR)
     try:
@@ -401,7 +408,7 @@ async def test_consent_and_privacy_with_a_key_say_free_text_is_encrypted(db: Dat
 
 
 def consent_text_version() -> str:
-    from bot.content import get_content
+    from bot.platform.content import get_content
     from handlers.onboarding import consent_text
 
     return consent_text(get_content(CONTENT_DIR), "en")[1]

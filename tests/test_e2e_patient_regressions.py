@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from bot import plans
-from bot.models import Flag, OutboxMessage
+from bot.escalation.models import Flag
+from bot.platform.models import OutboxMessage
+from bot.recovery import plans
 from tests import escalation_support as sup
 
 # The predictable detector, installed before the bot starts and removed after it stops.

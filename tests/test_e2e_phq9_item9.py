@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.checkins import clinical_for
-from bot.clinical import FollowupGrade, SuicideFollowup
-from bot.clock import FrozenClock
-from bot.content import Content, get_content
-from bot.db import Database
-from bot.models import AssessmentResult, FlagEvent
+from bot.assessments.models import AssessmentResult
+from bot.checkins.service import clinical_for
+from bot.core.clinical import FollowupGrade, SuicideFollowup
+from bot.escalation.models import FlagEvent
+from bot.platform.clock import FrozenClock
+from bot.platform.content import Content, get_content
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests.checkins_support import flags_of, make_patient
 from tests.harness import BotHarness
@@ -177,7 +178,7 @@ def _group_texts(h: BotHarness, fake: FakeTelegram) -> list[str]:
 
 
 async def _reasons(db: Database, patient_id: int, category: str) -> list[tuple[str, str]]:
-    from bot.models import Flag
+    from bot.escalation.models import Flag
 
     async with db.session() as s:
         rows = await s.execute(
@@ -198,7 +199,7 @@ async def _row(db: Database) -> AssessmentResult:
 
 def _band_flags(values: dict[str, int]) -> list[tuple[str, str]]:
     """(category, severity) of the rules on the total (not item 9's), from the rules themselves."""
-    from bot.clinical import score_assessment
+    from bot.core.clinical import score_assessment
 
     score = score_assessment(PHQ9, values)
     return [(f.category, f.severity) for f in score.flags if f.action != "suicide_followup"]
@@ -242,7 +243,7 @@ async def test_item9_followup_grades_the_flag_and_stops_the_questionnaire(
     assert t("assessments.followup.thanks") in texts[before - 1]
     if p.severity == "crisis":
         # The one crisis-reply builder, with the resources for suicide or self-harm.
-        from bot import crisis
+        from bot.safety import crisis
 
         assert plain(crisis.head("en", "us", "suicide_self_harm", content=C)) in new[0] and "988" in new[0]
     else:
@@ -353,7 +354,7 @@ async def test_unfinished_questionnaire_is_offered_after_the_next_checkin_prompt
     """The sweeper path: the next day's prompt, the check-in, the offer, the rest of the PHQ-9."""
     u = fake.add_user(first_name="Bo", started=True)
     patient = await make_patient(db, clock.now(), telegram_id=u.id)
-    from bot import onboarding_hooks
+    from bot.core import lifecycle as onboarding_hooks
 
     async with h.svc.db.transaction() as s:
         await onboarding_hooks.run(s, patient.id, clock.now())
@@ -426,7 +427,7 @@ async def test_phq9_every_band_with_item9(
 async def test_gad7_severe_is_flagged(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, total: int):
     u = fake.add_user(first_name="Jo", started=True)
     patient = await make_patient(db, clock.now(), telegram_id=u.id, code="P-6161")
-    from bot.clinical import score_assessment
+    from bot.core.clinical import score_assessment
 
     values = _answers(total, 0, n_items=len(GAD7.scored_items) + 1)
     values = {f"q{i}": values[f"q{i}"] for i in range(1, len(GAD7.scored_items) + 1)}

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from bot.clock import Clock
-from bot.db import Database
-from bot.inbox import Inbox
-from bot.models import InboxUpdate
+from bot.platform.clock import Clock
+from bot.platform.db import Database
+from bot.platform.inbox import Inbox
+from bot.platform.models import InboxUpdate
 from fakeapi import FakeTelegram
 from tests.harness import ADMIN_ID, BotHarness
 
@@ -188,10 +188,10 @@ async def test_updates_are_received_while_the_risk_detector_builds(
     fake: FakeTelegram, db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Building it takes seconds: the bot receives meanwhile (a crisis is answered by the crisis
-    rules, other texts wait for the full detector: bot/screening.py, tests/test_e2e_screening.py)."""
+    rules, other texts wait for the full detector: bot/safety/screening.py, tests/test_e2e_screening.py)."""
     import threading
 
-    from bot import safety
+    from bot.safety import service as safety
 
     polled_before: list[bool] = []
     monkeypatch.setattr(safety, "warm", lambda: polled_before.append(any(c.method == "getUpdates" for c in fake.calls)))

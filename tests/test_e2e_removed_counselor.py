@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.content import get_content
-from bot.models import AuditEntry, Flag, GroupMember, StaffRole
+from bot.core.models import AuditEntry, GroupMember, StaffRole
+from bot.escalation.models import Flag
+from bot.platform.content import get_content
 from fakeapi import FakeTelegram
 from handlers import COUNSELOR_COMMANDS
 from handlers.flags import _ACTIONS

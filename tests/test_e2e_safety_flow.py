@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select, update
 
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import Flag, FlagEvent, Patient, SafetyCheck
+from bot.core.models import Patient
+from bot.escalation.models import Flag, FlagEvent
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.safety.models import SafetyCheck
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness

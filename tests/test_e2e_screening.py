@@ -1,5 +1,5 @@
 """Screening from the first second: the bot receives while its risk detector still builds
-(bot/screening.py). The build is held on an event the test controls, so "still building" is a
+(bot/safety/screening.py). The build is held on an event the test controls, so "still building" is a
 fact of the test, not a race."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from bot import risk
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import Flag
-from bot.screening import Screening
+from bot.escalation.models import Flag
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.safety import risk
+from bot.safety.screening import Screening
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness
@@ -115,7 +115,7 @@ async def test_a_failed_build_stops_the_bot_and_leaves_held_texts_in_the_inbox(
     def broken() -> None:
         raise risk.RiskContentError([("risk/en.yaml", 1, "broken")])
 
-    monkeypatch.setattr("bot.safety.warm", broken)
+    monkeypatch.setattr("bot.safety.service.warm", broken)
     inc = fake.send_text(u, ORDINARY)
     await fake.wait_idle(timeout=10)  # the bot has taken it from Telegram (stored in the inbox)
     hold.set()

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import Flag
+from bot.escalation.models import Flag
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from fakeapi import FakeTelegram
 from tests.harness import BotHarness
 from tests.sos_helpers import make_patient

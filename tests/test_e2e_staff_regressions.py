@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import OutboxMessage
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 

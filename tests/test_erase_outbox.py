@@ -11,11 +11,15 @@ from typing import Any
 import pytest
 from sqlalchemy import DateTime, bindparam, event, insert, select, text, update
 
-from bot import erasure, migrate, privacy
-from bot.audit import audit
-from bot.db import Database
-from bot.models import Flag, FlagCard, OutboxMessage, Patient, RelayConversation
-from bot.outbox import Outgoing, enqueue, ref_about
+from bot.core.audit import audit
+from bot.core.models import Patient
+from bot.escalation.models import Flag, FlagCard, RelayConversation
+from bot.platform import migrate
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage
+from bot.platform.outbox import Outgoing, enqueue, ref_about
+from bot.privacy import erasure
+from bot.privacy import service as privacy
 from tests.conftest import TEST_DATABASE_URL
 
 A, B = 1, 12  # patient ids

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import JSON, DateTime, bindparam, event, insert, select, text
 
-from bot import migrate, privacy
-from bot.db import Database
-from bot.models import Patient, ScheduledItem
-from bot.scheduler import payload_patient, schedule
+from bot.core.models import Patient
+from bot.platform import migrate
+from bot.platform.db import Database
+from bot.platform.models import ScheduledItem
+from bot.platform.scheduler import payload_patient, schedule
+from bot.privacy import service as privacy
 from tests.conftest import TEST_DATABASE_URL
 
 A, B = 7, 17  # patient ids; 7 is also a part of B's keys ("...:17:...") and of dates

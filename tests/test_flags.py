@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot import flags
-from bot.clock import FrozenClock
-from bot.content import get_content
-from bot.db import Database
-from bot.models import AuditEntry, FlagEvent, OutboxMessage, ScheduledItem, StaffRole
-from bot.scheduler import Sweeper
+from bot.core.models import AuditEntry, StaffRole
+from bot.escalation import flags
+from bot.escalation.models import FlagEvent
+from bot.platform.clock import FrozenClock
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage, ScheduledItem
+from bot.platform.scheduler import Sweeper
 from tests import escalation_support as sup
 
 
@@ -309,7 +311,7 @@ async def test_unknown_severity_or_category_is_refused(env: SimpleNamespace):
 
 
 def test_rules_content_is_valid():
-    from bot.config import REPO_ROOT
+    from bot.platform.config import REPO_ROOT
 
     assert flags.check_content(REPO_ROOT / "content") == []
 
@@ -325,7 +327,7 @@ async def test_the_counselor_holding_a_flag_hears_of_new_triggers(env: SimpleNam
 
 
 async def test_erasing_one_patient_leaves_other_patients_reminders(env: SimpleNamespace):
-    from bot import privacy
+    from bot.privacy import service as privacy
 
     other = await sup.add_patient(env.db, env.clock.now(), telegram_id=5002, code="P-2222", first_name="Robin")
     async with env.db.transaction() as s:
@@ -374,7 +376,7 @@ def _code_labels() -> list[str]:
 
 
 def test_every_label_the_code_can_produce_is_in_every_language():
-    from bot.content import check, get_content
+    from bot.platform.content import check, get_content
 
     c = get_content()
     assert "assessment_phq9" in flags.sources() and "message" in flags.sources()
@@ -385,7 +387,7 @@ def test_every_label_the_code_can_produce_is_in_every_language():
 
 
 def test_the_content_check_names_each_missing_label(tmp_path):  # type: ignore[no-untyped-def]
-    from bot.content import check
+    from bot.platform.content import check
 
     labels = _code_labels()
     root = _content_copy(tmp_path, labels)
@@ -394,7 +396,7 @@ def test_the_content_check_names_each_missing_label(tmp_path):  # type: ignore[n
 
 
 def test_the_content_check_refuses_a_rule_category_the_flag_service_does_not_know(tmp_path):  # type: ignore[no-untyped-def]
-    from bot.content import check
+    from bot.platform.content import check
 
     root = _content_copy(tmp_path, [])
     f = root / "rules" / "assessments.yaml"
@@ -405,12 +407,12 @@ def test_the_content_check_refuses_a_rule_category_the_flag_service_does_not_kno
 async def test_a_missing_label_is_shown_in_plain_words_and_logged_once(env: SimpleNamespace, tmp_path, caplog):  # type: ignore[no-untyped-def]
     import logging
 
-    from bot.content import Content
+    from bot.platform.content import Content
 
     root = _content_copy(tmp_path, ["flags.category.depression", "flags.severity.moderate"])
     flags.configure(env.svc.settings, Content(root))
     flags._missing_labels.clear()
-    caplog.set_level(logging.ERROR, logger="bot.flags")
+    caplog.set_level(logging.ERROR, logger="bot.escalation.flags")
     r = await _raise(env, severity="moderate", category="depression", reason="phq9_moderately_severe", source="assessment_phq9", evidence=None)
     assert r.created
     (post,) = await _outbox(env.db)
@@ -440,7 +442,7 @@ async def test_a_post_that_cannot_be_rendered_is_still_sent_plainly(env: SimpleN
 
 
 async def test_every_member_of_the_group_is_messaged_when_a_crisis_stays_unclaimed(env: SimpleNamespace):
-    from bot.roles import record_member
+    from bot.core.roles import record_member
 
     async with env.db.transaction() as s:
         await record_member(s, 41, True, "member", env.clock.now())

@@ -21,12 +21,14 @@ import pytest
 from sqlalchemy import select
 from telegram import Bot
 
-from bot import screening, transport
-from bot.clock import FrozenClock
-from bot.config import Settings
-from bot.db import Database
-from bot.flood import Kind
-from bot.models import Flag, InboxUpdate
+from bot.escalation.models import Flag
+from bot.platform import transport
+from bot.platform.clock import FrozenClock
+from bot.platform.config import Settings
+from bot.platform.db import Database
+from bot.platform.flood import Kind
+from bot.platform.models import InboxUpdate
+from bot.safety import screening
 from fakeapi import FakeTelegram
 from handlers.safety import SCREENED
 from tests import escalation_support as sup

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import Flag, InboxUpdate
+from bot.escalation.models import Flag
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.platform.models import InboxUpdate
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.conftest import TEST_DATABASE_URL
@@ -172,7 +173,7 @@ def _update(text: str, chat_type: str = "private", key: str = "message", field: 
 
 
 def test_only_a_private_crisis_text_is_urgent(stub_detector: object):
-    from bot.safety import crisis_update
+    from bot.safety.service import crisis_update
 
     crisis = "I'm going to end it all tonight"
     for key in ("message", "edited_message"):
@@ -186,7 +187,8 @@ def test_only_a_private_crisis_text_is_urgent(stub_detector: object):
 
 
 def test_while_the_detector_builds_every_private_text_is_urgent(monkeypatch: pytest.MonkeyPatch):
-    from bot import risk, safety
+    from bot.safety import risk
+    from bot.safety import service as safety
 
     safety.set_detector(None)
     monkeypatch.setattr(risk, "detector_ready", lambda content_dir=None: False)

@@ -1,4 +1,4 @@
-"""The Bot API HTTP client (bot/http.py) against a small local server: what goes on the wire,
+"""The Bot API HTTP client (bot/platform/http.py) against a small local server: what goes on the wire,
 and how each kind of failure reaches python-telegram-bot."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aiohttp import web
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 
-from bot.http import AiohttpRequest, Fields
+from bot.platform.http import AiohttpRequest, Fields
 
 TOKEN = "123456:" + "A" * 35
 

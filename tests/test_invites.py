@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot import invites
-from bot.audit import entries
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.invites import CohortError
-from bot.models import Invite
+from bot.core.audit import entries
+from bot.enrolment import invites
+from bot.enrolment.invites import CohortError
+from bot.enrolment.models import Invite
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 
 ACTOR = 42
 

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from bot.clock import FrozenClock
-from bot.db import Database
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from tests.onboarding_support import ADMIN, make_invite, running_bot, text_of
 
 NAME = "Zebulonius"

@@ -12,8 +12,8 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from bot import migrate
-from bot.config import REPO_ROOT
+from bot.platform import migrate
+from bot.platform.config import REPO_ROOT
 
 
 def _url(tmp_path: Path) -> str:
@@ -56,6 +56,6 @@ def test_anything_else_is_given_to_alembic(state: str, tmp_path: Path, monkeypat
 def test_a_start_at_the_head_does_not_load_alembic(tmp_path: Path) -> None:
     url = _url(tmp_path)
     migrate.upgrade(url)
-    code = f"import sys; from bot import migrate; migrate.upgrade({url!r}); print('alembic' in sys.modules)"
+    code = f"import sys; from bot.platform import migrate; migrate.upgrade({url!r}); print('alembic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

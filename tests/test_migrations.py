@@ -3,8 +3,8 @@
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from bot import migrate
-from bot.db import Base, Database
+from bot.platform import migrate
+from bot.platform.db import Base, Database
 
 
 async def test_upgrade_to_head_matches_the_models(db_url: str):

@@ -9,14 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot import invites, onboarding, onboarding_hooks, settings_service, staff, state
-from bot.audit import entries
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import ChatState, Patient, StaffRole
-from bot.onboarding import DateProblem, parse_past_date, parse_time
-from bot.settings_service import SettingError
-from bot.timezones import is_valid_zone, parse_zone, zone_at
+from bot.core import lifecycle as onboarding_hooks
+from bot.core import staff, state
+from bot.core.audit import entries
+from bot.core.models import ChatState, Patient, StaffRole
+from bot.enrolment import invites, onboarding
+from bot.enrolment import settings as settings_service
+from bot.enrolment.onboarding import DateProblem, parse_past_date, parse_time
+from bot.enrolment.settings import SettingError
+from bot.enrolment.timezones import is_valid_zone, parse_zone, zone_at
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 
 TG = 5550001
 TODAY = date(2026, 3, 2)
@@ -304,7 +307,7 @@ async def test_staff_roles(db: Database, clock: FrozenClock):
 
 
 def test_consent_says_what_the_issue_requires():
-    from bot.content import get_content
+    from bot.platform.content import get_content
     from handlers.onboarding import consent_text
     from tests.conftest import CONTENT_DIR
 

@@ -6,10 +6,11 @@ from datetime import date, time, timedelta
 
 from sqlalchemy import func, select
 
-from bot import onboarding_hooks
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import ChatState, Invite, Patient
+from bot.core import lifecycle as onboarding_hooks
+from bot.core.models import ChatState, Patient
+from bot.enrolment.models import Invite
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from tests.onboarding_support import ADMIN, enrol, make_invite, running_bot, text_of
 
 

@@ -6,9 +6,9 @@ from datetime import date, time
 
 from sqlalchemy import select
 
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import Patient
+from bot.core.models import Patient
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from tests.onboarding_support import enrol, make_invite, running_bot, text_of
 
 

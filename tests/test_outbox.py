@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 from telegram import Bot
 
-from bot.clock import Clock
-from bot.db import Database
-from bot.models import BlockedChat, OutboxMessage
-from bot.outbox import Outgoing, Sender, enqueue
+from bot.platform.clock import Clock
+from bot.platform.db import Database
+from bot.platform.models import BlockedChat, OutboxMessage
+from bot.platform.outbox import Outgoing, Sender, enqueue
 from fakeapi import FakeTelegram
 
 
@@ -97,7 +97,7 @@ async def test_rejected_message_is_dead_lettered_with_a_log_line(db: Database, f
     async with db.transaction() as s:
         await enqueue(s, Outgoing(u.id, "<b>unclosed"), now=clock.now())
         await enqueue(s, Outgoing(u.id, "fine"), now=clock.now())
-    with caplog.at_level(logging.ERROR, logger="bot.outbox"):
+    with caplog.at_level(logging.ERROR, logger="bot.platform.outbox"):
         await _drain(db, sender)
     assert (await _counts(db)) == {"dead": 1, "sent": 1}
     assert any("dead-lettered" in r.getMessage() for r in caplog.records)

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import func, select
 from telegram import Bot
 
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import OutboxMessage
-from bot.outbox import LEASE, Outgoing, Sender, enqueue
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage
+from bot.platform.outbox import LEASE, Outgoing, Sender, enqueue
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness

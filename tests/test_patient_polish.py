@@ -9,8 +9,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.charts import ChartDay, ChartLabels, figure
-from bot.plans import validate_entry
+from bot.checkins.charts import ChartDay, ChartLabels, figure
+from bot.recovery.plans import validate_entry
 
 # -- plan entries -----------------------------------------------------------------------------
 
@@ -108,7 +108,7 @@ def test_free_text_content_check_wants_a_line_for_every_group_and_flow(tmp_path)
 
     import yaml
 
-    from bot import free_text
+    from bot.safety import free_text
     from tests.conftest import CONTENT_DIR
 
     assert free_text.check_content(CONTENT_DIR) == []
@@ -141,7 +141,7 @@ def test_free_text_content_check_wants_a_line_for_every_group_and_flow(tmp_path)
     ],
 )
 def test_free_text_reading(text: str, kind: str) -> None:
-    from bot import free_text
+    from bot.safety import free_text
     from tests.conftest import CONTENT_DIR
 
     assert free_text.read(text, CONTENT_DIR).kind == kind

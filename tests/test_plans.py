@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import plans
-from bot.clock import FrozenClock
-from bot.content import get_content
-from bot.db import Database
-from bot.plans import PlanError, format_phone, validate_entry
+from bot.platform.clock import FrozenClock
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.recovery import plans
+from bot.recovery.plans import PlanError, format_phone, validate_entry
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient
 
@@ -130,7 +130,7 @@ async def test_plan_text_is_encrypted_at_rest(db: Database, clock: FrozenClock) 
     from cryptography.fernet import Fernet
     from sqlalchemy import text
 
-    from bot import crypto
+    from bot.platform import crypto
 
     crypto.configure(Fernet.generate_key().decode())
     try:

@@ -25,12 +25,12 @@ import pytest
 from sqlalchemy import Text, insert, literal, select
 
 from bot import app as app_module
-from bot.clock import FrozenClock
-from bot.config import ConfigError, TokenRejected, load_settings
-from bot.db import Database
-from bot.inbox import MAX_ATTEMPTS
-from bot.models import InboxUpdate
-from bot.transport import ALLOWED_UPDATES
+from bot.platform.clock import FrozenClock
+from bot.platform.config import ConfigError, TokenRejected, load_settings
+from bot.platform.db import Database
+from bot.platform.inbox import MAX_ATTEMPTS
+from bot.platform.models import InboxUpdate
+from bot.platform.transport import ALLOWED_UPDATES
 from fakeapi import FakeTelegram
 from tests.harness import BotHarness
 
@@ -221,7 +221,7 @@ async def test_a_poison_row_is_set_aside_with_its_attempt_counted_and_the_bot_st
     for bad in (4001, 4002, 4005):
         assert rows[bad] == ("failed", 2, True), bad  # the attempt counted, the content gone
     assert rows[4004] == ("failed", MAX_ATTEMPTS + 1, True)
-    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "bot.inbox")
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "bot.platform.inbox")
     for bad in (4001, 4002, 4005):
         assert f"stored update {bad} cannot be read" in logged
     assert "string" not in logged and "Poe" not in logged and "message_id" not in logged

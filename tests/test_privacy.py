@@ -7,13 +7,15 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from bot import privacy
-from bot.clock import FrozenClock
-from bot.db import Base, Database
-from bot.flags import raise_flag
-from bot.models import AuditEntry, ChatState, Flag, FlagEvent, OutboxMessage, Patient, ScheduledItem
-from bot.outbox import Outgoing, enqueue
-from bot.scheduler import schedule
+from bot.core.models import AuditEntry, ChatState, Patient
+from bot.escalation.flags import raise_flag
+from bot.escalation.models import Flag, FlagEvent
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Base, Database
+from bot.platform.models import OutboxMessage, ScheduledItem
+from bot.platform.outbox import Outgoing, enqueue
+from bot.platform.scheduler import schedule
+from bot.privacy import service as privacy
 from tests.onboarding_support import enrol, make_invite, running_bot, text_of
 
 
@@ -123,7 +125,7 @@ async def test_names_are_encrypted_at_rest_when_a_key_is_set(db: Database, clock
     from cryptography.fernet import Fernet
     from sqlalchemy import text
 
-    from bot import crypto
+    from bot.platform import crypto
 
     try:
         async with running_bot(db, clock, encryption_key=Fernet.generate_key().decode()) as (h, fake, _g):
@@ -145,7 +147,8 @@ async def test_conversation_state_is_one_row_per_person_and_encrypted_at_rest(db
     from cryptography.fernet import Fernet
     from sqlalchemy import text
 
-    from bot import crypto, state
+    from bot.core import state
+    from bot.platform import crypto
 
     crypto.configure(Fernet.generate_key().decode())
     try:

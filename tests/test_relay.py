@@ -9,12 +9,14 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 
-from bot import crypto, flags, relay, state
-from bot.clock import FrozenClock
-from bot.content import get_content
-from bot.db import Database
-from bot.models import OutboxMessage
-from bot.scheduler import Sweeper
+from bot.core import state
+from bot.escalation import flags, relay
+from bot.platform import crypto
+from bot.platform.clock import FrozenClock
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage
+from bot.platform.scheduler import Sweeper
 from tests import escalation_support as sup
 
 COUNSELOR = 31

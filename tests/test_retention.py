@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select, text
 
-from bot import retention
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import InboxUpdate, OutboxMessage, ScheduledItem
-from bot.scheduler import Sweeper, schedule
+from bot.platform import retention
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.platform.models import InboxUpdate, OutboxMessage, ScheduledItem
+from bot.platform.scheduler import Sweeper, schedule
 from tests.conftest import TEST_DATABASE_URL
 
 R = retention.Retention(inbox=timedelta(days=7), outbox=timedelta(days=30), schedule=timedelta(days=30))

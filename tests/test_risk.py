@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.risk import (
+from bot.safety.risk import (
     Category,
     Match,
     RiskContentError,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bot import risk
+from bot.safety import risk
 
 LABELLED = sorted((risk.DEFAULT_CONTENT_DIR / risk.RISK_SUBDIR / risk.LABELLED_SUBDIR).glob("*.jsonl"))
 

@@ -8,12 +8,15 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from bot import flags, safety
-from bot.clock import FrozenClock
-from bot.content import get_content
-from bot.db import Database
-from bot.models import Flag, FlagEvent, OutboxMessage, SafetyCheck
-from bot.scheduler import Sweeper
+from bot.escalation import flags
+from bot.escalation.models import Flag, FlagEvent
+from bot.platform.clock import FrozenClock
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage
+from bot.platform.scheduler import Sweeper
+from bot.safety import service as safety
+from bot.safety.models import SafetyCheck
 from tests import escalation_support as sup
 
 
@@ -192,7 +195,7 @@ async def test_no_after_words_of_a_crisis_is_still_a_high_flag(env: SimpleNamesp
 def test_content_check_catches_an_unknown_risk_rule_and_a_missing_followup(tmp_path):
     import shutil
 
-    from bot.content import DEFAULT_CONTENT_DIR
+    from bot.platform.content import DEFAULT_CONTENT_DIR
 
     root = tmp_path / "content"
     shutil.copytree(DEFAULT_CONTENT_DIR, root)

@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 from telegram.error import InvalidToken, NetworkError
 
-from bot import migrate
-from bot.clock import FrozenClock
-from bot.config import ConfigError, load_settings
-from bot.db import Database
-from bot.http import AiohttpRequest
-from bot.keyboards import MAX_CALLBACK_NUMBER, callback_data_ok
-from bot.logging_setup import MASK, RedactTokenFilter, redact
+from bot.platform import migrate
+from bot.platform.clock import FrozenClock
+from bot.platform.config import ConfigError, load_settings
+from bot.platform.db import Database
+from bot.platform.http import AiohttpRequest
+from bot.platform.keyboards import MAX_CALLBACK_NUMBER, callback_data_ok
+from bot.platform.logs import MASK, RedactTokenFilter, redact
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness

@@ -6,11 +6,11 @@ from datetime import date
 
 import pytest
 
-from bot import sobriety
-from bot.clinical import load_clinical, milestones_reached
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import Patient
+from bot.checkins import sobriety
+from bot.core.clinical import load_clinical, milestones_reached
+from bot.core.models import Patient
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
 from tests.checkins_support import content, make_patient
 
 RULES = load_clinical(content().root).milestones

@@ -10,16 +10,17 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot import sos
-from bot.clinical import clear_cache
-from bot.clock import FrozenClock
-from bot.config import OfficeHours
-from bot.content import Content, get_content
-from bot.db import Database
-from bot.lapse import lapse_message
-from bot.models import Flag, OutboxMessage, ScheduledItem
-from bot.scheduler import Sweeper
-from bot.sobriety import SobrietyNumbers
+from bot.checkins.lapse import lapse_message
+from bot.checkins.sobriety import SobrietyNumbers
+from bot.core.clinical import clear_cache
+from bot.escalation.models import Flag
+from bot.platform.clock import FrozenClock
+from bot.platform.config import OfficeHours
+from bot.platform.content import Content, get_content
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage, ScheduledItem
+from bot.platform.scheduler import Sweeper
+from bot.recovery import sos
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient
 
@@ -254,7 +255,7 @@ def test_lapse_message_is_warm_and_offers_next_steps() -> None:
 
 
 def test_rules_file_is_checked(tmp_path: Path) -> None:
-    from bot.sos_rules import check_sos_rules
+    from bot.recovery.rules import check_sos_rules
 
     assert check_sos_rules(CONTENT_DIR) == []
     (tmp_path / "rules").mkdir()

@@ -1,5 +1,5 @@
 """Start-up: the risk detector read back from the file an earlier start prepared
-(bot/risk_prepared.py) instead of compiled again, trusted only when it is exactly right; and what
+(bot/safety/risk_prepared.py) instead of compiled again, trusted only when it is exactly right; and what
 `iop-bot run` does with it (bot/cli.py)."""
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli, content, risk, risk_prepared
-from bot.clock import FrozenClock
-from bot.db import Database
+from bot import cli
+from bot.platform import content
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.safety import risk, risk_prepared
 from fakeapi import FakeTelegram
 from tests.harness import BotHarness
 
@@ -74,7 +76,7 @@ def test_a_prepared_detector_is_read_back_and_answers_as_the_built_one(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(data.stat().st_mode) == 0o700
     empty.clear()  # the next start
 
-    caplog.set_level(logging.INFO, logger="bot.risk_prepared")
+    caplog.set_level(logging.INFO, logger="bot.safety.risk_prepared")
     prepared = risk_prepared.Prepared(data)
     assert prepared.load() is True and prepared.tried.is_set()
     assert "read from the prepared file" in caplog.text
@@ -109,7 +111,7 @@ def test_a_change_to_content_or_code_sets_it_aside_and_the_rebuilt_one_is_writte
         real = content.fingerprint
         monkeypatch.setattr(content, "fingerprint", lambda root: real(root) + "-edited")
 
-    caplog.set_level(logging.INFO, logger="bot.risk_prepared")
+    caplog.set_level(logging.INFO, logger="bot.safety.risk_prepared")
     prepared = risk_prepared.Prepared(data)
     assert prepared.load() is False
     assert "made for another fingerprint" in caplog.text
@@ -165,7 +167,7 @@ def test_a_damaged_or_forged_file_is_never_trusted_and_is_written_again(
     path.write_bytes(DAMAGE[damage](path.read_bytes()))
     empty.clear()
 
-    caplog.set_level(logging.INFO, logger="bot.risk_prepared")
+    caplog.set_level(logging.INFO, logger="bot.safety.risk_prepared")
     prepared = risk_prepared.Prepared(data)
     assert prepared.load() is False
     assert "the prepared file is set aside" in caplog.text

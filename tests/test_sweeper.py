@@ -2,10 +2,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import ScheduledItem
-from bot.scheduler import Sweeper, cancel, schedule
+from bot.platform.clock import FrozenClock
+from bot.platform.db import Database
+from bot.platform.models import ScheduledItem
+from bot.platform.scheduler import Sweeper, cancel, schedule
 
 
 async def _sweeper(db: Database, clock: FrozenClock, seen: list[str], *, fail_keys: set[str] | None = None) -> Sweeper:

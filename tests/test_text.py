@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.text import MESSAGE_LIMIT, pack, split_text
+from bot.platform.text import MESSAGE_LIMIT, pack, split_text
 
 
 def test_short_text_is_one_message():

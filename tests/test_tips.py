@@ -8,13 +8,14 @@ from datetime import date, time, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot import tips
-from bot.clinical import Tip, load_clinical
-from bot.clock import FrozenClock, local_date
-from bot.content import get_content
-from bot.db import Database
-from bot.models import OutboxMessage, ScheduledItem, TipShown
-from bot.scheduler import Sweeper
+from bot.core.clinical import Tip, load_clinical
+from bot.platform.clock import FrozenClock, local_date
+from bot.platform.content import get_content
+from bot.platform.db import Database
+from bot.platform.models import OutboxMessage, ScheduledItem
+from bot.platform.scheduler import Sweeper
+from bot.recovery import tips
+from bot.recovery.models import TipShown
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient
 
@@ -159,7 +160,7 @@ async def test_reconcile_and_settings_change(db: Database, clock: FrozenClock) -
     (item,) = await _pending(db)
     assert item.key.startswith(f"tip:{a}:")
     async with db.transaction() as s:
-        from bot.models import Patient
+        from bot.core.models import Patient
 
         p = await s.get(Patient, a)
         assert p is not None
@@ -175,7 +176,7 @@ async def test_moving_the_tip_later_today_keeps_todays_tip(db: Database, clock: 
     async with db.transaction() as s:
         await tips.schedule_next(s, pid, clock.now())
     async with db.transaction() as s:
-        from bot.models import Patient
+        from bot.core.models import Patient
 
         p = await s.get(Patient, pid)
         assert p is not None

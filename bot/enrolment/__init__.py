@@ -1,0 +1,1 @@
+"""Enrolment: invites, onboarding, settings and time zones (DESIGN §2.1)."""

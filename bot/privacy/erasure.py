@@ -1,0 +1,179 @@
+"""Taking back what the bot told staff about a patient, when the patient erases their data.
+
+Every message the bot sends to staff that shows a patient is known: those sent through the outbox
+by their `ref` (flag posts and DMs `flag:<id>:…`, cards `card:<id>:…`, relayed words `relay:<id>`;
+recorded here when Telegram takes them), those sent directly (Details, relay prompts) by
+`remember`. On erasure, `take_back` enqueues one removal per message in the erasure's own
+transaction, so a restart loses none: the outbox deletes the message, or, where Telegram no longer
+allows that (older than 48 hours), edits it to a neutral line (`privacy.removed_for_staff`).
+
+A message that lands after its patient was erased (it was in flight) is taken back as it lands.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, event, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.core.models import Patient
+from bot.escalation import flags
+from bot.escalation.models import Flag, FlagCard, RelayConversation
+from bot.platform.content import get_content
+from bot.platform.db import conflict_insert
+from bot.platform.models import OutboxMessage
+from bot.platform.outbox import REMOVED_TEXT, Outgoing, enqueue
+from bot.privacy.models import StaffMessage
+
+log = logging.getLogger(__name__)
+
+REMOVE_METHOD = "deleteMessage"
+REMOVAL_REF = "erased"
+# Outbox subjects looked up per statement (a patient with many flags: several short statements).
+SUBJECTS_PER_STATEMENT = 500
+
+
+def removed_text() -> str:
+    """The neutral line a message that can no longer be deleted is edited to (staff language)."""
+    wf = flags.workflow()
+    if wf is not None:
+        return wf.content.t("privacy.removed_for_staff", wf.lang)
+    return get_content().t("privacy.removed_for_staff")
+
+
+async def _remove(session: AsyncSession, chat_id: int, message_id: int, now: datetime, text: str) -> None:
+    await enqueue(
+        session,
+        Outgoing(chat_id, method=REMOVE_METHOD, params={"message_id": message_id, REMOVED_TEXT: text}),
+        now=now,
+        ref=REMOVAL_REF,
+    )
+
+
+async def remember(session: AsyncSession, patient_id: int, chat_id: int, message_ids: Iterable[int], now: datetime) -> None:
+    """Messages sent straight to a staff chat about this patient. If the patient was erased
+    meanwhile, they are taken back at once instead."""
+    ids = [m for m in message_ids if m is not None]
+    if not ids:
+        return
+    alive = (
+        await session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
+    ).scalar_one_or_none()
+    if alive is None:
+        text = removed_text()
+        for mid in ids:
+            await _remove(session, chat_id, mid, now, text)
+        return
+    for mid in ids:
+        ins = conflict_insert(session, StaffMessage).values(patient_id=patient_id, chat_id=chat_id, message_id=mid, sent_at=now)
+        await session.execute(ins.on_conflict_do_nothing(index_elements=["chat_id", "message_id"]))
+
+
+def _parse(ref: str) -> tuple[str, int] | None:
+    parts = ref.split(":")
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    kind = {"flag": "flag", "flagedit": "flag", "card": "card", "cardedit": "card", "relay": "relay"}.get(parts[0])
+    return (kind, int(parts[1])) if kind else None
+
+
+async def record_outbox(session: AsyncSession, ref: str, chat_id: int, message_id: int, now: datetime) -> None:
+    """An outbox message showing a patient landed in `chat_id`: remember it (or take it back, when
+    what it shows was erased while it was on its way)."""
+    parsed = _parse(ref)
+    if parsed is None:
+        return
+    kind, ident = parsed
+    q: Any
+    if kind == "flag":
+        q = select(Flag.patient_id).where(Flag.id == ident)
+    elif kind == "card":
+        q = select(FlagCard.patient_id).where(FlagCard.id == ident)
+    else:
+        q = select(RelayConversation.patient_id).where(RelayConversation.id == ident)
+    patient_id = (await session.execute(q)).scalar_one_or_none()
+    if patient_id is None:
+        await _remove(session, chat_id, message_id, now, removed_text())
+        return
+    own = (await session.execute(select(Patient.telegram_id).where(Patient.id == patient_id))).scalar_one_or_none()
+    if own == chat_id:
+        return  # the patient's own chat (a counselor's message relayed to them): theirs to keep
+    await remember(session, patient_id, chat_id, [message_id], now)
+
+
+async def take_back(session: AsyncSession, patient_id: int, telegram_id: int, now: datetime) -> dict[str, int]:
+    """In the erasure's transaction: enqueue the removal of every message staff were sent about
+    this patient, and drop the outbox rows about them that are still waiting (or were sent: their
+    payloads hold the patient's words). Returns counts for the erasure's summary."""
+    conv_ids = list((await session.execute(select(RelayConversation.id).where(RelayConversation.patient_id == patient_id))).scalars())
+    flag_rows = list((await session.execute(select(Flag.id, Flag.posts).where(Flag.patient_id == patient_id))).all())
+    card_rows = list(
+        (await session.execute(select(FlagCard.id, FlagCard.chat_id, FlagCard.message_id).where(FlagCard.patient_id == patient_id))).all()
+    )
+    targets: set[tuple[int, int]] = set()
+    for (mid_chat, mid) in (await session.execute(
+        select(StaffMessage.chat_id, StaffMessage.message_id).where(StaffMessage.patient_id == patient_id)
+    )).all():
+        targets.add((int(mid_chat), int(mid)))
+    for _fid, posts in flag_rows:
+        for post in posts or []:
+            if len(post) == 2:
+                targets.add((int(post[0]), int(post[1])))
+    for _cid, chat_id, message_id in card_rows:
+        if message_id is not None:
+            targets.add((int(chat_id), int(message_id)))
+    # The outbox rows about them, found by their indexed `about` (a ref's first two parts).
+    subjects = [f"relay:{i}" for i in conv_ids]
+    for fid, _posts in flag_rows:
+        subjects += [f"flag:{fid}", f"flagedit:{fid}"]
+    for cid, _chat, _mid in card_rows:
+        subjects += [f"card:{cid}", f"cardedit:{cid}"]
+    dropped = 0
+    for i in range(0, len(subjects), SUBJECTS_PER_STATEMENT):
+        about = OutboxMessage.about.in_(subjects[i : i + SUBJECTS_PER_STATEMENT])
+        # By `about` alone (the patient's own rows): with the status in the query, a planner may
+        # walk every sent row by the status index instead.
+        rows = (
+            await session.execute(
+                select(OutboxMessage.chat_id, OutboxMessage.telegram_message_id, OutboxMessage.status).where(about)
+            )
+        ).all()
+        targets |= {(int(c), int(m)) for c, m, status in rows if status == "sent" and m is not None}
+        res = await session.execute(delete(OutboxMessage).where(about))
+        dropped += int(res.rowcount or 0)
+    targets = {(c, m) for c, m in targets if c != telegram_id}  # the patient's own chat is theirs
+    text = removed_text() if targets else ""
+    for chat_id, message_id in sorted(targets):
+        await _remove(session, chat_id, message_id, now, text)
+    await session.execute(delete(StaffMessage).where(StaffMessage.patient_id == patient_id))
+    if targets and _wake is not None:
+        # The sender starts on them as soon as the erasure is committed (not at its next poll).
+        event.listen(session.sync_session, "after_commit", lambda _s: _wake(), once=True)  # type: ignore[misc]
+    out: dict[str, int] = {}
+    if dropped:
+        out["outbox_staff"] = dropped
+    if targets:
+        out["staff_messages"] = len(targets)
+    return out
+
+
+_wake: Callable[[], None] | None = None
+
+
+def install(svc: Any) -> None:
+    """Remember outbox messages about patients as Telegram takes them; wake the sender when an
+    erasure has enqueued removals."""
+    global _wake
+    _wake = svc.sender.wake
+
+    async def on_sent(row: OutboxMessage, message_id: int | None) -> None:
+        if message_id is None or not row.ref or row.ref == REMOVAL_REF:
+            return
+        async with svc.db.transaction() as s:
+            await record_outbox(s, row.ref, row.chat_id, message_id, svc.clock.now())
+
+    svc.sender.sent_hooks.append(on_sent)

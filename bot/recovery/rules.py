@@ -1,0 +1,127 @@
+"""Rules for relapse prevention (`content/rules/sos.yaml`): schema, loading and validation."""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.platform.content import DEFAULT_CONTENT_DIR, register_checker
+
+RULES_FILE = "rules/sos.yaml"
+Severity = Literal["low", "moderate", "high", "crisis"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FollowupFlagRule(_Model):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    at_least: int | None = Field(default=None, ge=0, le=10)
+    compared: Literal["higher", "same"] | None = None
+    severity: Severity
+    reason: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one(self) -> FollowupFlagRule:
+        if (self.at_least is None) == (self.compared is None):
+            raise ValueError("give either at_least or compared")
+        return self
+
+    def matches(self, rating: int, previous: int | None) -> bool:
+        if self.at_least is not None:
+            return rating >= self.at_least
+        if previous is None:
+            return False
+        return rating > previous if self.compared == "higher" else rating == previous
+
+
+class UrgeFollowupRules(_Model):
+    delay_minutes: float = Field(gt=0, le=24 * 60)
+    high_rating: int = Field(ge=1, le=10)
+    flags: list[FollowupFlagRule] = Field(default_factory=list)
+
+    @property
+    def delay(self) -> timedelta:
+        return timedelta(minutes=self.delay_minutes)
+
+    def flag_for(self, rating: int, previous: int | None) -> FollowupFlagRule | None:
+        return next((r for r in self.flags if r.matches(rating, previous)), None)
+
+
+class TalkRules(_Model):
+    severity: Severity
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class TipRules(_Model):
+    default_time: time
+    no_repeat_days: int = Field(ge=1, le=365)
+    halt_lookback_days: int = Field(ge=1, le=90)
+    halt_min_reports: int = Field(ge=1, le=90)
+
+
+class PlanRules(_Model):
+    max_entries_per_section: int = Field(ge=1, le=50)
+    max_entry_chars: int = Field(ge=20, le=3000)
+    default_phone_region: str
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{v!r} is not a region code such as US or GB")
+        return v.upper()
+
+
+class SosRules(_Model):
+    urge_followup: UrgeFollowupRules
+    talk_request: TalkRules
+    tips: TipRules
+    plan: PlanRules
+
+
+_root: Path = DEFAULT_CONTENT_DIR
+
+
+def use_content_dir(content_dir: Path) -> None:
+    """Read the rules from this content directory (the configured CONTENT_DIR) from now on."""
+    global _root
+    _root = Path(content_dir)
+
+
+def load_sos_rules(content_dir: Path | None = None) -> SosRules:
+    """The rules, validated and cached per directory (raises ValueError when broken)."""
+    return _load(Path(content_dir or _root).resolve())
+
+
+@lru_cache(maxsize=8)
+def _load(root: Path) -> SosRules:
+    data = yaml.safe_load((root / RULES_FILE).read_text(encoding="utf-8"))
+    return SosRules.model_validate(data)
+
+
+def check_sos_rules(root: Path) -> list[tuple[str, int, str]]:
+    """Problems in `rules/sos.yaml` as (file, line, problem), for `iop-bot content check`."""
+    path = root / RULES_FILE
+    if not path.is_file():
+        return [(RULES_FILE, 0, "file is missing")]
+    try:
+        SosRules.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except ValidationError as exc:
+        return [
+            (RULES_FILE, 0, f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}")
+            for e in exc.errors(include_url=False)
+        ]
+    except yaml.YAMLError as exc:
+        return [(RULES_FILE, 0, f"YAML error: {exc}")]
+    return []
+
+
+register_checker("bot.recovery.rules", check_sos_rules)

@@ -1,0 +1,312 @@
+"""The crisis reply (DESIGN §2.6): resources, the patient's plan, an honest line about counselors.
+
+Everything here is built from `content/` alone: no database, no network. The handler sends this
+reply before any database work, so it must not depend on anything that can be down.
+
+The resources fit the situation (`by_category` in content/resources/<region>.yaml): the most
+important one leads the reply, and the part before the patient's own plan stays short enough to
+read on a phone in one screen (`HEAD_MAX` characters, checked by `iop-bot content check`). Times
+of the counselors' office hours are told in the patient's own zone, and the zone is named.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from bot.core import timefmt
+from bot.platform.clock import local_datetime
+from bot.platform.config import OfficeHours
+from bot.platform.content import DEFAULT_CONTENT_DIR, Content, Html, get_content, register_checker
+
+log = logging.getLogger(__name__)
+
+FALLBACK_REGION = "intl"
+DEFAULT_ZONE = "America/New_York"
+# The crisis reply up to the patient's own plan, as the patient reads it (characters of text):
+# one phone screen.
+HEAD_MAX = 700
+
+
+@dataclass(frozen=True)
+class Resource:
+    id: str
+    name: str
+    how: str
+    description: str
+
+
+def _local(text: Any, lang: str) -> str:
+    if isinstance(text, dict):
+        return str(text.get(lang) or text.get("en") or next(iter(text.values()), ""))
+    return "" if text is None else str(text)
+
+
+@lru_cache(maxsize=32)
+def _read_region(path: str, mtime: float) -> dict[str, Any]:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("resources"), list):
+        raise ValueError(f"{path}: no resources")
+    return data
+
+
+def _region_file(root: Path, region: str) -> dict[str, Any] | None:
+    p = root / "resources" / f"{region.lower()}.yaml"
+    if not p.is_file():
+        return None
+    return _read_region(str(p), p.stat().st_mtime)
+
+
+def resources(
+    region: str | None, lang: str = "en", content_dir: Path | None = None, category: str | None = None
+) -> list[Resource]:
+    """Crisis resources for a region (unknown regions get the international list): the ones the
+    region lists for `category` (None: its `default`), most important first."""
+    root = Path(content_dir or DEFAULT_CONTENT_DIR)
+    try:
+        from bot.core.clinical import load_clinical
+
+        return [
+            Resource(r.id, r.name, r.how, r.description)
+            for r in load_clinical(root).resources(region, lang, category or "default")
+        ]
+    except Exception as exc:  # the clinical loader validates everything; a crisis must not wait on it
+        log.warning("crisis: clinical loader unavailable (%s); reading resources directly", type(exc).__name__)
+    data = _region_file(root, region or FALLBACK_REGION) or _region_file(root, FALLBACK_REGION)
+    if data is None:
+        return []
+    items = [r for r in data["resources"] if isinstance(r, dict)]
+    by_category = data.get("by_category") if isinstance(data.get("by_category"), dict) else {}
+    key = category or "default"
+    ids = by_category.get(key, by_category.get(key.split("+")[0], by_category.get("default")))
+    if isinstance(ids, list):
+        by_id = {str(r.get("id", "")): r for r in items}
+        items = [by_id[str(i)] for i in ids if str(i) in by_id]
+    return [
+        Resource(
+            str(r.get("id", "")),
+            _local(r.get("name"), lang),
+            _local(r.get("how"), lang),
+            _local(r.get("description"), lang),
+        )
+        for r in items
+    ]
+
+
+# -- office hours -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Availability:
+    open_now: bool
+    until: datetime | None  # when open: the end of the current block
+    next_open: datetime | None  # when closed: the next opening
+
+
+def availability(hours: OfficeHours, now: datetime, zone: str) -> Availability:
+    """Whether counselors work now (in the clinic's zone), and until when or from when."""
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    today = local.date()
+    for days, start, end in hours.blocks:
+        if local.weekday() in days and start <= local.time().replace(tzinfo=None) < end:
+            return Availability(True, local_datetime(today, end, zone), None)
+    best: datetime | None = None
+    for offset in range(0, 8):
+        d = today + timedelta(days=offset)
+        for days, start, _end in hours.blocks:
+            if d.weekday() not in days:
+                continue
+            opening = local_datetime(d, start, zone)
+            if opening > now and (best is None or opening < best):
+                best = opening
+        if best is not None:
+            break
+    return Availability(False, None, best)
+
+
+def _zone_label(zone: str) -> str:
+    """The zone as the patient reads it: its IANA name ("Europe/Berlin")."""
+    return zone
+
+
+def local_time(c: Content, lang: str, instant: datetime, zone: str) -> str:
+    """A clock time as seen in `zone` (the patient's clock format), with the zone named:
+    "3:00 pm your time (Europe/Berlin)"."""
+    shown = timefmt.clock(c, lang, instant.astimezone(ZoneInfo(zone)))
+    return c.t("crisis.zone_time", lang, time=shown, zone=_zone_label(zone))
+
+
+
+def _when(c: Content, lang: str, instant: datetime, now: datetime, zone: str) -> str:
+    """The day (today, tomorrow, a weekday) and time of `instant`, as seen in `zone`."""
+    tz = ZoneInfo(zone)
+    local = instant.astimezone(tz)
+    today = now.astimezone(tz).date()
+    at = Html(local_time(c, lang, instant, zone))
+    if local.date() == today:
+        return c.t("crisis.when_today", lang, time=at)
+    if local.date() == today + timedelta(days=1):
+        return c.t("crisis.when_tomorrow", lang, time=at)
+    names = c.raw("crisis.weekdays", lang)
+    return c.t("crisis.when_day", lang, day=str(names[local.weekday()]), time=at)
+
+
+def counselor_line(
+    lang: str,
+    office_hours: OfficeHours | None,
+    now: datetime,
+    *,
+    zone: str = DEFAULT_ZONE,
+    content: Content | None = None,
+    prefix: str = "crisis.counselor",
+    patient_zone: str | None = None,
+    live: bool = False,
+) -> str:
+    """The honest line about when a counselor will reach the patient.
+
+    `zone` is the clinic's (office hours are kept there); times are told in `patient_zone`
+    (the patient's own; the clinic's when not given), with the zone named. `live`: a counselor
+    is talking with the patient through the bot right now, so office hours do not apply.
+    `prefix` chooses the wording: `<prefix>_now`, `<prefix>_later`, `<prefix>_unknown` and
+    `<prefix>_live` (falling back to `crisis.counselor_live`).
+    """
+    c = content or get_content()
+    if live:
+        key = f"{prefix}_live"
+        return c.t(key if c.has(key, lang) else "crisis.counselor_live", lang)
+    if office_hours is None:
+        return c.t(f"{prefix}_unknown", lang)
+    shown = patient_zone or zone
+    a = availability(office_hours, now, zone)
+    hours = Html(c.t("crisis.hours", lang, hours=str(office_hours), zone=_zone_label(zone)))
+    if a.open_now and a.until is not None:
+        return c.t(f"{prefix}_now", lang, until=Html(local_time(c, lang, a.until, shown)), hours=hours)
+    if a.next_open is not None:
+        return c.t(f"{prefix}_later", lang, when=Html(_when(c, lang, a.next_open, now, shown)), hours=hours)
+    return c.t(f"{prefix}_unknown", lang)
+
+
+# -- the message ------------------------------------------------------------------------------
+
+
+def crisis_message(
+    lang: str = "en",
+    region: str | None = "us",
+    plan_lines: Sequence[str] | None = None,
+    office_hours: OfficeHours | None = None,
+    now: datetime | None = None,
+    *,
+    zone: str = DEFAULT_ZONE,
+    content: Content | None = None,
+    care_team: bool = True,
+    category: str | None = None,
+    patient_zone: str | None = None,
+    live: bool = False,
+) -> str:
+    """The whole crisis reply as HTML, from content alone (no database).
+
+    `category`: the kind of crisis (a flag category), which chooses the resources; None gives
+    the region's default list. The most important resource leads. `care_team=False` leaves out
+    the line about the care team, for a reply sent before we know whether the person is a
+    patient whose counselors are being told. `zone`, `patient_zone`, `live`: see
+    `counselor_line`.
+    """
+    c = content or get_content()
+    now = now or datetime.now(UTC)
+    parts = [head(lang, region, category, content=c)]
+    if plan_lines:
+        parts.append(plan_block(lang, plan_lines, content=c))
+    if care_team:
+        parts.append(
+            counselor_line(lang, office_hours, now, zone=zone, content=c, patient_zone=patient_zone, live=live)
+        )
+    parts.append(c.t("crisis.closing", lang))
+    return "\n\n".join(p for p in parts if p)
+
+
+def head(lang: str, region: str | None, category: str | None, *, content: Content | None = None) -> str:
+    """The crisis reply before the patient's plan: the most important resource first, a warm
+    line, then the other resources for this kind of crisis."""
+    c = content or get_content()
+    found = resources(region, lang, c.root, category)
+    # resource texts are trusted HTML from content, validated by the clinical checker
+    if not found:
+        return c.t("crisis.no_resources", lang) + "\n" + c.t("crisis.intro", lang)
+    first, rest = found[0], found[1:]
+    lead = c.t("crisis.lead", lang, name=Html(first.name), how=Html(first.how), description=Html(first.description))
+    lines = [
+        c.t("crisis.resource", lang, name=Html(r.name), how=Html(r.how), description=Html(r.description))
+        for r in rest
+    ]
+    body = c.t("crisis.intro", lang) + ("\n" + "\n".join(lines) if lines else "")
+    return lead + "\n\n" + body
+
+
+def plan_block(lang: str, plan_lines: Sequence[str], *, content: Content | None = None) -> str:
+    """The patient's own plan lines (escaped: the patient typed them)."""
+    c = content or get_content()
+    body = "\n".join(c.t("crisis.plan_line", lang, line=str(x)) for x in plan_lines if str(x).strip())
+    return c.t("crisis.plan_title", lang) + "\n" + body if body else ""
+
+
+def plain_length(text: str) -> int:
+    """Characters of `text` (Telegram HTML) as the reader sees them."""
+    return len(html.unescape(re.sub(r"<[^>]+>", "", text)))
+
+
+def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
+    """Every kind of crisis gets resources, and the reply before the plan fits one screen
+    (for `iop-bot content check`)."""
+    from bot.escalation.flags import CATEGORIES
+
+    c = get_content(content_dir)
+    out: list[tuple[str, int, str]] = []
+    folder = Path(content_dir) / "resources"
+    regions = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    for region in regions:
+        rel = f"resources/{region}.yaml"
+        data = _region_file(Path(content_dir), region) or {}
+        for key in data.get("by_category") or {}:
+            for part in str(key).split("+"):
+                if key != "default" and part not in CATEGORIES:
+                    out.append((rel, 0, f"by_category: unknown category {part!r} (see bot/escalation/flags.py)"))
+        combined = [str(k) for k in data.get("by_category") or {} if "+" in str(k)]
+        for lang in c.languages:
+            for category in (None, *CATEGORIES, *combined):
+                if not resources(region, lang, content_dir, category):
+                    out.append((rel, 0, f"{lang}: no resource for {category or 'default'}"))
+                    continue
+                n = plain_length(head(lang, region, category, content=c) + "\n\n" + c.t("crisis.closing", lang))
+                if n > HEAD_MAX:
+                    out.append((rel, 0, f"{lang}: the crisis reply for {category or 'default'} is {n} characters before the plan (at most {HEAD_MAX})"))
+    return out
+
+
+register_checker("bot.safety.crisis", check_content)
+
+
+__all__ = [
+    "HEAD_MAX",
+    "Availability",
+    "Resource",
+    "availability",
+    "counselor_line",
+    "crisis_message",
+    "head",
+    "local_time",
+    "plan_block",
+    "plain_length",
+    "resources",
+]
+
