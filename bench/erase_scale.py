@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, select
 
+import bot.schema  # noqa: F401  (every table, for create_all)
 from bot.checkins import service as checkins
 from bot.core.models import AuditEntry, Patient
 from bot.escalation.models import Flag

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from escalation_common import pick_detector, quiet_logs
 
+import bot.schema  # noqa: F401  (every table, for create_all)
 from bot.platform.clock import Clock
 from bot.platform.db import Database
 from fakeapi import FakeTelegram

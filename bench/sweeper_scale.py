@@ -20,6 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import func, insert, select, update
 
+import bot.schema  # noqa: F401  (every table, for create_all)
 from bot.checkins import service as checkins
 from bot.core.models import Patient
 from bot.platform.clock import FrozenClock, local_date, next_local_due

@@ -177,7 +177,7 @@ async def full(fake: FakeProcess, users: list[int], db_url: str) -> tuple[float,
     async def run_until(n: int) -> float:
         app = build_application(settings, db=Database(db_url), concurrent_updates=int(os.environ.get("BENCH_CONCURRENCY", "16")))
         runner = Runner(app)
-        runner.svc.processed_hooks.append(on_processed)
+        runner.hub.processed_hooks.append(on_processed)
         task = asyncio.create_task(runner.run(install_signals=False))
         await runner.started.wait()
         t0 = time.perf_counter()

@@ -13,20 +13,19 @@ import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from telegram import Update
 from telegram.error import InvalidToken, NetworkError, TimedOut
-from telegram.ext import Application, ApplicationBuilder, CallbackContext, ContextTypes, ExtBot
-from telegram.request import BaseRequest
+from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.core import group
+from bot.core.hub import Hub
 from bot.core.roles import Roles
 from bot.platform import crypto, retention
 from bot.platform.clock import Clock
 from bot.platform.config import Settings, TokenRejected
-from bot.platform.content import Content, get_content
+from bot.platform.content import get_content
 from bot.platform.db import Database
 from bot.platform.flood import FloodLimiter, Rate
 from bot.platform.http import AiohttpRequest
@@ -36,6 +35,7 @@ from bot.platform.scheduler import Sweeper
 from bot.platform.transport import Poller, WebhookServer, parse_update
 from bot.safety.screening import Screening, ScreeningProcessor
 from bot.safety.signals import SignalKeeper
+from handlers.context import Ctx
 
 if TYPE_CHECKING:
     from bot.safety.risk_prepared import Prepared
@@ -45,40 +45,6 @@ T = TypeVar("T")
 # The charts' library is loaded this long after the bot started receiving, when the first answers
 # (a backlog after a restart) are out, not while they are being sent.
 PRELOAD_AFTER_SECONDS = 10.0
-
-
-@dataclass
-class Services:
-    """Everything handlers may use, created once per process."""
-
-    settings: Settings
-    db: Database
-    clock: Clock
-    content: Content
-    inbox: Inbox
-    sender: Sender
-    sweeper: Sweeper
-    roles: Roles
-    updates_request: BaseRequest  # long polling's own connection (python-telegram-bot's getUpdates one)
-    # Which detector screens each text while the full one builds (bot/safety/screening.py).
-    screening: Screening = field(default_factory=Screening)
-    extra: dict[str, Any] = field(default_factory=dict)
-    # Safety signals the database could not store, kept and retried (set by build_application).
-    signals: SignalKeeper = field(init=False)
-    # Per-person limits (bot/platform/flood.py), set by build_application.
-    flood: FloodLimiter | None = None
-    # Called with each update_id once its handlers have run (tests and benchmarks listen here).
-    processed_hooks: list[Callable[[int], None]] = field(default_factory=list)
-    # Run once at start-up, after recovery (e.g. make sure every patient has a next prompt).
-    on_start: list[Callable[[Services], Awaitable[None]]] = field(default_factory=list)
-
-
-class Ctx(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
-    """The handlers' context: `ctx.svc` is the process's Services."""
-
-    @property
-    def svc(self) -> Services:
-        return self.application.bot_data["svc"]  # type: ignore[no-any-return]
 
 
 class IOPApplication(Application):  # type: ignore[type-arg]
@@ -93,13 +59,13 @@ class IOPApplication(Application):  # type: ignore[type-arg]
     async def finish_update(self, update: object) -> None:
         """Mark `update` done in the inbox (handled, or not handled because of a flood)."""
         if isinstance(update, Update):
-            svc: Services | None = self.bot_data.get("svc")
-            if svc is not None:
+            hub: Hub | None = self.bot_data.get("hub")
+            if hub is not None:
                 try:
-                    await svc.inbox.mark_done(update.update_id)
+                    await hub.inbox.mark_done(update.update_id)
                 except Exception as exc:
                     log.warning("inbox: could not mark update %s done (%s)", update.update_id, type(exc).__name__)
-                for hook in svc.processed_hooks:
+                for hook in hub.processed_hooks:
                     hook(update.update_id)
 
 
@@ -155,7 +121,7 @@ def build_application(
             return "left"  # a restricted user who left the group keeps that status
         return str(member.status)
 
-    svc = Services(
+    hub = Hub(
         settings=settings,
         db=db,
         clock=clock,
@@ -165,28 +131,31 @@ def build_application(
         sweeper=Sweeper(db, clock),
         roles=Roles(db, settings, clock, lookup),
         updates_request=updates_request,
-        screening=screening,
     )
-    svc.sweeper.after_tick.append(svc.sender.wake)
-    retention.install(svc)  # finished rows pruned daily, in bounded batches
-    svc.signals = SignalKeeper(svc)
-    app.bot_data["svc"] = svc
+    hub.sweeper.after_tick.append(hub.sender.wake)
+    retention.install(hub.sweeper, hub.settings)  # finished rows pruned daily, in bounded batches
+    hub.on_start.append(lambda hub: retention.ensure_at_start(hub.db, hub.clock))
+    hub.provide(screening)
+    hub.provide(SignalKeeper(hub))
+    app.bot_data["hub"] = hub
 
+    import bot.schema  # noqa: F401  (every table, for the data export and erasure)
     import handlers
+    from bot import areas
 
-    handlers.register(app, svc)
+    handlers.register(app, hub, areas.install(hub))
     from handlers.safety import SCREENED
 
     screening.screened = lambda update: bool(SCREENED.check_update(update))  # type: ignore[arg-type]
-    _wire_limiter(app, svc, processor)
+    _wire_limiter(app, hub, processor)
     return app
 
 
-def _wire_limiter(app: IOPApplication, svc: Services, processor: ScreeningProcessor) -> None:
+def _wire_limiter(app: IOPApplication, hub: Hub, processor: ScreeningProcessor) -> None:
     """What the per-person limit needs from the services: who is a member, the flood line,
     and marking an update it did not let through done."""
-    svc.flood = processor.limiter
-    admins = set(svc.settings.admin_user_ids)
+    hub.flood = processor.limiter
+    admins = set(hub.settings.admin_user_ids)
 
     async def is_member(user_id: int) -> bool:
         """Enrolled (or being enrolled: onboarding counts) or staff."""
@@ -197,7 +166,7 @@ def _wire_limiter(app: IOPApplication, svc: Services, processor: ScreeningProces
 
         if user_id in admins:
             return True
-        async with svc.db.session() as s:
+        async with hub.db.session() as s:
             found = await s.execute(
                 select(Patient.id)
                 .where(Patient.telegram_id == user_id, Patient.status.in_((*ENROLLED, "onboarding")))
@@ -205,7 +174,7 @@ def _wire_limiter(app: IOPApplication, svc: Services, processor: ScreeningProces
             )
             if found.first() is not None:
                 return True
-        return bool(await svc.roles.is_staff(user_id))
+        return bool(await hub.roles.is_staff(user_id))
 
     async def tell(update: object) -> None:
         user = getattr(update, "effective_user", None)
@@ -213,8 +182,8 @@ def _wire_limiter(app: IOPApplication, svc: Services, processor: ScreeningProces
         if user is None or chat is None:
             return
         code = (user.language_code or "").split("-")[0].lower()
-        lang = code if code in svc.content.languages else svc.settings.default_language
-        await app.bot.send_message(chat.id, svc.content.t("common.flood", lang))
+        lang = code if code in hub.content.languages else hub.settings.default_language
+        await app.bot.send_message(chat.id, hub.content.t("common.flood", lang))
 
     processor.is_member = is_member
     processor.tell = tell
@@ -223,48 +192,48 @@ def _wire_limiter(app: IOPApplication, svc: Services, processor: ScreeningProces
 
 async def start_services(app: Application) -> None:  # type: ignore[type-arg]
     """After `app.start()`: command menus, recovery, the outbox sender and the sweeper job."""
-    svc: Services = app.bot_data["svc"]
+    hub: Hub = app.bot_data["hub"]
     import handlers
 
     # The key must read what is stored (a changed or removed key stops the start, in one sentence).
-    await crypto.check_key(svc.db, svc.clock.now())
-    if svc.settings.counselor_chat_id is not None:
-        async with svc.db.session() as s:
-            svc.settings.counselor_chat_id = await group.current_id(s, svc.settings.counselor_chat_id)
+    await crypto.check_key(hub.db, hub.clock.now())
+    if hub.settings.counselor_chat_id is not None:
+        async with hub.db.session() as s:
+            hub.settings.counselor_chat_id = await group.current_id(s, hub.settings.counselor_chat_id)
     try:
-        await handlers.set_commands(app, svc)
+        await handlers.set_commands(app, hub)
     except Exception as exc:
         log.warning("could not set the command menu (%s)", type(exc).__name__)
-    await svc.sweeper.recover()
-    for hook in svc.on_start:
+    await hub.sweeper.recover()
+    for hook in hub.on_start:
         try:
-            await hook(svc)
+            await hook(hub)
         except Exception:
             log.exception("a start-up task failed")
-    await svc.sender.start()
-    svc.signals.start()
+    await hub.sender.start()
+    hub.get(SignalKeeper).start()
     if app.job_queue is not None:
         app.job_queue.run_repeating(
-            _sweep_job, interval=svc.settings.sweep_interval_seconds, first=0.5, name="sweeper"
+            _sweep_job, interval=hub.settings.sweep_interval_seconds, first=0.5, name="sweeper"
         )
 
 
 async def _sweep_job(ctx: Ctx) -> None:
     try:
-        await ctx.svc.sweeper.tick()
+        await ctx.hub.sweeper.tick()
     except Exception:
         log.exception("sweeper tick failed")
-    if ctx.svc.flood is not None:
-        ctx.svc.flood.sweep()  # floods that are over get their log line
+    if ctx.hub.flood is not None:
+        ctx.hub.flood.sweep()  # floods that are over get their log line
 
 
 async def stop_services(app: Application) -> None:  # type: ignore[type-arg]
-    svc: Services = app.bot_data["svc"]
-    await svc.signals.stop()
-    if svc.flood is not None:
-        svc.flood.flush()  # every flood still going gets its log line
-    await svc.sender.stop()
-    await svc.screening.stop()
+    hub: Hub = app.bot_data["hub"]
+    await hub.get(SignalKeeper).stop()
+    if hub.flood is not None:
+        hub.flood.flush()  # every flood still going gets its log line
+    await hub.sender.stop()
+    await hub.get(Screening).stop()
 
 
 async def retry_network(step: Callable[[], Awaitable[object]], what: str, attempts: int = 8) -> None:
@@ -297,7 +266,7 @@ class Runner:
 
     def __init__(self, app: Application, *, prepared: Prepared | None = None) -> None:  # type: ignore[type-arg]
         self.app = app
-        self.svc: Services = app.bot_data["svc"]
+        self.hub: Hub = app.bot_data["hub"]
         self._stop = asyncio.Event()
         self.transport: Poller | WebhookServer | None = None
         self.started = asyncio.Event()
@@ -349,25 +318,25 @@ class Runner:
             raise self.fatal
 
     async def _run(self) -> None:
-        s = self.svc.settings
+        s = self.hub.settings
         if s.encryption_key is None:
             log.warning("ENCRYPTION_KEY is not set: free text (notes, plan entries, relayed messages) is stored unencrypted")
         try:
             # The risk detector builds in a worker thread while the bot connects and receives: a
             # crisis is answered by the crisis rules meanwhile, other texts wait (bot/safety/screening.py).
-            self.svc.screening.after_ready.append(gc.freeze)  # what it built lives as long as the bot
-            self.svc.screening.after_ready.append(self._after_detector)
-            self.svc.screening.start(self._on_fatal)
+            self.hub.get(Screening).after_ready.append(gc.freeze)  # what it built lives as long as the bot
+            self.hub.get(Screening).after_ready.append(self._after_detector)
+            self.hub.get(Screening).start(self._on_fatal)
             await self._or_stop(retry_network(self.app.initialize, "connecting to Telegram"))
             await self.app.start()
             try:
                 await start_services(self.app)
-                for update in await self.svc.inbox.pending(lambda data: parse_update(data, self.app.bot)):
+                for update in await self.hub.inbox.pending(lambda data: parse_update(data, self.app.bot)):
                     await self.app.update_queue.put(update)
                 if s.webhook_url:
                     self.transport = WebhookServer(
                         self.app,
-                        self.svc.inbox,
+                        self.hub.inbox,
                         url=s.webhook_url,
                         secret=s.require_webhook_secret() or "",
                         listen=s.webhook_listen,
@@ -377,7 +346,7 @@ class Runner:
                     )
                 else:
                     self.transport = Poller(
-                        self.app, self.svc.inbox, self.svc.updates_request, on_fatal=self._on_fatal
+                        self.app, self.hub.inbox, self.hub.updates_request, on_fatal=self._on_fatal
                     )
                 await self._or_stop(retry_network(self.transport.start, "starting to receive updates"))
                 log.info("iop-bot is running (%s)", "webhook" if s.webhook_url else "polling")
@@ -401,9 +370,9 @@ class Runner:
                     await self._later
             await self._step("closing the connection to Telegram", self.app.shutdown)
             # Also when start-up failed half-way (the application then has nothing to shut down).
-            for request in (self.app.bot.request, self.svc.updates_request):
+            for request in (self.app.bot.request, self.hub.updates_request):
                 await self._step("closing an HTTP session", request.shutdown)
-            await self._step("closing the database", self.svc.db.dispose)
+            await self._step("closing the database", self.hub.db.dispose)
 
     def _after_detector(self) -> None:
         """Once the full detector is ready: what waits for the bot to be receiving, in the

@@ -49,11 +49,12 @@ def _start_and_run() -> int:
     setup_logging(settings.log_level, token)
     prepared = _prepare_risk_detector(DATA_DIR)
     from bot.app import Runner, build_application, run_event_loop
+    from bot.areas import content_checks
     from bot.platform import content, migrate
 
     # The full check once per version of content and code (recorded under data/); the risk
     # detector builds while the bot already receives (bot/safety/screening.py).
-    problems = content.check_at_start(settings.content_dir, DATA_DIR)
+    problems = content.check_at_start(settings.content_dir, DATA_DIR, content_checks())
     if problems:
         print(f"content/ has {len(problems)} problem(s); run `iop-bot content check` to see them.", file=sys.stderr)
         return 1
@@ -97,9 +98,10 @@ def _migrate(_: argparse.Namespace) -> int:
 
 
 def _content_problems(root: Path) -> list[object]:
+    from bot.areas import content_checks
     from bot.platform import content
 
-    return list(content.check(root))
+    return list(content.check(root, content_checks()))
 
 
 def _content_check(args: argparse.Namespace) -> int:

@@ -7,13 +7,15 @@ free text first); 0 features, then the fallbacks last.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from telegram import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat, Update
 from telegram.ext import Application, ApplicationHandlerStop, CallbackQueryHandler, TypeHandler
 
+from bot.core.hub import Hub
 from bot.platform.keyboards import callback_data_ok
 from handlers import common
+from handlers.context import Ctx
 from handlers.router import TextRouter
 
 log = logging.getLogger(__name__)
@@ -25,54 +27,41 @@ FACILITATOR_COMMANDS = ["announce"]
 ADMIN_COMMANDS = ["cohort", "grant", "revoke", "staff"]
 
 
-def register(app: Application, svc: Any) -> None:  # type: ignore[type-arg]
+Register = Callable[[Application, Hub, TextRouter], None]  # type: ignore[type-arg]
+
+
+def register(app: Application, hub: Hub, features: Sequence[Register]) -> None:  # type: ignore[type-arg]
+    """Chat hygiene first, then each area's handlers in the order given (bot/areas.py), then the
+    fallbacks."""
     router = TextRouter()
-    svc.extra["router"] = router
-    common.register_early(app, svc)
+    common.register_early(app, hub)
     # Button data the bot cannot have made (a 25-digit id, say) is answered as a stale button
     # here, before any feature parses it.
     app.add_handler(CallbackQueryHandler(_malformed_button, pattern=lambda d: not callback_data_ok(d)), group=-95)
-    app.add_handler(TypeHandler(Update, _group_gate(svc)), group=-90)
-
-    # Features (each module's register adds its handlers to group 0 and its text kinds).
-    for module in _feature_modules():
-        module.register(app, svc, router)
-
+    app.add_handler(TypeHandler(Update, _group_gate(hub)), group=-90)
+    for feature in features:
+        feature(app, hub, router)
     common.register_fallbacks(app, router)
     app.add_error_handler(common.error_handler)
 
 
-async def _malformed_button(update: Update, ctx: Any) -> None:
+async def _malformed_button(update: Update, ctx: Ctx) -> None:
     await common.expired_button(update, ctx)
     raise ApplicationHandlerStop
 
 
-def _feature_modules() -> list[Any]:
-    import importlib
-
-    names = ["handlers.onboarding", "handlers.safety", "handlers.checkins", "handlers.flags", "handlers.sos", "handlers.free_text"]
-    mods = []
-    for name in names:
-        try:
-            mods.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return mods
-
-
-def _group_gate(svc: Any):  # type: ignore[no-untyped-def]
+def _group_gate(hub: Hub) -> Callable[[Update, Ctx], Awaitable[None]]:
     """Leave foreign groups; in the counselors' group let only commands and buttons through."""
 
-    seen: set[int] = svc.extra.setdefault("private_chats", set())
+    seen = hub.private_chats
 
-    async def gate(update: Update, ctx: Any) -> None:
+    async def gate(update: Update, ctx: Ctx) -> None:
         chat = update.effective_chat
         if chat is not None and chat.type == "private" and update.message is not None:
             seen.add(chat.id)  # this person has a chat with the bot: their menu can be set
         if chat is None or chat.type == "private" or update.my_chat_member or update.chat_member:
             return
-        if chat.id != svc.settings.counselor_chat_id:
+        if chat.id != hub.settings.counselor_chat_id:
             msg = update.message
             if msg is not None and (
                 msg.new_chat_members or msg.left_chat_member or msg.migrate_to_chat_id or msg.migrate_from_chat_id
@@ -93,17 +82,17 @@ def _group_gate(svc: Any):  # type: ignore[no-untyped-def]
     return gate
 
 
-def _commands(svc: Any, names: list[str]) -> list[BotCommand]:
-    return [BotCommand(n, svc.content.t(f"menu.{n}")) for n in names]
+def _commands(hub: Hub, names: list[str]) -> list[BotCommand]:
+    return [BotCommand(n, hub.content.t(f"menu.{n}")) for n in names]
 
 
-async def set_commands(app: Application, svc: Any) -> None:  # type: ignore[type-arg]
+async def set_commands(app: Application, hub: Hub) -> None:  # type: ignore[type-arg]
     """Command menus per scope: private chats, the counselors' group, each staff member's chat."""
     bot = app.bot
-    await bot.set_my_commands(_commands(svc, PATIENT_COMMANDS), scope=BotCommandScopeAllPrivateChats())
-    if svc.settings.counselor_chat_id is not None:
+    await bot.set_my_commands(_commands(hub, PATIENT_COMMANDS), scope=BotCommandScopeAllPrivateChats())
+    if hub.settings.counselor_chat_id is not None:
         try:
-            await bot.set_my_commands(_commands(svc, GROUP_COMMANDS), scope=BotCommandScopeChat(svc.settings.counselor_chat_id))
+            await bot.set_my_commands(_commands(hub, GROUP_COMMANDS), scope=BotCommandScopeChat(hub.settings.counselor_chat_id))
         except Exception as exc:
             log.warning("could not set the counselors' group menu (%s)", type(exc).__name__)
     # Each staff member's own menu is set when they write to the bot (/start) or are granted a
@@ -111,8 +100,8 @@ async def set_commands(app: Application, svc: Any) -> None:  # type: ignore[type
     # and menus it has accepted persist across restarts.
 
 
-async def set_staff_commands(app: Application, svc: Any, user_id: int, roles: set[str]) -> None:  # type: ignore[type-arg]
-    if user_id not in svc.extra.setdefault("private_chats", set()):
+async def set_staff_commands(app: Application, hub: Hub, user_id: int, roles: set[str]) -> None:  # type: ignore[type-arg]
+    if user_id not in hub.private_chats:
         return  # set when they first write to the bot
     names: list[str] = []
     if roles & {"counselor", "admin"}:
@@ -123,7 +112,7 @@ async def set_staff_commands(app: Application, svc: Any, user_id: int, roles: se
         names += ADMIN_COMMANDS
     names += ["help"]
     try:
-        await app.bot.set_my_commands(_commands(svc, list(dict.fromkeys(names))), scope=BotCommandScopeChat(user_id))
+        await app.bot.set_my_commands(_commands(hub, list(dict.fromkeys(names))), scope=BotCommandScopeChat(user_id))
     except Exception as exc:  # the person may not have opened a chat with the bot yet
         log.info("staff menu not set for one user (%s)", type(exc).__name__)
 

@@ -11,18 +11,19 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
-from bot.app import Ctx, Services
 from bot.assessments import service as assessments
 from bot.checkins import progress, sobriety
 from bot.checkins import service as checkins
 from bot.checkins.service import Result
 from bot.core import people
+from bot.core.hub import Hub
 from bot.core.people import PatientInfo
 from bot.core.roles import COUNSELOR
 from bot.core.state import Awaiting
 from bot.platform.clock import local_date
 from bot.privacy import erasure
 from handlers.common import not_enrolled, require_patient, require_role
+from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.ui import answer, edit, keyboard, reply
 
@@ -43,23 +44,23 @@ async def _show(update: Update, result: Result) -> None:
 async def _expired(update: Update, ctx: Ctx) -> None:
     q = update.callback_query
     if q is not None:
-        await answer(q, ctx.svc.content.t("common.button_expired"))
+        await answer(q, ctx.hub.content.t("common.button_expired"))
 
 
 async def checkin_cmd(update: Update, ctx: Ctx) -> None:
     patient = await require_patient(update, ctx)
     if patient is None:
         return
-    svc = ctx.svc
-    async with svc.db.transaction() as s:
-        result = await checkins.start(s, svc.content, patient, svc.clock.now())
+    hub = ctx.hub
+    async with hub.db.transaction() as s:
+        result = await checkins.start(s, hub.content, patient, hub.clock.now())
     await _show(update, result)
 
 
-async def _step(s: AsyncSession, svc: Services, patient: PatientInfo, action: str, parts: list[str]) -> Result | None:
+async def _step(s: AsyncSession, hub: Hub, patient: PatientInfo, action: str, parts: list[str]) -> Result | None:
     """The check-in step a button asks for; None when the button is stale or malformed."""
-    now = svc.clock.now()
-    c = svc.content
+    now = hub.clock.now()
+    c = hub.content
     if action == "start" and len(parts) == 2:
         return await checkins.start(s, c, patient, now)
     if action == "a" and len(parts) == 4:
@@ -85,13 +86,13 @@ async def checkin_button(update: Update, ctx: Ctx) -> None:
     q = update.callback_query
     if q is None or q.data is None:
         return
-    svc = ctx.svc
+    hub = ctx.hub
     parts = q.data.split(":")
     action = parts[1] if len(parts) > 1 else ""
     # One unit of work per press: who is pressing, and the step (the hot path of the bot).
-    async with svc.db.transaction() as s:
+    async with hub.db.transaction() as s:
         patient = await people.active_patient_info(s, q.from_user.id)
-        result = None if patient is None else await _step(s, svc, patient, action, parts)
+        result = None if patient is None else await _step(s, hub, patient, action, parts)
     if patient is None:
         await not_enrolled(update, ctx)
         return
@@ -117,7 +118,7 @@ async def checkin_button(update: Update, ctx: Ctx) -> None:
         return
     await _show(update, result)
     if result.finished:
-        svc.sender.wake()
+        hub.sender.wake()
 
 
 async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
@@ -125,14 +126,14 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     patient = await require_patient(update, ctx)
     if patient is None or msg is None or msg.text is None:
         return
-    svc = ctx.svc
-    async with svc.db.transaction() as s:
-        result = await checkins.note(s, svc.content, patient, msg.text, svc.clock.now())
+    hub = ctx.hub
+    async with hub.db.transaction() as s:
+        result = await checkins.note(s, hub.content, patient, msg.text, hub.clock.now())
     if result is None:
-        await reply(update, svc.content.t("common.free_text"))
+        await reply(update, hub.content.t("common.free_text"))
         return
     await _show(update, result)
-    svc.sender.wake()
+    hub.sender.wake()
 
 
 async def assessment_button(update: Update, ctx: Ctx) -> None:
@@ -142,42 +143,42 @@ async def assessment_button(update: Update, ctx: Ctx) -> None:
     patient = await require_patient(update, ctx)
     if patient is None:
         return
-    svc = ctx.svc
+    hub = ctx.hub
     parts = q.data.split(":")
     action = parts[1] if len(parts) > 1 else ""
-    now = svc.clock.now()
+    now = hub.clock.now()
     result: Result | None = None
-    async with svc.db.transaction() as s:
+    async with hub.db.transaction() as s:
         if action == "start" and len(parts) == 3:
-            result = await assessments.start(s, svc.content, patient, parts[2], now)
+            result = await assessments.start(s, hub.content, patient, parts[2], now)
         elif action == "a" and len(parts) == 5:
-            result = await assessments.answer(s, svc.content, patient, parts[2], parts[3], parts[4], now)
+            result = await assessments.answer(s, hub.content, patient, parts[2], parts[3], parts[4], now)
         elif action == "resume" and len(parts) == 3:
-            result = await assessments.resume(s, svc.content, patient, parts[2], now)
+            result = await assessments.resume(s, hub.content, patient, parts[2], now)
         elif action == "f" and len(parts) == 5:
-            result = await assessments.followup_answer(s, svc.content, patient, parts[2], parts[3], parts[4], now)
+            result = await assessments.followup_answer(s, hub.content, patient, parts[2], parts[3], parts[4], now)
         elif action == "back" and len(parts) == 3:
-            result = await assessments.back(s, svc.content, patient, parts[2], now)
+            result = await assessments.back(s, hub.content, patient, parts[2], now)
         elif action == "cancel" and len(parts) == 3:
-            result = await assessments.cancel(s, svc.content, patient, parts[2], now)
+            result = await assessments.cancel(s, hub.content, patient, parts[2], now)
     if result is None:
         await _expired(update, ctx)
         return
     await answer(q)
     await _show(update, result)
-    svc.sender.wake()
+    hub.sender.wake()
 
 
 async def days_cmd(update: Update, ctx: Ctx) -> None:
     patient = await require_patient(update, ctx)
     if patient is None:
         return
-    svc = ctx.svc
-    c = svc.content
+    hub = ctx.hub
+    c = hub.content
     lang = patient.language
-    now = svc.clock.now()
+    now = hub.clock.now()
     today = local_date(now, patient.timezone)
-    async with svc.db.transaction() as s:
+    async with hub.db.transaction() as s:
         nums, milestone = await sobriety.counter(s, patient.id, checkins.clinical_for(c).milestones, today, now)
     if nums is None:
         await reply(update, c.t("checkins.days_no_date", lang))
@@ -200,17 +201,17 @@ async def days_cmd(update: Update, ctx: Ctx) -> None:
 
 async def progress_cmd(update: Update, ctx: Ctx) -> None:
     user = update.effective_user
-    if ctx.args and user is not None and await ctx.svc.roles.has(user.id, COUNSELOR):
+    if ctx.args and user is not None and await ctx.hub.roles.has(user.id, COUNSELOR):
         # `/progress <code>` from a counselor: the counselor view of that patient.
         await patient_cmd(update, ctx)
         return
     patient = await require_patient(update, ctx)
     if patient is None:
         return
-    svc = ctx.svc
-    async with svc.db.session() as s:
-        p = await progress.progress(s, svc.content, patient, svc.clock.now())
-    await _photo(update, p.chart, svc.content.t("progress.caption", patient.language))
+    hub = ctx.hub
+    async with hub.db.session() as s:
+        p = await progress.progress(s, hub.content, patient, hub.clock.now())
+    await _photo(update, p.chart, hub.content.t("progress.caption", patient.language))
     await reply(update, p.summary)
 
 
@@ -224,8 +225,8 @@ async def _photo(update: Update, data: bytes, caption: str) -> Message | None:
 async def patient_cmd(update: Update, ctx: Ctx) -> None:
     if not await require_role(update, ctx, COUNSELOR):
         return
-    svc = ctx.svc
-    c = svc.content
+    hub = ctx.hub
+    c = hub.content
     chat = update.effective_chat
     user = update.effective_user
     if chat is None or user is None:
@@ -237,28 +238,19 @@ async def patient_cmd(update: Update, ctx: Ctx) -> None:
     if len(args) != 1 or len(str(args[0])) > 16:
         await reply(update, c.t("progress.usage"))
         return
-    async with svc.db.transaction() as s:
-        view = await progress.counselor_view(s, c, str(args[0]), user.id, svc.clock.now(), zone=svc.settings.default_timezone)
+    async with hub.db.transaction() as s:
+        view = await progress.counselor_view(s, c, str(args[0]), user.id, hub.clock.now(), zone=hub.settings.default_timezone)
     if view is None:
         await reply(update, c.t("progress.not_found"))
         return
     shown = [await reply(update, view.text), await _photo(update, view.chart, c.t("progress.staff_caption", code=view.code))]
     # Remembered, so the patient's erasure takes the view back from this chat.
-    async with svc.db.transaction() as s:
-        await erasure.remember(s, view.patient_id, chat.id, [m.message_id for m in shown if m is not None], svc.clock.now())
-    svc.sender.wake()
+    async with hub.db.transaction() as s:
+        await erasure.remember(s, view.patient_id, chat.id, [m.message_id for m in shown if m is not None], hub.clock.now())
+    hub.sender.wake()
 
 
-async def _ensure_prompts(svc: Services) -> None:
-    async with svc.db.transaction() as s:
-        n = await checkins.ensure_prompts(s, svc.clock.now())
-    if n:
-        log.info("checkins: scheduled the next prompt for %s patients at start-up", n)
-
-
-def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: ignore[type-arg]
-    checkins.setup(svc.sweeper, svc.content)
-    svc.on_start.append(_ensure_prompts)
+def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: ignore[type-arg]
     app.add_handler(CommandHandler("checkin", checkin_cmd, filters=PRIVATE))
     app.add_handler(CommandHandler("days", days_cmd, filters=PRIVATE))
     app.add_handler(CommandHandler("progress", progress_cmd, filters=PRIVATE))

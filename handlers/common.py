@@ -16,9 +16,10 @@ from telegram.ext import (
     filters,
 )
 
-from bot.app import Ctx
 from bot.core import group, people
+from bot.core.hub import Hub
 from bot.core.roles import ADMIN, COUNSELOR, FACILITATOR
+from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.ui import answer, reply
 
@@ -28,7 +29,7 @@ MAX_TEXT_LEN = 3000
 
 
 def is_counselor_group(ctx: Ctx, chat_id: int | None) -> bool:
-    return chat_id is not None and chat_id == ctx.svc.settings.counselor_chat_id
+    return chat_id is not None and chat_id == ctx.hub.settings.counselor_chat_id
 
 
 async def require_patient(update: Update, ctx: Ctx) -> people.PatientInfo | None:
@@ -36,7 +37,7 @@ async def require_patient(update: Update, ctx: Ctx) -> people.PatientInfo | None
     user = update.effective_user
     if user is None:
         return None
-    async with ctx.svc.db.session() as s:
+    async with ctx.hub.db.session() as s:
         patient = await people.active_patient_info(s, user.id)
     if patient is None:
         await not_enrolled(update, ctx)
@@ -46,17 +47,17 @@ async def require_patient(update: Update, ctx: Ctx) -> people.PatientInfo | None
 async def not_enrolled(update: Update, ctx: Ctx) -> None:
     """Tell someone who is not an enrolled patient how to enrol."""
     if update.callback_query is not None:
-        await answer(update.callback_query, ctx.svc.content.t("common.not_enrolled"), alert=True)
+        await answer(update.callback_query, ctx.hub.content.t("common.not_enrolled"), alert=True)
     else:
-        await reply(update, ctx.svc.content.t("common.not_enrolled"))
+        await reply(update, ctx.hub.content.t("common.not_enrolled"))
 
 
 async def require_role(update: Update, ctx: Ctx, *roles: str) -> bool:
     """Server-side role check for every staff command and button; refuses politely otherwise."""
     user = update.effective_user
-    if user is not None and await ctx.svc.roles.has(user.id, *roles):
+    if user is not None and await ctx.hub.roles.has(user.id, *roles):
         return True
-    c = ctx.svc.content
+    c = ctx.hub.content
     chat = update.effective_chat
     if set(roles) == {ADMIN}:
         text = c.t("common.not_allowed_admin")
@@ -75,9 +76,9 @@ async def help_cmd(update: Update, ctx: Ctx) -> None:
     user = update.effective_user
     if user is None:
         return
-    c = ctx.svc.content
-    roles = await ctx.svc.roles.roles_of(user.id)
-    async with ctx.svc.db.session() as s:
+    c = ctx.hub.content
+    roles = await ctx.hub.roles.roles_of(user.id)
+    async with ctx.hub.db.session() as s:
         patient = await people.patient_by_telegram(s, user.id)
     parts = []
     if patient is not None and patient.status in ("active", "inactive"):
@@ -98,30 +99,30 @@ async def start_fallback(update: Update, ctx: Ctx) -> None:
     user = update.effective_user
     if user is None:
         return
-    roles = await ctx.svc.roles.roles_of(user.id)
+    roles = await ctx.hub.roles.roles_of(user.id)
     if roles:
         await reply(
             update,
-            ctx.svc.content.t("common.staff_welcome", name=user.first_name or "", roles=", ".join(sorted(roles))),
+            ctx.hub.content.t("common.staff_welcome", name=user.first_name or "", roles=", ".join(sorted(roles))),
         )
     else:
-        await reply(update, ctx.svc.content.t("common.not_enrolled"))
+        await reply(update, ctx.hub.content.t("common.not_enrolled"))
 
 
 async def unknown_command(update: Update, ctx: Ctx) -> None:
-    await reply(update, ctx.svc.content.t("common.unknown_command"))
+    await reply(update, ctx.hub.content.t("common.unknown_command"))
 
 
 async def non_text(update: Update, ctx: Ctx) -> None:
-    await reply(update, ctx.svc.content.t("common.text_only"))
+    await reply(update, ctx.hub.content.t("common.text_only"))
 
 
 async def forwarded(update: Update, ctx: Ctx) -> None:
-    await reply(update, ctx.svc.content.t("common.forwarded"))
+    await reply(update, ctx.hub.content.t("common.forwarded"))
 
 
 async def edited(update: Update, ctx: Ctx) -> None:
-    await reply(update, ctx.svc.content.t("common.edited"))
+    await reply(update, ctx.hub.content.t("common.edited"))
 
 
 def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
@@ -130,7 +131,7 @@ def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
         if msg is None or msg.text is None:
             return
         if len(msg.text) > MAX_TEXT_LEN:
-            await reply(update, ctx.svc.content.t("common.too_long"))
+            await reply(update, ctx.hub.content.t("common.too_long"))
             return
         if await router.dispatch(update, ctx):
             return
@@ -139,7 +140,7 @@ def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
 
             await router.default(update, ctx, Awaiting("", {}))
             return
-        await reply(update, ctx.svc.content.t("common.free_text"))
+        await reply(update, ctx.hub.content.t("common.free_text"))
 
     return handle
 
@@ -147,7 +148,7 @@ def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
 async def expired_button(update: Update, ctx: Ctx) -> None:
     q = update.callback_query
     if q is not None:
-        await answer(q, ctx.svc.content.t("common.button_expired"))
+        await answer(q, ctx.hub.content.t("common.button_expired"))
 
 
 async def my_chat_member(update: Update, ctx: Ctx) -> None:
@@ -159,8 +160,8 @@ async def my_chat_member(update: Update, ctx: Ctx) -> None:
     status = cmu.new_chat_member.status
     if chat.type == ChatType.PRIVATE:
         blocked = status in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT)
-        async with ctx.svc.db.transaction() as s:
-            await people.set_blocked(s, chat.id, blocked, ctx.svc.clock.now())
+        async with ctx.hub.db.transaction() as s:
+            await people.set_blocked(s, chat.id, blocked, ctx.hub.clock.now())
         return
     if status in (ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR) and not is_counselor_group(ctx, chat.id):
         log.info("added to a group that is not the counselors' group; leaving it")
@@ -203,7 +204,7 @@ async def _membership_changed(ctx: Ctx, user_id: int, inside: bool, status: str)
     """Access follows at once, the group's roster remembers it, leaving the group ends a granted
     counselor role (admins are told), and someone who is no longer on the care team is taken out
     of any conversation with a patient (Roles.record_membership)."""
-    await ctx.svc.roles.record_membership(user_id, inside, status)
+    await ctx.hub.roles.record_membership(user_id, inside, status)
 
 
 async def foreign_group(update: Update, ctx: Ctx) -> None:
@@ -222,9 +223,9 @@ async def group_migrated(update: Update, ctx: Ctx) -> None:
     if msg is None or msg.migrate_to_chat_id is None:
         return
     if is_counselor_group(ctx, msg.chat.id):
-        async with ctx.svc.db.transaction() as s:
-            await group.record_migration(s, msg.chat.id, msg.migrate_to_chat_id, ctx.svc.clock.now())
-        ctx.svc.settings.counselor_chat_id = msg.migrate_to_chat_id
+        async with ctx.hub.db.transaction() as s:
+            await group.record_migration(s, msg.chat.id, msg.migrate_to_chat_id, ctx.hub.clock.now())
+        ctx.hub.settings.counselor_chat_id = msg.migrate_to_chat_id
         log.warning(
             "the counselors' group became a supergroup; using its new id (also set COUNSELOR_CHAT_ID=%s)",
             msg.migrate_to_chat_id,
@@ -244,19 +245,19 @@ async def error_handler(update: object, ctx: Ctx) -> None:
         return
     # A press is told in an alert; one already answered (the step ran, then the edit failed)
     # is told in the chat instead.
-    if update.callback_query is not None and await answer(update.callback_query, ctx.svc.content.t("common.error"), alert=True):
+    if update.callback_query is not None and await answer(update.callback_query, ctx.hub.content.t("common.error"), alert=True):
         return
     chat = update.effective_chat
     if chat is not None and chat.type == ChatType.PRIVATE:
         try:
-            await reply(update, ctx.svc.content.t("common.error"))
+            await reply(update, ctx.hub.content.t("common.error"))
         except Exception as exc:
             log.warning("could not tell the person about the error (%s)", type(exc).__name__)
 
 
-def register_early(app: Application, svc: object) -> None:  # type: ignore[type-arg]
+def register_early(app: Application, hub: Hub) -> None:  # type: ignore[type-arg]
     """Group -100: chat hygiene before any feature sees the update."""
-    svc.roles.after_change.append(svc.sender.wake)  # type: ignore[attr-defined]
+    hub.roles.after_change.append(hub.sender.wake)  # type: ignore[attr-defined]
     app.add_handler(ChatMemberHandler(my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER), group=-100)
     app.add_handler(ChatMemberHandler(chat_member, ChatMemberHandler.CHAT_MEMBER), group=-100)
     app.add_handler(

@@ -7,7 +7,6 @@ the counselor's private chat, never in the group.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from zoneinfo import ZoneInfo
 
@@ -22,8 +21,8 @@ from telegram.ext import (
     filters,
 )
 
-from bot.app import Ctx, Services
 from bot.core import state
+from bot.core.hub import Hub
 from bot.core.roles import COUNSELOR
 from bot.core.state import Awaiting
 from bot.escalation import flags, relay
@@ -32,6 +31,7 @@ from bot.platform.text import split_text
 from bot.privacy import erasure
 from bot.safety import service as safety
 from handlers.common import require_role
+from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.ui import answer, keyboard, reply
 
@@ -77,17 +77,17 @@ async def _dm(
         # Not a closed chat: say so plainly rather than "open a chat with me".
         log.warning("flags: private message to a counselor failed (%s)", type(exc).__name__)
         try:
-            await ctx.bot.send_message(user_id, ctx.svc.content.t("flags.dm_failed"))
+            await ctx.bot.send_message(user_id, ctx.hub.content.t("flags.dm_failed"))
         except TelegramError:
             return False
         return True
 
 
 async def _remember(ctx: Ctx, patient_id: int, chat_id: int, message_ids: list[int]) -> None:
-    svc = ctx.svc
-    async with svc.db.transaction() as s:
-        await erasure.remember(s, patient_id, chat_id, message_ids, svc.clock.now())
-    svc.sender.wake()
+    hub = ctx.hub
+    async with hub.db.transaction() as s:
+        await erasure.remember(s, patient_id, chat_id, message_ids, hub.clock.now())
+    hub.sender.wake()
 
 
 # -- buttons ----------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
     user = update.effective_user
     if q is None or user is None:
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     parts = (q.data or "").split(":")
     if len(parts) != 3 or not _is_id(parts[2]) or parts[1] not in _ACTIONS:
         await answer(q, c.t("common.button_expired"))
@@ -109,10 +109,10 @@ async def on_button(update: Update, ctx: Ctx) -> None:
 
 
 async def _claim(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
-    svc, c = ctx.svc, ctx.svc.content
-    async with svc.db.transaction() as s:
-        res = await flags.claim(s, flag_id, actor_id=user.id, actor_name=_name(user), now=svc.clock.now())
-    svc.sender.wake()
+    hub, c = ctx.hub, ctx.hub.content
+    async with hub.db.transaction() as s:
+        res = await flags.claim(s, flag_id, actor_id=user.id, actor_name=_name(user), now=hub.clock.now())
+    hub.sender.wake()
     q = update.callback_query
     assert q is not None
     if res.ok:
@@ -126,11 +126,11 @@ async def _claim(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
 
 
 async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
-    svc, c = ctx.svc, ctx.svc.content
+    hub, c = ctx.hub, ctx.hub.content
     q = update.callback_query
     assert q is not None
-    async with svc.db.transaction() as s:
-        d = await flags.details(s, flag_id, actor_id=user.id, now=svc.clock.now())
+    async with hub.db.transaction() as s:
+        d = await flags.details(s, flag_id, actor_id=user.id, now=hub.clock.now())
     if d is None:
         await answer(q, c.t("flags.not_found"), alert=True)
         return
@@ -143,11 +143,11 @@ async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
 
 
 async def _message(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
-    svc, c = ctx.svc, ctx.svc.content
+    hub, c = ctx.hub, ctx.hub.content
     q = update.callback_query
     assert q is not None
-    async with svc.db.transaction() as s:
-        res = await relay.start(s, flag_id, counselor_id=user.id, counselor_name=_name(user), now=svc.clock.now())
+    async with hub.db.transaction() as s:
+        res = await relay.start(s, flag_id, counselor_id=user.id, counselor_name=_name(user), now=hub.clock.now())
     if not res.ok or res.conversation is None:
         if res.reason == "busy" and res.conversation is not None:
             await answer(q, c.t("flags.relay_busy", code=res.conversation.patient_code, name=res.busy_with or "?"), alert=True)
@@ -164,10 +164,10 @@ async def _message(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
 
 
 async def _resolve(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
-    svc, c = ctx.svc, ctx.svc.content
+    hub, c = ctx.hub, ctx.hub.content
     q = update.callback_query
     assert q is not None
-    async with svc.db.session() as s:
+    async with hub.db.session() as s:
         info = await flags.get_flag(s, flag_id)
     if info is None:
         await answer(q, c.t("flags.not_found"), alert=True)
@@ -175,25 +175,25 @@ async def _resolve(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     if info.status == "resolved":
         await answer(q, c.t("flags.already_resolved"), alert=True)
         return
-    async with svc.db.transaction() as s:
-        await state.set_(s, user.id, NOTE_STATE, {"flag_id": flag_id}, svc.clock.now())
+    async with hub.db.transaction() as s:
+        await state.set_(s, user.id, NOTE_STATE, {"flag_id": flag_id}, hub.clock.now())
     rows = [[(c.t("flags.button.cancel_note"), f"fl:nonote:{flag_id}")]]
     if await _dm(ctx, user.id, c.t("flags.resolve_prompt", id=flag_id, code=info.patient_code), rows, about=info.patient_id):
         in_dm = q.message is not None and q.message.chat.type == "private"
         await answer(q, None if in_dm else c.t("flags.resolve_asked"))
     else:
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await state.clear(s, user.id, NOTE_STATE)
         await answer(q, c.t("flags.open_dm_first"), alert=True)
 
 
 async def _no_note(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
-    svc = ctx.svc
+    hub = ctx.hub
     q = update.callback_query
     assert q is not None
-    async with svc.db.transaction() as s:
+    async with hub.db.transaction() as s:
         await state.clear(s, user.id, NOTE_STATE)
-    await answer(q, svc.content.t("common.cancelled"))
+    await answer(q, hub.content.t("common.cancelled"))
     if q.message is not None and getattr(q.message, "reply_markup", None):
         try:
             await q.edit_message_reply_markup(None)
@@ -202,12 +202,12 @@ async def _no_note(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
 
 
 async def _end(update: Update, ctx: Ctx, user: User, conversation_id: int) -> None:
-    svc, c = ctx.svc, ctx.svc.content
+    hub, c = ctx.hub, ctx.hub.content
     q = update.callback_query
     assert q is not None
-    async with svc.db.transaction() as s:
-        conv = await relay.end(s, conversation_id, counselor_id=user.id, now=svc.clock.now())
-    svc.sender.wake()
+    async with hub.db.transaction() as s:
+        conv = await relay.end(s, conversation_id, counselor_id=user.id, now=hub.clock.now())
+    hub.sender.wake()
     if conv is None:
         await answer(q, c.t("flags.relay_not_active"))
         return
@@ -235,9 +235,9 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     msg = update.effective_message
     if user is None or msg is None or msg.text is None:
         return
-    svc, c = ctx.svc, ctx.svc.content
+    hub, c = ctx.hub, ctx.hub.content
     if not await require_role(update, ctx, COUNSELOR):
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await state.clear(s, user.id, NOTE_STATE)
         return
     note = msg.text.strip()
@@ -245,10 +245,10 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         await reply(update, c.t("flags.resolve_empty"))
         return
     flag_id = int(awaiting.data.get("flag_id", 0))
-    async with svc.db.transaction() as s:
-        res = await flags.resolve(s, flag_id, actor_id=user.id, actor_name=_name(user), note=note, now=svc.clock.now())
+    async with hub.db.transaction() as s:
+        res = await flags.resolve(s, flag_id, actor_id=user.id, actor_name=_name(user), note=note, now=hub.clock.now())
         await state.clear(s, user.id, NOTE_STATE)
-    svc.sender.wake()
+    hub.sender.wake()
     if res.ok:
         await reply(update, c.t("flags.resolve_done", id=flag_id))
     elif res.reason == "resolved":
@@ -262,17 +262,17 @@ async def relay_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     msg = update.effective_message
     if user is None or msg is None or msg.text is None:
         return
-    svc, c = ctx.svc, ctx.svc.content
+    hub, c = ctx.hub, ctx.hub.content
     if not await require_role(update, ctx, COUNSELOR):
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await state.clear(s, user.id, relay.WRITE_STATE)
         return
     conv_id = int(awaiting.data.get("conversation", 0))
-    async with svc.db.transaction() as s:
-        conv = await relay.counselor_writes(s, conv_id, counselor_id=user.id, text=msg.text, now=svc.clock.now())
+    async with hub.db.transaction() as s:
+        conv = await relay.counselor_writes(s, conv_id, counselor_id=user.id, text=msg.text, now=hub.clock.now())
         if conv is None:
             await state.clear(s, user.id, relay.WRITE_STATE)
-    svc.sender.wake()
+    hub.sender.wake()
     if conv is None:
         await reply(update, c.t("flags.relay_not_active"))
     else:
@@ -287,30 +287,30 @@ async def patient_relay(update: Update, ctx: Ctx) -> None:
     msg = update.effective_message
     if user is None or msg is None or msg.text is None or update.edited_message is not None:
         return
-    svc = ctx.svc
-    async with svc.db.session() as s:
+    hub = ctx.hub
+    async with hub.db.session() as s:
         conv = await relay.active_for_patient(s, user.id)
         if conv is None:
             return
         if await state.get(s, user.id) is not None:
             return  # they are answering something else (a check-in note, a setting, …)
-    if not await svc.roles.has(conv.counselor_id, COUNSELOR):
+    if not await hub.roles.has(conv.counselor_id, COUNSELOR):
         # That person is no longer on the care team: never pass them the patient's words.
-        async with svc.db.transaction() as s:
-            await relay.staff_access_lost(s, conv.counselor_id, now=svc.clock.now())
-            await safety.talk_request(s, conv.patient_id, svc.clock.now(), source="relay_ended")
-        svc.sender.wake()
+        async with hub.db.transaction() as s:
+            await relay.staff_access_lost(s, conv.counselor_id, now=hub.clock.now())
+            await safety.talk_request(s, conv.patient_id, hub.clock.now(), source="relay_ended")
+        hub.sender.wake()
         return
-    async with svc.db.transaction() as s:
-        conv = await relay.patient_replies(s, user.id, msg.text, now=svc.clock.now())
+    async with hub.db.transaction() as s:
+        conv = await relay.patient_replies(s, user.id, msg.text, now=hub.clock.now())
     if conv is None:
         return
-    svc.sender.wake()
+    hub.sender.wake()
     from bot.core import people
 
-    async with svc.db.session() as s:
+    async with hub.db.session() as s:
         p = await people.active_patient_info(s, user.id)
-    await reply(update, svc.content.t("flags.relay_patient_ack", p.language if p else "en"))
+    await reply(update, hub.content.t("flags.relay_patient_ack", p.language if p else "en"))
     raise ApplicationHandlerStop
 
 
@@ -320,14 +320,14 @@ async def patient_relay(update: Update, ctx: Ctx) -> None:
 async def flags_cmd(update: Update, ctx: Ctx) -> None:
     if not await require_role(update, ctx, COUNSELOR):
         return
-    svc, c = ctx.svc, ctx.svc.content
-    now = svc.clock.now()
-    async with svc.db.session() as s:
+    hub, c = ctx.hub, ctx.hub.content
+    now = hub.clock.now()
+    async with hub.db.session() as s:
         items = await flags.open_flags(s, limit=20)
     if not items:
         await reply(update, c.t("flags.list_none"))
         return
-    lang = svc.settings.default_language
+    lang = hub.settings.default_language
     lines = [c.t("flags.list_title", lang)]
     rows: list[list[tuple[str, str]]] = []
     for f in items:
@@ -353,28 +353,28 @@ async def flags_cmd(update: Update, ctx: Ctx) -> None:
 async def flag_cmd(update: Update, ctx: Ctx) -> None:
     if not await require_role(update, ctx, COUNSELOR):
         return
-    svc, c = ctx.svc, ctx.svc.content
+    hub, c = ctx.hub, ctx.hub.content
     args = ctx.args or []
     if len(args) != 1 or not _is_id(args[0].lstrip("#")):
         await reply(update, c.t("flags.history_usage"))
         return
     flag_id = int(args[0].lstrip("#"))
-    async with svc.db.session() as s:
+    async with hub.db.session() as s:
         info = await flags.get_flag(s, flag_id)
         events = await flags.history(s, flag_id) if info else []
         names = await flags.staff_names(s, {e.actor_id for e in events if e.actor_id is not None})
     if info is None:
         await reply(update, c.t("flags.not_found"))
         return
-    zone = ZoneInfo(svc.settings.default_timezone)
+    zone = ZoneInfo(hub.settings.default_timezone)
     lines = [c.t("flags.history_title", id=flag_id), flags.render_post(info), ""]
     for e in events:
         actor = names.get(e.actor_id or 0) or (str(e.actor_id) if e.actor_id else "–")
         key = f"flags.event.{e.kind}" if c.has(f"flags.event.{e.kind}") else "flags.event.other"
         what = c.t(
             key,
-            source=flags.label(c, svc.settings.default_language, "source", e.source) if e.source else "–",
-            severity=Html(flags.label(c, svc.settings.default_language, "severity", e.severity)) if e.severity else "–",
+            source=flags.label(c, hub.settings.default_language, "source", e.source) if e.source else "–",
+            severity=Html(flags.label(c, hub.settings.default_language, "severity", e.severity)) if e.severity else "–",
             reason=Html(flags.why_text(flags.trigger_why(e.source, e.reason), content=c)) if e.kind == "trigger" else "–",
             actor=actor,
             stage=(e.detail or {}).get("stage", "–"),
@@ -391,72 +391,41 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
         return
     user = update.effective_user
     assert user is not None
-    svc, c = ctx.svc, ctx.svc.content
+    hub, c = ctx.hub, ctx.hub.content
     args = ctx.args or []
-    now = svc.clock.now()
+    now = hub.clock.now()
     if not args:
-        async with svc.db.session() as s:
+        async with hub.db.session() as s:
             oc = await flags.get_oncall(s)
         if oc is None:
             await reply(update, c.t("flags.oncall_none") + "\n" + c.t("flags.oncall_help"))
         else:
             mention = c.t("flags.mention_plain", id=oc.telegram_id, name=oc.name or str(oc.telegram_id))
-            when = oc.set_at.astimezone(ZoneInfo(svc.settings.default_timezone)).strftime("%a %d %b %H:%M")
+            when = oc.set_at.astimezone(ZoneInfo(hub.settings.default_timezone)).strftime("%a %d %b %H:%M")
             await reply(update, c.t("flags.oncall_show", mention=Html(mention), time=when) + "\n" + c.t("flags.oncall_help"))
         return
     arg = args[0].lower()
     if arg in ("off", "none", "nobody"):
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await flags.set_oncall(s, None, name=None, by=user.id, now=now)
         await reply(update, c.t("flags.oncall_cleared"))
         return
     if arg == "me":
         target, name = user.id, _name(user)
-    elif _is_id(arg) and await svc.roles.has(int(arg), COUNSELOR):
+    elif _is_id(arg) and await hub.roles.has(int(arg), COUNSELOR):
         target = int(arg)
-        async with svc.db.session() as s:
+        async with hub.db.session() as s:
             name = (await flags.staff_names(s, {target})).get(target) or str(target)
     else:  # only a counselor can be on call: crisis alerts go to them
         await reply(update, c.t("flags.oncall_bad"))
         return
-    async with svc.db.transaction() as s:
+    async with hub.db.transaction() as s:
         await flags.set_oncall(s, target, name=name, by=user.id, now=now)
     mention = c.t("flags.mention_plain", id=target, name=name)
     await reply(update, c.t("flags.oncall_set", mention=Html(mention)))
 
 
-async def _ensure_digest(svc: Services) -> None:
-    try:
-        async with svc.db.transaction() as s:
-            await flags.ensure_digest_scheduled(s, svc.clock.now())
-    except Exception as exc:
-        log.warning("flags: could not schedule the daily digest (%s)", type(exc).__name__)
-
-
-async def _refresh_roster(svc: Services) -> None:
-    """At start: ask Telegram again about everyone the roster has in the counselors' group, so a
-    member who left while the bot was away is no longer sent crisis alerts. Bounded in time; a
-    member Telegram cannot be asked about keeps their place."""
-    from bot.core.roles import group_members
-
-    async def check_all() -> None:
-        async with svc.db.session() as s:
-            ids = await group_members(s)
-        for uid in ids:
-            await svc.roles.in_counselor_group(uid)
-
-    try:
-        await asyncio.wait_for(check_all(), ROSTER_CHECK_SECONDS)
-    except Exception as exc:
-        log.warning("flags: the group roster was not fully re-checked (%s)", type(exc).__name__)
-
-
-ROSTER_CHECK_SECONDS = 20
-
-
-def register(app: Application, svc: object, router: TextRouter) -> None:  # type: ignore[type-arg]
-    flags.install(svc)
-    erasure.install(svc)
+def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: ignore[type-arg]
     app.add_handler(CallbackQueryHandler(on_button, pattern=r"^fl:"))
     app.add_handler(CommandHandler("flags", flags_cmd))
     app.add_handler(CommandHandler("flag", flag_cmd))
@@ -464,5 +433,3 @@ def register(app: Application, svc: object, router: TextRouter) -> None:  # type
     app.add_handler(MessageHandler(PRIVATE & filters.TEXT & ~filters.COMMAND, patient_relay), group=-40)
     router.on(NOTE_STATE, note_text)
     router.on(relay.WRITE_STATE, relay_text)
-    svc.on_start.append(_ensure_digest)  # type: ignore[attr-defined]
-    svc.on_start.append(_refresh_roster)  # type: ignore[attr-defined]

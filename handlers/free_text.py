@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from telegram import Update
 from telegram.ext import Application
 
-from bot.app import Ctx
 from bot.core import people
+from bot.core.hub import Hub
 from bot.core.state import Awaiting
 from bot.safety import free_text
+from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.ui import reply
 
@@ -24,11 +23,11 @@ async def answer_text(update: Update, ctx: Ctx, _awaiting: Awaiting) -> None:
     user = update.effective_user
     if msg is None or msg.text is None or user is None:
         return
-    svc = ctx.svc
-    c = svc.content
-    async with svc.db.session() as s:
+    hub = ctx.hub
+    c = hub.content
+    async with hub.db.session() as s:
         patient = await people.active_patient_info(s, user.id)
-        flow = None if patient is None else await free_text.waiting_flow(s, patient, svc.clock.now(), c.root)
+        flow = None if patient is None else await free_text.waiting_flow(s, patient, hub.clock.now(), c.root)
     if patient is None:
         await reply(update, c.t("common.free_text"))
         return
@@ -45,5 +44,5 @@ async def answer_text(update: Update, ctx: Ctx, _awaiting: Awaiting) -> None:
         await reply(update, c.t("common.free_text", lang))
 
 
-def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: ignore[type-arg]
+def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: ignore[type-arg]
     router.default = answer_text

@@ -25,9 +25,9 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot.app import Ctx
 from bot.core import staff, state, timefmt
 from bot.core.audit import audit
+from bot.core.hub import Hub
 from bot.core.people import PatientInfo, active_patient_info
 from bot.core.roles import ADMIN, COUNSELOR
 from bot.core.state import Awaiting
@@ -51,6 +51,7 @@ from bot.platform.clock import local_date
 from bot.platform.content import Content, Html
 from bot.privacy import service as privacy
 from handlers import common
+from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.ui import Button, answer, edit, reply
 
@@ -82,11 +83,11 @@ def _lang(ctx: Ctx, patient: PatientInfo | None = None, update: Update | None = 
         return patient.language
     user = update.effective_user if update is not None else None
     code = (user.language_code or "").split("-")[0].lower() if user is not None else ""
-    return code if code in ctx.svc.content.languages else ctx.svc.settings.default_language
+    return code if code in ctx.hub.content.languages else ctx.hub.settings.default_language
 
 
 def _now(ctx: Ctx) -> datetime:
-    return ctx.svc.clock.now()
+    return ctx.hub.clock.now()
 
 
 # Questions -------------------------------------------------------------------------------------
@@ -186,10 +187,10 @@ def location_keyboard(c: Content, lang: str) -> ReplyKeyboardMarkup:
 
 
 async def _ask(update: Update, ctx: Ctx, step: str | None, lang: str, *, before: str | None = None) -> None:
-    c = ctx.svc.content
+    c = ctx.hub.content
     if step is None:
         return
-    text, rows = question(c, step, lang, encrypted=ctx.svc.settings.encryption_key is not None)
+    text, rows = question(c, step, lang, encrypted=ctx.hub.settings.encryption_key is not None)
     if before:
         text = before + "\n\n" + text
     await reply(update, text, rows)
@@ -200,7 +201,7 @@ async def _answered(update: Update, ctx: Ctx, step: str, lang: str, label: str) 
     q = update.callback_query
     if q is None:
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     shown = getattr(q.message, "text_html", None) if q.message is not None else None
     text = shown if isinstance(shown, str) and shown else question(c, step, lang)[0]
     await edit(q, c.t("onboarding.answered", lang, question=Html(text), answer=label))
@@ -214,8 +215,8 @@ async def start_cmd(update: Update, ctx: Ctx) -> None:
     if user is None:
         return
     payload = ctx.args[0] if ctx.args else None
-    c = ctx.svc.content
-    async with ctx.svc.db.transaction() as s:
+    c = ctx.hub.content
+    async with ctx.hub.db.transaction() as s:
         prog = await onboarding.start(s, user.id, payload, _now(ctx), language=_lang(ctx, None, update))
     lang = _lang(ctx, prog.patient, update)
     if prog.kind == "active":
@@ -228,7 +229,7 @@ async def start_cmd(update: Update, ctx: Ctx) -> None:
     elif prog.kind == "invite":
         await reply(update, c.t(f"onboarding.invite_{prog.invite_status}", lang))
     else:
-        if await ctx.svc.roles.is_staff(user.id):
+        if await ctx.hub.roles.is_staff(user.id):
             await _refresh_menu(ctx, user.id)
         await common.start_fallback(update, ctx)
 
@@ -248,9 +249,9 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
         await common.expired_button(update, ctx)
         return
     value = parts[2]
-    c = ctx.svc.content
+    c = ctx.hub.content
     now = _now(ctx)
-    async with ctx.svc.db.session() as s:
+    async with ctx.hub.db.session() as s:
         prog = await onboarding.current(s, user.id)
     lang = _lang(ctx, prog.patient, update)
     label = _button_label(q.message, q.data or "")
@@ -262,17 +263,17 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
         await edit(q, *question(c, SOBRIETY, lang))
         return
     if step == TIMEZONE and value == "other":
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             await state.set_(s, user.id, onboarding.STATE_KIND, {KEYBOARD_SHOWN: True}, now)
         await answer(q)
         await reply(update, c.t("onboarding.type_zone", lang), markup=location_keyboard(c, lang))
         return
     shown = False
     try:
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             waiting = await state.get(s, user.id)
             shown = waiting is not None and bool(waiting.data.get(KEYBOARD_SHOWN))
-            zone = prog.patient.timezone if prog.patient is not None else ctx.svc.settings.default_timezone
+            zone = prog.patient.timezone if prog.patient is not None else ctx.hub.settings.default_timezone
             prog = await _apply_button(s, user.id, user.first_name, step, value, c, lang, now, zone)
     except ValueError:
         prog = Progress("stale")
@@ -331,7 +332,7 @@ def _button_label(message: Any, data: str) -> str:
 
 async def _after_step(update: Update, ctx: Ctx, prog: Progress, lang: str, *, before: str | None = None) -> None:
     """What to say once a step was answered: the next question, a goodbye, or the tour."""
-    c = ctx.svc.content
+    c = ctx.hub.content
     if prog.kind == "erased":
         key = "onboarding.under_age" if prog.step == AGE else "onboarding.declined"
         await reply(update, c.t(key, lang))
@@ -339,7 +340,7 @@ async def _after_step(update: Update, ctx: Ctx, prog: Progress, lang: str, *, be
         await reply(update, c.t(f"onboarding.invite_{prog.invite_status}", lang))
     elif prog.kind == "done":
         assert prog.patient is not None
-        ctx.svc.sender.wake()
+        ctx.hub.sender.wake()
         await reply(update, c.t("onboarding.done", lang, time=time_label(c, prog.patient.checkin_time, lang)))
     elif prog.kind == "step":
         if prog.step == TIMEZONE and prog.patient is not None:
@@ -353,13 +354,13 @@ async def onboarding_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     msg = update.effective_message
     if user is None or msg is None or msg.text is None:
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     now = _now(ctx)
-    async with ctx.svc.db.session() as s:
+    async with ctx.hub.db.session() as s:
         prog = await onboarding.current(s, user.id)
     lang = _lang(ctx, prog.patient)
     if prog.kind != "step":
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             await state.clear(s, user.id, onboarding.STATE_KIND)
         await common.start_fallback(update, ctx)
         return
@@ -377,7 +378,7 @@ async def _typed_step(
         if zone is None:
             await reply(update, c.t("onboarding.bad_zone", lang))
             return
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             new = await onboarding.answer_timezone(s, user_id, zone, now)
         await reply(update, c.t("onboarding.zone_set", lang, zone=zone), markup=ReplyKeyboardRemove())
     elif step == CHECKIN_TIME:
@@ -385,10 +386,10 @@ async def _typed_step(
         if t is None:
             await _ask(update, ctx, step, lang, before=c.t("onboarding.bad_time", lang))
             return
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             new = await onboarding.answer_checkin_time(s, user_id, t, now)
     elif step == SOBRIETY:
-        zone = prog.patient.timezone if prog.patient else ctx.svc.settings.default_timezone
+        zone = prog.patient.timezone if prog.patient else ctx.hub.settings.default_timezone
         if text.strip().lower() != c.t("onboarding.skip", lang).lower():
             try:
                 d = onboarding.parse_past_date(text, local_date(now, zone))
@@ -397,7 +398,7 @@ async def _typed_step(
                 return
             await reply(update, *sobriety_echo(c, lang, d, "ob"))  # saved once confirmed
             return
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             new = await onboarding.answer_sobriety(s, user_id, None, now)
     else:
         await _ask(update, ctx, step, lang, before=c.t("onboarding.use_buttons", lang))
@@ -412,10 +413,10 @@ async def location_msg(update: Update, ctx: Ctx) -> None:
     msg = update.effective_message
     if user is None or msg is None or msg.location is None:
         return
-    async with ctx.svc.db.session() as s:
+    async with ctx.hub.db.session() as s:
         waiting = await state.get(s, user.id)
         prog = await onboarding.current(s, user.id)
-    c = ctx.svc.content
+    c = ctx.hub.content
     lang = _lang(ctx, prog.patient)
     in_onboarding = waiting is not None and waiting.kind == onboarding.STATE_KIND and prog.step == TIMEZONE
     in_settings = waiting is not None and waiting.kind == SETTING_KIND and waiting.data.get("field") == "timezone"
@@ -439,11 +440,11 @@ async def _enrolled(update: Update, ctx: Ctx) -> PatientInfo | None:
     """The enrolled patient; someone halfway through onboarding is taken back to their step."""
     user = update.effective_user
     if user is not None:
-        async with ctx.svc.db.session() as s:
+        async with ctx.hub.db.session() as s:
             prog = await onboarding.current(s, user.id)
         if prog.kind == "step":
             lang = _lang(ctx, prog.patient, update)
-            await _ask(update, ctx, prog.step, lang, before=ctx.svc.content.t("onboarding.finish_first", lang))
+            await _ask(update, ctx, prog.step, lang, before=ctx.hub.content.t("onboarding.finish_first", lang))
             return None
     return await common.require_patient(update, ctx)
 
@@ -487,7 +488,7 @@ async def settings_cmd(update: Update, ctx: Ctx) -> None:
     p = await _enrolled(update, ctx)
     if p is None:
         return
-    text, rows = settings_view(ctx.svc.content, p)
+    text, rows = settings_view(ctx.hub.content, p)
     await reply(update, text, rows)
 
 
@@ -499,12 +500,12 @@ async def settings_button(update: Update, ctx: Ctx) -> None:
     if user is None or q.message is None or update.effective_chat is None or update.effective_chat.type != "private":
         await common.expired_button(update, ctx)
         return
-    async with ctx.svc.db.session() as s:
+    async with ctx.hub.db.session() as s:
         p = await active_patient_info(s, user.id)
     if p is None:
         await common.expired_button(update, ctx)
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     lang = p.language
     parts = (q.data or "").split(":")
     what = parts[1] if len(parts) > 1 else ""
@@ -516,7 +517,7 @@ async def settings_button(update: Update, ctx: Ctx) -> None:
     if value is None and what in ("tz", "tm", "sob", "mat"):
         step = {"tz": TIMEZONE, "tm": CHECKIN_TIME, "sob": SOBRIETY, "mat": MAT}[what]
         if what in _SETTING_FIELDS:
-            async with ctx.svc.db.transaction() as s:
+            async with ctx.hub.db.transaction() as s:
                 await state.set_(s, user.id, SETTING_KIND, {"field": _SETTING_FIELDS[what]}, now)
         await answer(q)
         text, rows = question(c, step, lang, prefix="st")
@@ -567,16 +568,16 @@ async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typ
     user = update.effective_user
     if user is None:
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     now = _now(ctx)
     if field == "tz_other":
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             p = await active_patient_info(s, user.id)
             await state.set_(s, user.id, SETTING_KIND, {"field": "timezone", KEYBOARD_SHOWN: True}, now)
         lang = _lang(ctx, p)
         await reply(update, c.t("onboarding.type_zone", lang), markup=location_keyboard(c, lang))
         return
-    async with ctx.svc.db.transaction() as s:
+    async with ctx.hub.db.transaction() as s:
         waiting = await state.get(s, user.id)
         shown = waiting is not None and bool(waiting.data.get(KEYBOARD_SHOWN))
         await state.clear(s, user.id, SETTING_KIND)
@@ -584,7 +585,7 @@ async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typ
             p = await active_patient_info(s, user.id)
         else:
             p = await settings_service.change(s, user.id, field, value, now=now, languages=c.languages)
-    ctx.svc.sender.wake()
+    ctx.hub.sender.wake()
     if p is None:
         await reply(update, c.t("common.not_enrolled"))
         return
@@ -608,11 +609,11 @@ async def settings_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     msg = update.effective_message
     if user is None or msg is None or msg.text is None:
         return
-    c = ctx.svc.content
-    async with ctx.svc.db.session() as s:
+    c = ctx.hub.content
+    async with ctx.hub.db.session() as s:
         p = await active_patient_info(s, user.id)
     if p is None:
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             await state.clear(s, user.id, SETTING_KIND)
         await reply(update, c.t("common.not_enrolled"))
         return
@@ -639,7 +640,7 @@ async def settings_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
             return
         await reply(update, *sobriety_echo(c, lang, d, "st"))  # saved once confirmed
     else:
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             await state.clear(s, user.id, SETTING_KIND)
         await reply(update, c.t("common.free_text", lang))
 
@@ -651,8 +652,8 @@ async def privacy_cmd(update: Update, ctx: Ctx) -> None:
     p = await _enrolled(update, ctx)
     if p is None:
         return
-    c = ctx.svc.content
-    async with ctx.svc.db.transaction() as s:
+    c = ctx.hub.content
+    async with ctx.hub.db.transaction() as s:
         info = await privacy.summary(s, p.telegram_id)
     if info is None:
         return
@@ -666,7 +667,7 @@ async def privacy_cmd(update: Update, ctx: Ctx) -> None:
             version=info.consent_version or "—",
             date=timefmt.day(c, p.language, info.consented_at.date()) if info.consented_at else "—",
             records=records or c.t("privacy.no_records", p.language),
-            storage=Html(storage_line(c, p.language, ctx.svc.settings.encryption_key is not None)),
+            storage=Html(storage_line(c, p.language, ctx.hub.settings.encryption_key is not None)),
             retention=Html(c.t("privacy.retention", p.language)),
         ),
     )
@@ -676,15 +677,15 @@ async def mydata_cmd(update: Update, ctx: Ctx) -> None:
     p = await _enrolled(update, ctx)
     if p is None or update.effective_chat is None:
         return
-    async with ctx.svc.db.transaction() as s:
-        doc = await privacy.export(s, p.telegram_id, now=_now(ctx), content=ctx.svc.content)
+    async with ctx.hub.db.transaction() as s:
+        doc = await privacy.export(s, p.telegram_id, now=_now(ctx), content=ctx.hub.content)
     if doc is None:
         return
     data = privacy.export_json(doc)
     await ctx.bot.send_document(
         update.effective_chat.id,
         document=InputFile(data, filename=f"mydata-{p.code}.json"),
-        caption=ctx.svc.content.t("privacy.export_caption", p.language, code=p.code),
+        caption=ctx.hub.content.t("privacy.export_caption", p.language, code=p.code),
         parse_mode=ParseMode.HTML,
     )
 
@@ -693,21 +694,21 @@ async def delete_cmd(update: Update, ctx: Ctx) -> None:
     user = update.effective_user
     if user is None:
         return
-    async with ctx.svc.db.session() as s:
+    async with ctx.hub.db.session() as s:
         prog = await onboarding.current(s, user.id)
     p: PatientInfo | None = prog.patient
     if prog.kind == "step" and prog.step in (AGE, CONSENT):
         # Nothing is kept before consent: stopping is immediate.
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             await onboarding.erase_onboarding(s, user.id)
-        await reply(update, ctx.svc.content.t("onboarding.declined", _lang(ctx, p, update)))
+        await reply(update, ctx.hub.content.t("onboarding.declined", _lang(ctx, p, update)))
         return
     if prog.kind != "step":
         p = await common.require_patient(update, ctx)
     if p is None:
         return
-    c = ctx.svc.content
-    async with ctx.svc.db.transaction() as s:
+    c = ctx.hub.content
+    async with ctx.hub.db.transaction() as s:
         await state.set_(s, p.telegram_id, DELETE_KIND, {"step": 1}, _now(ctx))
     await reply(
         update,
@@ -722,7 +723,7 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
     if q is None or user is None:
         return
     chat = update.effective_chat
-    async with ctx.svc.db.session() as s:
+    async with ctx.hub.db.session() as s:
         prog = await onboarding.current(s, user.id)
         waiting = await state.get(s, user.id)
     p = prog.patient if prog.kind in ("step", "active") else None
@@ -732,11 +733,11 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
         await common.expired_button(update, ctx)
         return
     assert waiting is not None
-    c = ctx.svc.content
+    c = ctx.hub.content
     lang = p.language
     now = _now(ctx)
     if q.data == "pv:keep":
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             await state.clear(s, user.id, DELETE_KIND)
             if prog.kind == "step":
                 await state.set_(s, user.id, onboarding.STATE_KIND, {}, now)
@@ -746,7 +747,7 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
             await _ask(update, ctx, prog.step, lang)
         return
     if q.data == "pv:del:1":
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             await state.set_(s, user.id, DELETE_KIND, {"step": 2}, now)
         await answer(q)
         await edit(
@@ -758,7 +759,7 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
     if waiting.data.get("step") != 2:
         await common.expired_button(update, ctx)
         return
-    async with ctx.svc.db.transaction() as s:
+    async with ctx.hub.db.transaction() as s:
         await privacy.erase(s, user.id, now=now)
     await answer(q)
     await edit(q, c.t("privacy.deleted", lang))
@@ -774,18 +775,18 @@ def _uid(update: Update) -> int:
 async def cohort_cmd(update: Update, ctx: Ctx) -> None:
     if not await common.require_role(update, ctx, ADMIN):
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     args = list(ctx.args or [])
     sub = args[0].lower() if args else ""
     now = _now(ctx)
     actor = _uid(update)
     try:
         if sub == "new" and len(args) > 1:
-            async with ctx.svc.db.transaction() as s:
+            async with ctx.hub.db.transaction() as s:
                 info = await invites.create_cohort(s, " ".join(args[1:]), actor_id=actor, now=now)
             await reply(update, c.t("staff.cohort_created", id=info.id, name=info.name))
         elif sub == "list":
-            async with ctx.svc.db.transaction() as s:
+            async with ctx.hub.db.transaction() as s:
                 cohorts = await invites.list_cohorts(s)
                 await staff_audit(s, actor, "cohort.list", now)
             if not cohorts:
@@ -798,11 +799,11 @@ async def cohort_cmd(update: Update, ctx: Ctx) -> None:
             ]
             await reply(update, "\n".join(lines))
         elif sub == "rename" and len(args) > 2 and args[1].removeprefix("#").isdigit():
-            async with ctx.svc.db.transaction() as s:
+            async with ctx.hub.db.transaction() as s:
                 info = await invites.rename_cohort(s, _small_int(args[1]), " ".join(args[2:]), actor_id=actor, now=now)
             await reply(update, c.t("staff.cohort_renamed", id=info.id, name=info.name))
         elif sub == "archive" and len(args) == 2 and args[1].removeprefix("#").isdigit():
-            async with ctx.svc.db.transaction() as s:
+            async with ctx.hub.db.transaction() as s:
                 info = await invites.archive_cohort(s, _small_int(args[1]), actor_id=actor, now=now)
             await reply(update, c.t("staff.cohort_archived", id=info.id, name=info.name))
         else:
@@ -837,7 +838,7 @@ async def invite_cmd(update: Update, ctx: Ctx) -> None:
     chat = update.effective_chat
     if chat is None:
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     args = list(ctx.args or [])
     reusable = bool(args) and args[-1].lower() == "reusable"
     if reusable:
@@ -845,7 +846,7 @@ async def invite_cmd(update: Update, ctx: Ctx) -> None:
     ref = " ".join(args).strip()
     now = _now(ctx)
     try:
-        async with ctx.svc.db.transaction() as s:
+        async with ctx.hub.db.transaction() as s:
             cohort_id = None
             if ref:
                 found = await invites.find_cohort(s, ref)
@@ -893,10 +894,10 @@ async def invites_cmd(update: Update, ctx: Ctx) -> None:
     if not await common.require_role(update, ctx, COUNSELOR):
         return
     now = _now(ctx)
-    async with ctx.svc.db.transaction() as s:
+    async with ctx.hub.db.transaction() as s:
         items = await invites.list_invites(s, now)
         await staff_audit(s, _uid(update), "invite.list", now)
-    text, rows = _invites_view(ctx.svc.content, items)
+    text, rows = _invites_view(ctx.hub.content, items)
     await reply(update, text, rows or None)
 
 
@@ -910,9 +911,9 @@ async def invites_button(update: Update, ctx: Ctx) -> None:
         return
     if not await common.require_role(update, ctx, COUNSELOR):
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     now = _now(ctx)
-    async with ctx.svc.db.transaction() as s:
+    async with ctx.hub.db.transaction() as s:
         done = await invites.revoke_invite(s, int(parts[2]), actor_id=_uid(update), now=now)
         items = await invites.list_invites(s, now)
     await answer(q, c.t("staff.invite_revoked", id=int(parts[2])) if done else c.t("staff.invite_already_revoked"))
@@ -931,12 +932,12 @@ def _grant_args(args: list[str]) -> tuple[int, str] | None:
 async def _refresh_menu(ctx: Ctx, user_id: int) -> None:
     import handlers
 
-    async with ctx.svc.db.session() as s:
+    async with ctx.hub.db.session() as s:
         roles = await staff.roles_in_db(s, user_id)
-    if ctx.svc.settings.is_admin(user_id):
+    if ctx.hub.settings.is_admin(user_id):
         roles.add(ADMIN)
     if roles:
-        await handlers.set_staff_commands(ctx.application, ctx.svc, user_id, roles)
+        await handlers.set_staff_commands(ctx.application, ctx.hub, user_id, roles)
         return
     try:
         await ctx.bot.delete_my_commands(scope=BotCommandScopeChat(user_id))
@@ -955,7 +956,7 @@ async def revoke_cmd(update: Update, ctx: Ctx) -> None:
 async def _grant_or_revoke(update: Update, ctx: Ctx, *, grant: bool) -> None:
     if not await common.require_role(update, ctx, ADMIN):
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     args = list(ctx.args or [])
     if len(args) == 2 and args[1].lower() == ADMIN:
         await reply(update, c.t("staff.admin_fixed"))
@@ -966,7 +967,7 @@ async def _grant_or_revoke(update: Update, ctx: Ctx, *, grant: bool) -> None:
         return
     uid, role = parsed
     now = _now(ctx)
-    async with ctx.svc.db.transaction() as s:
+    async with ctx.hub.db.transaction() as s:
         if grant:
             changed = await staff.grant(s, actor_id=_uid(update), telegram_id=uid, role=role, now=now)
         else:
@@ -976,8 +977,8 @@ async def _grant_or_revoke(update: Update, ctx: Ctx, *, grant: bool) -> None:
     else:
         key = "staff.revoked" if changed else "staff.not_granted"
     if not grant:
-        ctx.svc.roles.forget(uid)
-        await ctx.svc.roles.settle_access(uid)
+        ctx.hub.roles.forget(uid)
+        await ctx.hub.roles.settle_access(uid)
     await reply(update, c.t(key, user=str(uid), role=role))
     await _refresh_menu(ctx, uid)
 
@@ -985,10 +986,10 @@ async def _grant_or_revoke(update: Update, ctx: Ctx, *, grant: bool) -> None:
 async def staff_cmd(update: Update, ctx: Ctx) -> None:
     if not await common.require_role(update, ctx, ADMIN):
         return
-    c = ctx.svc.content
+    c = ctx.hub.content
     now = _now(ctx)
-    async with ctx.svc.db.transaction() as s:
-        members = await staff.list_staff(s, ctx.svc.settings.admin_user_ids)
+    async with ctx.hub.db.transaction() as s:
+        members = await staff.list_staff(s, ctx.hub.settings.admin_user_ids)
         await staff_audit(s, _uid(update), "staff.list", now)
     lines = [c.t("staff.staff_title")]
     for m in members:
@@ -997,7 +998,7 @@ async def staff_cmd(update: Update, ctx: Ctx) -> None:
         )
     if not members:
         lines.append(c.t("staff.staff_none"))
-    if ctx.svc.settings.counselor_chat_id is not None:
+    if ctx.hub.settings.counselor_chat_id is not None:
         lines.append(c.t("staff.staff_group_note"))
     await reply(update, "\n".join(lines))
 
@@ -1005,7 +1006,7 @@ async def staff_cmd(update: Update, ctx: Ctx) -> None:
 # Registration ----------------------------------------------------------------------------------
 
 
-def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: ignore[type-arg]
+def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: ignore[type-arg]
     private = filters.ChatType.PRIVATE
     app.add_handler(CommandHandler("start", start_cmd, filters=private))
     app.add_handler(CommandHandler("settings", settings_cmd, filters=private))

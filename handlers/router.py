@@ -32,7 +32,7 @@ class TextRouter:
         user = update.effective_user
         if user is None:
             return False
-        async with ctx.svc.db.session() as s:
+        async with ctx.hub.db.session() as s:
             awaiting = await state.get(s, user.id)
         if awaiting is None or awaiting.kind not in self.handlers:
             return False

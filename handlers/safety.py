@@ -20,14 +20,16 @@ from telegram.ext import (
     filters,
 )
 
-from bot.app import Ctx
 from bot.checkins import lapse
 from bot.core import people, state
+from bot.core.hub import Hub
 from bot.escalation import flags, relay
 from bot.safety import crisis, screening, signals
 from bot.safety import service as safety
 from bot.safety.service import NO_SIGNAL, Signal
+from bot.safety.signals import SignalKeeper
 from handlers.common import require_patient
+from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.ui import answer, reply
 
@@ -39,30 +41,30 @@ SCREENED = PRIVATE & (filters.TEXT | filters.CAPTION) & ~filters.COMMAND
 
 
 def _lang(ctx: Ctx, code: str | None) -> str:
-    langs = ctx.svc.content.languages
+    langs = ctx.hub.content.languages
     base = (code or "").split("-")[0].lower()
-    return base if base in langs else ctx.svc.settings.default_language
+    return base if base in langs else ctx.hub.settings.default_language
 
 
 def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None, category: str | None = None) -> str:
     """The crisis reply from content alone, with the resources for `category`; never raises."""
-    svc = ctx.svc
+    hub = ctx.hub
     try:
         return crisis.crisis_message(
             lang,
-            flags.load_rules(svc.content.root).default_region,
+            flags.load_rules(hub.content.root).default_region,
             plan_lines,
-            svc.settings.office_hours,
-            svc.clock.now(),
-            zone=svc.settings.default_timezone,
-            content=svc.content,
+            hub.settings.office_hours,
+            hub.clock.now(),
+            zone=hub.settings.default_timezone,
+            content=hub.content,
             care_team=False,  # said once we know a flag reached the care team
             category=category,
         )
     except Exception:
         log.exception("crisis: could not build the crisis reply; sending the short form")
         try:
-            return svc.content.t("common.error", lang)
+            return hub.content.t("common.error", lang)
         except Exception:
             return "988 · 911"
 
@@ -81,28 +83,28 @@ async def send_crisis(update: Update, ctx: Ctx, lang: str, category: str | None 
 
 
 def _tools_row(ctx: Ctx, lang: str) -> list[list[tuple[str, str]]]:
-    return [[(ctx.svc.content.t("safety.sos_button", lang), safety.SOS_MENU)]]
+    return [[(ctx.hub.content.t("safety.sos_button", lang), safety.SOS_MENU)]]
 
 
 async def _send_followup(update: Update, ctx: Ctx, lang: str, kind: str) -> None:
     try:
-        await reply(update, safety.followup_text(ctx.svc.content, lang, kind), _tools_row(ctx, lang))
+        await reply(update, safety.followup_text(ctx.hub.content, lang, kind), _tools_row(ctx, lang))
     except TelegramError as exc:
         log.info("safety: follow-up not delivered (%s)", type(exc).__name__)
 
 
 def _known_staff(ctx: Ctx, user_id: int) -> bool:
     """Staff known without the database (configuration, or group membership seen recently)."""
-    svc = ctx.svc
-    if user_id in svc.settings.admin_user_ids:
+    hub = ctx.hub
+    if user_id in hub.settings.admin_user_ids:
         return True
-    cached = getattr(svc.roles, "_membership", {}).get(user_id)
+    cached = getattr(hub.roles, "_membership", {}).get(user_id)
     return bool(cached and cached[0])
 
 
 async def _is_staff(ctx: Ctx, user_id: int) -> bool:
     try:
-        return bool(await ctx.svc.roles.is_staff(user_id))
+        return bool(await ctx.hub.roles.is_staff(user_id))
     except Exception:
         return _known_staff(ctx, user_id)
 
@@ -124,7 +126,7 @@ async def screen(update: Update, ctx: Ctx) -> None:
     text = msg.text or msg.caption
     if not text:
         return
-    svc = ctx.svc
+    hub = ctx.hub
     try:
         sig = screening.signal_for(text)  # screened once, before the update was let in
     except Exception:
@@ -133,7 +135,7 @@ async def screen(update: Update, ctx: Ctx) -> None:
     if not sig.any:
         return  # nothing to record: the features take the text
     lang = _lang(ctx, user.language_code)
-    kind = safety.followup_kind(safety.kind_of(sig, svc.content.root), svc.content.root)
+    kind = safety.followup_kind(safety.kind_of(sig, hub.content.root), hub.content.root)
     replied = False
     if sig.explicit_crisis and not _known_staff(ctx, user.id):
         replied = await send_crisis(update, ctx, lang, sig.resource_category, kind)
@@ -145,11 +147,11 @@ async def screen(update: Update, ctx: Ctx) -> None:
             replied = await send_crisis(update, ctx, lang, sig.resource_category, kind)
         if not _known_staff(ctx, user.id):
             # Kept in memory and retried; the counselors hear of it now (bot/safety/signals.py).
-            svc.signals.hold(user.id, text, sig, source=_source(update), replied=replied)
+            hub.get(SignalKeeper).hold(user.id, text, sig, source=_source(update), replied=replied)
         if sig.explicit_crisis:
             raise ApplicationHandlerStop from None
         return
-    svc.sender.wake()
+    hub.sender.wake()
     if outcome is None:
         # Not a patient. Staff (e.g. a counselor writing to a patient) go on to their flows;
         # anyone else who writes of a crisis gets the resources.
@@ -172,19 +174,19 @@ async def screen(update: Update, ctx: Ctx) -> None:
         # The lapse flow, as after the check-in: the sober-day counter restarts, the reply
         # reads the patient's words (self-blame, an opioid, missed or extra MAT doses).
         try:
-            async with svc.db.transaction() as s:
-                told = await lapse.typed(s, svc.content, user.id, text, svc.clock.now())
+            async with hub.db.transaction() as s:
+                told = await lapse.typed(s, hub.content, user.id, text, hub.clock.now())
         except Exception:
             log.exception("lapse: could not record a typed lapse")
             told = None
-        body, rows = (told.text, told.rows) if told else lapse.lapse_message(patient_lang, content=svc.content)
+        body, rows = (told.text, told.rows) if told else lapse.lapse_message(patient_lang, content=hub.content)
         await reply(update, body, rows)
         raise ApplicationHandlerStop
     if outcome.flag is not None:
         key = f"safety.ack.{outcome.signal.severity}"
-        if svc.content.has(key, patient_lang):
+        if hub.content.has(key, patient_lang):
             try:
-                await reply(update, svc.content.t(key, patient_lang))
+                await reply(update, hub.content.t(key, patient_lang))
             except TelegramError as exc:
                 log.info("safety: acknowledgement not delivered (%s)", type(exc).__name__)
         raise ApplicationHandlerStop
@@ -199,9 +201,9 @@ async def _record(
     ctx: Ctx, user_id: int, text: str, sig: Signal, replied: bool, source: str
 ) -> tuple[safety.SafetyOutcome | None, str | None, bool, str]:
     """The database part: flags, questions, the plan after a crisis reply."""
-    svc = ctx.svc
-    now = svc.clock.now()
-    async with svc.db.transaction() as s:
+    hub = ctx.hub
+    now = hub.clock.now()
+    async with hub.db.transaction() as s:
         patient = await people.active_patient_info(s, user_id)
         if patient is None:
             return None, None, False, "en"
@@ -220,13 +222,13 @@ async def talk_cmd(update: Update, ctx: Ctx) -> None:
     patient = await require_patient(update, ctx)
     if patient is None:
         return
-    svc = ctx.svc
-    now = svc.clock.now()
-    async with svc.db.transaction() as s:
+    hub = ctx.hub
+    now = hub.clock.now()
+    async with hub.db.transaction() as s:
         await safety.talk_request(s, patient.id, now)
         line = await safety.counselor_lead(s, patient, now, prefix="safety.talk")
-    svc.sender.wake()
-    c, lang = svc.content, patient.language
+    hub.sender.wake()
+    c, lang = hub.content, patient.language
     await reply(update, "\n\n".join([c.t("safety.talk_done", lang), line, c.t("safety.talk_safety", lang)]))
 
 
@@ -238,10 +240,10 @@ async def on_button(update: Update, ctx: Ctx) -> None:
     user = update.effective_user
     if q is None or user is None:
         return
-    svc = ctx.svc
-    c = svc.content
+    hub = ctx.hub
+    c = hub.content
     parts = (q.data or "").split(":")
-    now = svc.clock.now()
+    now = hub.clock.now()
     # sf:<y|n|t>:<check id>, and "yes" carries the category (sf:y:<id>:<category>).
     if len(parts) in (3, 4) and parts[1] in _ANSWERS and parts[2].isdigit():
         ans = _ANSWERS[parts[1]]
@@ -251,19 +253,19 @@ async def on_button(update: Update, ctx: Ctx) -> None:
             await answer(q)
             await send_crisis(update, ctx, lang, category)  # at once, before the database
         try:
-            async with svc.db.transaction() as s:
+            async with hub.db.transaction() as s:
                 res = await safety.confirm_answer(s, int(parts[2]), telegram_id=user.id, answer=ans, now=now)
                 if res.status == "ok" and res.crisis and res.patient_id is not None:
                     await safety.enqueue_plan(s, res.patient_id, now)
         except Exception as exc:
             # Every answer reaches the care team: kept in memory and retried (bot/safety/signals.py).
             log.error("safety: could not record the answer to the safety question (%s)", type(exc).__name__)
-            svc.signals.hold_answer(user.id, int(parts[2]), ans, category=category)
+            hub.get(SignalKeeper).hold_answer(user.id, int(parts[2]), ans, category=category)
             if ans != "yes":
                 await answer(q)
                 await reply(update, c.t("safety.confirm_no_reply" if ans == "no" else "safety.confirm_talk_reply", lang))
             return
-        svc.sender.wake()
+        hub.sender.wake()
         if res.status == "not_found":
             if ans != "yes":
                 await answer(q, c.t("common.button_expired"))
@@ -284,10 +286,10 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         await reply(update, c.t("safety.confirm_talk_reply", res.language))
         return
     if len(parts) == 4 and parts[1] == "fu" and parts[2].isdigit() and parts[3] in ("ok", "bad", "talk"):
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             status = await safety.followup_answer(s, int(parts[2]), telegram_id=user.id, answer=parts[3], now=now)
             patient = await people.active_patient_info(s, user.id)
-        svc.sender.wake()
+        hub.sender.wake()
         lang = patient.language if patient else "en"
         if status == "not_found":
             await answer(q, c.t("common.button_expired"))
@@ -312,8 +314,7 @@ async def _drop_buttons(q: CallbackQuery) -> None:
         pass
 
 
-def register(app: Application, svc: object, router: TextRouter) -> None:  # type: ignore[type-arg]
-    safety.install(svc)
+def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: ignore[type-arg]
     app.add_handler(MessageHandler(SCREENED, screen), group=-50)
     app.add_handler(CommandHandler("talk", talk_cmd, filters=PRIVATE))
     app.add_handler(CallbackQueryHandler(on_button, pattern=r"^sf:"))

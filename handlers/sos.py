@@ -16,8 +16,8 @@ from typing import Any
 from telegram import CallbackQuery, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot.app import Ctx
 from bot.core import state
+from bot.core.hub import Hub
 from bot.core.people import PatientInfo, active_patient_info
 from bot.core.state import Awaiting
 from bot.platform.content import Html
@@ -25,6 +25,7 @@ from bot.recovery import plans, sos, tips
 from bot.recovery.plans import SECTIONS, PlanError
 from bot.safety import service as safety
 from handlers.common import require_patient
+from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.ui import answer, edit, reply
 
@@ -52,15 +53,15 @@ async def sos_cmd(update: Update, ctx: Ctx) -> None:
     user = update.effective_user
     if user is None:
         return
-    async with ctx.svc.db.session() as s:
+    async with ctx.hub.db.session() as s:
         patient = await active_patient_info(s, user.id)
     if patient is None:
         # Not enrolled, but maybe in a hard moment: where to find help right now.
-        await reply(update, ctx.svc.content.t("sos.not_enrolled"))
+        await reply(update, ctx.hub.content.t("sos.not_enrolled"))
         return
     source = "urge" if (update.effective_message and (update.effective_message.text or "").startswith("/urge")) else "sos"
     await _open(ctx, patient, source)
-    text, rows = sos.toolbox(ctx.svc.content, patient.language)
+    text, rows = sos.toolbox(ctx.hub.content, patient.language)
     await reply(update, text, rows)
 
 
@@ -69,27 +70,27 @@ async def tip_cmd(update: Update, ctx: Ctx) -> None:
     patient = await require_patient(update, ctx)
     if patient is None:
         return
-    svc = ctx.svc
-    async with svc.db.transaction() as s:
-        tip = await tips.tip_on_demand(s, svc.content, patient.id, svc.clock.now())
+    hub = ctx.hub
+    async with hub.db.transaction() as s:
+        tip = await tips.tip_on_demand(s, hub.content, patient.id, hub.clock.now())
     if tip is None:
-        await reply(update, svc.content.t("common.not_enrolled"))
+        await reply(update, hub.content.t("common.not_enrolled"))
         return
-    await reply(update, svc.content.t("sos.tip.on_demand", patient.language, tip=Html(tip.text)))
+    await reply(update, hub.content.t("sos.tip.on_demand", patient.language, tip=Html(tip.text)))
 
 
 async def _open(ctx: Ctx, patient: PatientInfo, source: str) -> None:
-    svc = ctx.svc
-    async with svc.db.transaction() as s:
+    hub = ctx.hub
+    async with hub.db.transaction() as s:
         await state.clear(s, patient.telegram_id, PLAN_STATE)
-        await sos.open_session(s, patient.id, svc.clock.now(), source)
+        await sos.open_session(s, patient.id, hub.clock.now(), source)
 
 
 async def plan_cmd(update: Update, ctx: Ctx) -> None:
     patient = await require_patient(update, ctx)
     if patient is None:
         return
-    async with ctx.svc.db.transaction() as s:
+    async with ctx.hub.db.transaction() as s:
         await state.clear(s, patient.telegram_id, PLAN_STATE)
         plan = await plans.get_plan(s, patient.id)
     await _send_plan(update, ctx, patient, plan, _menu_rows(ctx, patient.language))
@@ -99,13 +100,13 @@ async def _send_plan(
     update: Update, ctx: Ctx, patient: PatientInfo, plan: plans.Plan, rows: Rows, *, hard_moment: bool = False
 ) -> None:
     order = plans.SOS_ORDER if hard_moment else plans.SECTIONS
-    parts = plans.render_plan(ctx.svc.content, patient.language, plan, order=order)
+    parts = plans.render_plan(ctx.hub.content, patient.language, plan, order=order)
     for i, part in enumerate(parts):
         await reply(update, part, rows if i == len(parts) - 1 else None)
 
 
 def _menu_rows(ctx: Ctx, lang: str) -> Rows:
-    c = ctx.svc.content
+    c = ctx.hub.content
     buttons = [(c.t(f"plan.sections.{s}.button", lang), f"pl:s:{s}") for s in SECTIONS]
     rows: Rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     return rows
@@ -128,18 +129,18 @@ async def on_sos(update: Update, ctx: Ctx) -> None:
     try:
         note = await _sos_action(update, ctx, q, patient, parts)
     except Expired:
-        note = ctx.svc.content.t("common.button_expired", patient.language)
+        note = ctx.hub.content.t("common.button_expired", patient.language)
     await answer(q, note)
 
 
 async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, parts: list[str]) -> str | None:
-    svc = ctx.svc
-    c = svc.content
+    hub = ctx.hub
+    c = hub.content
     lang = patient.language
-    now = svc.clock.now()
+    now = hub.clock.now()
     what = parts[1] if len(parts) > 1 else ""
     if what in ("open", "menu") and len(parts) == 2:
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             if what == "open" or await sos.current_session(s, patient.id, now) is None:
                 await sos.open_session(s, patient.id, now, "checkin" if what == "open" else "sos")
         text, rows = sos.toolbox(c, lang)
@@ -148,7 +149,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
     if what == "x" and len(parts) == 4:
         ex_id, index = parts[2], _int(parts[3])
         ratings: dict[str, int] = {}
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             if index == 0:
                 await sos.note_tool(s, patient.id, ex_id, now)
             current = await sos.current_session(s, patient.id, now)
@@ -174,7 +175,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
         key = sos.rating_key(c, lang, ex_id, index, value)
         if key is None:
             raise Expired
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             info = await sos.record_rating(s, patient.id, key, value, now)
             view = sos.exercise_view(c, lang, ex_id, index + 1, ratings=info.ratings)
             if view is None:
@@ -183,7 +184,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
         await edit(q, *view)
         return None
     if what == "plan" and len(parts) == 2:
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await sos.note_tool(s, patient.id, "plan", now)
             plan = await plans.get_plan(s, patient.id)
         if plan.is_empty:
@@ -196,7 +197,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
             await _send_plan(update, ctx, patient, plan, rows, hard_moment=True)
         return None
     if what == "call" and len(parts) == 2:
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await sos.note_tool(s, patient.id, "call", now)
             plan = await plans.get_plan(s, patient.id)
         rows = [
@@ -206,7 +207,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
         await reply(update, plans.render_people(c, lang, plan), rows)
         return None
     if what == "helped" and len(parts) == 2:
-        async with svc.db.session() as s:
+        async with hub.db.session() as s:
             plan = await plans.get_plan(s, patient.id)
         entries = plan.section("coping") + plan.section("reasons")
         if entries:
@@ -220,11 +221,11 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
         await reply(update, text, rows)
         return None
     if what == "talk" and len(parts) == 2:
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             res = await sos.request_talk(s, patient.id, now)
             live = await safety.in_live_conversation(s, patient.telegram_id)
-        svc.sender.wake()
-        exp = sos.expectation(svc.settings.office_hours, svc.settings.default_timezone, now)
+        hub.sender.wake()
+        exp = sos.expectation(hub.settings.office_hours, hub.settings.default_timezone, now)
         text = "\n\n".join(
             [
                 c.t("sos.talk.sent" if res.created else "sos.talk.already", lang),
@@ -237,9 +238,9 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
         return None
     if what == "f" and len(parts) == 4:
         session_id, value = _int(parts[2]), _int(parts[3])
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             result = await sos.answer_followup(s, patient.id, session_id, value, now)
-        svc.sender.wake()
+        hub.sender.wake()
         if result.status == "unknown":
             raise Expired
         text, rows = sos.followup_reply(c, lang, result)
@@ -279,13 +280,13 @@ async def on_plan(update: Update, ctx: Ctx) -> None:
     try:
         note = await _plan_action(update, ctx, q, patient, parts)
     except Expired:
-        await answer(q, ctx.svc.content.t("common.button_expired", patient.language))
+        await answer(q, ctx.hub.content.t("common.button_expired", patient.language))
         return
     await answer(q, note, alert=note is not None)
 
 
 def _section_view(ctx: Ctx, lang: str, section: str, plan: plans.Plan, prefix: str | None = None) -> tuple[str, Rows]:
-    c = ctx.svc.content
+    c = ctx.hub.content
     entries = plan.section(section)
     lines = [prefix] if prefix else []
     lines.append(c.t(f"plan.sections.{section}.title", lang))
@@ -304,30 +305,30 @@ def _section_view(ctx: Ctx, lang: str, section: str, plan: plans.Plan, prefix: s
 
 
 async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, parts: list[str]) -> str | None:
-    svc = ctx.svc
-    c = svc.content
+    hub = ctx.hub
+    c = hub.content
     lang = patient.language
-    now = svc.clock.now()
+    now = hub.clock.now()
     what = parts[1] if len(parts) > 1 else ""
     if what == "menu" and len(parts) == 2:
         rows = [*_menu_rows(ctx, lang), [(c.t("plan.button.show", lang), "pl:show")]]
         await _show(update, q, c.t("plan.view.title", lang) + "\n" + c.t("plan.menu", lang), rows)
         return None
     if what == "show" and len(parts) == 2:
-        async with svc.db.session() as s:
+        async with hub.db.session() as s:
             plan = await plans.get_plan(s, patient.id)
         text = "\n\n".join(plans.render_plan(c, lang, plan))
         await _show(update, q, text, _menu_rows(ctx, lang))
         return None
     if what in ("s", "k") and len(parts) == 3 and parts[2] in SECTIONS:
-        async with svc.db.session() as s:
+        async with hub.db.session() as s:
             plan = await plans.get_plan(s, patient.id)
         await _show(update, q, *_section_view(ctx, lang, parts[2], plan))
         return None
     if what == "add" and len(parts) == 3 and parts[2] in SECTIONS:
         section = parts[2]
         limit = plans.rules().max_entries_per_section
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             if await plans.count(s, patient.id, section) >= limit:
                 return c.t("plan.full_note", lang, limit=limit)
             await state.set_(s, patient.telegram_id, PLAN_STATE, {"section": section, "at": now.isoformat()}, now)
@@ -335,7 +336,7 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
         return None
     if what == "e" and len(parts) == 3:
         entry_id = _int(parts[2])
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             entry = await plans.get_entry(s, patient.id, entry_id)
             if entry is None:
                 raise Expired
@@ -345,7 +346,7 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
         return None
     if what == "d" and len(parts) == 3:
         entry_id = _int(parts[2])
-        async with svc.db.session() as s:
+        async with hub.db.session() as s:
             entry = await plans.get_entry(s, patient.id, entry_id)
         if entry is None:
             raise Expired
@@ -354,7 +355,7 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
         return None
     if what == "dy" and len(parts) == 3:
         entry_id = _int(parts[2])
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             entry = await plans.get_entry(s, patient.id, entry_id)
             if entry is None:
                 raise Expired
@@ -363,7 +364,7 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
         await edit(q, *_section_view(ctx, lang, entry.section, plan, prefix=c.t("plan.removed", lang)))
         return None
     if what == "cancel" and len(parts) == 2:
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await state.clear(s, patient.telegram_id, PLAN_STATE)
         await edit(q, c.t("plan.cancelled", lang), [[(c.t("plan.button.back", lang), "pl:menu")]])
         return None
@@ -387,36 +388,36 @@ async def _show(update: Update, q: CallbackQuery, text: str, rows: Rows) -> None
 
 
 def _cancel_rows(ctx: Ctx, lang: str) -> Rows:
-    return [[(ctx.svc.content.t("plan.button.cancel", lang), "pl:cancel")]]
+    return [[(ctx.hub.content.t("plan.button.cancel", lang), "pl:cancel")]]
 
 
 async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | None = None) -> None:
     """A typed plan entry (new, or the new text of an existing one)."""
-    svc = ctx.svc
-    c = svc.content
+    hub = ctx.hub
+    c = hub.content
     msg = update.effective_message
     user = update.effective_user
     if msg is None or user is None:
         return
-    async with svc.db.session() as s:
+    async with hub.db.session() as s:
         patient = await active_patient_info(s, user.id)
     if patient is None:
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await state.clear(s, user.id, PLAN_STATE)
         await reply(update, c.t("common.not_enrolled"))
         return
     lang = patient.language
-    now = svc.clock.now()
+    now = hub.clock.now()
     data = awaiting.data
     if _stale(data.get("at"), now):
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await state.clear(s, user.id, PLAN_STATE)
         await reply(update, c.t("plan.expired", lang))
         return
     section: str | None = data.get("section")
     raw = typed if typed is not None else msg.text
     try:
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             if data.get("entry_id") is not None:
                 entry = await plans.edit_entry(s, patient.id, int(data["entry_id"]), raw, now)
             elif section is not None:
@@ -428,7 +429,7 @@ async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | N
     except PlanError as exc:
         keep = exc.code not in ("not_found", "full", "unknown_section")
         if not keep:
-            async with svc.db.transaction() as s:
+            async with hub.db.transaction() as s:
                 await state.clear(s, user.id, PLAN_STATE)
         rows = _cancel_rows(ctx, lang) if keep else [[(c.t("plan.button.back", lang), "pl:menu")]]
         await reply(update, c.t(f"plan.error.{exc.code}", lang, **exc.kwargs), rows)
@@ -438,16 +439,16 @@ async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | N
 
 async def on_contact(update: Update, ctx: Ctx) -> None:
     """A contact shared from the phone book while adding a person to the plan."""
-    svc = ctx.svc
+    hub = ctx.hub
     msg = update.effective_message
     user = update.effective_user
     if msg is None or user is None or msg.contact is None:
         return
-    async with svc.db.session() as s:
+    async with hub.db.session() as s:
         awaiting = await state.get(s, user.id)
     data = awaiting.data if awaiting is not None and awaiting.kind == PLAN_STATE else {}
     if data.get("section") not in plans.PHONE_SECTIONS:
-        await reply(update, svc.content.t("common.text_only"))
+        await reply(update, hub.content.t("common.text_only"))
         return
     contact = msg.contact
     number = contact.phone_number.strip()
@@ -459,20 +460,20 @@ async def on_contact(update: Update, ctx: Ctx) -> None:
 
 async def reflect_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     """Something typed during an exercise (e.g. playing the tape forward): acknowledged."""
-    svc = ctx.svc
+    hub = ctx.hub
     user = update.effective_user
     if user is None:
         return
-    now = svc.clock.now()
-    async with svc.db.session() as s:
+    now = hub.clock.now()
+    async with hub.db.session() as s:
         patient = await active_patient_info(s, user.id)
     lang = patient.language if patient is not None else "en"
     if patient is None or _stale(awaiting.data.get("at"), now, REFLECT_TTL):
-        async with svc.db.transaction() as s:
+        async with hub.db.transaction() as s:
             await state.clear(s, user.id, REFLECT_STATE)
-        await reply(update, svc.content.t("common.free_text", lang))
+        await reply(update, hub.content.t("common.free_text", lang))
         return
-    await reply(update, svc.content.t("sos.exercise.reflect", lang))
+    await reply(update, hub.content.t("sos.exercise.reflect", lang))
 
 
 def _stale(at: Any, now: datetime, ttl: timedelta = PLAN_STATE_TTL) -> bool:
@@ -490,9 +491,7 @@ def _stale(at: Any, now: datetime, ttl: timedelta = PLAN_STATE_TTL) -> bool:
 # ---------------------------------------------------------------------------------------
 
 
-def register(app: Application, svc: Any, router: TextRouter) -> None:  # type: ignore[type-arg]
-    sos.setup(svc.sweeper, svc.content)
-    tips.setup(svc.sweeper, svc.content)
+def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: ignore[type-arg]
     private = filters.ChatType.PRIVATE
     app.add_handler(CommandHandler(["sos", "urge"], sos_cmd, filters=private))
     app.add_handler(CommandHandler("plan", plan_cmd, filters=private))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+import bot.schema  # noqa: F401  (every table, for create_all)
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from fakeapi import FakeTelegram

@@ -6,10 +6,12 @@ import asyncio
 import threading
 from typing import Any
 
-from bot.app import Runner, Services, build_application
+from bot.app import Runner, build_application
+from bot.core.hub import Hub
 from bot.platform.clock import Clock, FrozenClock
 from bot.platform.config import Settings, load_settings
 from bot.platform.db import Database
+from bot.safety.screening import Screening
 from fakeapi import FakeTelegram
 
 ADMIN_ID = 900001
@@ -54,9 +56,9 @@ class BotHarness:
         self._cond = asyncio.Condition()
 
     @property
-    def svc(self) -> Services:
+    def hub(self) -> Hub:
         assert self.runner is not None
-        return self.runner.svc
+        return self.runner.hub
 
     @property
     def app(self) -> Any:
@@ -70,8 +72,8 @@ class BotHarness:
         db = Database(self.db.url)
         app = build_application(self.settings, db=db, clock=self.clock)
         self.runner = Runner(app)
-        self.runner.svc.screening.hold = detector_hold
-        self.runner.svc.processed_hooks.append(self._on_processed)
+        self.runner.hub.get(Screening).hold = detector_hold
+        self.runner.hub.processed_hooks.append(self._on_processed)
         self._task = asyncio.create_task(self.runner.run(install_signals=False))
         started = asyncio.create_task(self.runner.started.wait())
         done, _ = await asyncio.wait({started, self._task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
@@ -79,7 +81,7 @@ class BotHarness:
             self._task.result()
         assert started in done, "the bot did not start"
         if detector_hold is None:
-            await asyncio.wait_for(self.runner.svc.screening.wait_ready(), 120)
+            await asyncio.wait_for(self.runner.hub.get(Screening).wait_ready(), 120)
         if isinstance(self.clock, FrozenClock) and not self.background_sweep:
             # On a frozen clock the test moves time and runs the sweeper itself (tick): the bot's
             # own job, due half a second after start on the real clock, would otherwise run at a
@@ -120,24 +122,24 @@ class BotHarness:
         from bot.platform.models import OutboxMessage
 
         async def due() -> int:
-            async with self.svc.db.session() as s:
+            async with self.hub.db.session() as s:
                 q = select(func.count()).select_from(OutboxMessage).where(
                     OutboxMessage.status.in_(("pending", "sending")),
-                    OutboxMessage.next_attempt_at <= self.svc.clock.now(),
+                    OutboxMessage.next_attempt_at <= self.hub.clock.now(),
                 )
                 return int((await s.execute(q)).scalar_one())
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while await due():
-            self.svc.sender.wake()
+            self.hub.sender.wake()
             if loop.time() > deadline:
                 raise AssertionError("outbox did not drain")
             await asyncio.sleep(0.02)  # re-check the condition; the sender works meanwhile
 
     async def tick(self) -> int:
         """Run the sweeper now (time is whatever the clock says), then let the outbox drain."""
-        n = await self.svc.sweeper.tick()
+        n = await self.hub.sweeper.tick()
         await self.outbox_idle()
         return n
 

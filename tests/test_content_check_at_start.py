@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from bot import cli
+from bot.areas import content_checks
 from bot.platform import content
 from bot.platform.content import Problem
+
+CHECKS = content_checks()
 
 
 @pytest.fixture
@@ -37,7 +40,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Each full check run (stubbed: the real one takes seconds), by content folder."""
     seen: list[Path] = []
 
-    def fake_check(root: Path | None = None) -> list[Problem]:
+    def fake_check(root: Path | None, checkers: object) -> list[Problem]:
+        assert checkers == CHECKS
         seen.append(Path(root or content.DEFAULT_CONTENT_DIR))
         return [Problem("risk/en.yaml", 3, "bad")] if (Path(root or ".") / "BROKEN").exists() else []
 
@@ -47,8 +51,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 def test_a_start_checks_once_then_trusts_the_record(tree: Path, code: Path, calls: list[Path], tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert content.check_at_start(tree, data) == []
-    assert content.check_at_start(tree, data) == []
+    assert content.check_at_start(tree, data, CHECKS) == []
+    assert content.check_at_start(tree, data, CHECKS) == []
     assert len(calls) == 1
     record = data / content.CHECKED_FILE
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
@@ -60,7 +64,7 @@ def test_any_change_to_content_or_code_checks_again(
     change: str, tree: Path, code: Path, calls: list[Path], tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    content.check_at_start(tree, data)
+    content.check_at_start(tree, data, CHECKS)
     some_yaml = sorted(tree.rglob("*.yaml"))[0]
     if change == "edit":
         some_yaml.write_text(some_yaml.read_text() + "\n# changed\n")
@@ -70,7 +74,7 @@ def test_any_change_to_content_or_code_checks_again(
         some_yaml.unlink()
     else:
         (code / "validator.py").write_text("RULES = 2\n")
-    content.check_at_start(tree, data)
+    content.check_at_start(tree, data, CHECKS)
     assert len(calls) == 2
 
 
@@ -78,7 +82,7 @@ def test_content_with_problems_is_never_recorded(tree: Path, code: Path, calls: 
     data = tmp_path / "data"
     (tree / "BROKEN").write_text("x")
     for _ in range(2):
-        assert [str(p) for p in content.check_at_start(tree, data)] == ["risk/en.yaml:3: bad"]
+        assert [str(p) for p in content.check_at_start(tree, data, CHECKS)] == ["risk/en.yaml:3: bad"]
     assert len(calls) == 2
     assert not (data / content.CHECKED_FILE).exists()
 
@@ -90,9 +94,9 @@ def test_an_unreadable_or_stale_record_checks_again(
     data = tmp_path / "data"
     data.mkdir()
     (data / content.CHECKED_FILE).write_text(record)
-    assert content.check_at_start(tree, data) == []
+    assert content.check_at_start(tree, data, CHECKS) == []
     assert len(calls) == 1
-    assert content.check_at_start(tree, data) == []
+    assert content.check_at_start(tree, data, CHECKS) == []
     assert len(calls) == 1  # recorded now
 
 
@@ -101,14 +105,14 @@ def test_a_data_folder_that_cannot_be_written_still_starts(
 ) -> None:
     data = tmp_path / "data"
     data.write_text("a file, not a folder")
-    assert content.check_at_start(tree, data) == []
+    assert content.check_at_start(tree, data, CHECKS) == []
     assert "could not record the check" in caplog.text
 
 
 def test_the_content_check_command_always_runs_every_check(
     tree: Path, code: Path, calls: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    content.check_at_start(tree, tmp_path / "data")
+    content.check_at_start(tree, tmp_path / "data", CHECKS)
     for _ in range(2):
         assert cli.main(["content", "check", "--dir", str(tree)]) == 0
     assert len(calls) == 3

@@ -29,6 +29,7 @@ from bot.platform.db import Database
 from bot.platform.models import RuntimeSetting
 from bot.safety import signals
 from bot.safety.service import Signal
+from bot.safety.signals import SignalKeeper
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import ADMIN_ID, BotHarness, make_settings
@@ -84,8 +85,8 @@ async def test_a_crisis_on_a_full_disk_reaches_the_group_and_is_recorded_when_sp
     await sup.add_patient(db, clock.now(), telegram_id=riley.id, code="P-5678", first_name="Riley")
     await h.start()
     try:
-        h.svc.signals.retry_base = h.svc.signals.retry_cap = 0.05
-        with disk_full(h.svc.db):
+        h.hub.get(SignalKeeper).retry_base = h.hub.get(SignalKeeper).retry_cap = 0.05
+        with disk_full(h.hub.db):
             inc = fake.send_text(jordan, "I'm going to end it all tonight")
             await h.handled(inc.update_id)
             # The patient has the resources at once.
@@ -104,14 +105,14 @@ async def test_a_crisis_on_a_full_disk_reaches_the_group_and_is_recorded_when_sp
             second = await fake.wait_for_message(h.group.id, after=alert)
             assert "P-5678" in (second.plain_text or "") and "overdose" in (second.plain_text or "")
             assert len(fake.sent(ADMIN_ID)) == 1
-            assert await _flags(h.svc.db) == 0
-            assert h.svc.signals.held == 2
+            assert await _flags(h.hub.db) == 0
+            assert h.hub.get(SignalKeeper).held == 2
 
         # Space is back: the background retry stores both as ordinary flags.
         await _until(lambda: _stored(h, 2), "the flags to be stored")
         await h.outbox_idle()
-        assert h.svc.signals.held == 0
-        async with h.svc.db.session() as s:
+        assert h.hub.get(SignalKeeper).held == 0
+        async with h.hub.db.session() as s:
             rows = (await s.execute(select(Flag.category, Flag.severity).order_by(Flag.id))).all()
         assert [tuple(r) for r in rows] == [("suicide_self_harm", "crisis"), ("overdose_medical", "crisis")]
         # The alerts say they are recorded now, and under which flag; the flags' own cards follow.
@@ -128,7 +129,7 @@ async def test_a_crisis_on_a_full_disk_reaches_the_group_and_is_recorded_when_sp
 
 
 async def _stored(h: BotHarness, n: int) -> bool:
-    return await _flags(h.svc.db) >= n and h.svc.signals.held == 0
+    return await _flags(h.hub.db) >= n and h.hub.get(SignalKeeper).held == 0
 
 
 async def test_the_minimal_alert_is_retried_when_the_group_is_at_its_limit(
@@ -139,9 +140,9 @@ async def test_the_minimal_alert_is_retried_when_the_group_is_at_its_limit(
     await sup.add_patient(db, clock.now(), telegram_id=jordan.id, code="P-1234", first_name="Jordan")
     await h.start()
     try:
-        h.svc.signals.retry_base = h.svc.signals.retry_cap = 0.05
+        h.hub.get(SignalKeeper).retry_base = h.hub.get(SignalKeeper).retry_cap = 0.05
         fake.fail("sendMessage", "429", times=1, retry_after=1, chat_id=h.group.id)
-        with disk_full(h.svc.db):
+        with disk_full(h.hub.db):
             inc = fake.send_text(jordan, "I'm going to end it all tonight")
             await h.handled(inc.update_id)
             alert = await fake.wait_for_message(h.group.id, timeout=5)
@@ -158,8 +159,8 @@ async def test_a_signal_from_someone_who_is_not_a_patient_alerts_no_one(
     stranger = fake.add_user(first_name="Sky", started=True)
     await h.start()
     try:
-        h.svc.signals.retry_base = h.svc.signals.retry_cap = 0.05
-        with disk_full(h.svc.db):
+        h.hub.get(SignalKeeper).retry_base = h.hub.get(SignalKeeper).retry_cap = 0.05
+        with disk_full(h.hub.db):
             inc = fake.send_text(stranger, "I'm going to end it all tonight")
             await h.handled(inc.update_id)
             assert "988" in (fake.sent(stranger.id)[0].plain_text or "")
@@ -177,11 +178,11 @@ async def test_yes_to_the_safety_question_on_a_full_disk_reaches_the_group_and_i
     await sup.add_patient(db, clock.now(), telegram_id=jordan.id, code="P-1234", first_name="Jordan")
     await h.start()
     try:
-        h.svc.signals.retry_base = h.svc.signals.retry_cap = 0.05
+        h.hub.get(SignalKeeper).retry_base = h.hub.get(SignalKeeper).retry_cap = 0.05
         await h.send(jordan, "some days I don't want to wake up")
         question = fake.last(jordan.id)
         yes = next(d for d in question.callback_data if d.startswith("sf:y:"))
-        with disk_full(h.svc.db):
+        with disk_full(h.hub.db):
             fake.press(jordan, question, yes)
             reply = await fake.wait_for_message(jordan.id, after=question)
             assert "988" in (reply.plain_text or "")
@@ -189,10 +190,10 @@ async def test_yes_to_the_safety_question_on_a_full_disk_reaches_the_group_and_i
             text = alert.plain_text or ""
             assert "P-1234" in text and "CRISIS" in text and "suicide or self-harm" in text
             assert "wake up" not in text and "Jordan" not in text
-            assert await _flags(h.svc.db) == 0
+            assert await _flags(h.hub.db) == 0
         await _until(lambda: _stored(h, 1), "the answer to be stored")
         await h.outbox_idle()
-        async with h.svc.db.session() as s:
+        async with h.hub.db.session() as s:
             (severity,) = (await s.execute(select(Flag.severity))).scalars().all()
         assert severity == "crisis"
         assert "Recorded now as flag #" in (fake.sent_message(h.group.id, alert.message_id).plain_text or "")

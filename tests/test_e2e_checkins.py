@@ -147,7 +147,7 @@ async def test_prompts_across_days_zones_and_dst_with_restarts(h: BotHarness, fa
     tokyo = fake.add_user(first_name="Tk", started=True)
     p_ny = await make_patient(db, clock.now(), telegram_id=ny.id, tz="America/New_York", checkin_time=time(9, 0))
     p_tk = await make_patient(db, clock.now(), telegram_id=tokyo.id, tz="Asia/Tokyo", checkin_time=time(21, 0))
-    async with h.svc.db.transaction() as s:
+    async with h.hub.db.transaction() as s:
         await onboarding_hooks.run(s, p_ny.id, clock.now())
         await onboarding_hooks.run(s, p_tk.id, clock.now())
     end = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)
@@ -225,7 +225,7 @@ async def test_fall_back_hour_with_a_restart_inside_it(h: BotHarness, fake: Fake
     clock.set(datetime(2026, 10, 31, 12, 0, tzinfo=UTC))
     u = fake.add_user(first_name="Fb", started=True)
     p = await make_patient(db, clock.now(), telegram_id=u.id, tz="America/New_York", checkin_time=time(1, 30))
-    async with h.svc.db.transaction() as s:
+    async with h.hub.db.transaction() as s:
         await onboarding_hooks.run(s, p.id, clock.now())
     arrivals: list[datetime] = []
     seen = 0

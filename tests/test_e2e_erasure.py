@@ -186,7 +186,7 @@ async def test_a_message_that_lands_after_the_erasure_is_taken_back(h: BotHarnes
         fresh.status = "sending"
     await _erase(h, fake, u)
     fake.clear_faults()
-    await h.svc.sender._deliver(row)  # the in-flight send completes
+    await h.hub.sender._deliver(row)  # the in-flight send completes
     await h.outbox_idle()
     late = [m for m in fake.sent(dana.id) if any("one more thing" in (t or "") for t in m.texts)]
     assert late and all(m.deleted for m in late)

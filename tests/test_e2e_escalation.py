@@ -243,8 +243,8 @@ async def test_the_crisis_reply_goes_out_while_the_database_is_down(h: BotHarnes
         raise ConnectionRefusedError("database down")
         yield  # pragma: no cover
 
-    h.svc.db.transaction = down  # type: ignore[method-assign]
-    h.svc.db.session = down  # type: ignore[method-assign]
+    h.hub.db.transaction = down  # type: ignore[method-assign]
+    h.hub.db.session = down  # type: ignore[method-assign]
     inc = fake.send_text(u, "I'm going to end it all tonight")
     await h.handled(inc.update_id)
     (reply,) = fake.sent(u.id)

@@ -250,7 +250,7 @@ def sup_admin(fake: FakeTelegram) -> Any:
 
 async def _digest(h: BotHarness, fake: FakeTelegram, clock: FrozenClock) -> str:
     """Move to the next 08:30 in New York and let the digest go out; its text."""
-    async with h.svc.db.session() as s:
+    async with h.hub.db.session() as s:
         due = min(
             i.due_at for i in (await s.execute(select(ScheduledItem))).scalars()
             if i.kind == flags.KIND_DIGEST and i.status == "pending"
@@ -263,12 +263,12 @@ async def _digest(h: BotHarness, fake: FakeTelegram, clock: FrozenClock) -> str:
 async def test_a_low_flag_goes_to_the_digest_only(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = await _patient(fake, db, clock)
     pid = await _pid(db, u.id)
-    async with h.svc.db.transaction() as s:
+    async with h.hub.db.transaction() as s:
         r = await flags.raise_flag(
             s, patient_id=pid, category="missed_checkins", severity="low",
             reason="checkin_silent: No check-in for 3 days or more", source="checkin_silence", now=clock.now(),
         )
-    h.svc.sender.wake()
+    h.hub.sender.wake()
     await h.outbox_idle()
     assert _group(h, fake) == []
     clock.advance(hours=3)
@@ -328,10 +328,10 @@ async def test_one_card_per_patient_and_day(h: BotHarness, fake: FakeTelegram, d
 async def test_flags_raised_together_arrive_as_one_card(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
     u = await _patient(fake, db, clock)
     pid = await _pid(db, u.id)
-    async with h.svc.db.transaction() as s:  # two rules of one answer set, one transaction
+    async with h.hub.db.transaction() as s:  # two rules of one answer set, one transaction
         for category, severity in (("use_disclosure", "high"), ("severe_craving", "moderate")):
             await flags.raise_flag(s, patient_id=pid, category=category, severity=severity, reason="r", source="checkin", now=clock.now())
-    h.svc.sender.wake()
+    h.hub.sender.wake()
     await h.outbox_idle()
     (card,) = _group(h, fake)
     assert card.edits == [] and "2 flags today" in (card.plain_text or "")  # complete when it arrives

@@ -67,7 +67,7 @@ async def _raise(
     source: str = "message", reason: str = "t",
 ) -> flags.FlagResult:
     """A trigger raised now, as the bot's own sources raise it; its messages have gone out."""
-    async with h.svc.db.transaction() as s:
+    async with h.hub.db.transaction() as s:
         res = await flags.raise_flag(
             s, patient_id=pid, category=category, severity=severity, reason=reason, source=source, now=clock.now()
         )
@@ -77,7 +77,7 @@ async def _raise(
 
 async def _digest(h: BotHarness, fake: FakeTelegram, clock: FrozenClock) -> str:
     """Run the sweeper at the next daily digest and return what the group got."""
-    async with h.svc.db.session() as s:
+    async with h.hub.db.session() as s:
         due = (
             await s.execute(select(ScheduledItem.due_at).where(ScheduledItem.kind == flags.KIND_DIGEST, ScheduledItem.status == "pending"))
         ).scalar_one()
@@ -101,12 +101,12 @@ async def test_a_flag_of_every_category_reaches_the_group(
         code = f"P-{flags.rank(severity)}{i:02d}"
         _, pid = await _patient(fake, db, clock, code=code)
         codes[category] = code
-        async with h.svc.db.transaction() as s:
+        async with h.hub.db.transaction() as s:
             res = await flags.raise_flag(
                 s, patient_id=pid, category=category, severity=severity, reason="test", source="checkin", now=clock.now()
             )
         assert res.created
-    h.svc.sender.wake()
+    h.hub.sender.wake()
     await h.outbox_idle()
     posts = group_texts(h, fake)
     if severity == "low" and not any(codes["talk_request"] in t for t in posts):

@@ -53,8 +53,8 @@ class Ticks:
 
 def _ticks(h: BotHarness) -> Ticks:
     ticks = Ticks()
-    assert h.svc.flood is not None
-    h.svc.flood.now = ticks
+    assert h.hub.flood is not None
+    h.hub.flood.now = ticks
     return ticks
 
 
@@ -83,7 +83,7 @@ async def test_a_patients_flood_is_answered_once_and_its_crisis_is_still_answere
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
 ) -> None:
     ticks = _ticks(h)
-    flood_line = h.svc.content.t("common.flood", "en")
+    flood_line = h.hub.content.t("common.flood", "en")
     u = await _patient(fake, db, clock, 5001, "P-1001")
     # What one ordinary text gets, within the limit.
     await h.send(u, "hello there")
@@ -117,7 +117,7 @@ async def test_a_patients_flood_is_answered_once_and_its_crisis_is_still_answere
 
 async def test_a_strangers_flood_gets_nothing_beyond_its_limit(h: BotHarness, fake: FakeTelegram, db: Database) -> None:
     ticks = _ticks(h)
-    flood_line = h.svc.content.t("common.flood", "en")
+    flood_line = h.hub.content.t("common.flood", "en")
     stranger = fake.add_user(first_name="Sky", started=True)
     await h.send(stranger, "hi")
     one = len(fake.sent(stranger.id))
@@ -164,7 +164,7 @@ async def test_another_patients_crisis_goes_ahead_of_a_2000_message_flood(
     proc.do_process_update = recording
     # The flooder's replies hang (a slow Telegram for them): their updates hold every place
     # ordinary updates may take.
-    flood_line = h.svc.content.t("common.flood", "en")
+    flood_line = h.hub.content.t("common.flood", "en")
     fake.hold("sendMessage", chat_id=flooder.id, predicate=lambda _m, params: params.get("text") != flood_line)
     flood = [fake.send_text(flooder, f"spam {i}").update_id for i in range(1000)]
     crisis = fake.send_text(other, CRISIS)

@@ -100,7 +100,7 @@ async def test_tip_on_demand_rotates_without_repeats_and_leaves_the_daily_tip(
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
 ) -> None:
     u = await _patient(fake, db, clock, tip_time=time(10, 0))  # 09:00 in New York now
-    async with h.svc.db.transaction() as s:
+    async with h.hub.db.transaction() as s:
         pid = (await s.execute(select(Patient.id).where(Patient.telegram_id == u.id))).scalar_one()
         await tips.schedule_next(s, pid, clock.now())
     texts = {t.id: t.text for t in load_clinical(CONTENT_DIR).tips("en")}
@@ -117,7 +117,7 @@ async def test_tip_on_demand_rotates_without_repeats_and_leaves_the_daily_tip(
     # The same day's daily tip still comes, and is none of the tips just asked for.
     clock.advance(hours=1, minutes=1)  # 10:01 in New York
     await h.tick()
-    async with h.svc.db.session() as s:
+    async with h.hub.db.session() as s:
         daily = (await s.execute(select(OutboxMessage).where(OutboxMessage.dedup_key.like("tip:%")))).scalars().all()
         rows = (await s.execute(select(TipShown.tip_id).order_by(TipShown.id))).scalars().all()
     assert len(daily) == 1 and len(rows) == 6
@@ -136,7 +136,7 @@ async def test_tip_from_someone_not_enrolled(h: BotHarness, fake: FakeTelegram) 
     stranger = fake.add_user(first_name="Max", started=True)
     await h.send(stranger, "/tip")
     assert "invite link" in _text(fake.last(stranger.id))
-    async with h.svc.db.session() as s:
+    async with h.hub.db.session() as s:
         assert (await s.execute(select(TipShown))).first() is None
 
 
@@ -155,7 +155,7 @@ async def test_settings_write_every_time_one_way(h: BotHarness, fake: FakeTelegr
     labels = [b for b in ask.button_texts]
     assert labels and all(CLOCK_12H.fullmatch(lbl) for lbl in labels), labels
     # Driven from the content's own list: each offered time is written by the formatter.
-    c = h.svc.content
+    c = h.hub.content
     offered = [time.fromisoformat(v) for v in c.raw("onboarding_data.time_buttons")]
     assert labels == [timefmt.clock(c, "en", t) for t in offered]
 
@@ -269,7 +269,7 @@ async def test_distress_without_risk_gets_one_reflective_line_and_the_toolbox(
     rules = free_text.matcher(CONTENT_DIR).rules
     assert set(DISTRESS) == set(rules.distress)
     u = await _patient(fake, db, clock)
-    c = h.svc.content
+    c = h.hub.content
     for group, words in DISTRESS.items():
         assert free_text.read(words, CONTENT_DIR).group == group
         await h.send(u, words)
@@ -280,28 +280,28 @@ async def test_distress_without_risk_gets_one_reflective_line_and_the_toolbox(
     # The button opens the toolbox.
     await h.press(u, msg, "sos:menu")
     assert any(d.startswith("sos:x:") for d in fake.last(u.id).callback_data)
-    async with h.svc.db.session() as s:
+    async with h.hub.db.session() as s:
         assert (await s.execute(select(Flag))).first() is None  # no risk, no flag
     fake.assert_no_errors()
 
 
 async def test_thanks_gets_a_short_warm_answer(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock) -> None:
     u = await _patient(fake, db, clock)
-    warm = h.svc.content.t("free_text.thanks")
+    warm = h.hub.content.t("free_text.thanks")
     for words in THANKS:
         await h.send(u, words)
         assert _text(fake.last(u.id)) == warm, words
     # Someone who is not a patient gets the general answer, as before.
     stranger = fake.add_user(first_name="Max", started=True)
     await h.send(stranger, "thanks")
-    assert _text(fake.last(stranger.id)) == h.svc.content.t("common.free_text")
+    assert _text(fake.last(stranger.id)) == h.hub.content.t("common.free_text")
 
 
 async def test_text_inside_a_flow_points_back_to_its_buttons(
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
 ) -> None:
     u = await _patient(fake, db, clock)
-    c = h.svc.content
+    c = h.hub.content
     pointers = {flow: c.t(f"free_text.in_flow.{flow}") for flow in free_text.FLOWS}
 
     # Today's check-in waits for a button.
@@ -322,11 +322,11 @@ async def test_text_inside_a_flow_points_back_to_its_buttons(
     await h.press(u, fake.last(u.id), "as:start:weekly")
     await h.send(u, "what do I do")
     assert _text(fake.last(u.id)) == pointers["assessment"]
-    async with h.svc.db.transaction() as s:
+    async with h.hub.db.transaction() as s:
         await s.execute(update(AssessmentResult).values(status="cancelled"))
 
     # A safety question waits for a button: the pointer carries the crisis numbers.
-    async with h.svc.db.transaction() as s:
+    async with h.hub.db.transaction() as s:
         pid = (await s.execute(select(Patient.id).where(Patient.telegram_id == u.id))).scalar_one()
         s.add(SafetyCheck(patient_id=pid, category="suicide_self_harm", severity="high", source="message", asked_at=clock.now()))
     await h.send(u, "ok")
@@ -343,8 +343,8 @@ async def test_risk_screening_runs_first_inside_a_flow(
     await h.send(u, "I want to kill myself")
     replies = [_text(m) for m in fake.sent(u.id)]
     assert any("988" in r for r in replies)
-    assert not any(r == h.svc.content.t("free_text.in_flow.checkin") for r in replies)
-    async with h.svc.db.session() as s:
+    assert not any(r == h.hub.content.t("free_text.in_flow.checkin") for r in replies)
+    async with h.hub.db.session() as s:
         assert (await s.execute(select(Flag))).first() is not None
 
 

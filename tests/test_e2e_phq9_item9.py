@@ -356,7 +356,7 @@ async def test_unfinished_questionnaire_is_offered_after_the_next_checkin_prompt
     patient = await make_patient(db, clock.now(), telegram_id=u.id)
     from bot.core import lifecycle as onboarding_hooks
 
-    async with h.svc.db.transaction() as s:
+    async with h.hub.db.transaction() as s:
         await onboarding_hooks.run(s, patient.id, clock.now())
     values = _answers(21, 2)
     await _phq9_up_to_item9(h, fake, u, values)

@@ -11,6 +11,7 @@ from bot.platform.clock import Clock
 from bot.platform.db import Database
 from bot.platform.inbox import Inbox
 from bot.platform.models import InboxUpdate
+from bot.safety.screening import Screening
 from fakeapi import FakeTelegram
 from tests.harness import ADMIN_ID, BotHarness
 
@@ -174,9 +175,9 @@ async def test_counselors_group_upgraded_to_supergroup_is_followed_across_restar
     try:
         new = fake.migrate_group(basic, by_user=counselor)
         await h.settle()
-        assert h.svc.settings.counselor_chat_id == new.id
+        assert h.hub.settings.counselor_chat_id == new.id
         await h.restart()  # the configuration still names the old group
-        assert h.svc.settings.counselor_chat_id == new.id
+        assert h.hub.settings.counselor_chat_id == new.id
         group_menu = [c["command"] for c in fake.commands(scope_type="chat", chat_id=new.id)]
         assert "flags" in group_menu
         assert not any(c.method == "leaveChat" for c in fake.calls)
@@ -201,7 +202,7 @@ async def test_updates_are_received_while_the_risk_detector_builds(
     try:
         await fake.wait_for(lambda: any(c.method == "getUpdates" for c in fake.calls), timeout=10)
         hold.set()
-        await harness.svc.screening.wait_ready()
+        await harness.hub.get(Screening).wait_ready()
         assert polled_before == [True]
     finally:
         hold.set()

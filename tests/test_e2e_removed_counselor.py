@@ -142,10 +142,10 @@ async def test_a_grant_after_the_removal_sticks(h: BotHarness, fake: FakeTelegra
     # Membership checks that find her out of the group (after the cache expires, and after a
     # restart with an empty cache) leave the new grant alone.
     h.clock.advance(minutes=30)
-    assert await h.svc.roles.in_counselor_group(dana.id) is False
+    assert await h.hub.roles.in_counselor_group(dana.id) is False
     await h.stop()
     await h.start()
-    assert await h.svc.roles.in_counselor_group(dana.id) is False
+    assert await h.hub.roles.in_counselor_group(dana.id) is False
     assert "P-4711" in await _command(h, fake, dana, "flags", "P-4711", flag_id)
     qid = await h.press(dana, post, f"fl:details:{flag_id}")
     assert (fake.callback_answer(qid) or {}).get("text") != NOT_ALLOWED_GROUP

@@ -116,16 +116,16 @@ async def test_no_while_the_database_fails_is_still_flagged_when_the_question_ti
     u = await _patient(fake, db, clock)
     await h.send(u, "I hate myself")
     q = fake.last(u.id)
-    real = h.svc.db.transaction
+    real = h.hub.db.transaction
 
     @asynccontextmanager
     async def down():  # type: ignore[no-untyped-def]
         raise ConnectionRefusedError("database down")
         yield  # pragma: no cover
 
-    h.svc.db.transaction = down  # type: ignore[method-assign]
+    h.hub.db.transaction = down  # type: ignore[method-assign]
     await h.press_button(u, q, "No")
-    h.svc.db.transaction = real  # type: ignore[method-assign]
+    h.hub.db.transaction = real  # type: ignore[method-assign]
     assert await _flags(db) == []
     clock.advance(minutes=5)
     await h.tick()

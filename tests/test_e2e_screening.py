@@ -61,7 +61,7 @@ async def test_a_crisis_while_the_detector_builds_is_answered_and_nothing_goes_u
     held: tuple[BotHarness, threading.Event], fake: FakeTelegram, db: Database, clock: FrozenClock
 ) -> None:
     h, hold = held
-    assert not h.svc.screening.ready
+    assert not h.hub.get(Screening).ready
     a = await _patient(fake, db, clock, "Jordan", "P-1001")
     b = await _patient(fake, db, clock, "Riley", "P-1002")
     c = await _patient(fake, db, clock, "Sam", "P-1003")
@@ -78,12 +78,12 @@ async def test_a_crisis_while_the_detector_builds_is_answered_and_nothing_goes_u
     (post,) = fake.sent(h.group.id)
     assert "P-1001" in (post.plain_text or "") and "CRISIS" in (post.plain_text or "")
     # The others wait for the full detector: nothing answered them, nothing marked them done.
-    assert not h.svc.screening.ready
+    assert not h.hub.get(Screening).ready
     assert use.update_id not in h.processed and hello.update_id not in h.processed
     assert fake.sent(b.id) == [] and fake.sent(c.id) == []
 
     hold.set()
-    await h.svc.screening.wait_ready()
+    await h.hub.get(Screening).wait_ready()
     await h.handled(use.update_id)
     await h.handled(hello.update_id)
     await h.outbox_idle()
@@ -100,7 +100,7 @@ async def test_buttons_and_commands_go_on_while_the_detector_builds(
     h, hold = held
     u = await _patient(fake, db, clock, "Jordan", "P-1001")
     await h.send(u, "/help")  # not screened: no wait for the detector
-    assert fake.sent(u.id) and not h.svc.screening.ready
+    assert fake.sent(u.id) and not h.hub.get(Screening).ready
     hold.set()
 
 

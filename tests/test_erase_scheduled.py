@@ -30,7 +30,7 @@ async def _patients(db: Database, now: datetime) -> None:
 
 
 async def test_erasure_takes_every_kind_of_the_patients_items_and_no_one_elses(h: Any):
-    kinds = sorted(h.svc.sweeper.kinds)
+    kinds = sorted(h.hub.sweeper.kinds)
     assert len(kinds) > 3
     now = h.clock.now()
     later = now + timedelta(days=3)

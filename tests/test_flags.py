@@ -24,7 +24,7 @@ from tests import escalation_support as sup
 @pytest.fixture
 async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace]:
     settings = sup.settings()
-    svc = SimpleNamespace(
+    hub = SimpleNamespace(
         settings=settings,
         content=get_content(settings.content_dir),
         sweeper=Sweeper(db, clock),
@@ -32,10 +32,10 @@ async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace
         db=db,
         clock=clock,
     )
-    flags.install(svc)
+    flags.install(hub)
     pid = await sup.add_patient(db, clock.now())
     try:
-        yield SimpleNamespace(svc=svc, pid=pid, db=db, clock=clock)
+        yield SimpleNamespace(hub=hub, pid=pid, db=db, clock=clock)
     finally:
         sup.reset()
 
@@ -187,7 +187,7 @@ async def test_crisis_renotification_reposts_then_messages_every_counselor(env: 
         s.add(StaffRole(telegram_id=32, role="counselor", granted_at=env.clock.now()))
         await flags.set_oncall(s, 31, name="Dana", by=31, now=env.clock.now())
     r = await _raise(env)
-    sweeper: Sweeper = env.svc.sweeper
+    sweeper: Sweeper = env.hub.sweeper
     env.clock.advance(minutes=4)
     assert await sweeper.tick() == 0
     env.clock.advance(minutes=1)
@@ -210,20 +210,20 @@ async def test_a_claimed_crisis_is_not_renotified(env: SimpleNamespace):
     async with env.db.transaction() as s:
         await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     env.clock.advance(minutes=30)
-    await env.svc.sweeper.tick()
+    await env.hub.sweeper.tick()
     assert len(await _outbox(env.db)) == 1
 
 
 async def test_high_is_reposted_after_thirty_minutes_only(env: SimpleNamespace):
     await _raise(env, severity="high", category="use_disclosure")
     env.clock.advance(minutes=29)
-    assert await env.svc.sweeper.tick() == 0
+    assert await env.hub.sweeper.tick() == 0
     env.clock.advance(minutes=1)
-    assert await env.svc.sweeper.tick() == 1
+    assert await env.hub.sweeper.tick() == 1
     rows = await _outbox(env.db)
     assert len(rows) == 2 and "Nobody is on call" in rows[1].payload["text"]
     env.clock.advance(hours=5)
-    assert await env.svc.sweeper.tick() == 0
+    assert await env.hub.sweeper.tick() == 0
 
 
 async def test_details_hold_the_words_and_are_audited(env: SimpleNamespace):
@@ -283,7 +283,7 @@ async def test_digest_is_scheduled_daily_and_posted(env: SimpleNamespace):
     async with env.db.transaction() as s:
         await flags.ensure_digest_scheduled(s, env.clock.now())
     env.clock.advance(days=1)
-    assert await env.svc.sweeper.tick() == 1
+    assert await env.hub.sweeper.tick() == 1
     rows = await _outbox(env.db)
     assert rows[-1].chat_id == sup.GROUP and "Daily digest" in rows[-1].payload["text"]
     async with env.db.session() as s:
@@ -296,7 +296,7 @@ async def test_followup_reaches_the_patient_a_day_after_resolution(env: SimpleNa
     async with env.db.transaction() as s:
         await flags.resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="ok", now=env.clock.now())
     env.clock.advance(hours=24)
-    await env.svc.sweeper.tick()
+    await env.hub.sweeper.tick()
     rows = [x for x in await _outbox(env.db) if x.chat_id == 5001]
     assert len(rows) == 1 and "check in" in rows[0].payload["text"]
     data = [b["callback_data"] for row in rows[0].payload["reply_markup"]["inline_keyboard"] for b in row]
@@ -376,6 +376,7 @@ def _code_labels() -> list[str]:
 
 
 def test_every_label_the_code_can_produce_is_in_every_language():
+    from bot.areas import content_checks
     from bot.platform.content import check, get_content
 
     c = get_content()
@@ -383,25 +384,27 @@ def test_every_label_the_code_can_produce_is_in_every_language():
     for lang in c.languages:
         missing = [k for k in _code_labels() if not str(c.messages[lang].get(k) or "").strip()]
         assert missing == [], (lang, missing)
-    assert check() == []
+    assert check(None, content_checks()) == []
 
 
 def test_the_content_check_names_each_missing_label(tmp_path):  # type: ignore[no-untyped-def]
+    from bot.areas import content_checks
     from bot.platform.content import check
 
     labels = _code_labels()
     root = _content_copy(tmp_path, labels)
-    problems = {p.message.split(":")[0] for p in check(root) if p.file == "en/messages/flags.yaml"}
+    problems = {p.message.split(":")[0] for p in check(root, content_checks()) if p.file == "en/messages/flags.yaml"}
     assert set(labels) <= problems
 
 
 def test_the_content_check_refuses_a_rule_category_the_flag_service_does_not_know(tmp_path):  # type: ignore[no-untyped-def]
+    from bot.areas import content_checks
     from bot.platform.content import check
 
     root = _content_copy(tmp_path, [])
     f = root / "rules" / "assessments.yaml"
     f.write_text(f.read_text(encoding="utf-8").replace("category: anxiety", "category: worry"), encoding="utf-8")
-    assert any(p.file == "rules/assessments.yaml" and "'worry'" in p.message for p in check(root))
+    assert any(p.file == "rules/assessments.yaml" and "'worry'" in p.message for p in check(root, content_checks()))
 
 
 async def test_a_missing_label_is_shown_in_plain_words_and_logged_once(env: SimpleNamespace, tmp_path, caplog):  # type: ignore[no-untyped-def]
@@ -410,7 +413,7 @@ async def test_a_missing_label_is_shown_in_plain_words_and_logged_once(env: Simp
     from bot.platform.content import Content
 
     root = _content_copy(tmp_path, ["flags.category.depression", "flags.severity.moderate"])
-    flags.configure(env.svc.settings, Content(root))
+    flags.configure(env.hub.settings, Content(root))
     flags._missing_labels.clear()
     caplog.set_level(logging.ERROR, logger="bot.escalation.flags")
     r = await _raise(env, severity="moderate", category="depression", reason="phq9_moderately_severe", source="assessment_phq9", evidence=None)
@@ -450,10 +453,10 @@ async def test_every_member_of_the_group_is_messaged_when_a_crisis_stays_unclaim
         await record_member(s, 43, False, "left", env.clock.now())
         s.add(StaffRole(telegram_id=31, role="counselor", granted_at=env.clock.now()))
     async with env.db.session() as s:
-        assert await flags.counselor_ids(s, env.svc.settings) == [31, 41, 42, 777]
+        assert await flags.counselor_ids(s, env.hub.settings) == [31, 41, 42, 777]
     await _raise(env)
     env.clock.advance(minutes=10)
-    await env.svc.sweeper.tick()
+    await env.hub.sweeper.tick()
     dms = sorted(x.chat_id for x in await _outbox(env.db) if x.chat_id > 0)
     assert dms == [31, 41, 42, 777]
 

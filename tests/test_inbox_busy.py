@@ -25,7 +25,7 @@ def _hold_write_lock(url: str) -> sqlite3.Connection:
 
 async def test_a_held_write_lock_does_not_stop_receiving(h: Any):
     stranger = h.fake.add_user(first_name="Sam", started=True)
-    h.svc.inbox.store_wait = 0.05
+    h.hub.inbox.store_wait = 0.05
     holder = _hold_write_lock(h.db.url)
     try:
         inc = h.fake.send_text(stranger, "hello")
@@ -33,7 +33,7 @@ async def test_a_held_write_lock_does_not_stop_receiving(h: Any):
         # (before, it waited for the lock: as long as the other process kept it).
         await h.fake.wait_idle(timeout=10)
         # Handed on, its store still waiting for the lock.
-        assert inc.update_id in h.svc.inbox._storing
+        assert inc.update_id in h.hub.inbox._storing
     finally:
         holder.rollback()
         holder.close()
@@ -43,7 +43,7 @@ async def test_a_held_write_lock_does_not_stop_receiving(h: Any):
         row = (await s.execute(select(InboxUpdate.status, InboxUpdate.payload).where(
             InboxUpdate.update_id == inc.update_id))).one()
     assert row == ("done", None)
-    assert not h.svc.inbox._storing
+    assert not h.hub.inbox._storing
     assert h.fake.last(stranger) is not None  # answered once the database was free
 
 
@@ -51,7 +51,7 @@ async def test_a_free_database_stores_before_handing_on(h: Any):
     stranger = h.fake.add_user(first_name="Sam", started=True)
     inc = h.fake.send_text(stranger, "hello")
     await h.handled(inc.update_id)
-    assert not h.svc.inbox._storing
+    assert not h.hub.inbox._storing
     async with h.db.session() as s:
         status = (await s.execute(select(InboxUpdate.status).where(InboxUpdate.update_id == inc.update_id))).scalar_one()
     assert status == "done"

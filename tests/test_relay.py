@@ -25,11 +25,11 @@ COUNSELOR = 31
 @pytest.fixture
 async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace]:
     settings = sup.settings()
-    svc = SimpleNamespace(
+    hub = SimpleNamespace(
         settings=settings, content=get_content(settings.content_dir), sweeper=Sweeper(db, clock),
         sender=SimpleNamespace(sent_hooks=[]), db=db, clock=clock,
     )
-    flags.install(svc)
+    flags.install(hub)
     crypto.configure(Fernet.generate_key().decode())
     pid = await sup.add_patient(db, clock.now())
     async with db.transaction() as s:

@@ -23,7 +23,7 @@ from tests import escalation_support as sup
 @pytest.fixture
 async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace]:
     settings = sup.settings()
-    svc = SimpleNamespace(
+    hub = SimpleNamespace(
         settings=settings,
         content=get_content(settings.content_dir),
         sweeper=Sweeper(db, clock),
@@ -31,12 +31,12 @@ async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace
         db=db,
         clock=clock,
     )
-    flags.install(svc)
-    safety.install(svc)
+    flags.install(hub)
+    safety.install(hub)
     detector = sup.use_stub()
     pid = await sup.add_patient(db, clock.now())
     try:
-        yield SimpleNamespace(svc=svc, pid=pid, db=db, clock=clock, detector=detector)
+        yield SimpleNamespace(hub=hub, pid=pid, db=db, clock=clock, detector=detector)
     finally:
         sup.reset()
 
@@ -102,9 +102,9 @@ async def test_uncertain_high_asks_then_flags_after_the_timeout(env: SimpleNames
     again = await _check(env, "Really, I don't want to wake up")
     assert again.check_id == out.check_id and len(await _patient_messages(env.db)) == 1
     env.clock.advance(minutes=4)
-    assert await env.svc.sweeper.tick() == 0
+    assert await env.hub.sweeper.tick() == 0
     env.clock.advance(minutes=1)
-    assert await env.svc.sweeper.tick() == 1
+    assert await env.hub.sweeper.tick() == 1
     (flag,) = await _rows(env.db, Flag)
     assert flag.severity == "high" and flag.source == "safety_timeout"
     (check,) = await _rows(env.db, SafetyCheck)
@@ -117,7 +117,7 @@ async def test_answering_no_still_reaches_the_care_team_and_cancels_the_timeout(
         res = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
     assert res.status == "ok" and res.flag is not None and res.flag.severity == "moderate"
     env.clock.advance(minutes=10)
-    await env.svc.sweeper.tick()
+    await env.hub.sweeper.tick()
     (flag,) = await _rows(env.db, Flag)
     assert flag.severity == "moderate" and flag.source == "safety_confirm"
     (ev,) = await _rows(env.db, FlagEvent)
@@ -148,7 +148,7 @@ async def test_uncertain_moderate_unanswered_is_flagged_moderate(env: SimpleName
     out = await _check(env, "maybe I'd be better off gone")
     assert out.check_id is not None
     env.clock.advance(hours=1)
-    assert await env.svc.sweeper.tick() == 1
+    assert await env.hub.sweeper.tick() == 1
     (flag,) = await _rows(env.db, Flag)
     assert flag.severity == "moderate" and flag.source == "safety_timeout"
 

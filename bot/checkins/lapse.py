@@ -34,7 +34,7 @@ from bot.checkins import sobriety
 from bot.checkins.sobriety import SobrietyNumbers
 from bot.core.people import active_patient_info
 from bot.platform.clock import local_date
-from bot.platform.content import FALLBACK_LANGUAGE, Content, get_content, register_checker
+from bot.platform.content import FALLBACK_LANGUAGE, Content, get_content
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,3 @@ def check_content(root: Path) -> list[tuple[str, int, str]]:
                 if name not in seen:
                     problems.append((rel, 1, f"missing list {name!r}"))
     return problems
-
-
-register_checker("bot.checkins.lapse", check_content)

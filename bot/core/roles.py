@@ -43,6 +43,9 @@ class Roles:
         self._membership: dict[int, tuple[bool, datetime]] = {}
         # Called after someone lost access and messages were queued (the outbox sender's wake).
         self.after_change: list[Callable[[], None]] = []
+        # What ends when someone is no longer a counselor, in the same transaction (the
+        # escalation area ends their conversations with patients): fn(session, user_id, now).
+        self.on_access_lost: list[Callable[[AsyncSession, int, datetime], Awaitable[None]]] = []
 
     def set_membership(self, user_id: int, is_member: bool) -> None:
         """Record what a chat_member update told us (a leave revokes at once)."""
@@ -89,13 +92,12 @@ class Roles:
     async def settle_access(self, user_id: int) -> None:
         """After someone's role or membership changed: if they are no longer a counselor, their
         conversations with patients end (each patient is told) and they are no longer on call."""
-        from bot.escalation import relay
-
         try:
             if await self.has(user_id, COUNSELOR):
                 return
             async with self.db.transaction() as s:
-                await relay.staff_access_lost(s, user_id, now=self.clock.now())
+                for ends in self.on_access_lost:
+                    await ends(s, user_id, self.clock.now())
         except Exception as exc:
             log.error("roles: conversations of someone who lost access were not ended (%s)", type(exc).__name__)
             return

@@ -28,7 +28,6 @@ from bot.core.models import AuditEntry, ChatState, Patient
 from bot.core.people import MEDICATION_SCHEDULES, PatientInfo, patient_by_telegram
 from bot.enrolment import invites
 from bot.enrolment.timezones import is_valid_zone
-from bot.platform.content import register_checker
 
 STATE_KIND = "onboarding:step"
 
@@ -354,6 +353,3 @@ def check_content(root: Path) -> list[tuple[str, int, str]]:
     if root.joinpath("en").is_dir() and not en.exists():
         problems.append((f"en/{CONSENT_FILE}", 0, "the English consent is missing"))
     return problems
-
-
-register_checker("bot.enrolment.onboarding", check_content)

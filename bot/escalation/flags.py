@@ -7,7 +7,7 @@ timestamp and an event (who, when). The group post carries severity, patient cod
 and flag id — never a name and never the patient's words — and is edited when the flag changes.
 
 Re-notification, the follow-up after a resolved crisis/high flag and the daily digest run through
-the sweeper. `install(svc)` wires the workflow to a running application (settings, content,
+the sweeper. `install(hub)` wires the workflow to a running application (settings, content,
 sweeper kinds, the sender's hook that records where each post landed).
 """
 
@@ -33,11 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.assessments.models import AssessmentResult
 from bot.checkins.models import CheckinEntry
 from bot.core.audit import audit
+from bot.core.hub import Hub
 from bot.core.models import Patient, StaffRole
 from bot.escalation.models import Flag, FlagCard, FlagEvent, OnCall
 from bot.platform.clock import ensure_utc, local_date, local_text, next_local_due, zone_name
 from bot.platform.config import Settings
-from bot.platform.content import DEFAULT_CONTENT_DIR, Content, Html, get_content, register_checker
+from bot.platform.content import DEFAULT_CONTENT_DIR, Content, Html, get_content
 from bot.platform.models import OutboxMessage, RuntimeSetting, ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.platform.scheduler import cancel, schedule
@@ -255,9 +256,6 @@ def check_labels(content_dir: Path) -> list[tuple[str, int, str]]:
     return out
 
 
-register_checker("bot.escalation.flags", check_content)
-
-
 # -- configuration of the running workflow ---------------------------------------------------
 
 
@@ -303,20 +301,20 @@ def workflow() -> Workflow | None:
     return _workflow
 
 
-def install(svc: Any) -> Workflow:
+def install(hub: Hub) -> Workflow:
     """Wire the workflow to an application's services: sweeper kinds and the sender's hook."""
-    wf = configure(svc.settings, svc.content)
-    svc.sweeper.register(KIND_RENOTIFY, _renotify_item)
-    svc.sweeper.register(KIND_FOLLOWUP, _followup_item)
-    svc.sweeper.register(KIND_DIGEST, _digest_item)
+    wf = configure(hub.settings, hub.content)
+    hub.sweeper.register(KIND_RENOTIFY, _renotify_item)
+    hub.sweeper.register(KIND_FOLLOWUP, _followup_item)
+    hub.sweeper.register(KIND_DIGEST, _digest_item)
 
     async def on_sent(row: OutboxMessage, message_id: int | None) -> None:
         if message_id is None or not row.ref or not row.ref.startswith(("flag:", "card:")):
             return
-        async with svc.db.transaction() as s:
-            await record_sent(s, row.ref, row.chat_id, message_id, svc.clock.now())
+        async with hub.db.transaction() as s:
+            await record_sent(s, row.ref, row.chat_id, message_id, hub.clock.now())
 
-    svc.sender.sent_hooks.append(on_sent)
+    hub.sender.sent_hooks.append(on_sent)
     return wf
 
 

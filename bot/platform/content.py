@@ -6,7 +6,7 @@ Layout:
 - `content/<lang>/...`, `content/rules/...`, `content/resources/...`, `content/risk/...`:
   instruments, clinical rules and word lists, each validated by the module that uses it.
 
-`iop-bot content check` runs every validator registered with `register_checker` and reports each
+`iop-bot content check` runs every area's validator (`bot.areas.content_checks`) and reports each
 problem with its file and line.
 """
 
@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -46,13 +46,9 @@ class Html(str):
     """Text that is already safe HTML: `Content.t` does not escape it."""
 
 
-Checker = Callable[[Path], list[tuple[str, int, str]]]
-_checkers: dict[str, Checker] = {}
-
-
-def register_checker(name: str, checker: Checker) -> None:
-    """Register a validator for part of `content/` (returns (file, line, problem) tuples)."""
-    _checkers[name] = checker
+# A validator for part of `content/`: (file, line, problem) for each problem. Each area names its
+# own (bot/areas.py); `check` runs the ones it is given.
+Checker = Callable[[Path], Sequence[tuple[str, int, str]]]
 
 
 def _flatten(prefix: str, node: Any, out: dict[str, str], where: dict[str, str], file: str) -> None:
@@ -187,8 +183,9 @@ def _check_messages(root: Path) -> list[tuple[str, int, str]]:
     return problems
 
 
-def check(root: Path | None = None) -> list[Problem]:
-    """Validate every content file: YAML syntax everywhere, then each registered checker."""
+def check(root: Path | None, checkers: Mapping[str, Checker]) -> list[Problem]:
+    """Validate every content file: YAML syntax everywhere, the messages, then each checker
+    (`bot.areas.content_checks()` gives every area's)."""
     root = (root or DEFAULT_CONTENT_DIR).resolve()
     problems: list[Problem] = []
     for f in sorted(root.rglob("*.yaml")):
@@ -200,10 +197,9 @@ def check(root: Path | None = None) -> list[Problem]:
             problems.append(Problem(str(f.relative_to(root)), line, f"YAML syntax error: {getattr(exc, 'problem', None) or exc}"))
     if problems:
         return problems
-    _load_checkers()
     for p in _check_messages(root):
         problems.append(Problem(*p))
-    for name, checker in sorted(_checkers.items()):
+    for name, checker in sorted(checkers.items()):
         try:
             for p in checker(root):
                 problems.append(Problem(*p))
@@ -230,7 +226,7 @@ def fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
-def check_at_start(root: Path, data_dir: Path) -> list[Problem]:
+def check_at_start(root: Path, data_dir: Path, checkers: Mapping[str, Checker]) -> list[Problem]:
     """`check`, unless exactly this content, with this code, passed it before (recorded in
     `data_dir`): the full check takes seconds a restart must not spend. `iop-bot content check`
     always runs it all."""
@@ -241,7 +237,7 @@ def check_at_start(root: Path, data_dir: Path) -> list[Problem]:
             return []
     except (OSError, ValueError, AttributeError):
         pass  # not checked yet (or an unreadable record): check now
-    problems = check(root)
+    problems = check(root, checkers)
     if not problems:
         try:
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -253,17 +249,3 @@ def check_at_start(root: Path, data_dir: Path) -> list[Problem]:
         except OSError as exc:
             logging.getLogger(__name__).warning("content: could not record the check (%s)", type(exc).__name__)
     return problems
-
-
-def _load_checkers() -> None:
-    """Import the modules that own content so their checkers are registered."""
-    import importlib
-
-    for mod in ("bot.core.clinical", "bot.safety.risk", "bot.recovery.rules", "bot.enrolment.onboarding", "bot.escalation.flags", "bot.safety.free_text", "bot.checkins.lapse", "bot.safety.crisis", "bot.safety.service"):
-        try:
-            m = importlib.import_module(mod)
-        except ImportError:
-            continue
-        fn = getattr(m, "check_content", None)
-        if fn is not None and mod not in _checkers:
-            register_checker(mod, fn)

@@ -184,15 +184,12 @@ class Database:
             delay = min(delay * 2, 0.25)
 
     async def create_all(self) -> None:
-        """Create every table (tests and first runs; production uses migrations)."""
-        import bot.schema  # noqa: F401  (registers every table)
-
+        """Create every table whose model is imported (tests and benchmarks; production uses
+        migrations). `bot.schema` imports them all; the application imports it."""
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
 
     async def drop_all(self) -> None:
-        import bot.schema  # noqa: F401  (registers every table)
-
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.drop_all)
 

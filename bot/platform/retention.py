@@ -20,8 +20,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.platform.clock import Clock
+from bot.platform.config import Settings
+from bot.platform.db import Database
 from bot.platform.models import InboxUpdate, OutboxMessage, ScheduledItem
-from bot.platform.scheduler import schedule
+from bot.platform.scheduler import Sweeper, schedule
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ class Retention:
     schedule: timedelta
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Retention:
+    def from_settings(cls, settings: Settings) -> Retention:
         return cls(
             inbox=timedelta(days=settings.inbox_retention_days),
             outbox=timedelta(days=settings.outbox_retention_days),
@@ -97,12 +100,12 @@ def handler(r: Retention, batch: int = BATCH) -> Any:
     return run
 
 
-def install(svc: Any) -> None:
-    """Register the kind with the sweeper and make sure a prune is scheduled at start."""
-    svc.sweeper.register(KIND, handler(Retention.from_settings(svc.settings)))
+def install(sweeper: Sweeper, settings: Settings) -> None:
+    """Register the kind with the sweeper (the composition root also runs `ensure_at_start`)."""
+    sweeper.register(KIND, handler(Retention.from_settings(settings)))
 
-    async def on_start(svc: Any) -> None:
-        async with svc.db.transaction() as s:
-            await ensure_scheduled(s, svc.clock.now())
 
-    svc.on_start.append(on_start)
+async def ensure_at_start(db: Database, clock: Clock) -> None:
+    """Make sure a prune is scheduled."""
+    async with db.transaction() as s:
+        await ensure_scheduled(s, clock.now())

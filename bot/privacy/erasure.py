@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.hub import Hub
 from bot.core.models import Patient
 from bot.escalation import flags
 from bot.escalation.models import Flag, FlagCard, RelayConversation
@@ -164,16 +165,16 @@ async def take_back(session: AsyncSession, patient_id: int, telegram_id: int, no
 _wake: Callable[[], None] | None = None
 
 
-def install(svc: Any) -> None:
+def install(hub: Hub) -> None:
     """Remember outbox messages about patients as Telegram takes them; wake the sender when an
     erasure has enqueued removals."""
     global _wake
-    _wake = svc.sender.wake
+    _wake = hub.sender.wake
 
     async def on_sent(row: OutboxMessage, message_id: int | None) -> None:
         if message_id is None or not row.ref or row.ref == REMOVAL_REF:
             return
-        async with svc.db.transaction() as s:
-            await record_outbox(s, row.ref, row.chat_id, message_id, svc.clock.now())
+        async with hub.db.transaction() as s:
+            await record_outbox(s, row.ref, row.chat_id, message_id, hub.clock.now())
 
-    svc.sender.sent_hooks.append(on_sent)
+    hub.sender.sent_hooks.append(on_sent)

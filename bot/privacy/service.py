@@ -47,8 +47,7 @@ class Erasure:
 
 
 def _tables() -> list[Table]:
-    import bot.schema  # noqa: F401  (registers every table)
-
+    """Every table: the application imports every model (bot/schema.py) before it runs."""
     return list(Base.metadata.sorted_tables)
 
 

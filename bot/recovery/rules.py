@@ -11,7 +11,7 @@ import phonenumbers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.platform.content import DEFAULT_CONTENT_DIR, register_checker
+from bot.platform.content import DEFAULT_CONTENT_DIR
 
 RULES_FILE = "rules/sos.yaml"
 Severity = Literal["low", "moderate", "high", "crisis"]
@@ -122,6 +122,3 @@ def check_sos_rules(root: Path) -> list[tuple[str, int, str]]:
     except yaml.YAMLError as exc:
         return [(RULES_FILE, 0, f"YAML error: {exc}")]
     return []
-
-
-register_checker("bot.recovery.rules", check_sos_rules)

@@ -27,7 +27,7 @@ import yaml
 from bot.core import timefmt
 from bot.platform.clock import local_datetime
 from bot.platform.config import OfficeHours
-from bot.platform.content import DEFAULT_CONTENT_DIR, Content, Html, get_content, register_checker
+from bot.platform.content import DEFAULT_CONTENT_DIR, Content, Html, get_content
 
 log = logging.getLogger(__name__)
 
@@ -291,9 +291,6 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
                 if n > HEAD_MAX:
                     out.append((rel, 0, f"{lang}: the crisis reply for {category or 'default'} is {n} characters before the plan (at most {HEAD_MAX})"))
     return out
-
-
-register_checker("bot.safety.crisis", check_content)
 
 
 __all__ = [

@@ -25,12 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.hub import Hub
 from bot.core.models import Patient
 from bot.escalation import flags
 from bot.escalation.flags import CATEGORIES, SEVERITIES, FlagResult, raise_flag, rank
 from bot.escalation.models import Flag, FlagEvent
 from bot.platform.config import OfficeHours
-from bot.platform.content import DEFAULT_CONTENT_DIR, Content, get_content, register_checker
+from bot.platform.content import DEFAULT_CONTENT_DIR, Content, get_content
 from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.platform.scheduler import cancel, schedule
@@ -206,9 +207,6 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
             if not c.has(key):
                 out.append((rel, 0, f"followup {kind}: no text {key!r} in en/messages"))
     return out
-
-
-register_checker("bot.safety.service", check_content)
 
 
 def detect(text: str, lang: str | None = None) -> Signal:
@@ -747,8 +745,6 @@ def crisis_update(data: dict[str, Any]) -> bool:
     return detect(text).explicit_crisis
 
 
-def install(svc: Any) -> None:
-    svc.sweeper.register(KIND_CONFIRM, _confirm_timeout)
-    inbox = getattr(svc, "inbox", None)  # receiving (absent where only the rules are tested)
-    if inbox is not None:
-        inbox.urgent = crisis_update
+def install(hub: Hub) -> None:
+    hub.sweeper.register(KIND_CONFIRM, _confirm_timeout)
+    hub.inbox.urgent = crisis_update

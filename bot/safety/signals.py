@@ -41,7 +41,7 @@ from bot.safety.models import SafetyCheck
 from bot.safety.service import SafetyOutcome, Signal
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.core.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,8 @@ class Held:
 class SignalKeeper:
     """Holds the process's unstored safety signals and retries them (one per process)."""
 
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
         self.retry_base = RETRY_BASE
         self.retry_cap = RETRY_CAP
         self._held: list[Held] = []
@@ -136,7 +136,7 @@ class SignalKeeper:
     def hold(self, user_id: int, text: str, sig: Signal, *, source: str, replied: bool) -> None:
         """Keep a signal whose write failed; the background task alerts and retries. Never raises."""
         self._held.append(
-            Held(user_id, text, sig, source, replied, self.svc.clock.now(), alert_due=needs_counselor(sig))
+            Held(user_id, text, sig, source, replied, self.hub.clock.now(), alert_due=needs_counselor(sig))
         )
         log.error("safety: a risk signal is kept in memory until the database can store it (%d held)", len(self._held))
         self._wake.set()
@@ -149,7 +149,7 @@ class SignalKeeper:
         sig = Signal(severity, category, (), False)
         self._held.append(
             # "No" is recorded too, but calls no counselor at once.
-            Held(user_id, "", sig, "safety_confirm", answer == "yes", self.svc.clock.now(), alert_due=answer != "no",
+            Held(user_id, "", sig, "safety_confirm", answer == "yes", self.hub.clock.now(), alert_due=answer != "no",
                  check_id=check_id, answer=answer)
         )
         log.error("safety: an answer to the safety question is kept in memory until the database can store it")
@@ -198,7 +198,7 @@ class SignalKeeper:
     # -- storing ---------------------------------------------------------------------------
     async def retry(self) -> int:
         """Try to store every held signal, oldest first; returns how many are still held."""
-        svc = self.svc
+        hub = self.hub
         while self._held:
             held = self._held[0]
             try:
@@ -207,7 +207,7 @@ class SignalKeeper:
                 log.warning("safety: the database still cannot store %d risk signal(s) (%s)", len(self._held), type(exc).__name__)
                 return len(self._held)
             self._held.pop(0)
-            svc.sender.wake()
+            hub.sender.wake()
             if recorded:
                 log.info("safety: a held risk signal is recorded now")
             else:
@@ -218,9 +218,9 @@ class SignalKeeper:
 
     async def _store(self, held: Held) -> bool:
         """Record one held signal in one transaction; False when there was nothing to record."""
-        svc = self.svc
-        now = svc.clock.now()
-        async with svc.db.transaction() as s:
+        hub = self.hub
+        now = hub.clock.now()
+        async with hub.db.transaction() as s:
             flag_id: int | None = None
             if held.check_id is not None and held.answer is not None:
                 res = await safety.confirm_answer(s, held.check_id, telegram_id=held.user_id, answer=held.answer, now=now)
@@ -237,26 +237,26 @@ class SignalKeeper:
                     s, patient, held.text, held.signal, replied=held.replied, source=held.source, now=now
                 )
                 flag_id = outcome.flag.flag_id if outcome.flag is not None else None
-            if held.alert_message_id is not None and held.alert_text is not None and svc.settings.counselor_chat_id:
-                c, lang = svc.content, svc.settings.default_language
+            if held.alert_message_id is not None and held.alert_text is not None and hub.settings.counselor_chat_id:
+                c, lang = hub.content, hub.settings.default_language
                 done = c.t("signals.recorded_flag", lang, id=flag_id) if flag_id is not None else c.t("signals.recorded", lang)
                 await enqueue(
                     s,
                     Outgoing(
-                        svc.settings.counselor_chat_id,
+                        hub.settings.counselor_chat_id,
                         held.alert_text + "\n\n" + done,
                         method="editMessageText",
                         params={"message_id": held.alert_message_id},
                     ),
                     now=now,
-                    dedup_key=f"signalrecorded:{svc.settings.counselor_chat_id}:{held.alert_message_id}",
+                    dedup_key=f"signalrecorded:{hub.settings.counselor_chat_id}:{held.alert_message_id}",
                 )
             return True
 
     # -- straight to Telegram while the database cannot store ---------------------------------
     async def _alerts(self) -> None:
-        svc = self.svc
-        group = svc.settings.counselor_chat_id
+        hub = self.hub
+        group = hub.settings.counselor_chat_id
         loop = asyncio.get_running_loop()
         for held in list(self._held):
             if not held.alert_due or held.alert_message_id is not None or group is None:
@@ -269,12 +269,12 @@ class SignalKeeper:
                 continue
             category = held.signal.category or await self._question_category(held.check_id)
             text = alert_text(
-                svc.content, svc.settings.default_language, code=code or None,
+                hub.content, hub.settings.default_language, code=code or None,
                 category=category, severity=held.signal.severity,
-                at=held.at, zone=svc.settings.default_timezone,
+                at=held.at, zone=hub.settings.default_timezone,
             )
             try:
-                msg = await svc.sender.bot.send_message(group, text, parse_mode=ParseMode.HTML)
+                msg = await hub.sender.bot.send_message(group, text, parse_mode=ParseMode.HTML)
             except RetryAfter as exc:
                 wait = exc.retry_after
                 held.alert_not_before = loop.time() + (wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait))
@@ -290,7 +290,7 @@ class SignalKeeper:
     async def _code(self, user_id: int) -> str | bool:
         """The patient's code; "" when the database cannot even be read; False: not a patient."""
         try:
-            async with self.svc.db.session() as s:
+            async with self.hub.db.session() as s:
                 patient = await people.active_patient_info(s, user_id)
         except Exception as exc:
             log.warning("safety: cannot read the patient's code either (%s)", type(exc).__name__)
@@ -302,7 +302,7 @@ class SignalKeeper:
         if check_id is None:
             return None
         try:
-            async with self.svc.db.session() as s:
+            async with self.hub.db.session() as s:
                 q = select(SafetyCheck.category).where(SafetyCheck.id == check_id)
                 return (await s.execute(q)).scalar_one_or_none()
         except Exception:
@@ -311,28 +311,28 @@ class SignalKeeper:
     async def _tell_admins(self) -> None:
         if self._admins_told or not self._held:
             return
-        svc = self.svc
-        c, lang = svc.content, svc.settings.default_language
+        hub = self.hub
+        c, lang = hub.content, hub.settings.default_language
         text = c.t("signals.admin_down", lang, n=len(self._held))
         told = False
-        for admin in svc.settings.admin_user_ids:
+        for admin in hub.settings.admin_user_ids:
             try:
-                await svc.sender.bot.send_message(admin, text, parse_mode=ParseMode.HTML)
+                await hub.sender.bot.send_message(admin, text, parse_mode=ParseMode.HTML)
                 told = True
             except TelegramError as exc:
                 log.warning("safety: could not tell an admin that the database cannot store data (%s)", type(exc).__name__)
-        self._admins_told = told or not svc.settings.admin_user_ids
+        self._admins_told = told or not hub.settings.admin_user_ids
 
     async def _recovered(self) -> None:
         """Everything held is stored: the admins hear that the database works again."""
-        svc = self.svc
-        c, lang = svc.content, svc.settings.default_language
+        hub = self.hub
+        c, lang = hub.content, hub.settings.default_language
         try:
-            async with svc.db.transaction() as s:
-                for admin in svc.settings.admin_user_ids:
-                    await enqueue(s, Outgoing(admin, c.t("signals.admin_up", lang)), now=svc.clock.now())
+            async with hub.db.transaction() as s:
+                for admin in hub.settings.admin_user_ids:
+                    await enqueue(s, Outgoing(admin, c.t("signals.admin_up", lang)), now=hub.clock.now())
         except Exception as exc:
             log.warning("safety: could not tell the admins the database works again (%s)", type(exc).__name__)
             return
         self._admins_told = False
-        svc.sender.wake()
+        hub.sender.wake()

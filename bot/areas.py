@@ -1,0 +1,85 @@
+"""The areas of the bot, in order: the one place an area is added (README, "Adding an area").
+
+Each area is a package `bot/<area>/` (its models, services, scheduled work and rules) with an
+`area.py` whose `install(hub)` registers what the area runs on the hub (sweeper kinds, life-cycle
+hooks, start-up tasks, hooks on sent messages), plus its Telegram side in `handlers/` and the
+validators of its part of `content/`. The composition root (bot/app.py) installs them in this
+order, then registers their handlers in this order; `iop-bot content check` runs every check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import handlers.checkins
+import handlers.flags
+import handlers.free_text
+import handlers.onboarding
+import handlers.safety
+import handlers.sos
+from bot.checkins import area as checkins_area
+from bot.checkins import lapse
+from bot.core import clinical
+from bot.core.hub import Hub
+from bot.enrolment import onboarding
+from bot.escalation import area as escalation_area
+from bot.escalation import flags
+from bot.platform.content import Checker
+from bot.privacy import area as privacy_area
+from bot.recovery import area as recovery_area
+from bot.recovery import rules as recovery_rules
+from bot.safety import area as safety_area
+from bot.safety import crisis, free_text, risk
+from bot.safety import service as safety
+from handlers import Register
+
+
+@dataclass(frozen=True)
+class Area:
+    name: str
+    # What the area runs on the hub (bot/<area>/area.py); None when it only answers updates.
+    install: Callable[[Hub], None] | None = None
+    # Its Telegram side: each adds handlers and typed-text kinds (handlers/<module>.py).
+    handlers: tuple[Register, ...] = ()
+    # Validators of its part of content/, by name.
+    checks: Mapping[str, Checker] = field(default_factory=dict)
+
+
+AREAS: tuple[Area, ...] = (
+    # Onboarding, settings, privacy and staff administration share one handler module today.
+    Area("enrolment", handlers=(handlers.onboarding.register,),
+         checks={"bot.enrolment.onboarding": onboarding.check_content}),
+    Area("safety", safety_area.install, (handlers.safety.register,),
+         {"bot.safety.risk": risk.check_content, "bot.safety.crisis": crisis.check_content,
+          "bot.safety.service": safety.check_content, "bot.safety.free_text": free_text.check_content}),
+    # Check-ins and assessments share one handler module (handlers/checkins.py).
+    Area("checkins", checkins_area.install, (handlers.checkins.register,),
+         {"bot.checkins.lapse": lapse.check_content}),
+    Area("escalation", escalation_area.install, (handlers.flags.register,),
+         {"bot.escalation.flags": flags.check_content}),
+    Area("privacy", privacy_area.install),
+    Area("recovery", recovery_area.install, (handlers.sos.register,),
+         {"bot.recovery.rules": recovery_rules.check_sos_rules}),
+    # Typed text no conversation took: the router's default, after every area's kinds.
+    Area("free text", handlers=(handlers.free_text.register,)),
+)
+
+# Rules shared by several areas (check-ins, assessments, escalation) live in the kernel.
+CORE_CHECKS: Mapping[str, Checker] = {"bot.core.clinical": clinical.check_content}
+
+
+def content_checks() -> dict[str, Checker]:
+    """Every validator of content/, by name."""
+    out = dict(CORE_CHECKS)
+    for area in AREAS:
+        out.update(area.checks)
+    return out
+
+
+def install(hub: Hub) -> list[Register]:
+    """Install every area on the hub, in order; their handlers' registrations, in order."""
+    for area in AREAS:
+        if area.install is not None:
+            area.install(hub)
+    return [register for area in AREAS for register in area.handlers]

@@ -1,0 +1,54 @@
+"""The escalation area on the hub: the flag workflow's sweeper kinds, the daily digest, the
+counselors' group roster, and what ends when someone is no longer a counselor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.core.hub import Hub
+from bot.core.roles import group_members
+from bot.escalation import flags, relay
+
+log = logging.getLogger(__name__)
+
+ROSTER_CHECK_SECONDS = 20
+
+
+def install(hub: Hub) -> None:
+    flags.install(hub)
+    hub.roles.on_access_lost.append(_access_lost)
+    hub.on_start.append(_ensure_digest)
+    hub.on_start.append(_refresh_roster)
+
+
+async def _access_lost(session: AsyncSession, user_id: int, now: datetime) -> None:
+    await relay.staff_access_lost(session, user_id, now=now)
+
+
+async def _ensure_digest(hub: Hub) -> None:
+    try:
+        async with hub.db.transaction() as s:
+            await flags.ensure_digest_scheduled(s, hub.clock.now())
+    except Exception as exc:
+        log.warning("flags: could not schedule the daily digest (%s)", type(exc).__name__)
+
+
+async def _refresh_roster(hub: Hub) -> None:
+    """At start: ask Telegram again about everyone the roster has in the counselors' group, so a
+    member who left while the bot was away is no longer sent crisis alerts. Bounded in time; a
+    member Telegram cannot be asked about keeps their place."""
+
+    async def check_all() -> None:
+        async with hub.db.session() as s:
+            ids = await group_members(s)
+        for uid in ids:
+            await hub.roles.in_counselor_group(uid)
+
+    try:
+        await asyncio.wait_for(check_all(), ROSTER_CHECK_SECONDS)
+    except Exception as exc:
+        log.warning("flags: the group roster was not fully re-checked (%s)", type(exc).__name__)
