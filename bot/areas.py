@@ -13,11 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import handlers.checkins
+import handlers.enrolment
 import handlers.flags
 import handlers.free_text
-import handlers.onboarding
+import handlers.invites
+import handlers.privacy
 import handlers.safety
 import handlers.sos
+import handlers.staff
 from bot.checkins import area as checkins_area
 from bot.checkins import lapse
 from bot.core import clinical
@@ -47,8 +50,8 @@ class Area:
 
 
 AREAS: tuple[Area, ...] = (
-    # Onboarding, settings, privacy and staff administration share one handler module today.
-    Area("enrolment", handlers=(handlers.onboarding.register,),
+    # Onboarding, /start and settings; cohorts and invites (bot/enrolment/invites.py).
+    Area("enrolment", handlers=(handlers.enrolment.register, handlers.invites.register),
          checks={"bot.enrolment.onboarding": onboarding.check_content}),
     Area("safety", safety_area.install, (handlers.safety.register,),
          {"bot.safety.risk": risk.check_content, "bot.safety.crisis": crisis.check_content,
@@ -58,9 +61,11 @@ AREAS: tuple[Area, ...] = (
          {"bot.checkins.lapse": lapse.check_content}),
     Area("escalation", escalation_area.install, (handlers.flags.register,),
          {"bot.escalation.flags": flags.check_content}),
-    Area("privacy", privacy_area.install),
+    Area("privacy", privacy_area.install, (handlers.privacy.register,)),
     Area("recovery", recovery_area.install, (handlers.sos.register,),
          {"bot.recovery.rules": recovery_rules.check_sos_rules}),
+    # Staff administration: roles are the kernel's (bot/core/staff.py); its commands are here.
+    Area("staff", handlers=(handlers.staff.register,)),
     # Typed text no conversation took: the router's default, after every area's kinds.
     Area("free text", handlers=(handlers.free_text.register,)),
 )

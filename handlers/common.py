@@ -32,6 +32,11 @@ def is_counselor_group(ctx: Ctx, chat_id: int | None) -> bool:
     return chat_id is not None and chat_id == ctx.hub.settings.counselor_chat_id
 
 
+def user_id(update: Update) -> int:
+    """Who sent the update (0 when Telegram says no one)."""
+    return update.effective_user.id if update.effective_user else 0
+
+
 async def require_patient(update: Update, ctx: Ctx) -> people.PatientInfo | None:
     """The enrolled patient behind this update, or None after telling the person how to enrol."""
     user = update.effective_user

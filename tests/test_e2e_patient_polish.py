@@ -409,7 +409,7 @@ async def test_consent_and_privacy_with_a_key_say_free_text_is_encrypted(db: Dat
 
 def consent_text_version() -> str:
     from bot.platform.content import get_content
-    from handlers.onboarding import consent_text
+    from handlers.enrolment import consent_text
 
     return consent_text(get_content(CONTENT_DIR), "en")[1]
 

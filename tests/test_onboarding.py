@@ -308,7 +308,7 @@ async def test_staff_roles(db: Database, clock: FrozenClock):
 
 def test_consent_says_what_the_issue_requires():
     from bot.platform.content import get_content
-    from handlers.onboarding import consent_text
+    from handlers.enrolment import consent_text
     from tests.conftest import CONTENT_DIR
 
     text, version = consent_text(get_content(CONTENT_DIR), "en")

@@ -1,39 +1,25 @@
-"""Onboarding, settings, privacy and staff administration: the Telegram side (DESIGN §1, §2.1,
-§2.10). Thin: parse, authorise, call a service in a unit of work, render the result.
+"""Enrolment: onboarding, /start and /settings, the Telegram side (DESIGN §1, §2.1). Thin: parse,
+authorise, call a service in a unit of work, render the result.
 
 Callback data:
 - `ob:<step>:<value>` onboarding answers (age, con, tz, tm, sob, mat, med: d | w | m)
 - `st:<what>[:<value>]` settings
-- `pv:del:1|2`, `pv:keep` the two-step erasure
-- `inv:rev:<id>` revoke an invite (counselors)
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import date, datetime, time
 from typing import Any
 
-from telegram import (
-    BotCommandScopeChat,
-    InputFile,
-    KeyboardButton,
-    ReplyKeyboardMarkup,
-    ReplyKeyboardRemove,
-    Update,
-)
-from telegram.constants import ParseMode
+from telegram import KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot.core import staff, state, timefmt
-from bot.core.audit import audit
+from bot.core import state, timefmt
 from bot.core.hub import Hub
 from bot.core.people import PatientInfo, active_patient_info
-from bot.core.roles import ADMIN, COUNSELOR
 from bot.core.state import Awaiting
-from bot.enrolment import invites, onboarding
+from bot.enrolment import onboarding
 from bot.enrolment import settings as settings_service
-from bot.enrolment.invites import CohortError
 from bot.enrolment.onboarding import (
     AGE,
     CHECKIN_TIME,
@@ -49,16 +35,13 @@ from bot.enrolment.timezones import COMMON_ZONES, parse_zone, zone_at
 from bot.enrolment.timezones import label as zone_label
 from bot.platform.clock import local_date
 from bot.platform.content import Content, Html
-from bot.privacy import service as privacy
 from handlers import common
 from handlers.context import Ctx
 from handlers.router import TextRouter
+from handlers.staff import refresh_menu
 from handlers.ui import Button, answer, edit, reply
 
-log = logging.getLogger(__name__)
-
 SETTING_KIND = "onboarding:setting"
-DELETE_KIND = "privacy:delete"
 # In chat state data: a reply keyboard (share location) is showing and must be removed later.
 KEYBOARD_SHOWN = "kb"
 _STEP_CODES = {
@@ -77,7 +60,7 @@ _ASK_KEY = {
 }
 
 
-def _lang(ctx: Ctx, patient: PatientInfo | None = None, update: Update | None = None) -> str:
+def person_language(ctx: Ctx, patient: PatientInfo | None = None, update: Update | None = None) -> str:
     """The patient's language; before there is one, Telegram's language if we have its words."""
     if patient is not None:
         return patient.language
@@ -186,7 +169,7 @@ def location_keyboard(c: Content, lang: str) -> ReplyKeyboardMarkup:
     )
 
 
-async def _ask(update: Update, ctx: Ctx, step: str | None, lang: str, *, before: str | None = None) -> None:
+async def ask_step(update: Update, ctx: Ctx, step: str | None, lang: str, *, before: str | None = None) -> None:
     c = ctx.hub.content
     if step is None:
         return
@@ -217,20 +200,20 @@ async def start_cmd(update: Update, ctx: Ctx) -> None:
     payload = ctx.args[0] if ctx.args else None
     c = ctx.hub.content
     async with ctx.hub.db.transaction() as s:
-        prog = await onboarding.start(s, user.id, payload, _now(ctx), language=_lang(ctx, None, update))
-    lang = _lang(ctx, prog.patient, update)
+        prog = await onboarding.start(s, user.id, payload, _now(ctx), language=person_language(ctx, None, update))
+    lang = person_language(ctx, prog.patient, update)
     if prog.kind == "active":
         assert prog.patient is not None
         await reply(update, c.t("onboarding.already_enrolled", lang, code=prog.patient.code))
     elif prog.kind == "step":
         fresh = prog.step == AGE and bool(payload)
         before = c.t("onboarding.welcome", lang) if fresh else c.t("onboarding.welcome_back", lang)
-        await _ask(update, ctx, prog.step, lang, before=before)
+        await ask_step(update, ctx, prog.step, lang, before=before)
     elif prog.kind == "invite":
         await reply(update, c.t(f"onboarding.invite_{prog.invite_status}", lang))
     else:
         if await ctx.hub.roles.is_staff(user.id):
-            await _refresh_menu(ctx, user.id)
+            await refresh_menu(ctx, user.id)
         await common.start_fallback(update, ctx)
 
 
@@ -253,7 +236,7 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
     now = _now(ctx)
     async with ctx.hub.db.session() as s:
         prog = await onboarding.current(s, user.id)
-    lang = _lang(ctx, prog.patient, update)
+    lang = person_language(ctx, prog.patient, update)
     label = _button_label(q.message, q.data or "")
     if prog.kind != "step" or prog.step != step:
         await common.expired_button(update, ctx)
@@ -345,7 +328,7 @@ async def _after_step(update: Update, ctx: Ctx, prog: Progress, lang: str, *, be
     elif prog.kind == "step":
         if prog.step == TIMEZONE and prog.patient is not None:
             before = c.t("onboarding.consented", lang, code=prog.patient.code)
-        await _ask(update, ctx, prog.step, lang, before=before)
+        await ask_step(update, ctx, prog.step, lang, before=before)
 
 
 async def onboarding_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
@@ -358,7 +341,7 @@ async def onboarding_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     now = _now(ctx)
     async with ctx.hub.db.session() as s:
         prog = await onboarding.current(s, user.id)
-    lang = _lang(ctx, prog.patient)
+    lang = person_language(ctx, prog.patient)
     if prog.kind != "step":
         async with ctx.hub.db.transaction() as s:
             await state.clear(s, user.id, onboarding.STATE_KIND)
@@ -384,7 +367,7 @@ async def _typed_step(
     elif step == CHECKIN_TIME:
         t = onboarding.parse_time(text)
         if t is None:
-            await _ask(update, ctx, step, lang, before=c.t("onboarding.bad_time", lang))
+            await ask_step(update, ctx, step, lang, before=c.t("onboarding.bad_time", lang))
             return
         async with ctx.hub.db.transaction() as s:
             new = await onboarding.answer_checkin_time(s, user_id, t, now)
@@ -394,14 +377,14 @@ async def _typed_step(
             try:
                 d = onboarding.parse_past_date(text, local_date(now, zone))
             except DateProblem as exc:
-                await _ask(update, ctx, step, lang, before=c.t(f"onboarding.date_{exc.reason}", lang))
+                await ask_step(update, ctx, step, lang, before=c.t(f"onboarding.date_{exc.reason}", lang))
                 return
             await reply(update, *sobriety_echo(c, lang, d, "ob"))  # saved once confirmed
             return
         async with ctx.hub.db.transaction() as s:
             new = await onboarding.answer_sobriety(s, user_id, None, now)
     else:
-        await _ask(update, ctx, step, lang, before=c.t("onboarding.use_buttons", lang))
+        await ask_step(update, ctx, step, lang, before=c.t("onboarding.use_buttons", lang))
         return
     if new is not None and new.kind != "stale":
         await _after_step(update, ctx, new, lang)
@@ -417,7 +400,7 @@ async def location_msg(update: Update, ctx: Ctx) -> None:
         waiting = await state.get(s, user.id)
         prog = await onboarding.current(s, user.id)
     c = ctx.hub.content
-    lang = _lang(ctx, prog.patient)
+    lang = person_language(ctx, prog.patient)
     in_onboarding = waiting is not None and waiting.kind == onboarding.STATE_KIND and prog.step == TIMEZONE
     in_settings = waiting is not None and waiting.kind == SETTING_KIND and waiting.data.get("field") == "timezone"
     if not (in_onboarding or in_settings):
@@ -436,15 +419,15 @@ async def location_msg(update: Update, ctx: Ctx) -> None:
 # /settings -------------------------------------------------------------------------------------
 
 
-async def _enrolled(update: Update, ctx: Ctx) -> PatientInfo | None:
+async def enrolled_patient(update: Update, ctx: Ctx) -> PatientInfo | None:
     """The enrolled patient; someone halfway through onboarding is taken back to their step."""
     user = update.effective_user
     if user is not None:
         async with ctx.hub.db.session() as s:
             prog = await onboarding.current(s, user.id)
         if prog.kind == "step":
-            lang = _lang(ctx, prog.patient, update)
-            await _ask(update, ctx, prog.step, lang, before=ctx.hub.content.t("onboarding.finish_first", lang))
+            lang = person_language(ctx, prog.patient, update)
+            await ask_step(update, ctx, prog.step, lang, before=ctx.hub.content.t("onboarding.finish_first", lang))
             return None
     return await common.require_patient(update, ctx)
 
@@ -485,7 +468,7 @@ def settings_view(c: Content, p: PatientInfo) -> tuple[str, list[list[Button]]]:
 
 
 async def settings_cmd(update: Update, ctx: Ctx) -> None:
-    p = await _enrolled(update, ctx)
+    p = await enrolled_patient(update, ctx)
     if p is None:
         return
     text, rows = settings_view(ctx.hub.content, p)
@@ -574,7 +557,7 @@ async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typ
         async with ctx.hub.db.transaction() as s:
             p = await active_patient_info(s, user.id)
             await state.set_(s, user.id, SETTING_KIND, {"field": "timezone", KEYBOARD_SHOWN: True}, now)
-        lang = _lang(ctx, p)
+        lang = person_language(ctx, p)
         await reply(update, c.t("onboarding.type_zone", lang), markup=location_keyboard(c, lang))
         return
     async with ctx.hub.db.transaction() as s:
@@ -645,364 +628,6 @@ async def settings_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         await reply(update, c.t("common.free_text", lang))
 
 
-# /privacy, /mydata, /delete --------------------------------------------------------------------
-
-
-async def privacy_cmd(update: Update, ctx: Ctx) -> None:
-    p = await _enrolled(update, ctx)
-    if p is None:
-        return
-    c = ctx.hub.content
-    async with ctx.hub.db.transaction() as s:
-        info = await privacy.summary(s, p.telegram_id)
-    if info is None:
-        return
-    records = ", ".join(f"{name.replace('_', ' ')} ({n})" for name, n in sorted(info.records.items()))
-    await reply(
-        update,
-        c.t(
-            "privacy.info",
-            p.language,
-            code=info.code,
-            version=info.consent_version or "—",
-            date=timefmt.day(c, p.language, info.consented_at.date()) if info.consented_at else "—",
-            records=records or c.t("privacy.no_records", p.language),
-            storage=Html(storage_line(c, p.language, ctx.hub.settings.encryption_key is not None)),
-            retention=Html(c.t("privacy.retention", p.language)),
-        ),
-    )
-
-
-async def mydata_cmd(update: Update, ctx: Ctx) -> None:
-    p = await _enrolled(update, ctx)
-    if p is None or update.effective_chat is None:
-        return
-    async with ctx.hub.db.transaction() as s:
-        doc = await privacy.export(s, p.telegram_id, now=_now(ctx), content=ctx.hub.content)
-    if doc is None:
-        return
-    data = privacy.export_json(doc)
-    await ctx.bot.send_document(
-        update.effective_chat.id,
-        document=InputFile(data, filename=f"mydata-{p.code}.json"),
-        caption=ctx.hub.content.t("privacy.export_caption", p.language, code=p.code),
-        parse_mode=ParseMode.HTML,
-    )
-
-
-async def delete_cmd(update: Update, ctx: Ctx) -> None:
-    user = update.effective_user
-    if user is None:
-        return
-    async with ctx.hub.db.session() as s:
-        prog = await onboarding.current(s, user.id)
-    p: PatientInfo | None = prog.patient
-    if prog.kind == "step" and prog.step in (AGE, CONSENT):
-        # Nothing is kept before consent: stopping is immediate.
-        async with ctx.hub.db.transaction() as s:
-            await onboarding.erase_onboarding(s, user.id)
-        await reply(update, ctx.hub.content.t("onboarding.declined", _lang(ctx, p, update)))
-        return
-    if prog.kind != "step":
-        p = await common.require_patient(update, ctx)
-    if p is None:
-        return
-    c = ctx.hub.content
-    async with ctx.hub.db.transaction() as s:
-        await state.set_(s, p.telegram_id, DELETE_KIND, {"step": 1}, _now(ctx))
-    await reply(
-        update,
-        c.t("privacy.delete_ask", p.language),
-        [[(c.t("privacy.delete_yes", p.language), "pv:del:1")], [(c.t("privacy.delete_no", p.language), "pv:keep")]],
-    )
-
-
-async def privacy_button(update: Update, ctx: Ctx) -> None:
-    q = update.callback_query
-    user = update.effective_user
-    if q is None or user is None:
-        return
-    chat = update.effective_chat
-    async with ctx.hub.db.session() as s:
-        prog = await onboarding.current(s, user.id)
-        waiting = await state.get(s, user.id)
-    p = prog.patient if prog.kind in ("step", "active") else None
-    pending = waiting is not None and waiting.kind == DELETE_KIND
-    valid = q.data in ("pv:del:1", "pv:del:2", "pv:keep") and q.message is not None
-    if p is None or chat is None or chat.type != "private" or not pending or not valid:
-        await common.expired_button(update, ctx)
-        return
-    assert waiting is not None
-    c = ctx.hub.content
-    lang = p.language
-    now = _now(ctx)
-    if q.data == "pv:keep":
-        async with ctx.hub.db.transaction() as s:
-            await state.clear(s, user.id, DELETE_KIND)
-            if prog.kind == "step":
-                await state.set_(s, user.id, onboarding.STATE_KIND, {}, now)
-        await answer(q)
-        await edit(q, c.t("privacy.delete_kept", lang))
-        if prog.kind == "step":
-            await _ask(update, ctx, prog.step, lang)
-        return
-    if q.data == "pv:del:1":
-        async with ctx.hub.db.transaction() as s:
-            await state.set_(s, user.id, DELETE_KIND, {"step": 2}, now)
-        await answer(q)
-        await edit(
-            q,
-            c.t("privacy.delete_confirm", lang),
-            [[(c.t("privacy.delete_really", lang), "pv:del:2")], [(c.t("privacy.delete_no", lang), "pv:keep")]],
-        )
-        return
-    if waiting.data.get("step") != 2:
-        await common.expired_button(update, ctx)
-        return
-    async with ctx.hub.db.transaction() as s:
-        await privacy.erase(s, user.id, now=now)
-    await answer(q)
-    await edit(q, c.t("privacy.deleted", lang))
-
-
-# Staff: cohorts, invites, roles ----------------------------------------------------------------
-
-
-def _uid(update: Update) -> int:
-    return update.effective_user.id if update.effective_user else 0
-
-
-async def cohort_cmd(update: Update, ctx: Ctx) -> None:
-    if not await common.require_role(update, ctx, ADMIN):
-        return
-    c = ctx.hub.content
-    args = list(ctx.args or [])
-    sub = args[0].lower() if args else ""
-    now = _now(ctx)
-    actor = _uid(update)
-    try:
-        if sub == "new" and len(args) > 1:
-            async with ctx.hub.db.transaction() as s:
-                info = await invites.create_cohort(s, " ".join(args[1:]), actor_id=actor, now=now)
-            await reply(update, c.t("staff.cohort_created", id=info.id, name=info.name))
-        elif sub == "list":
-            async with ctx.hub.db.transaction() as s:
-                cohorts = await invites.list_cohorts(s)
-                await staff_audit(s, actor, "cohort.list", now)
-            if not cohorts:
-                await reply(update, c.t("staff.cohort_none"))
-                return
-            lines = [
-                c.t("staff.cohort_line", id=x.id, name=x.name, patients=x.patients,
-                    archived=Html(c.t("staff.cohort_archived_mark")) if x.archived else "")
-                for x in cohorts
-            ]
-            await reply(update, "\n".join(lines))
-        elif sub == "rename" and len(args) > 2 and args[1].removeprefix("#").isdigit():
-            async with ctx.hub.db.transaction() as s:
-                info = await invites.rename_cohort(s, _small_int(args[1]), " ".join(args[2:]), actor_id=actor, now=now)
-            await reply(update, c.t("staff.cohort_renamed", id=info.id, name=info.name))
-        elif sub == "archive" and len(args) == 2 and args[1].removeprefix("#").isdigit():
-            async with ctx.hub.db.transaction() as s:
-                info = await invites.archive_cohort(s, _small_int(args[1]), actor_id=actor, now=now)
-            await reply(update, c.t("staff.cohort_archived", id=info.id, name=info.name))
-        else:
-            await reply(update, c.t("staff.cohort_usage"))
-    except CohortError as exc:
-        await reply(update, c.t(_cohort_error_key(exc.reason)))
-
-
-def _small_int(text: str) -> int:
-    digits = text.removeprefix("#")
-    return int(digits) if digits.isdigit() and len(digits) < 10 else 0
-
-
-def _cohort_error_key(reason: str) -> str:
-    return {
-        "exists": "staff.cohort_exists",
-        "unknown": "staff.cohort_unknown",
-        "archived": "staff.cohort_is_archived",
-        "empty": "staff.cohort_name_bad",
-        "too_long": "staff.cohort_name_bad",
-        "reusable_needs_cohort": "staff.invite_reusable_needs_cohort",
-    }.get(reason, "staff.cohort_usage")
-
-
-async def staff_audit(s: Any, actor: int, action: str, now: datetime, subject: str | None = None) -> None:
-    await audit(s, actor, action, subject, now=now)
-
-
-async def invite_cmd(update: Update, ctx: Ctx) -> None:
-    if not await common.require_role(update, ctx, COUNSELOR):
-        return
-    chat = update.effective_chat
-    if chat is None:
-        return
-    c = ctx.hub.content
-    args = list(ctx.args or [])
-    reusable = bool(args) and args[-1].lower() == "reusable"
-    if reusable:
-        args = args[:-1]
-    ref = " ".join(args).strip()
-    now = _now(ctx)
-    try:
-        async with ctx.hub.db.transaction() as s:
-            cohort_id = None
-            if ref:
-                found = await invites.find_cohort(s, ref)
-                if found is None:
-                    raise CohortError("unknown")
-                cohort_id = found.id
-            inv = await invites.create_invite(s, created_by=_uid(update), now=now, cohort_id=cohort_id, reusable=reusable)
-    except CohortError as exc:
-        await reply(update, c.t(_cohort_error_key(exc.reason)))
-        return
-    link = invites.invite_link(ctx.bot.username, inv.code)
-    caption = c.t(
-        "staff.invite_created",
-        cohort=Html(c.t("staff.invite_cohort", name=inv.cohort_name)) if inv.cohort_name else "",
-        kind=c.t("staff.invite_reusable") if inv.reusable else c.t("staff.invite_single"),
-        expires=inv.expires_at.strftime("%Y-%m-%d %H:%M"),
-        link=link,
-    )
-    await ctx.bot.send_photo(
-        chat.id, photo=InputFile(invites.qr_png(link), filename="invite.png"), caption=caption, parse_mode=ParseMode.HTML
-    )
-
-
-def _invites_view(c: Content, items: list[invites.InviteInfo]) -> tuple[str, list[list[Button]]]:
-    if not items:
-        return c.t("staff.invites_none"), []
-    lines = [c.t("staff.invites_title")]
-    rows: list[list[Button]] = []
-    for inv in items[:30]:
-        lines.append(
-            c.t(
-                "staff.invites_line",
-                id=inv.id,
-                cohort=Html(c.t("staff.invite_cohort", name=inv.cohort_name)) if inv.cohort_name else "",
-                kind=c.t("staff.invite_reusable") if inv.reusable else c.t("staff.invite_single"),
-                uses=inv.uses,
-                expires=inv.expires_at.strftime("%Y-%m-%d"),
-            )
-        )
-        rows.append([(c.t("staff.invite_revoke_btn", id=inv.id), f"inv:rev:{inv.id}")])
-    return "\n".join(lines), rows
-
-
-async def invites_cmd(update: Update, ctx: Ctx) -> None:
-    if not await common.require_role(update, ctx, COUNSELOR):
-        return
-    now = _now(ctx)
-    async with ctx.hub.db.transaction() as s:
-        items = await invites.list_invites(s, now)
-        await staff_audit(s, _uid(update), "invite.list", now)
-    text, rows = _invites_view(ctx.hub.content, items)
-    await reply(update, text, rows or None)
-
-
-async def invites_button(update: Update, ctx: Ctx) -> None:
-    q = update.callback_query
-    if q is None:
-        return
-    parts = (q.data or "").split(":")
-    if len(parts) != 3 or parts[1] != "rev" or not parts[2].isdigit() or len(parts[2]) > 9:
-        await common.expired_button(update, ctx)
-        return
-    if not await common.require_role(update, ctx, COUNSELOR):
-        return
-    c = ctx.hub.content
-    now = _now(ctx)
-    async with ctx.hub.db.transaction() as s:
-        done = await invites.revoke_invite(s, int(parts[2]), actor_id=_uid(update), now=now)
-        items = await invites.list_invites(s, now)
-    await answer(q, c.t("staff.invite_revoked", id=int(parts[2])) if done else c.t("staff.invite_already_revoked"))
-    text, rows = _invites_view(c, items)
-    await edit(q, text, rows or None)
-
-
-def _grant_args(args: list[str]) -> tuple[int, str] | None:
-    if len(args) != 2 or not args[0].isdigit() or len(args[0]) > 15:
-        return None
-    role = staff.parse_role(args[1])
-    uid = int(args[0])
-    return (uid, role) if role and uid > 0 else None
-
-
-async def _refresh_menu(ctx: Ctx, user_id: int) -> None:
-    import handlers
-
-    async with ctx.hub.db.session() as s:
-        roles = await staff.roles_in_db(s, user_id)
-    if ctx.hub.settings.is_admin(user_id):
-        roles.add(ADMIN)
-    if roles:
-        await handlers.set_staff_commands(ctx.application, ctx.hub, user_id, roles)
-        return
-    try:
-        await ctx.bot.delete_my_commands(scope=BotCommandScopeChat(user_id))
-    except Exception as exc:
-        log.info("staff menu not removed for one user (%s)", type(exc).__name__)
-
-
-async def grant_cmd(update: Update, ctx: Ctx) -> None:
-    await _grant_or_revoke(update, ctx, grant=True)
-
-
-async def revoke_cmd(update: Update, ctx: Ctx) -> None:
-    await _grant_or_revoke(update, ctx, grant=False)
-
-
-async def _grant_or_revoke(update: Update, ctx: Ctx, *, grant: bool) -> None:
-    if not await common.require_role(update, ctx, ADMIN):
-        return
-    c = ctx.hub.content
-    args = list(ctx.args or [])
-    if len(args) == 2 and args[1].lower() == ADMIN:
-        await reply(update, c.t("staff.admin_fixed"))
-        return
-    parsed = _grant_args(args)
-    if parsed is None:
-        await reply(update, c.t("staff.grant_usage" if grant else "staff.revoke_usage"))
-        return
-    uid, role = parsed
-    now = _now(ctx)
-    async with ctx.hub.db.transaction() as s:
-        if grant:
-            changed = await staff.grant(s, actor_id=_uid(update), telegram_id=uid, role=role, now=now)
-        else:
-            changed = await staff.revoke(s, actor_id=_uid(update), telegram_id=uid, role=role, now=now)
-    if grant:
-        key = "staff.granted" if changed else "staff.already_granted"
-    else:
-        key = "staff.revoked" if changed else "staff.not_granted"
-    if not grant:
-        ctx.hub.roles.forget(uid)
-        await ctx.hub.roles.settle_access(uid)
-    await reply(update, c.t(key, user=str(uid), role=role))
-    await _refresh_menu(ctx, uid)
-
-
-async def staff_cmd(update: Update, ctx: Ctx) -> None:
-    if not await common.require_role(update, ctx, ADMIN):
-        return
-    c = ctx.hub.content
-    now = _now(ctx)
-    async with ctx.hub.db.transaction() as s:
-        members = await staff.list_staff(s, ctx.hub.settings.admin_user_ids)
-        await staff_audit(s, _uid(update), "staff.list", now)
-    lines = [c.t("staff.staff_title")]
-    for m in members:
-        lines.append(
-            c.t("staff.staff_line", user=str(m.telegram_id), name=f" ({m.display_name})" if m.display_name else "", roles=", ".join(m.roles))
-        )
-    if not members:
-        lines.append(c.t("staff.staff_none"))
-    if ctx.hub.settings.counselor_chat_id is not None:
-        lines.append(c.t("staff.staff_group_note"))
-    await reply(update, "\n".join(lines))
-
-
 # Registration ----------------------------------------------------------------------------------
 
 
@@ -1010,23 +635,8 @@ def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: i
     private = filters.ChatType.PRIVATE
     app.add_handler(CommandHandler("start", start_cmd, filters=private))
     app.add_handler(CommandHandler("settings", settings_cmd, filters=private))
-    app.add_handler(CommandHandler("privacy", privacy_cmd, filters=private))
-    app.add_handler(CommandHandler("mydata", mydata_cmd, filters=private))
-    app.add_handler(CommandHandler("delete", delete_cmd, filters=private))
-    for name, fn in (
-        ("cohort", cohort_cmd),
-        ("invite", invite_cmd),
-        ("invites", invites_cmd),
-        ("grant", grant_cmd),
-        ("revoke", revoke_cmd),
-        ("staff", staff_cmd),
-    ):
-        app.add_handler(CommandHandler(name, fn))
     app.add_handler(CallbackQueryHandler(onboarding_button, pattern=r"^ob:"))
     app.add_handler(CallbackQueryHandler(settings_button, pattern=r"^st:"))
-    app.add_handler(CallbackQueryHandler(privacy_button, pattern=r"^pv:"))
-    app.add_handler(CallbackQueryHandler(invites_button, pattern=r"^inv:"))
     app.add_handler(MessageHandler(filters.LOCATION & private, location_msg))
     router.on(onboarding.STATE_KIND, onboarding_text)
     router.on(SETTING_KIND, settings_text)
-
