@@ -27,7 +27,7 @@ from bot.core import clinical
 from bot.core.hub import Hub
 from bot.enrolment import onboarding
 from bot.escalation import area as escalation_area
-from bot.escalation import flags
+from bot.escalation import rules as escalation_rules
 from bot.platform.content import Checker
 from bot.privacy import area as privacy_area
 from bot.recovery import area as recovery_area
@@ -60,7 +60,7 @@ AREAS: tuple[Area, ...] = (
     Area("checkins", checkins_area.install, (handlers.checkins.register,),
          {"bot.checkins.lapse": lapse.check_content}),
     Area("escalation", escalation_area.install, (handlers.flags.register,),
-         {"bot.escalation.flags": flags.check_content}),
+         {"bot.escalation.rules": escalation_rules.check_content}),
     Area("privacy", privacy_area.install, (handlers.privacy.register,)),
     Area("recovery", recovery_area.install, (handlers.sos.register,),
          {"bot.recovery.rules": recovery_rules.check_sos_rules}),

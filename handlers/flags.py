@@ -25,7 +25,19 @@ from bot.core import state
 from bot.core.hub import Hub
 from bot.core.roles import COUNSELOR
 from bot.core.state import Awaiting
-from bot.escalation import flags, relay
+from bot.escalation import relay
+from bot.escalation.oncall import get_oncall, set_oncall
+from bot.escalation.rendering import age_text, render_details, render_post, trigger_why, why_text
+from bot.escalation.rules import label
+from bot.escalation.service import (
+    claim,
+    details,
+    get_flag,
+    history,
+    open_flags,
+    resolve,
+    staff_names,
+)
 from bot.platform.content import Html
 from bot.platform.text import split_text
 from bot.privacy import erasure
@@ -111,7 +123,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
 async def _claim(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     hub, c = ctx.hub, ctx.hub.content
     async with hub.db.transaction() as s:
-        res = await flags.claim(s, flag_id, actor_id=user.id, actor_name=_name(user), now=hub.clock.now())
+        res = await claim(s, flag_id, actor_id=user.id, actor_name=_name(user), now=hub.clock.now())
     hub.sender.wake()
     q = update.callback_query
     assert q is not None
@@ -130,11 +142,11 @@ async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     q = update.callback_query
     assert q is not None
     async with hub.db.transaction() as s:
-        d = await flags.details(s, flag_id, actor_id=user.id, now=hub.clock.now())
+        d = await details(s, flag_id, actor_id=user.id, now=hub.clock.now())
     if d is None:
         await answer(q, c.t("flags.not_found"), alert=True)
         return
-    text = flags.render_details(d)
+    text = render_details(d)
     rows = [[(c.t("flags.button.message"), f"fl:msg:{flag_id}")]] if d.flag.status != "resolved" else None
     if await _dm(ctx, user.id, text, rows, about=d.flag.patient_id):
         await answer(q, c.t("flags.details_sent") if q.message is None or q.message.chat.type != "private" else None)
@@ -168,7 +180,7 @@ async def _resolve(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     q = update.callback_query
     assert q is not None
     async with hub.db.session() as s:
-        info = await flags.get_flag(s, flag_id)
+        info = await get_flag(s, flag_id)
     if info is None:
         await answer(q, c.t("flags.not_found"), alert=True)
         return
@@ -246,7 +258,7 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         return
     flag_id = int(awaiting.data.get("flag_id", 0))
     async with hub.db.transaction() as s:
-        res = await flags.resolve(s, flag_id, actor_id=user.id, actor_name=_name(user), note=note, now=hub.clock.now())
+        res = await resolve(s, flag_id, actor_id=user.id, actor_name=_name(user), note=note, now=hub.clock.now())
         await state.clear(s, user.id, NOTE_STATE)
     hub.sender.wake()
     if res.ok:
@@ -323,7 +335,7 @@ async def flags_cmd(update: Update, ctx: Ctx) -> None:
     hub, c = ctx.hub, ctx.hub.content
     now = hub.clock.now()
     async with hub.db.session() as s:
-        items = await flags.open_flags(s, limit=20)
+        items = await open_flags(s, limit=20)
     if not items:
         await reply(update, c.t("flags.list_none"))
         return
@@ -336,11 +348,11 @@ async def flags_cmd(update: Update, ctx: Ctx) -> None:
                 "flags.list_item",
                 lang,
                 id=f.id,
-                severity=Html(flags.label(c, lang, "severity", f.severity)),
+                severity=Html(label(c, lang, "severity", f.severity)),
                 code=f.patient_code,
-                category=flags.label(c, lang, "category", f.category),
-                age=flags.age_text(c, lang, now - (f.last_trigger_at or f.opened_at)),
-                state=flags.label(c, lang, "status", f.status),
+                category=label(c, lang, "category", f.category),
+                age=age_text(c, lang, now - (f.last_trigger_at or f.opened_at)),
+                state=label(c, lang, "status", f.status),
             )
         )
         row = [(f"#{f.id} " + c.t("flags.button.details"), f"fl:details:{f.id}")]
@@ -360,22 +372,22 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
         return
     flag_id = int(args[0].lstrip("#"))
     async with hub.db.session() as s:
-        info = await flags.get_flag(s, flag_id)
-        events = await flags.history(s, flag_id) if info else []
-        names = await flags.staff_names(s, {e.actor_id for e in events if e.actor_id is not None})
+        info = await get_flag(s, flag_id)
+        events = await history(s, flag_id) if info else []
+        names = await staff_names(s, {e.actor_id for e in events if e.actor_id is not None})
     if info is None:
         await reply(update, c.t("flags.not_found"))
         return
     zone = ZoneInfo(hub.settings.default_timezone)
-    lines = [c.t("flags.history_title", id=flag_id), flags.render_post(info), ""]
+    lines = [c.t("flags.history_title", id=flag_id), render_post(info), ""]
     for e in events:
         actor = names.get(e.actor_id or 0) or (str(e.actor_id) if e.actor_id else "–")
         key = f"flags.event.{e.kind}" if c.has(f"flags.event.{e.kind}") else "flags.event.other"
         what = c.t(
             key,
-            source=flags.label(c, hub.settings.default_language, "source", e.source) if e.source else "–",
-            severity=Html(flags.label(c, hub.settings.default_language, "severity", e.severity)) if e.severity else "–",
-            reason=Html(flags.why_text(flags.trigger_why(e.source, e.reason), content=c)) if e.kind == "trigger" else "–",
+            source=label(c, hub.settings.default_language, "source", e.source) if e.source else "–",
+            severity=Html(label(c, hub.settings.default_language, "severity", e.severity)) if e.severity else "–",
+            reason=Html(why_text(trigger_why(e.source, e.reason), content=c)) if e.kind == "trigger" else "–",
             actor=actor,
             stage=(e.detail or {}).get("stage", "–"),
             kind=e.kind,
@@ -396,7 +408,7 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
     now = hub.clock.now()
     if not args:
         async with hub.db.session() as s:
-            oc = await flags.get_oncall(s)
+            oc = await get_oncall(s)
         if oc is None:
             await reply(update, c.t("flags.oncall_none") + "\n" + c.t("flags.oncall_help"))
         else:
@@ -407,7 +419,7 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
     arg = args[0].lower()
     if arg in ("off", "none", "nobody"):
         async with hub.db.transaction() as s:
-            await flags.set_oncall(s, None, name=None, by=user.id, now=now)
+            await set_oncall(s, None, name=None, by=user.id, now=now)
         await reply(update, c.t("flags.oncall_cleared"))
         return
     if arg == "me":
@@ -415,12 +427,12 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
     elif _is_id(arg) and await hub.roles.has(int(arg), COUNSELOR):
         target = int(arg)
         async with hub.db.session() as s:
-            name = (await flags.staff_names(s, {target})).get(target) or str(target)
+            name = (await staff_names(s, {target})).get(target) or str(target)
     else:  # only a counselor can be on call: crisis alerts go to them
         await reply(update, c.t("flags.oncall_bad"))
         return
     async with hub.db.transaction() as s:
-        await flags.set_oncall(s, target, name=name, by=user.id, now=now)
+        await set_oncall(s, target, name=name, by=user.id, now=now)
     mention = c.t("flags.mention_plain", id=target, name=name)
     await reply(update, c.t("flags.oncall_set", mention=Html(mention)))
 

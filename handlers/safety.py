@@ -23,7 +23,8 @@ from telegram.ext import (
 from bot.checkins import lapse
 from bot.core import people, state
 from bot.core.hub import Hub
-from bot.escalation import flags, relay
+from bot.escalation import relay
+from bot.escalation.rules import CATEGORIES, load_rules
 from bot.safety import crisis, screening, signals
 from bot.safety import service as safety
 from bot.safety.service import NO_SIGNAL, Signal
@@ -52,7 +53,7 @@ def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None, catego
     try:
         return crisis.crisis_message(
             lang,
-            flags.load_rules(hub.content.root).default_region,
+            load_rules(hub.content.root).default_region,
             plan_lines,
             hub.settings.office_hours,
             hub.clock.now(),
@@ -248,7 +249,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
     if len(parts) in (3, 4) and parts[1] in _ANSWERS and parts[2].isdigit():
         ans = _ANSWERS[parts[1]]
         lang = _lang(ctx, user.language_code)
-        category = parts[3] if len(parts) == 4 and parts[3] in flags.CATEGORIES else None
+        category = parts[3] if len(parts) == 4 and parts[3] in CATEGORIES else None
         if ans == "yes":
             await answer(q)
             await send_crisis(update, ctx, lang, category)  # at once, before the database

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.core.models import Patient
-from bot.escalation import flags
+from bot.escalation import rules as escalation_rules
 from bot.platform.config import Settings, load_settings
 from bot.platform.db import Database
 from bot.safety import service as safety
@@ -77,7 +77,7 @@ def use_stub() -> StubDetector:
 
 def reset() -> None:
     safety.set_detector(None)
-    flags.reset()
+    escalation_rules.reset()
 
 
 async def add_patient(

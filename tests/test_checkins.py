@@ -220,7 +220,7 @@ async def test_note_state_is_set_and_cleared(db: Database, clock: FrozenClock):
 
 
 def test_flag_categories_map_to_the_flag_service():
-    from bot.escalation.flags import CATEGORIES
+    from bot.escalation.rules import CATEGORIES
 
     for cat in ("substance_use", "craving", "disengagement", "suicide_risk", "medication", "depression", "anxiety"):
         assert checkins.flag_category(cat) in CATEGORIES

@@ -94,7 +94,7 @@ def test_next_opening_after_dst_change_is_local_nine():
 
 # -- resources per kind of crisis, driven by the code's own list of categories -----------------
 
-from bot.escalation.flags import CATEGORIES  # noqa: E402
+from bot.escalation.rules import CATEGORIES  # noqa: E402
 
 OVERDOSE_OR_USE = {"overdose_medical", "use_disclosure"}
 # What each kind of crisis must show; every other category gets the default list (988 first).

@@ -18,9 +18,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
-from bot.escalation import flags
-from bot.escalation.flags import CATEGORIES, SEVERITIES, rank
 from bot.escalation.models import Flag
+from bot.escalation.rules import CATEGORIES, SEVERITIES, load_rules, rank
 from bot.platform import crypto
 from bot.platform.clock import FrozenClock
 from bot.platform.config import ConfigError
@@ -217,7 +216,7 @@ def test_which_signals_call_for_a_counselor_at_once():
         assert signals.needs_counselor(Signal(severity, "suicide_self_harm", (), False))
     # Uncertain: a question first; only what would be flagged without an answer alerts now
     # (the threshold is the clinical rule in content/rules/escalation.yaml).
-    threshold = rank(flags.load_rules().confirm.flag_without_answer_from)
+    threshold = rank(load_rules().confirm.flag_without_answer_from)
     for severity in ("moderate", "high", "crisis"):
         expected = rank(severity) >= threshold
         assert signals.needs_counselor(Signal(severity, "suicide_self_harm", (), True)) is expected

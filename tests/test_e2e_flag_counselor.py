@@ -16,8 +16,11 @@ from sqlalchemy import select
 from bot.assessments.models import AssessmentResult
 from bot.checkins.models import CheckinEntry
 from bot.core.models import Patient
-from bot.escalation import flags
+from bot.escalation.digest import KIND_DIGEST
 from bot.escalation.models import Flag
+from bot.escalation.rendering import why_text
+from bot.escalation.rules import CATEGORIES, sources
+from bot.escalation.service import raise_flag
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
 from bot.platform.db import Database
@@ -164,15 +167,15 @@ def test_every_rule_and_source_reads_in_plain_words():
     c = get_content()
     rules = _rules_with_reasons()
     assert len(rules) >= 10
-    for source in flags.sources(CONTENT):
+    for source in sources(CONTENT):
         for rule, reason in rules:
             for facts in (ALL_FACTS, {}):  # with the answers, and without (older flags)
-                text = flags.why_text({"source": source, "rule": rule, "reason": reason, "facts": facts}, content=c)
+                text = why_text({"source": source, "rule": rule, "reason": reason, "facts": facts}, content=c)
                 assert text and "{" not in text and rule not in text, (source, rule, text)
-        plain = flags.why_text({"source": source, "rule": None, "reason": "confirmed by the patient"}, content=c)
+        plain = why_text({"source": source, "rule": None, "reason": "confirmed by the patient"}, content=c)
         assert c.t(f"flags.source.{source}") in plain and "confirmed by the patient" in plain
-        for category in flags.CATEGORIES:
-            risk = flags.why_text({"source": source, "rule": "risk", "reason": category}, content=c)
+        for category in CATEGORIES:
+            risk = why_text({"source": source, "rule": "risk", "reason": category}, content=c)
             assert c.t(f"flags.category.{category}") in risk and "_" not in risk
 
 
@@ -253,7 +256,7 @@ async def _digest(h: BotHarness, fake: FakeTelegram, clock: FrozenClock) -> str:
     async with h.hub.db.session() as s:
         due = min(
             i.due_at for i in (await s.execute(select(ScheduledItem))).scalars()
-            if i.kind == flags.KIND_DIGEST and i.status == "pending"
+            if i.kind == KIND_DIGEST and i.status == "pending"
         )
     clock.set(due)
     await h.tick()
@@ -264,7 +267,7 @@ async def test_a_low_flag_goes_to_the_digest_only(h: BotHarness, fake: FakeTeleg
     u = await _patient(fake, db, clock)
     pid = await _pid(db, u.id)
     async with h.hub.db.transaction() as s:
-        r = await flags.raise_flag(
+        r = await raise_flag(
             s, patient_id=pid, category="missed_checkins", severity="low",
             reason="checkin_silent: No check-in for 3 days or more", source="checkin_silence", now=clock.now(),
         )
@@ -330,7 +333,7 @@ async def test_flags_raised_together_arrive_as_one_card(h: BotHarness, fake: Fak
     pid = await _pid(db, u.id)
     async with h.hub.db.transaction() as s:  # two rules of one answer set, one transaction
         for category, severity in (("use_disclosure", "high"), ("severe_craving", "moderate")):
-            await flags.raise_flag(s, patient_id=pid, category=category, severity=severity, reason="r", source="checkin", now=clock.now())
+            await raise_flag(s, patient_id=pid, category=category, severity=severity, reason="r", source="checkin", now=clock.now())
     h.hub.sender.wake()
     await h.outbox_idle()
     (card,) = _group(h, fake)

@@ -19,8 +19,10 @@ from sqlalchemy import select
 
 from bot.assessments.models import AssessmentResult
 from bot.checkins.models import CheckinEntry
-from bot.escalation import flags
+from bot.escalation.digest import KIND_DIGEST
 from bot.escalation.models import Flag
+from bot.escalation.rules import CATEGORIES, SEVERITIES, load_rules, rank
+from bot.escalation.service import FlagResult, raise_flag
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
 from bot.platform.db import Database
@@ -65,10 +67,10 @@ async def _patient(fake: FakeTelegram, db: Database, clock: FrozenClock, code: s
 async def _raise(
     h: BotHarness, clock: FrozenClock, pid: int, *, category: str = "use_disclosure", severity: str = "high",
     source: str = "message", reason: str = "t",
-) -> flags.FlagResult:
+) -> FlagResult:
     """A trigger raised now, as the bot's own sources raise it; its messages have gone out."""
     async with h.hub.db.transaction() as s:
-        res = await flags.raise_flag(
+        res = await raise_flag(
             s, patient_id=pid, category=category, severity=severity, reason=reason, source=source, now=clock.now()
         )
     await h.outbox_idle()
@@ -79,7 +81,7 @@ async def _digest(h: BotHarness, fake: FakeTelegram, clock: FrozenClock) -> str:
     """Run the sweeper at the next daily digest and return what the group got."""
     async with h.hub.db.session() as s:
         due = (
-            await s.execute(select(ScheduledItem.due_at).where(ScheduledItem.kind == flags.KIND_DIGEST, ScheduledItem.status == "pending"))
+            await s.execute(select(ScheduledItem.due_at).where(ScheduledItem.kind == KIND_DIGEST, ScheduledItem.status == "pending"))
         ).scalar_one()
     clock.set(due + timedelta(minutes=1))
     before = len(fake.sent(h.group.id))
@@ -91,18 +93,18 @@ async def _digest(h: BotHarness, fake: FakeTelegram, clock: FrozenClock) -> str:
 # -- 1. every category and severity reaches the group ----------------------------------------
 
 
-@pytest.mark.parametrize("severity", flags.SEVERITIES)
+@pytest.mark.parametrize("severity", SEVERITIES)
 async def test_a_flag_of_every_category_reaches_the_group(
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, severity: str
 ):
     c = get_content()
     codes: dict[str, str] = {}
-    for i, category in enumerate(flags.CATEGORIES):
-        code = f"P-{flags.rank(severity)}{i:02d}"
+    for i, category in enumerate(CATEGORIES):
+        code = f"P-{rank(severity)}{i:02d}"
         _, pid = await _patient(fake, db, clock, code=code)
         codes[category] = code
         async with h.hub.db.transaction() as s:
-            res = await flags.raise_flag(
+            res = await raise_flag(
                 s, patient_id=pid, category=category, severity=severity, reason="test", source="checkin", now=clock.now()
             )
         assert res.created
@@ -116,7 +118,7 @@ async def test_a_flag_of_every_category_reaches_the_group(
         label = c.t(f"flags.category.{category}")
         assert any(code in t and label in t for t in posts), (category, severity)
     async with db.session() as s:
-        assert len((await s.execute(select(Flag))).scalars().all()) == len(flags.CATEGORIES)
+        assert len((await s.execute(select(Flag))).scalars().all()) == len(CATEGORIES)
     fake.assert_no_errors()
 
 
@@ -350,7 +352,7 @@ async def test_a_worse_crisis_minutes_after_the_first_reaches_the_group(
     async with db.session() as s:
         (flag,) = (await s.execute(select(Flag).where(Flag.patient_id == pid))).scalars().all()
     assert flag.severity == "crisis"
-    quiet = flags.load_rules().new_trigger.quiet_minutes
+    quiet = load_rules().new_trigger.quiet_minutes
     clock.advance(minutes=quiet + 3)
     before = len(fake.sent(h.group.id))
     await h.send(u, "I took more pills and I can barely breathe")
@@ -377,6 +379,6 @@ async def test_self_harm_with_intent_denied_on_a_card_already_posted_is_announce
     assert "P-7011" in text(new[0]) and "MODERATE" in text(new[0]) and "cut" not in text(new[0])
     assert "2 flags today" in text(fake.sent_message(h.group.id, card.message_id))
     # A moderate flag outside the acute categories only changes the card.
-    rules = flags.load_rules().card
+    rules = load_rules().card
     assert not rules.alerts("moderate", "severe_craving") and rules.alerts("moderate", "suicide_self_harm")
     fake.assert_no_errors()

@@ -11,8 +11,23 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.core.models import AuditEntry, StaffRole
-from bot.escalation import flags
+from bot.escalation import area as escalation_area
+from bot.escalation import rendering, rules, service
+from bot.escalation.digest import KIND_DIGEST, build_digest, ensure_digest_scheduled
 from bot.escalation.models import FlagEvent
+from bot.escalation.oncall import counselor_ids, get_oncall, set_oncall
+from bot.escalation.rendering import record_sent, render_details
+from bot.escalation.rules import CATEGORIES, SEVERITIES, STATUSES, check_content, configure, sources
+from bot.escalation.service import (
+    FlagResult,
+    claim,
+    details,
+    get_flag,
+    history,
+    open_flags,
+    raise_flag,
+    resolve,
+)
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
 from bot.platform.db import Database
@@ -31,8 +46,10 @@ async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace
         sender=SimpleNamespace(sent_hooks=[]),
         db=db,
         clock=clock,
+        roles=SimpleNamespace(on_access_lost=[]),
+        on_start=[],
     )
-    flags.install(hub)
+    escalation_area.install(hub)
     pid = await sup.add_patient(db, clock.now())
     try:
         yield SimpleNamespace(hub=hub, pid=pid, db=db, clock=clock)
@@ -45,9 +62,9 @@ async def _outbox(db: Database) -> list[OutboxMessage]:
         return list((await s.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars())
 
 
-async def _raise(env: SimpleNamespace, severity: str = "crisis", category: str = "suicide_self_harm", **kw: Any) -> flags.FlagResult:
+async def _raise(env: SimpleNamespace, severity: str = "crisis", category: str = "suicide_self_harm", **kw: Any) -> FlagResult:
     async with env.db.transaction() as s:
-        return await flags.raise_flag(
+        return await raise_flag(
             s,
             patient_id=env.pid,
             category=category,
@@ -62,7 +79,7 @@ async def _raise(env: SimpleNamespace, severity: str = "crisis", category: str =
 
 async def _sent(env: SimpleNamespace, row: OutboxMessage, message_id: int) -> None:
     async with env.db.transaction() as s:
-        await flags.record_sent(s, row.ref or "", row.chat_id, message_id, env.clock.now())
+        await record_sent(s, row.ref or "", row.chat_id, message_id, env.clock.now())
 
 
 async def test_a_flag_is_posted_once_with_code_and_no_words(env: SimpleNamespace):
@@ -80,7 +97,7 @@ async def test_a_flag_is_posted_once_with_code_and_no_words(env: SimpleNamespace
     data = [b["callback_data"] for row in post.payload["reply_markup"]["inline_keyboard"] for b in row]
     assert data == [f"fl:claim:{r1.flag_id}", f"fl:details:{r1.flag_id}", f"fl:msg:{r1.flag_id}", f"fl:resolve:{r1.flag_id}"]
     async with env.db.session() as s:
-        events = await flags.history(s, r1.flag_id)
+        events = await history(s, r1.flag_id)
     assert [e.kind for e in events] == ["trigger", "trigger"]
 
 
@@ -119,16 +136,16 @@ async def test_claim_then_resolve_edit_the_post_and_schedule_a_followup(env: Sim
     await _sent(env, post, 700)
     env.clock.advance(minutes=2)
     async with env.db.transaction() as s:
-        res = await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        res = await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     assert res.ok and res.flag is not None and res.flag.status == "claimed"
     async with env.db.transaction() as s:
-        again = await flags.claim(s, r.flag_id, actor_id=43, actor_name="Sam", now=env.clock.now())
+        again = await claim(s, r.flag_id, actor_id=43, actor_name="Sam", now=env.clock.now())
     assert not again.ok and again.reason == "already_claimed" and again.flag.claimed_by_name == "Dana"
     edits = [x for x in await _outbox(env.db) if x.method == "editMessageText"]
     assert len(edits) == 1 and "Claimed by Dana" in edits[0].payload["text"]
     env.clock.advance(minutes=30)
     async with env.db.transaction() as s:
-        done = await flags.resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="Called; safe with family", now=env.clock.now())
+        done = await resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="Called; safe with family", now=env.clock.now())
     assert done.ok and done.flag.status == "resolved"
     edits = [x for x in await _outbox(env.db) if x.method == "editMessageText"]
     assert len(edits) == 2 and "Resolved by Dana" in edits[1].payload["text"]
@@ -140,7 +157,7 @@ async def test_claim_then_resolve_edit_the_post_and_schedule_a_followup(env: Sim
     assert keys[f"flagrenotify:f{r.flag_id}:s1"].status == "cancelled"
     assert actions == ["flag.claim", "flag.resolve"]
     async with env.db.transaction() as s:
-        twice = await flags.resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="x", now=env.clock.now())
+        twice = await resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="x", now=env.clock.now())
     assert not twice.ok and twice.reason == "resolved"
     # A new trigger after resolution opens a new flag.
     again_flag = await _raise(env)
@@ -150,7 +167,7 @@ async def test_claim_then_resolve_edit_the_post_and_schedule_a_followup(env: Sim
 async def test_moderate_flags_get_no_followup_and_no_renotification(env: SimpleNamespace):
     r = await _raise(env, severity="moderate", category="severe_craving")
     async with env.db.transaction() as s:
-        await flags.resolve(s, r.flag_id, actor_id=1, actor_name="A", note="ok", now=env.clock.now())
+        await resolve(s, r.flag_id, actor_id=1, actor_name="A", note="ok", now=env.clock.now())
     async with env.db.session() as s:
         assert (await s.execute(select(ScheduledItem))).scalars().all() == []
 
@@ -158,7 +175,7 @@ async def test_moderate_flags_get_no_followup_and_no_renotification(env: SimpleN
 async def test_a_post_still_waiting_shows_a_claim_itself(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     (post,) = await _outbox(env.db)  # nowhere to edit yet: the waiting post carries the claim
     assert "Claimed by Dana" in post.payload["text"]
     await _sent(env, post, 900)
@@ -170,7 +187,7 @@ async def test_a_post_sent_after_a_claim_is_caught_up(env: SimpleNamespace):
     async with env.db.transaction() as s:  # the sender has taken the post: it is on its way
         await s.execute(update(OutboxMessage).values(status="sending"))
     async with env.db.transaction() as s:
-        await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     assert len(await _outbox(env.db)) == 1  # nowhere to edit yet
     (post,) = await _outbox(env.db)
     assert "Claimed by Dana" not in post.payload["text"]
@@ -185,7 +202,7 @@ async def test_crisis_renotification_reposts_then_messages_every_counselor(env: 
     async with env.db.transaction() as s:
         s.add(StaffRole(telegram_id=31, role="counselor", granted_at=env.clock.now()))
         s.add(StaffRole(telegram_id=32, role="counselor", granted_at=env.clock.now()))
-        await flags.set_oncall(s, 31, name="Dana", by=31, now=env.clock.now())
+        await set_oncall(s, 31, name="Dana", by=31, now=env.clock.now())
     r = await _raise(env)
     sweeper: Sweeper = env.hub.sweeper
     env.clock.advance(minutes=4)
@@ -201,14 +218,14 @@ async def test_crisis_renotification_reposts_then_messages_every_counselor(env: 
     dms = sorted(x.chat_id for x in await _outbox(env.db) if x.chat_id > 0)
     assert dms == [31, 32, 777]
     async with env.db.session() as s:
-        kinds = [e.kind for e in await flags.history(s, r.flag_id)]
+        kinds = [e.kind for e in await history(s, r.flag_id)]
     assert kinds.count("renotify") == 2
 
 
 async def test_a_claimed_crisis_is_not_renotified(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     env.clock.advance(minutes=30)
     await env.hub.sweeper.tick()
     assert len(await _outbox(env.db)) == 1
@@ -229,9 +246,9 @@ async def test_high_is_reposted_after_thirty_minutes_only(env: SimpleNamespace):
 async def test_details_hold_the_words_and_are_audited(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        d = await flags.details(s, r.flag_id, actor_id=42, now=env.clock.now())
+        d = await details(s, r.flag_id, actor_id=42, now=env.clock.now())
     assert d is not None and d.first_name == "Jordan"
-    text = flags.render_details(d)
+    text = render_details(d)
     assert "Jordan" in text and "end it all tonight" in text and "P-1234" in text
     async with env.db.session() as s:
         audits = list((await s.execute(select(AuditEntry))).scalars())
@@ -246,34 +263,34 @@ async def test_open_flags_are_listed_by_their_latest_trigger(env: SimpleNamespac
     env.clock.advance(minutes=5)
     b = await _raise(env, severity="crisis")
     async with env.db.session() as s:
-        assert [f.id for f in await flags.open_flags(s)] == [b.flag_id, a.flag_id]
+        assert [f.id for f in await open_flags(s)] == [b.flag_id, a.flag_id]
     env.clock.advance(hours=3)
     await _raise(env, severity="moderate", category="severe_craving")
     async with env.db.session() as s:
-        listed = await flags.open_flags(s)
+        listed = await open_flags(s)
     assert [f.id for f in listed] == [a.flag_id, b.flag_id]
     assert listed[0].last_trigger_at == env.clock.now() and listed[0].opened_at == opened
 
 
 async def test_oncall_show_set_clear(env: SimpleNamespace):
     async with env.db.session() as s:
-        assert await flags.get_oncall(s) is None
+        assert await get_oncall(s) is None
     async with env.db.transaction() as s:
-        await flags.set_oncall(s, 31, name="Dana", by=31, now=env.clock.now())
+        await set_oncall(s, 31, name="Dana", by=31, now=env.clock.now())
     async with env.db.session() as s:
-        oc = await flags.get_oncall(s)
+        oc = await get_oncall(s)
     assert oc is not None and oc.telegram_id == 31 and oc.name == "Dana"
     async with env.db.transaction() as s:
-        await flags.set_oncall(s, None, name=None, by=31, now=env.clock.now())
+        await set_oncall(s, None, name=None, by=31, now=env.clock.now())
     async with env.db.session() as s:
-        assert await flags.get_oncall(s) is None
+        assert await get_oncall(s) is None
 
 
 async def test_digest_lists_open_flags_and_silent_patients_without_names(env: SimpleNamespace):
     await _raise(env, severity="moderate", category="severe_craving")
     env.clock.advance(days=4)
     async with env.db.session() as s:
-        text = await flags.build_digest(s, env.clock.now())
+        text = await build_digest(s, env.clock.now())
     assert "P-1234" in text and "severe craving" in text and "4 days" in text
     assert "Silent for 3+ days" in text
     assert "Jordan" not in text and "end it all" not in text
@@ -281,20 +298,20 @@ async def test_digest_lists_open_flags_and_silent_patients_without_names(env: Si
 
 async def test_digest_is_scheduled_daily_and_posted(env: SimpleNamespace):
     async with env.db.transaction() as s:
-        await flags.ensure_digest_scheduled(s, env.clock.now())
+        await ensure_digest_scheduled(s, env.clock.now())
     env.clock.advance(days=1)
     assert await env.hub.sweeper.tick() == 1
     rows = await _outbox(env.db)
     assert rows[-1].chat_id == sup.GROUP and "Daily digest" in rows[-1].payload["text"]
     async with env.db.session() as s:
         pending = [i for i in (await s.execute(select(ScheduledItem))).scalars() if i.status == "pending"]
-    assert len(pending) == 1 and pending[0].kind == flags.KIND_DIGEST
+    assert len(pending) == 1 and pending[0].kind == KIND_DIGEST
 
 
 async def test_followup_reaches_the_patient_a_day_after_resolution(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        await flags.resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="ok", now=env.clock.now())
+        await resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="ok", now=env.clock.now())
     env.clock.advance(hours=24)
     await env.hub.sweeper.tick()
     rows = [x for x in await _outbox(env.db) if x.chat_id == 5001]
@@ -313,13 +330,13 @@ async def test_unknown_severity_or_category_is_refused(env: SimpleNamespace):
 def test_rules_content_is_valid():
     from bot.platform.config import REPO_ROOT
 
-    assert flags.check_content(REPO_ROOT / "content") == []
+    assert check_content(REPO_ROOT / "content") == []
 
 
 async def test_the_counselor_holding_a_flag_hears_of_new_triggers(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        await flags.claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     await _raise(env, evidence="still thinking about it")
     dm = [x for x in await _outbox(env.db) if x.chat_id == 42]
     assert len(dm) == 1 and f"flag #{r.flag_id}" in dm[0].payload["text"] and "P-1234" in dm[0].payload["text"]
@@ -331,7 +348,7 @@ async def test_erasing_one_patient_leaves_other_patients_reminders(env: SimpleNa
 
     other = await sup.add_patient(env.db, env.clock.now(), telegram_id=5002, code="P-2222", first_name="Robin")
     async with env.db.transaction() as s:
-        r = await flags.raise_flag(
+        r = await raise_flag(
             s, patient_id=other, category="suicide_self_harm", severity="crisis", reason="t", source="message", now=env.clock.now()
         )
     async with env.db.transaction() as s:
@@ -371,7 +388,7 @@ def _content_copy(tmp_path, drop: list[str]):  # type: ignore[no-untyped-def]
 
 
 def _code_labels() -> list[str]:
-    wanted = {"category": flags.CATEGORIES, "severity": flags.SEVERITIES, "status": flags.STATUSES, "source": flags.sources()}
+    wanted = {"category": CATEGORIES, "severity": SEVERITIES, "status": STATUSES, "source": sources()}
     return [f"flags.{kind}.{key}" for kind, keys in wanted.items() for key in keys]
 
 
@@ -380,7 +397,7 @@ def test_every_label_the_code_can_produce_is_in_every_language():
     from bot.platform.content import check, get_content
 
     c = get_content()
-    assert "assessment_phq9" in flags.sources() and "message" in flags.sources()
+    assert "assessment_phq9" in sources() and "message" in sources()
     for lang in c.languages:
         missing = [k for k in _code_labels() if not str(c.messages[lang].get(k) or "").strip()]
         assert missing == [], (lang, missing)
@@ -413,9 +430,9 @@ async def test_a_missing_label_is_shown_in_plain_words_and_logged_once(env: Simp
     from bot.platform.content import Content
 
     root = _content_copy(tmp_path, ["flags.category.depression", "flags.severity.moderate"])
-    flags.configure(env.hub.settings, Content(root))
-    flags._missing_labels.clear()
-    caplog.set_level(logging.ERROR, logger="bot.escalation.flags")
+    configure(env.hub.settings, Content(root))
+    rules._missing_labels.clear()
+    caplog.set_level(logging.ERROR, logger="bot.escalation.rules")
     r = await _raise(env, severity="moderate", category="depression", reason="phq9_moderately_severe", source="assessment_phq9", evidence=None)
     assert r.created
     (post,) = await _outbox(env.db)
@@ -423,8 +440,8 @@ async def test_a_missing_label_is_shown_in_plain_words_and_logged_once(env: Simp
     assert "Patient: <b>P-1234</b>" in post.payload["text"]
     assert "Category: depression" in post.payload["text"] and "MODERATE" in post.payload["text"]
     async with env.db.session() as s:
-        listed = await flags.open_flags(s)
-        digest = await flags.build_digest(s, env.clock.now())
+        listed = await open_flags(s)
+        digest = await build_digest(s, env.clock.now())
     assert [f.id for f in listed] == [r.flag_id] and "depression" in digest
     logged = [rec.getMessage() for rec in caplog.records if "no label" in rec.getMessage()]
     assert sorted(logged) == sorted(
@@ -437,7 +454,7 @@ async def test_a_post_that_cannot_be_rendered_is_still_sent_plainly(env: SimpleN
     def broken(*_a: Any, **_k: Any) -> str:
         raise KeyError("flags.post")
 
-    monkeypatch.setattr(flags, "render_post", broken)
+    monkeypatch.setattr(rendering, "render_post", broken)
     r = await _raise(env, severity="high", category="medication", source="checkin")
     (post,) = await _outbox(env.db)
     assert post.payload["text"] == f"HIGH · Flag #{r.flag_id} · P-1234 · medication"
@@ -453,7 +470,7 @@ async def test_every_member_of_the_group_is_messaged_when_a_crisis_stays_unclaim
         await record_member(s, 43, False, "left", env.clock.now())
         s.add(StaffRole(telegram_id=31, role="counselor", granted_at=env.clock.now()))
     async with env.db.session() as s:
-        assert await flags.counselor_ids(s, env.hub.settings) == [31, 41, 42, 777]
+        assert await counselor_ids(s, env.hub.settings) == [31, 41, 42, 777]
     await _raise(env)
     env.clock.advance(minutes=10)
     await env.hub.sweeper.tick()
@@ -465,12 +482,12 @@ async def test_a_low_flag_stays_out_of_the_group_until_it_rises(env: SimpleNames
     kw: dict[str, Any] = dict(category="missed_checkins", source="checkin_silence", evidence=None)
     low = await _raise(env, severity="low", reason="checkin_silent: No check-in for 3 days or more", **kw)
     async with env.db.transaction() as s:  # a counselor takes it from /flags
-        await flags.claim(s, low.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, low.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     assert await _outbox(env.db) == []  # low: no post, nothing to edit, no re-notification
     async with env.db.session() as s:
         assert (await s.execute(select(ScheduledItem))).scalars().all() == []
     async with env.db.transaction() as s:  # a message in Dana's private chat shows it
-        await flags.record_sent(s, f"flag:{low.flag_id}:1:t", 42, 77, env.clock.now())
+        await record_sent(s, f"flag:{low.flag_id}:1:t", 42, 77, env.clock.now())
     up = await _raise(env, severity="moderate", reason="checkin_silent_week: No check-in for 7 days or more", **kw)
     assert up.escalated and up.flag_id == low.flag_id
     posts = [r for r in await _outbox(env.db) if r.chat_id == sup.GROUP]
@@ -483,9 +500,9 @@ async def test_a_flag_whose_announcement_fails_is_kept_and_posted_plainly(env: S
     async def broken(*_a: Any, **_k: Any) -> None:
         raise KeyError("flags.something.new")
 
-    monkeypatch.setattr(flags, "_after_raise", broken)
+    monkeypatch.setattr(service, "_after_raise", broken)
     r = await _raise(env, severity="moderate", category="depression", source="assessment_phq9", evidence=None)
     async with env.db.session() as s:
-        assert (await flags.get_flag(s, r.flag_id)) is not None
+        assert (await get_flag(s, r.flag_id)) is not None
     (post,) = await _outbox(env.db)
     assert post.chat_id == sup.GROUP and post.payload["text"] == f"MODERATE · Flag #{r.flag_id} · P-1234 · depression"

@@ -8,8 +8,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from bot.core.models import AuditEntry, ChatState, Patient
-from bot.escalation.flags import raise_flag
 from bot.escalation.models import Flag, FlagEvent
+from bot.escalation.service import raise_flag
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Base, Database
 from bot.platform.models import OutboxMessage, ScheduledItem

@@ -10,7 +10,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 
 from bot.core import state
-from bot.escalation import flags, relay
+from bot.escalation import area as escalation_area
+from bot.escalation import relay
+from bot.escalation.service import raise_flag
 from bot.platform import crypto
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
@@ -28,12 +30,13 @@ async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace
     hub = SimpleNamespace(
         settings=settings, content=get_content(settings.content_dir), sweeper=Sweeper(db, clock),
         sender=SimpleNamespace(sent_hooks=[]), db=db, clock=clock,
+        roles=SimpleNamespace(on_access_lost=[]), on_start=[],
     )
-    flags.install(hub)
+    escalation_area.install(hub)
     crypto.configure(Fernet.generate_key().decode())
     pid = await sup.add_patient(db, clock.now())
     async with db.transaction() as s:
-        r = await flags.raise_flag(
+        r = await raise_flag(
             s, patient_id=pid, category="talk_request", severity="moderate", reason="talk", source="talk", now=clock.now()
         )
     try:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from bot.escalation import flags
+from bot.escalation import area as escalation_area
 from bot.escalation.models import Flag, FlagEvent
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
@@ -30,8 +30,10 @@ async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace
         sender=SimpleNamespace(sent_hooks=[]),
         db=db,
         clock=clock,
+        roles=SimpleNamespace(on_access_lost=[]),
+        on_start=[],
     )
-    flags.install(hub)
+    escalation_area.install(hub)
     safety.install(hub)
     detector = sup.use_stub()
     pid = await sup.add_patient(db, clock.now())

@@ -33,7 +33,7 @@ from bot.core.clinical import (
     score_assessment,
 )
 from bot.core.people import PatientInfo
-from bot.escalation.flags import raise_flag
+from bot.escalation.service import raise_flag
 from bot.platform.clock import ensure_utc, local_date
 from bot.platform.content import Content, Html
 

@@ -124,7 +124,7 @@ def read(words: LapseWords, text: str | None) -> Reading:
 def _never_use_alone(c: Content, lang: str) -> str | None:
     """The Never Use Alone line from the clinic region's resources, if the region has one."""
     try:
-        from bot.escalation.flags import load_rules
+        from bot.escalation.rules import load_rules
         from bot.safety.crisis import resources
 
         region = load_rules(c.root).default_region

@@ -20,9 +20,9 @@ from bot.checkins.models import CheckinEntry
 from bot.core.audit import audit
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
-from bot.escalation.flags import label as flag_label
-from bot.escalation.flags import workflow as flags_workflow
 from bot.escalation.models import Flag
+from bot.escalation.rules import label as flag_label
+from bot.escalation.rules import workflow as flags_workflow
 from bot.platform.clock import ensure_utc, local_date, local_text, zone_name
 from bot.platform.content import Content, Html
 

@@ -40,7 +40,8 @@ from bot.core.clinical import (
 from bot.core.clinical import silent_days_flag as _silent_rule
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
-from bot.escalation.flags import CATEGORIES, raise_flag
+from bot.escalation.rules import CATEGORIES
+from bot.escalation.service import raise_flag
 from bot.platform.clock import ensure_utc, local_date, local_datetime, next_local_due
 from bot.platform.content import Content, Html
 from bot.platform.keyboards import inline_keyboard

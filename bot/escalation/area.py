@@ -1,5 +1,6 @@
-"""The escalation area on the hub: the flag workflow's sweeper kinds, the daily digest, the
-counselors' group roster, and what ends when someone is no longer a counselor."""
+"""The escalation area on the hub: the flag workflow's configuration, sweeper kinds and the
+sender's hook that records where each post landed; the daily digest, the counselors' group
+roster, and what ends when someone is no longer a counselor."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.hub import Hub
 from bot.core.roles import group_members
-from bot.escalation import flags, relay
+from bot.escalation import digest, relay, renotify
+from bot.escalation.rendering import record_sent
+from bot.escalation.rules import configure
+from bot.platform.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +23,18 @@ ROSTER_CHECK_SECONDS = 20
 
 
 def install(hub: Hub) -> None:
-    flags.install(hub)
+    configure(hub.settings, hub.content)
+    hub.sweeper.register(renotify.KIND_RENOTIFY, renotify.renotify_item)
+    hub.sweeper.register(renotify.KIND_FOLLOWUP, renotify.followup_item)
+    hub.sweeper.register(digest.KIND_DIGEST, digest.digest_item)
+
+    async def on_sent(row: OutboxMessage, message_id: int | None) -> None:
+        if message_id is None or not row.ref or not row.ref.startswith(("flag:", "card:")):
+            return
+        async with hub.db.transaction() as s:
+            await record_sent(s, row.ref, row.chat_id, message_id, hub.clock.now())
+
+    hub.sender.sent_hooks.append(on_sent)
     hub.roles.on_access_lost.append(_access_lost)
     hub.on_start.append(_ensure_digest)
     hub.on_start.append(_refresh_roster)
@@ -32,7 +47,7 @@ async def _access_lost(session: AsyncSession, user_id: int, now: datetime) -> No
 async def _ensure_digest(hub: Hub) -> None:
     try:
         async with hub.db.transaction() as s:
-            await flags.ensure_digest_scheduled(s, hub.clock.now())
+            await digest.ensure_digest_scheduled(s, hub.clock.now())
     except Exception as exc:
         log.warning("flags: could not schedule the daily digest (%s)", type(exc).__name__)
 

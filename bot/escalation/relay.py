@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core import state
 from bot.core.audit import audit
 from bot.core.models import Patient
-from bot.escalation import flags
 from bot.escalation.models import Flag, FlagEvent, RelayConversation, RelayMessage
+from bot.escalation.oncall import get_oncall, set_oncall
+from bot.escalation.rules import workflow
 from bot.platform.content import Content, get_content
 from bot.platform.outbox import Outgoing, enqueue
 
@@ -46,7 +47,7 @@ class StartResult:
 
 
 def _content() -> Content:
-    wf = flags.workflow()
+    wf = workflow()
     return wf.content if wf is not None else get_content()
 
 
@@ -140,7 +141,7 @@ async def patient_replies(session: AsyncSession, telegram_id: int, text: str, *,
     text = text[:TEXT_MAX]
     session.add(RelayMessage(conversation_id=conv.id, direction="to_counselor", text=text, at=now))
     c = _content()
-    wf = flags.workflow()
+    wf = workflow()
     lang = wf.lang if wf is not None else "en"
     await enqueue(
         session,
@@ -199,7 +200,7 @@ async def staff_access_lost(session: AsyncSession, counselor_id: int, *, now: da
     )
     for conv_id in ids:
         await end(session, conv_id, counselor_id=counselor_id, now=now)
-    oncall = await flags.get_oncall(session)
+    oncall = await get_oncall(session)
     if oncall is not None and oncall.telegram_id == counselor_id:
-        await flags.set_oncall(session, None, name=None, by=None, now=now)
+        await set_oncall(session, None, name=None, by=None, now=now)
     return len(ids)

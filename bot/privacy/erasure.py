@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.hub import Hub
 from bot.core.models import Patient
-from bot.escalation import flags
 from bot.escalation.models import Flag, FlagCard, RelayConversation
+from bot.escalation.rules import workflow
 from bot.platform.content import get_content
 from bot.platform.db import conflict_insert
 from bot.platform.models import OutboxMessage
@@ -40,7 +40,7 @@ SUBJECTS_PER_STATEMENT = 500
 
 def removed_text() -> str:
     """The neutral line a message that can no longer be deleted is edited to (staff language)."""
-    wf = flags.workflow()
+    wf = workflow()
     if wf is not None:
         return wf.content.t("privacy.removed_for_staff", wf.lang)
     return get_content().t("privacy.removed_for_staff")

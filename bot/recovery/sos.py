@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.checkins import sobriety
 from bot.core.clinical import Exercise, ExerciseSet, load_clinical
 from bot.core.models import Patient
-from bot.escalation.flags import raise_flag
+from bot.escalation.service import raise_flag
 from bot.platform import scheduler
 from bot.platform.clock import local_date
 from bot.platform.config import OfficeHours

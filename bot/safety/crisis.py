@@ -268,7 +268,7 @@ def plain_length(text: str) -> int:
 def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
     """Every kind of crisis gets resources, and the reply before the plan fits one screen
     (for `iop-bot content check`)."""
-    from bot.escalation.flags import CATEGORIES
+    from bot.escalation.rules import CATEGORIES
 
     c = get_content(content_dir)
     out: list[tuple[str, int, str]] = []
@@ -280,7 +280,7 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
         for key in data.get("by_category") or {}:
             for part in str(key).split("+"):
                 if key != "default" and part not in CATEGORIES:
-                    out.append((rel, 0, f"by_category: unknown category {part!r} (see bot/escalation/flags.py)"))
+                    out.append((rel, 0, f"by_category: unknown category {part!r} (see bot/escalation/rules.py)"))
         combined = [str(k) for k in data.get("by_category") or {} if "+" in str(k)]
         for lang in c.languages:
             for category in (None, *CATEGORIES, *combined):

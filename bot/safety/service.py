@@ -27,9 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.hub import Hub
 from bot.core.models import Patient
-from bot.escalation import flags
-from bot.escalation.flags import CATEGORIES, SEVERITIES, FlagResult, raise_flag, rank
 from bot.escalation.models import Flag, FlagEvent
+from bot.escalation.rules import CATEGORIES, SEVERITIES, EscalationRules, load_rules, rank, workflow
+from bot.escalation.service import FlagResult, raise_flag
 from bot.platform.config import OfficeHours
 from bot.platform.content import DEFAULT_CONTENT_DIR, Content, get_content
 from bot.platform.models import ScheduledItem
@@ -162,7 +162,7 @@ def _safety_rules_cached(path: str, mtime: float) -> SafetyRules:
 
 def safety_rules(content_dir: Path | None = None) -> SafetyRules:
     if content_dir is None:
-        wf = flags.workflow()
+        wf = workflow()
         content_dir = wf.content.root if wf is not None else DEFAULT_CONTENT_DIR
     p = Path(content_dir) / "rules" / "safety.yaml"
     if not p.is_file():
@@ -251,13 +251,13 @@ class SafetyOutcome:
     duplicate: bool = False  # the same text was already handled a moment ago
 
 
-def _rules() -> flags.EscalationRules:
-    wf = flags.workflow()
-    return wf.rules if wf is not None else flags.load_rules()
+def _rules() -> EscalationRules:
+    wf = workflow()
+    return wf.rules if wf is not None else load_rules()
 
 
 def _content() -> Content:
-    wf = flags.workflow()
+    wf = workflow()
     return wf.content if wf is not None else get_content()
 
 
@@ -353,7 +353,7 @@ def clinic_hours() -> tuple[OfficeHours | None, str]:
     """The clinic's office hours (None: not known) and its zone, from the escalation workflow."""
     from bot.safety.crisis import DEFAULT_ZONE
 
-    wf = flags.workflow()
+    wf = workflow()
     if wf is None:
         return None, DEFAULT_ZONE
     return wf.settings.office_hours, wf.settings.default_timezone

@@ -32,8 +32,7 @@ from telegram.constants import ParseMode
 from telegram.error import RetryAfter, TelegramError
 
 from bot.core import people
-from bot.escalation import flags
-from bot.escalation.flags import rank
+from bot.escalation.rules import load_rules, rank
 from bot.platform.content import Content, Html
 from bot.platform.outbox import Outgoing, enqueue
 from bot.safety import service as safety
@@ -56,7 +55,7 @@ def needs_counselor(sig: Signal) -> bool:
         return False
     if not sig.uncertain:
         return True
-    return rank(sig.severity) >= rank(flags.load_rules().confirm.flag_without_answer_from)
+    return rank(sig.severity) >= rank(load_rules().confirm.flag_without_answer_from)
 
 
 def alert_text(
@@ -144,7 +143,7 @@ class SignalKeeper:
     def hold_answer(self, user_id: int, check_id: int, answer: str, *, category: str | None) -> None:
         """Keep an answer to the safety question whose write failed (every answer reaches the care
         team). `category`: the question's, when the button carried it. Never raises."""
-        rules = flags.load_rules().confirm
+        rules = load_rules().confirm
         severity = rules.yes_severity if answer == "yes" else rules.flag_without_answer_from
         sig = Signal(severity, category, (), False)
         self._held.append(
