@@ -30,6 +30,9 @@ from bot.platform.outbox import Outgoing, enqueue
 log = logging.getLogger(__name__)
 
 
+# -- the group post ------------------------------------------------------------------------------
+
+
 async def view(session: AsyncSession, flag: Flag) -> tuple[FlagInfo, str, dict[str, Any]]:
     """The flag as the group sees it: its info, and its post's text and buttons."""
     info = flag_info(flag, await patient_code(session, flag.patient_id))
@@ -226,6 +229,9 @@ async def record_sent(session: AsyncSession, ref: str, chat_id: int, message_id:
         await _edit_message(session, chat_id, message_id, text, kb, now, f"flagedit:{flag.id}:{flag.rev or 0}")
 
 
+# -- why a flag stands: the source, the rule and the answers behind it (never patient words) -----
+
+
 _RULE_REASON = re.compile(r"^([a-z][a-z0-9_]*): (.+)$", re.S)
 
 
@@ -318,6 +324,18 @@ def _state(info: FlagInfo, c: Content, lang: str, zone: str) -> str:
     if info.status == "claimed" and info.claimed_at is not None:
         return c.t("flags.state.claimed", lang, name=info.claimed_by_name or "?", time=local_text(info.claimed_at, zone, POST_TIME))
     return c.t("flags.state.open", lang)
+
+
+# -- the patient's card of the day ----------------------------------------------------------------
+#
+# A patient on a hard day can raise several flags: a PHQ-9 in the morning, a check-in, a message
+# at night. Rather than a post each, the group gets ONE card per patient and clinic day, edited as
+# flags are added or change: the day's flags, most severe first, each with its own line (severity,
+# category, why, state) and its own buttons (Claim, Details, Message patient, Resolve, each with
+# the flag's number), so every flag keeps its own lifecycle. A card with one flag is the ordinary
+# flag post. Editing a message notifies nobody, so a high or crisis flag added to a card that is
+# already in the group is also posted as a reply to the card (with its buttons). Low flags are not
+# posted at all: they wait for the daily digest.
 
 
 POST_TIME = "%a %d %b %H:%M %Z"
@@ -474,6 +492,9 @@ async def _card_sent(session: AsyncSession, parts: list[str], chat_id: int, mess
     if int(parts[2]) != (card.rev or 0):
         text, kb = await _card_view(session, card)
         await _edit_message(session, chat_id, message_id, text, kb, now, f"cardedit:{card.id}:{card.rev}")
+
+
+# -- Details: one counselor's DM (the name, the triggers with their words, scores, plan) ----------
 
 
 DETAILS_TRIGGERS = 10  # the latest triggers shown in Details (the whole list is in /flag <id>)

@@ -77,6 +77,9 @@ def rank(severity: str) -> int:
     return SEVERITIES.index(severity)
 
 
+# -- rules (content/rules/escalation.yaml) ----------------------------------------------------
+
+
 class _M(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -235,6 +238,31 @@ def check_labels(content_dir: Path) -> list[tuple[str, int, str]]:
     return out
 
 
+_missing_labels: set[tuple[str, str]] = set()
+
+
+def label(c: Content, lang: str, kind: str, key: str) -> str:
+    """The label `flags.<kind>.<key>` (kind: category, severity, status or source).
+
+    A missing one (content not updated with the code) shows the key in plain words and is logged
+    once: a gap in the words never costs a flag or the answers that raised it.
+    """
+    name = f"flags.{kind}.{key}"
+    if c.has(name, lang):
+        try:
+            return c.t(name, lang)
+        except Exception:
+            pass
+    if (name, lang) not in _missing_labels:
+        _missing_labels.add((name, lang))
+        log.error("flags: no label %s for language %s; showing the key instead", name, lang)
+    plain = html.escape(str(key).replace("_", " "), quote=False)
+    return plain.upper() if kind == "severity" else plain
+
+
+# -- the running workflow: settings, words and rules --------------------------------------------
+
+
 @dataclass
 class Workflow:
     settings: Settings
@@ -275,25 +303,3 @@ def reset() -> None:
 
 def workflow() -> Workflow | None:
     return _workflow
-
-
-_missing_labels: set[tuple[str, str]] = set()
-
-
-def label(c: Content, lang: str, kind: str, key: str) -> str:
-    """The label `flags.<kind>.<key>` (kind: category, severity, status or source).
-
-    A missing one (content not updated with the code) shows the key in plain words and is logged
-    once: a gap in the words never costs a flag or the answers that raised it.
-    """
-    name = f"flags.{kind}.{key}"
-    if c.has(name, lang):
-        try:
-            return c.t(name, lang)
-        except Exception:
-            pass
-    if (name, lang) not in _missing_labels:
-        _missing_labels.add((name, lang))
-        log.error("flags: no label %s for language %s; showing the key instead", name, lang)
-    plain = html.escape(str(key).replace("_", " "), quote=False)
-    return plain.upper() if kind == "severity" else plain

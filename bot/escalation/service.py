@@ -82,6 +82,9 @@ class EventInfo:
     detail: dict[str, Any] | None
 
 
+# -- raising ---------------------------------------------------------------------------------------
+
+
 def _who(actor_id: int, actor_name: str | None) -> str:
     """The name a flag keeps for the counselor who claimed or resolved it."""
     return (actor_name or str(actor_id))[:64]
@@ -211,6 +214,9 @@ async def _after_raise(
         await schedule_renotify(session, wf, flag, now)
 
 
+# -- why a flag stands: the answers behind it (rendering.why_text words it) ------------------------
+
+
 async def _facts(session: AsyncSession, patient_id: int, source: str, at: datetime, wanted: set[str]) -> dict[str, Any]:
     """The answers behind a trigger that its readable reason names: an assessment's items
     (`q9`), `total` and `domain_<name>`; a check-in's `mood`, `craving`, `use`, `sleep`,
@@ -287,6 +293,9 @@ async def _explain(session: AsyncSession, flag: Flag, event: FlagEvent) -> None:
         }
     except Exception as exc:
         log.warning("flags: why flag %s was raised is not recorded (%s)", flag.id, type(exc).__name__)
+
+
+# -- claim, resolve, details, history --------------------------------------------------------------
 
 
 async def claim(session: AsyncSession, flag_id: int, *, actor_id: int, actor_name: str | None, now: datetime) -> ActionResult:
