@@ -22,6 +22,7 @@ from sqlalchemy import func, insert, select, update
 
 import bot.schema  # noqa: F401  (every table, for create_all)
 from bot.checkins import service as checkins
+from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.platform.clock import FrozenClock, local_date, next_local_due
 from bot.platform.content import get_content
@@ -81,7 +82,7 @@ async def main() -> None:
         await s.execute(update(ScheduledItem).where(ScheduledItem.due_at <= window_start).values(status="done"))
     clock = FrozenClock(window_start + timedelta(minutes=1))
     sw = Sweeper(db, clock)
-    checkins.setup(sw, get_content())
+    checkins.setup(sw, get_content(), Lifecycle())
     async with db.session() as s:
         due = (await s.execute(select(func.count()).select_from(ScheduledItem).where(
             ScheduledItem.status == "pending", ScheduledItem.due_at <= clock.now()))).scalar_one()

@@ -16,6 +16,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Mess
 
 from bot.core import state, timefmt
 from bot.core.hub import Hub
+from bot.core.lifecycle import Lifecycle
 from bot.core.people import PatientInfo, active_patient_info
 from bot.core.state import Awaiting
 from bot.enrolment import onboarding
@@ -257,7 +258,9 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
             waiting = await state.get(s, user.id)
             shown = waiting is not None and bool(waiting.data.get(KEYBOARD_SHOWN))
             zone = prog.patient.timezone if prog.patient is not None else ctx.hub.settings.default_timezone
-            prog = await _apply_button(s, user.id, user.first_name, step, value, c, lang, now, zone)
+            prog = await _apply_button(
+                s, user.id, user.first_name, step, value, c, lang, now, zone, ctx.hub.lifecycle
+            )
     except ValueError:
         prog = Progress("stale")
     if prog.kind == "stale":
@@ -271,7 +274,16 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
 
 
 async def _apply_button(
-    s: Any, user_id: int, first_name: str | None, step: str, value: str, c: Content, lang: str, now: datetime, zone: str
+    s: Any,
+    user_id: int,
+    first_name: str | None,
+    step: str,
+    value: str,
+    c: Content,
+    lang: str,
+    now: datetime,
+    zone: str,
+    lifecycle: Lifecycle,
 ) -> Progress:
     if step == AGE and value in ("y", "n"):
         return await onboarding.answer_age(s, user_id, value == "y", now)
@@ -291,9 +303,9 @@ async def _apply_button(
     if step == SOBRIETY and (d := echoed_date(value, zone, now)) is not None:
         return await onboarding.answer_sobriety(s, user_id, d, now)
     if step == MAT and value in ("y", "n"):
-        return await onboarding.answer_mat(s, user_id, value == "y", now)
+        return await onboarding.answer_mat(s, user_id, value == "y", now, lifecycle=lifecycle)
     if step == MAT_SCHEDULE and value in _SCHEDULE_CODES:
-        return await onboarding.answer_mat_schedule(s, user_id, _SCHEDULE_CODES[value], now)
+        return await onboarding.answer_mat_schedule(s, user_id, _SCHEDULE_CODES[value], now, lifecycle=lifecycle)
     return Progress("stale")
 
 
@@ -567,7 +579,9 @@ async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typ
         if field == "keep":
             p = await active_patient_info(s, user.id)
         else:
-            p = await settings_service.change(s, user.id, field, value, now=now, languages=c.languages)
+            p = await settings_service.change(
+                s, user.id, field, value, now=now, lifecycle=ctx.hub.lifecycle, languages=c.languages
+            )
     ctx.hub.sender.wake()
     if p is None:
         await reply(update, c.t("common.not_enrolled"))

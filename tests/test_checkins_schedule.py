@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import select
 
 from bot.checkins import service as checkins
-from bot.core import lifecycle as onboarding_hooks
+from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
@@ -19,9 +19,10 @@ from tests.test_checkins import full_checkin
 C = content()
 
 
-def sweeper(db: Database, clock: FrozenClock) -> Sweeper:
+def sweeper(db: Database, clock: FrozenClock, lifecycle: Lifecycle | None = None) -> Sweeper:
+    """A sweeper with the check-in kinds; their life-cycle hooks go on `lifecycle` when given."""
     sw = Sweeper(db, clock)
-    checkins.setup(sw, C)
+    checkins.setup(sw, C, lifecycle or Lifecycle())
     return sw
 
 
@@ -47,9 +48,10 @@ async def run_until(sw: Sweeper, clock: FrozenClock, end: datetime, step: timede
 async def test_prompts_follow_local_time_across_spring_forward_with_restarts(db: Database, clock: FrozenClock):
     clock.set(datetime(2026, 3, 6, 12, 0, tzinfo=UTC))  # 07:00 in New York
     p = await make_patient(db, clock.now(), tz="America/New_York", checkin_time=time(9, 0))
-    sw = sweeper(db, clock)
+    lifecycle = Lifecycle()
+    sw = sweeper(db, clock, lifecycle)
     async with db.transaction() as s:
-        await onboarding_hooks.run(s, p.id, clock.now())
+        await lifecycle.activated(s, p.id, clock.now())
     await run_until(sw, clock, datetime(2026, 3, 7, 20, 0, tzinfo=UTC))
     sw = sweeper(db, clock)  # a restart
     await sw.recover()
@@ -134,13 +136,14 @@ async def test_settings_change_moves_the_prompt_but_never_doubles_a_day(db: Data
     p = await make_patient(db, clock.now(), checkin_time=time(9, 0))
     async with db.transaction() as s:
         await checkins.on_activated(s, p.id, clock.now())
-    sw = sweeper(db, clock)
+    lifecycle = Lifecycle()
+    sw = sweeper(db, clock, lifecycle)
     await run_until(sw, clock, datetime(2026, 3, 2, 15, 0, tzinfo=UTC))  # today's prompt sent
     async with db.transaction() as s:
         row = await s.get(Patient, p.id)
         assert row is not None
         row.checkin_time = time(18, 0)
-        await onboarding_hooks.run_settings_changed(s, p.id, clock.now())
+        await lifecycle.settings_changed(s, p.id, clock.now())
     await run_until(sw, clock, datetime(2026, 3, 3, 23, 30, tzinfo=UTC))
     prompts = [t for t, k in await sent(db, p.telegram_id) if k == "prompt"]
     assert prompts[0] < datetime(2026, 3, 2, 14, 20, tzinfo=UTC)

@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from bot.checkins import sobriety
 from bot.checkins.models import CheckinEntry
-from bot.core import lifecycle as onboarding_hooks
 from bot.core.models import AuditEntry
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
@@ -148,8 +147,8 @@ async def test_prompts_across_days_zones_and_dst_with_restarts(h: BotHarness, fa
     p_ny = await make_patient(db, clock.now(), telegram_id=ny.id, tz="America/New_York", checkin_time=time(9, 0))
     p_tk = await make_patient(db, clock.now(), telegram_id=tokyo.id, tz="Asia/Tokyo", checkin_time=time(21, 0))
     async with h.hub.db.transaction() as s:
-        await onboarding_hooks.run(s, p_ny.id, clock.now())
-        await onboarding_hooks.run(s, p_tk.id, clock.now())
+        await h.hub.lifecycle.activated(s, p_ny.id, clock.now())
+        await h.hub.lifecycle.activated(s, p_tk.id, clock.now())
     end = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)
     seen: dict[int, int] = {ny.id: 0, tokyo.id: 0}
     arrivals: dict[tuple[int, str], list[datetime]] = {}
@@ -226,7 +225,7 @@ async def test_fall_back_hour_with_a_restart_inside_it(h: BotHarness, fake: Fake
     u = fake.add_user(first_name="Fb", started=True)
     p = await make_patient(db, clock.now(), telegram_id=u.id, tz="America/New_York", checkin_time=time(1, 30))
     async with h.hub.db.transaction() as s:
-        await onboarding_hooks.run(s, p.id, clock.now())
+        await h.hub.lifecycle.activated(s, p.id, clock.now())
     arrivals: list[datetime] = []
     seen = 0
     while clock.now() < datetime(2026, 11, 2, 12, 0, tzinfo=UTC):

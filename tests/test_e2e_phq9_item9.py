@@ -354,10 +354,8 @@ async def test_unfinished_questionnaire_is_offered_after_the_next_checkin_prompt
     """The sweeper path: the next day's prompt, the check-in, the offer, the rest of the PHQ-9."""
     u = fake.add_user(first_name="Bo", started=True)
     patient = await make_patient(db, clock.now(), telegram_id=u.id)
-    from bot.core import lifecycle as onboarding_hooks
-
     async with h.hub.db.transaction() as s:
-        await onboarding_hooks.run(s, patient.id, clock.now())
+        await h.hub.lifecycle.activated(s, patient.id, clock.now())
     values = _answers(21, 2)
     await _phq9_up_to_item9(h, fake, u, values)
     await _answer_followup(h, fake, u, BY_NAME["all_no"])

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot.core import lifecycle as onboarding_hooks
 from bot.core import staff, state
 from bot.core.audit import entries
+from bot.core.lifecycle import Lifecycle
 from bot.core.models import ChatState, Patient, StaffRole
 from bot.enrolment import invites, onboarding
 from bot.enrolment import settings as settings_service
@@ -166,35 +166,33 @@ async def test_steps_in_order(db: Database, clock: FrozenClock):
     async def hook(session, patient_id, at):  # type: ignore[no-untyped-def]
         ran.append(patient_id)
 
-    onboarding_hooks.register(hook)
-    onboarding_hooks.register(hook)  # twice is once
-    try:
-        async with db.transaction() as s:
-            p = await onboarding.start(s, TG, code, now)
-            assert p.kind == "step" and p.step == onboarding.AGE
-            row = (await s.execute(select(Patient))).scalar_one()
-            assert row.first_name is None and row.consent_version is None
-            # Out of order: stale, nothing changes.
-            assert (await onboarding.answer_mat(s, TG, True, now)).kind == "stale"
-            assert (await onboarding.answer_age(s, TG, True, now)).step == onboarding.CONSENT
-            p = await onboarding.answer_consent(s, TG, True, version="v1", first_name="Sam", now=now)
-            assert p.step == onboarding.TIMEZONE
-            with pytest.raises(ValueError):
-                await onboarding.answer_timezone(s, TG, "Mars/Olympus", now)
-            await onboarding.answer_timezone(s, TG, "Europe/London", now)
-            await onboarding.answer_checkin_time(s, TG, time(9, 15, 33), now)
-            await onboarding.answer_sobriety(s, TG, date(2025, 12, 1), now)
-            done = await onboarding.answer_mat(s, TG, False, now)
-        assert done.kind == "done" and done.patient is not None
-        assert done.patient.checkin_time == time(9, 15) and done.patient.status == "active"
-        assert ran == [done.patient.id]
-        async with db.transaction() as s:
-            assert (await onboarding.start(s, TG, None, now)).kind == "active"
-            assert await state.get(s, TG) is None
-            actions = [e.action for e in await entries(s, subject=done.patient.code)]
-        assert actions == ["patient.consent", "patient.enrolled"]
-    finally:
-        onboarding_hooks.unregister(hook)
+    lifecycle = Lifecycle()
+    lifecycle.on_activated(hook)
+    lifecycle.on_activated(hook)  # twice is once
+    async with db.transaction() as s:
+        p = await onboarding.start(s, TG, code, now)
+        assert p.kind == "step" and p.step == onboarding.AGE
+        row = (await s.execute(select(Patient))).scalar_one()
+        assert row.first_name is None and row.consent_version is None
+        # Out of order: stale, nothing changes.
+        assert (await onboarding.answer_mat(s, TG, True, now, lifecycle=lifecycle)).kind == "stale"
+        assert (await onboarding.answer_age(s, TG, True, now)).step == onboarding.CONSENT
+        p = await onboarding.answer_consent(s, TG, True, version="v1", first_name="Sam", now=now)
+        assert p.step == onboarding.TIMEZONE
+        with pytest.raises(ValueError):
+            await onboarding.answer_timezone(s, TG, "Mars/Olympus", now)
+        await onboarding.answer_timezone(s, TG, "Europe/London", now)
+        await onboarding.answer_checkin_time(s, TG, time(9, 15, 33), now)
+        await onboarding.answer_sobriety(s, TG, date(2025, 12, 1), now)
+        done = await onboarding.answer_mat(s, TG, False, now, lifecycle=lifecycle)
+    assert done.kind == "done" and done.patient is not None
+    assert done.patient.checkin_time == time(9, 15) and done.patient.status == "active"
+    assert ran == [done.patient.id]
+    async with db.transaction() as s:
+        assert (await onboarding.start(s, TG, None, now)).kind == "active"
+        assert await state.get(s, TG) is None
+        actions = [e.action for e in await entries(s, subject=done.patient.code)]
+    assert actions == ["patient.consent", "patient.enrolled"]
 
 
 @pytest.mark.parametrize("where", ["age", "consent"])
@@ -242,7 +240,7 @@ async def _active(db: Database, clock: FrozenClock) -> int:
         await onboarding.answer_timezone(s, TG, "America/Denver", now)
         await onboarding.answer_checkin_time(s, TG, time(20, 0), now)
         await onboarding.answer_sobriety(s, TG, None, now)
-        done = await onboarding.answer_mat(s, TG, False, now)
+        done = await onboarding.answer_mat(s, TG, False, now, lifecycle=Lifecycle())
     assert done.patient is not None
     return done.patient.id
 
@@ -254,25 +252,23 @@ async def test_settings_changes_run_hooks_and_audit_without_values(db: Database,
     async def hook(session, patient_id, at):  # type: ignore[no-untyped-def]
         changed.append(patient_id)
 
-    onboarding_hooks.register_settings_changed(hook)
-    try:
-        async with db.transaction() as s:
-            now = clock.now()
-            p = await settings_service.change(s, TG, "timezone", "Asia/Tokyo", now=now)
-            assert p is not None and p.timezone == "Asia/Tokyo"
-            await settings_service.change(s, TG, "sobriety_date", date(2026, 1, 1), now=now)
-            await settings_service.change(s, TG, "mat", True, now=now)
-            await settings_service.change(s, TG, "tips_enabled", False, now=now)
-            await settings_service.change(s, TG, "checkin_time", time(8, 0), now=now)
-            await settings_service.change(s, TG, "checkin_time", time(8, 0), now=now)  # no change
-            await settings_service.change(s, TG, "language", "en", now=now, languages=["en"])
-            for field, bad in [("timezone", "Nowhere/Land"), ("language", "xx"), ("mat", "yes"), ("colour", 1)]:
-                with pytest.raises(SettingError):
-                    await settings_service.change(s, TG, field, bad, now=now, languages=["en"])
-            assert await settings_service.change(s, 1234, "mat", True, now=now) is None
-            audits = await entries(s, action="settings.change")
-    finally:
-        onboarding_hooks.unregister(hook)
+    lifecycle = Lifecycle()
+    lifecycle.on_settings_changed(hook)
+    async with db.transaction() as s:
+        now = clock.now()
+        p = await settings_service.change(s, TG, "timezone", "Asia/Tokyo", now=now, lifecycle=lifecycle)
+        assert p is not None and p.timezone == "Asia/Tokyo"
+        await settings_service.change(s, TG, "sobriety_date", date(2026, 1, 1), now=now, lifecycle=lifecycle)
+        await settings_service.change(s, TG, "mat", True, now=now, lifecycle=lifecycle)
+        await settings_service.change(s, TG, "tips_enabled", False, now=now, lifecycle=lifecycle)
+        await settings_service.change(s, TG, "checkin_time", time(8, 0), now=now, lifecycle=lifecycle)
+        await settings_service.change(s, TG, "checkin_time", time(8, 0), now=now, lifecycle=lifecycle)  # no change
+        await settings_service.change(s, TG, "language", "en", now=now, lifecycle=lifecycle, languages=["en"])
+        for field, bad in [("timezone", "Nowhere/Land"), ("language", "xx"), ("mat", "yes"), ("colour", 1)]:
+            with pytest.raises(SettingError):
+                await settings_service.change(s, TG, field, bad, now=now, lifecycle=lifecycle, languages=["en"])
+        assert await settings_service.change(s, 1234, "mat", True, now=now, lifecycle=lifecycle) is None
+        audits = await entries(s, action="settings.change")
     assert changed == [pid, pid, pid]
     assert [a.detail for a in audits] == [
         {"field": "timezone"}, {"field": "sobriety_date"}, {"field": "mat"}, {"field": "tips_enabled"}, {"field": "checkin_time"},

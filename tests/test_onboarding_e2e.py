@@ -6,7 +6,6 @@ from datetime import date, time, timedelta
 
 from sqlalchemy import func, select
 
-from bot.core import lifecycle as onboarding_hooks
 from bot.core.models import ChatState, Patient
 from bot.enrolment.models import Invite
 from bot.platform.clock import FrozenClock
@@ -31,58 +30,55 @@ async def test_full_onboarding_with_typed_answers(db: Database, clock: FrozenClo
     async def hook(session, patient_id, now):  # type: ignore[no-untyped-def]
         activated.append(patient_id)
 
-    onboarding_hooks.register(hook)
-    try:
-        async with running_bot(db, clock) as (h, fake, _group):
-            code = await make_invite(h, fake)
-            photo = fake.last(ADMIN)
-            assert photo.kind == "photo" and photo.file_bytes and photo.file_bytes.startswith(b"\x89PNG")
-            u = fake.add_user(first_name="Zebulon")
-            await h.send(u, f"/start {code}")
-            first = fake.last(u.id)
-            assert "Welcome" in text_of(first) and "18" in text_of(first)
-            async with db.session() as s:
-                row = (await s.execute(select(Patient))).scalar_one()
-                assert row.first_name is None and row.status == "onboarding"
-            await h.press(u, first, "ob:age:y")
-            consent = fake.last(u.id)
-            assert "not end-to-end encrypted" in text_of(consent) and "988" in text_of(consent)
-            await h.press(u, consent, "ob:con:y")
-            assert "P-" in text_of(fake.last(u.id))
-            await h.send(u, "Narnia/Cair_Paravel")
-            assert "don't know that time zone" in text_of(fake.last(u.id))
-            await h.send(u, "chicago")
-            await h.send(u, "half past something")
-            assert "couldn't read that time" in text_of(fake.last(u.id))
-            await h.send(u, "8:30 pm")
-            await h.send(u, "next tuesday or so")
-            assert "couldn't read that date" in text_of(fake.last(u.id))
-            await h.send(u, "2030-01-01")
-            assert "future" in text_of(fake.last(u.id))
-            await h.send(u, "Jan 15 2026")
-            assert "Jan 15, 2026" in text_of(fake.last(u.id))  # read back to be confirmed
-            await h.press(u, fake.last(u.id), "ob:sob:d20260115")
-            await h.send(u, "yes")  # a button-only step
-            assert "buttons" in text_of(fake.last(u.id))
-            await h.press(u, fake.last(u.id), "ob:mat:y")
-            assert "How often do you take your medication" in text_of(fake.last(u.id))
-            await h.press(u, fake.last(u.id), "ob:med:d")
-            done = text_of(fake.last(u.id))
-            assert "all set" in done and "/checkin" in done and "/sos" in done
-            fake.assert_no_errors()
-        [p] = await _patients(db)
-        assert p.status == "active" and p.onboarding_step is None
-        assert p.timezone == "America/Chicago" and p.checkin_time == time(20, 30)
-        assert p.sobriety_date == date(2026, 1, 15) and p.mat is True
-        assert p.first_name == "Zebulon" and p.consent_version == "2026-12-1"
-        assert p.code.startswith("P-") and len(p.code) == 6
-        assert activated == [p.id]
-        assert await _states(db, p.telegram_id) == 0
+    async with running_bot(db, clock) as (h, fake, _group):
+        h.hub.lifecycle.on_activated(hook)
+        code = await make_invite(h, fake)
+        photo = fake.last(ADMIN)
+        assert photo.kind == "photo" and photo.file_bytes and photo.file_bytes.startswith(b"\x89PNG")
+        u = fake.add_user(first_name="Zebulon")
+        await h.send(u, f"/start {code}")
+        first = fake.last(u.id)
+        assert "Welcome" in text_of(first) and "18" in text_of(first)
         async with db.session() as s:
-            inv = (await s.execute(select(Invite))).scalar_one()
-        assert inv.uses == 1
-    finally:
-        onboarding_hooks.unregister(hook)
+            row = (await s.execute(select(Patient))).scalar_one()
+            assert row.first_name is None and row.status == "onboarding"
+        await h.press(u, first, "ob:age:y")
+        consent = fake.last(u.id)
+        assert "not end-to-end encrypted" in text_of(consent) and "988" in text_of(consent)
+        await h.press(u, consent, "ob:con:y")
+        assert "P-" in text_of(fake.last(u.id))
+        await h.send(u, "Narnia/Cair_Paravel")
+        assert "don't know that time zone" in text_of(fake.last(u.id))
+        await h.send(u, "chicago")
+        await h.send(u, "half past something")
+        assert "couldn't read that time" in text_of(fake.last(u.id))
+        await h.send(u, "8:30 pm")
+        await h.send(u, "next tuesday or so")
+        assert "couldn't read that date" in text_of(fake.last(u.id))
+        await h.send(u, "2030-01-01")
+        assert "future" in text_of(fake.last(u.id))
+        await h.send(u, "Jan 15 2026")
+        assert "Jan 15, 2026" in text_of(fake.last(u.id))  # read back to be confirmed
+        await h.press(u, fake.last(u.id), "ob:sob:d20260115")
+        await h.send(u, "yes")  # a button-only step
+        assert "buttons" in text_of(fake.last(u.id))
+        await h.press(u, fake.last(u.id), "ob:mat:y")
+        assert "How often do you take your medication" in text_of(fake.last(u.id))
+        await h.press(u, fake.last(u.id), "ob:med:d")
+        done = text_of(fake.last(u.id))
+        assert "all set" in done and "/checkin" in done and "/sos" in done
+        fake.assert_no_errors()
+    [p] = await _patients(db)
+    assert p.status == "active" and p.onboarding_step is None
+    assert p.timezone == "America/Chicago" and p.checkin_time == time(20, 30)
+    assert p.sobriety_date == date(2026, 1, 15) and p.mat is True
+    assert p.first_name == "Zebulon" and p.consent_version == "2026-12-1"
+    assert p.code.startswith("P-") and len(p.code) == 6
+    assert activated == [p.id]
+    assert await _states(db, p.telegram_id) == 0
+    async with db.session() as s:
+        inv = (await s.execute(select(Invite))).scalar_one()
+    assert inv.uses == 1
 
 
 async def test_declining_consent_leaves_nothing(db: Database, clock: FrozenClock):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, time, timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from bot.core.clinical import Tip, load_clinical
@@ -22,16 +20,9 @@ from tests.sos_helpers import make_patient
 content = get_content(CONTENT_DIR)
 
 
-@pytest.fixture(autouse=True)
-def _no_tailoring() -> Iterator[None]:
-    tips.set_halt_source(None)
-    yield
-    tips.set_halt_source(None)
-
-
 def _sweeper(db: Database, clock: FrozenClock) -> Sweeper:
     sw = Sweeper(db, clock)
-    sw.register(tips.KIND, tips.sweeper_handler(content))
+    sw.register(tips.KIND, tips.sweeper_handler(content, halt_source=None))  # not tailored
     return sw
 
 
@@ -94,7 +85,7 @@ async def test_rotation_with_few_tips_waits_thirty_days(db: Database, clock: Fro
     for i in range(60):
         day = start + timedelta(days=i)
         async with db.transaction() as s:
-            tip = await tips.pick_tip(s, pid, day, small)
+            tip = await tips.pick_tip(s, pid, day, small, halt_source=None)
             s.add(TipShown(patient_id=pid, tip_id=tip.id, local_day=day, sent_at=clock.now()))
         shown.append(tip.id)
     for i in range(60):
@@ -108,12 +99,11 @@ async def test_tips_follow_the_halt_needs_reported_most(db: Database, clock: Fro
     async def counts(_s, _pid, _since):  # type: ignore[no-untyped-def]
         return {"tired": 5, "hungry": 1}
 
-    tips.set_halt_source(counts)
     all_tips = load_clinical(CONTENT_DIR).tips("en")
     tired = {t.id for t in all_tips if "halt:tired" in t.tags}
     assert tired
     async with db.session() as s:
-        tip = await tips.pick_tip(s, pid, date(2026, 3, 2), all_tips)
+        tip = await tips.pick_tip(s, pid, date(2026, 3, 2), all_tips, halt_source=counts)
     assert tip.id in tired
 
 

@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def install(hub: Hub) -> None:
-    checkins.setup(hub.sweeper, hub.content)
+    checkins.setup(hub.sweeper, hub.content, hub.lifecycle)
     hub.on_start.append(_ensure_prompts)
 
 

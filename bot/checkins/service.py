@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.checkins import lapse, sobriety
 from bot.checkins.models import CheckinEntry
-from bot.core import lifecycle as onboarding_hooks
 from bot.core import state
 from bot.core.clinical import (
     CheckinAnswers,
@@ -38,6 +37,7 @@ from bot.core.clinical import (
     load_clinical,
 )
 from bot.core.clinical import silent_days_flag as _silent_rule
+from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
 from bot.escalation.rules import CATEGORIES
@@ -817,8 +817,8 @@ def _keyboard(rows: list[Row]) -> dict[str, Any]:
     return inline_keyboard(rows)
 
 
-def setup(sweeper: Any, content: Content) -> None:
-    """Register the sweeper kinds and the onboarding hooks (once per process)."""
+def setup(sweeper: Any, content: Content, lifecycle: Lifecycle) -> None:
+    """Register the sweeper kinds and the life-cycle hooks."""
 
     async def prompt(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
         await on_prompt(session, item, now, content)
@@ -830,5 +830,5 @@ def setup(sweeper: Any, content: Content) -> None:
         sweeper.register(PROMPT, prompt)
     if REMINDER not in sweeper.kinds:
         sweeper.register(REMINDER, reminder)
-    onboarding_hooks.register(on_activated)
-    onboarding_hooks.register_settings_changed(on_settings_changed)
+    lifecycle.on_activated(on_activated)
+    lifecycle.on_settings_changed(on_settings_changed)

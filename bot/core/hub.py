@@ -2,7 +2,7 @@
 
 The composition root (`bot/app.py`) builds one `Hub`, then calls each area's `install(hub)` in
 the order of `bot.areas.AREAS`. On the hub an area registers its sweeper kinds
-(`hub.sweeper.register`), start-up tasks (`hub.on_start`), hooks on sent messages
+(`hub.sweeper.register`), life-cycle hooks (`hub.lifecycle`), start-up tasks (`hub.on_start`), hooks on sent messages
 (`hub.sender.sent_hooks`) and the services it offers others (`hub.provide`, typed: another
 area asks with `hub.get(TheType)`). Tests build a real hub through the application
 (tests/harness.py).
@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
+from bot.core.lifecycle import Lifecycle
 from bot.core.roles import Roles
 from bot.platform.clock import Clock
 from bot.platform.config import Settings
@@ -43,6 +44,8 @@ class Hub:
     updates_request: AiohttpRequest  # long polling's own connection (getUpdates)
     # Per-person limits (bot/platform/flood.py), set by the composition root.
     flood: FloodLimiter | None = None
+    # Hooks on a patient's life cycle (activated, settings changed) the areas register.
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # Called with each update_id once its handlers have run (tests and benchmarks listen here).
     processed_hooks: list[Callable[[int], None]] = field(default_factory=list)
     # Run once at start-up, after recovery (e.g. make sure every patient has a next prompt).

@@ -21,9 +21,9 @@ from dateutil import parser as dateparser
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core import lifecycle as onboarding_hooks
 from bot.core import state
 from bot.core.audit import audit
+from bot.core.lifecycle import Lifecycle
 from bot.core.models import AuditEntry, ChatState, Patient
 from bot.core.people import MEDICATION_SCHEDULES, PatientInfo, patient_by_telegram
 from bot.enrolment import invites
@@ -189,7 +189,9 @@ async def answer_sobriety(session: AsyncSession, telegram_id: int, d: date | Non
     return await _advance(session, p, MAT)
 
 
-async def answer_mat(session: AsyncSession, telegram_id: int, mat: bool, now: datetime) -> Progress:
+async def answer_mat(
+    session: AsyncSession, telegram_id: int, mat: bool, now: datetime, *, lifecycle: Lifecycle
+) -> Progress:
     """MAT yes asks how often the medication is taken next; no finishes onboarding."""
     p = await _at(session, telegram_id, MAT)
     if p is None:
@@ -198,10 +200,12 @@ async def answer_mat(session: AsyncSession, telegram_id: int, mat: bool, now: da
     if mat:
         return await _advance(session, p, MAT_SCHEDULE)
     p.medication_schedule = None
-    return await _activate(session, p, now)
+    return await _activate(session, p, now, lifecycle)
 
 
-async def answer_mat_schedule(session: AsyncSession, telegram_id: int, schedule: str, now: datetime) -> Progress:
+async def answer_mat_schedule(
+    session: AsyncSession, telegram_id: int, schedule: str, now: datetime, *, lifecycle: Lifecycle
+) -> Progress:
     """How often the MAT medication is taken (daily, weekly, monthly injection); finishes onboarding."""
     if schedule not in MEDICATION_SCHEDULES:
         raise ValueError(schedule)
@@ -209,17 +213,17 @@ async def answer_mat_schedule(session: AsyncSession, telegram_id: int, schedule:
     if p is None:
         return Progress("stale")
     p.medication_schedule = schedule
-    return await _activate(session, p, now)
+    return await _activate(session, p, now, lifecycle)
 
 
-async def _activate(session: AsyncSession, p: Patient, now: datetime) -> Progress:
+async def _activate(session: AsyncSession, p: Patient, now: datetime, lifecycle: Lifecycle) -> Progress:
     telegram_id = p.telegram_id
     p.status = "active"
     p.onboarding_step = None
     await state.clear(session, telegram_id, STATE_KIND)
     await audit(session, telegram_id, "patient.enrolled", p.code, {"cohort_id": p.cohort_id}, now=now)
     await session.flush()
-    await onboarding_hooks.run(session, p.id, now)
+    await lifecycle.activated(session, p.id, now)
     return Progress("done", None, PatientInfo.of(p))
 
 

@@ -1,5 +1,5 @@
 """A patient's settings after onboarding (DESIGN §2.1): every onboarding answer, the daily tip
-and the language. Time settings run the `settings_changed` hooks so schedules follow."""
+and the language. Time settings fire the life cycle's `settings_changed` hooks so schedules follow."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core import lifecycle as onboarding_hooks
 from bot.core.audit import audit
+from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.core.people import MEDICATION_SCHEDULES, PatientInfo
 from bot.enrolment.timezones import is_valid_zone
@@ -32,6 +32,7 @@ async def change(
     value: Any,
     *,
     now: datetime,
+    lifecycle: Lifecycle,
     languages: list[str] | None = None,
 ) -> PatientInfo | None:
     """Change one setting of an enrolled patient; None when the person is not enrolled."""
@@ -51,7 +52,7 @@ async def change(
         # Which setting changed, never its value (a sobriety date is health data).
         await audit(session, telegram_id, "settings.change", p.code, {"field": field}, now=now)
         if field in TIME_FIELDS:
-            await onboarding_hooks.run_settings_changed(session, p.id, now)
+            await lifecycle.settings_changed(session, p.id, now)
     return PatientInfo.of(p)
 
 

@@ -8,4 +8,4 @@ from bot.recovery import sos, tips
 
 def install(hub: Hub) -> None:
     sos.setup(hub.sweeper, hub.content)
-    tips.setup(hub.sweeper, hub.content)
+    tips.setup(hub.sweeper, hub.content, hub.lifecycle)

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.clinical import Tip, load_clinical, next_tip
+from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.platform import scheduler
 from bot.platform.clock import local_date, next_local_due
@@ -30,15 +31,9 @@ from bot.recovery.rules import load_sos_rules
 KIND = "daily_tip"
 HALT_NEEDS = ("hungry", "angry", "lonely", "tired")
 
-# How many times a patient reported each HALT need since a date: {"tired": 5, …}. The check-in
-# area provides it with `set_halt_source`; without it tips are not tailored.
+# How many times a patient reported each HALT need since a date: {"tired": 5, …}. The bot reads
+# them from the check-ins (`halt_counts_from_checkins`); with None tips are not tailored.
 HaltSource = Callable[[AsyncSession, int, date], Awaitable[Mapping[str, int]]]
-_halt_source: HaltSource | None = None
-
-
-def set_halt_source(source: HaltSource | None) -> None:
-    global _halt_source
-    _halt_source = source
 
 
 def key_prefix(patient_id: int) -> str:
@@ -169,14 +164,14 @@ def preferred_tags(halt_counts: Mapping[str, int], min_reports: int) -> list[str
 
 
 async def pick_tip(
-    session: AsyncSession, patient_id: int, day: date, tips: Sequence[Tip]
+    session: AsyncSession, patient_id: int, day: date, tips: Sequence[Tip], *, halt_source: HaltSource | None
 ) -> Tip:
     r = load_sos_rules().tips
     recent = await recent_tip_ids(session, patient_id, day, r.no_repeat_days)
     tags: list[str] = []
-    if _halt_source is not None:
+    if halt_source is not None:
         try:
-            counts = await _halt_source(session, patient_id, day - timedelta(days=r.halt_lookback_days))
+            counts = await halt_source(session, patient_id, day - timedelta(days=r.halt_lookback_days))
         except Exception:  # tailoring is a nicety; a tip is still sent
             counts = {}
         tags = preferred_tags(counts, r.halt_min_reports)
@@ -184,7 +179,13 @@ async def pick_tip(
 
 
 async def send_tip(
-    session: AsyncSession, content: Content, patient_id: int, day: date, now: datetime
+    session: AsyncSession,
+    content: Content,
+    patient_id: int,
+    day: date,
+    now: datetime,
+    *,
+    halt_source: HaltSource | None,
 ) -> str | None:
     """Record and enqueue the tip for `day` (once per local date); returns the tip id."""
     p = await session.get(Patient, patient_id)
@@ -198,7 +199,7 @@ async def send_tip(
     if done is not None:
         return None
     tips = load_clinical(content.root).tips(p.language)
-    tip = await pick_tip(session, patient_id, day, tips)
+    tip = await pick_tip(session, patient_id, day, tips, halt_source=halt_source)
     session.add(TipShown(patient_id=patient_id, tip_id=tip.id, local_day=day, sent_at=now))
     text = content.t("sos.tip.daily", p.language, tip=Html(tip.text))
     await enqueue(
@@ -218,14 +219,17 @@ async def tip_on_demand(session: AsyncSession, content: Content, patient_id: int
     if p is None or p.status != "active":
         return None
     day = local_date(now, p.timezone)
-    tip = await pick_tip(session, patient_id, day, load_clinical(content.root).tips(p.language))
+    tips = load_clinical(content.root).tips(p.language)
+    tip = await pick_tip(session, patient_id, day, tips, halt_source=halt_counts_from_checkins)
     session.add(TipShown(patient_id=patient_id, tip_id=tip.id, local_day=day, sent_at=now))
     await session.flush()
     return tip
 
 
-def sweeper_handler(content: Content) -> Callable[[AsyncSession, ScheduledItem, datetime], Awaitable[None]]:
-    """The `daily_tip` service: send today's tip, then schedule tomorrow's."""
+def sweeper_handler(
+    content: Content, halt_source: HaltSource | None
+) -> Callable[[AsyncSession, ScheduledItem, datetime], Awaitable[None]]:
+    """The `daily_tip` service: send today's tip (tailored by `halt_source`), then schedule tomorrow's."""
 
     async def handle(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
         patient_id = int((item.payload or {})["patient_id"])
@@ -235,7 +239,7 @@ def sweeper_handler(content: Content) -> Callable[[AsyncSession, ScheduledItem, 
         day = local_date(item.due_at, p.timezone)
         # A tip found far too late (the bot was down for a day) is skipped, not sent at night.
         if now - item.due_at < timedelta(hours=6):
-            await send_tip(session, content, patient_id, day, now)
+            await send_tip(session, content, patient_id, day, now, halt_source=halt_source)
         await schedule_next(session, patient_id, max(now, item.due_at))
 
     return handle
@@ -272,13 +276,9 @@ async def on_settings_changed(session: AsyncSession, patient_id: int, now: datet
     await reschedule(session, patient_id, now)
 
 
-def setup(sweeper: Any, content: Content) -> None:
-    """Register the `daily_tip` kind, the life-cycle hooks and the HALT tailoring (once per process)."""
-    from bot.core import lifecycle as onboarding_hooks
-
+def setup(sweeper: Any, content: Content, lifecycle: Lifecycle) -> None:
+    """Register the `daily_tip` kind (tailored by the check-ins' HALT answers) and the life-cycle hooks."""
     if KIND not in sweeper.kinds:
-        sweeper.register(KIND, sweeper_handler(content))
-    onboarding_hooks.register(on_activated)
-    onboarding_hooks.register_settings_changed(on_settings_changed)
-    if _halt_source is None:
-        set_halt_source(halt_counts_from_checkins)
+        sweeper.register(KIND, sweeper_handler(content, halt_counts_from_checkins))
+    lifecycle.on_activated(on_activated)
+    lifecycle.on_settings_changed(on_settings_changed)
