@@ -139,6 +139,8 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
         return
     async with ctx.hub.db.transaction() as s:
         await privacy.erase(s, user.id, now=now)
+    # The removals of what staff were sent about the patient go out now, not at the next poll.
+    ctx.hub.sender.wake()
     await answer(q)
     await edit(q, c.t("privacy.deleted", lang))
 

@@ -5,7 +5,8 @@ by their `ref` (flag posts and DMs `flag:<id>:…`, cards `card:<id>:…`, relay
 recorded here when Telegram takes them), those sent directly (Details, relay prompts) by
 `remember`. On erasure, `take_back` enqueues one removal per message in the erasure's own
 transaction, so a restart loses none: the outbox deletes the message, or, where Telegram no longer
-allows that (older than 48 hours), edits it to a neutral line (`privacy.removed_for_staff`).
+allows that (older than 48 hours), edits it to a neutral line (`privacy.removed_for_staff`). The
+caller wakes the sender once the erasure is committed, so the removals go out at once.
 
 A message that lands after its patient was erased (it was in flight) is taken back as it lands.
 """
@@ -13,11 +14,11 @@ A message that lands after its patient was erased (it was in flight) is taken ba
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.hub import Hub
@@ -151,9 +152,6 @@ async def take_back(session: AsyncSession, patient_id: int, telegram_id: int, no
     for chat_id, message_id in sorted(targets):
         await _remove(session, chat_id, message_id, now, text)
     await session.execute(delete(StaffMessage).where(StaffMessage.patient_id == patient_id))
-    if targets and _wake is not None:
-        # The sender starts on them as soon as the erasure is committed (not at its next poll).
-        event.listen(session.sync_session, "after_commit", lambda _s: _wake(), once=True)  # type: ignore[misc]
     out: dict[str, int] = {}
     if dropped:
         out["outbox_staff"] = dropped
@@ -162,14 +160,8 @@ async def take_back(session: AsyncSession, patient_id: int, telegram_id: int, no
     return out
 
 
-_wake: Callable[[], None] | None = None
-
-
 def install(hub: Hub) -> None:
-    """Remember outbox messages about patients as Telegram takes them; wake the sender when an
-    erasure has enqueued removals."""
-    global _wake
-    _wake = hub.sender.wake
+    """Remember outbox messages about patients as Telegram takes them."""
 
     async def on_sent(row: OutboxMessage, message_id: int | None) -> None:
         if message_id is None or not row.ref or row.ref == REMOVAL_REF:
