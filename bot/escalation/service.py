@@ -165,21 +165,10 @@ async def raise_flag(
         # group gets a plain alert instead (a database failure still fails the whole unit).
         log.error("flags: flag %s could not be announced as usual (%s); sending a plain alert", flag.id, type(exc).__name__)
         await plain_alert(session, flag, event, now)
-    for hook in _on_raised:
-        await hook(session, flag, created, escalated, now)
     return FlagResult(flag.id, created, flag.severity, escalated)
 
 
 _unknown_sources: set[str] = set()
-
-
-# Other areas may subscribe (e.g. metrics); the escalation workflow itself runs in _after_raise.
-_on_raised: list = []  # type: ignore[type-arg]
-
-
-def on_raised(hook) -> None:  # type: ignore[no-untyped-def]
-    """Register `async hook(session, flag, created, escalated, now)` run inside raise_flag."""
-    _on_raised.append(hook)
 
 
 async def _after_raise(
