@@ -172,8 +172,8 @@ async def test_a_flood_beyond_the_limit_is_never_built_and_is_still_marked_done(
     limited: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = limited
-    assert h.svc.flood is not None
-    h.svc.flood.now = _Ticks()
+    assert h.hub.flood is not None
+    h.hub.flood.now = _Ticks()
     await sup.add_patient(db, clock.now(), telegram_id=5001, code="P-1001")
     u = fake.add_user(id=5001, first_name="Jordan", started=True)
     built: list[int] = []
@@ -198,7 +198,7 @@ async def test_a_flood_beyond_the_limit_is_never_built_and_is_still_marked_done(
     ids += more
     # Of the flood beyond the limit, only the crisis became an Update.
     assert built == [crisis.update_id]
-    flood_line = h.svc.content.t("common.flood", "en")
+    flood_line = h.hub.content.t("common.flood", "en")
     texts = [m.plain_text or "" for m in fake.sent(u.id)]
     assert texts.count(flood_line) == 1
     assert any("988" in t for t in texts)  # the crisis beyond the limit is answered

@@ -19,6 +19,7 @@ from bot.escalation.models import Flag
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from bot.platform.models import InboxUpdate
+from bot.safety.signals import SignalKeeper
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.conftest import TEST_DATABASE_URL
@@ -104,7 +105,7 @@ async def bot(fake: FakeTelegram, db: Database, clock: FrozenClock, stub_detecto
 async def test_a_crisis_is_answered_while_another_process_holds_the_write_lock(bot: Any, fake: FakeTelegram):
     h, jordan = bot, bot.jordan
     # Ordinary updates wait for their store as long as it takes here: only the crisis is urgent.
-    h.svc.inbox.store_wait = 120
+    h.hub.inbox.store_wait = 120
     async with _hold(h.db.url) as holder:
         inc = fake.send_text(jordan, "I'm going to end it all tonight")
         # The resources reach the patient while the other process still holds the lock
@@ -139,20 +140,20 @@ async def test_a_crisis_is_answered_while_another_process_holds_the_write_lock(b
 
 
 async def _stored(h: Any) -> bool:
-    return await _count(h.db, Flag) >= 1 and h.svc.signals.held == 0
+    return await _count(h.db, Flag) >= 1 and h.hub.get(SignalKeeper).held == 0
 
 
 async def test_ordinary_messages_sent_during_the_lock_are_answered_once_after(bot: Any, fake: FakeTelegram):
     h, jordan = bot, bot.jordan
-    h.svc.inbox.store_wait = 0.05
+    h.hub.inbox.store_wait = 0.05
     async with _hold(h.db.url) as holder:
         first = fake.send_text(jordan, "hello")
         # Received and handed on after the bounded wait; marking it done waits for its store.
         await fake.wait_idle(timeout=15)
-        assert first.update_id in h.svc.inbox._storing
+        assert first.update_id in h.hub.inbox._storing
         # The database is known busy now: the next update is not held back at all, however
         # long the bounded wait (before, every batch waited it out again).
-        h.svc.inbox.store_wait = 120
+        h.hub.inbox.store_wait = 120
         second = fake.send_text(jordan, "how are you")
         await fake.wait_idle(timeout=15)
         assert holder.holding
@@ -164,7 +165,7 @@ async def test_ordinary_messages_sent_during_the_lock_are_answered_once_after(bo
     ids = (first.update_id, second.update_id)
     assert await _count(h.db, InboxUpdate, InboxUpdate.update_id.in_(ids), InboxUpdate.status == "done") == 2
     assert await _count(h.db, InboxUpdate) == 2
-    assert not h.svc.inbox._storing
+    assert not h.hub.inbox._storing
     fake.assert_no_errors()
 
 

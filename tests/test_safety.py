@@ -32,6 +32,7 @@ async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace
         clock=clock,
         roles=SimpleNamespace(on_access_lost=[]),
         on_start=[],
+        inbox=SimpleNamespace(urgent=None),
     )
     escalation_area.install(hub)
     safety.install(hub)
