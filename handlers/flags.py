@@ -25,7 +25,7 @@ from bot.core import state
 from bot.core.hub import Hub
 from bot.core.roles import COUNSELOR
 from bot.core.state import Awaiting
-from bot.escalation import relay
+from bot.escalation import buttons, relay
 from bot.escalation.oncall import get_oncall, set_oncall
 from bot.escalation.rendering import age_text, render_details, render_post, trigger_why, why_text
 from bot.escalation.rules import label
@@ -38,6 +38,7 @@ from bot.escalation.service import (
     resolve,
     staff_names,
 )
+from bot.platform.callbacks import Stale
 from bot.platform.content import Html
 from bot.platform.text import split_text
 from bot.privacy import erasure
@@ -111,13 +112,14 @@ async def on_button(update: Update, ctx: Ctx) -> None:
     if q is None or user is None:
         return
     c = ctx.hub.content
-    parts = (q.data or "").split(":")
-    if len(parts) != 3 or not _is_id(parts[2]) or parts[1] not in _ACTIONS:
+    try:
+        pressed = buttons.FLAG.parse(q.data)
+    except Stale:
         await answer(q, c.t("common.button_expired"))
         return
     if not await require_role(update, ctx, COUNSELOR):
         return
-    await _ACTIONS[parts[1]](update, ctx, user, int(parts[2]))
+    await _ACTIONS[pressed.codec](update, ctx, user, *pressed.values)
 
 
 async def _claim(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
@@ -147,7 +149,7 @@ async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
         await answer(q, c.t("flags.not_found"), alert=True)
         return
     text = render_details(d)
-    rows = [[(c.t("flags.button.message"), f"fl:msg:{flag_id}")]] if d.flag.status != "resolved" else None
+    rows = [[(c.t("flags.button.message"), buttons.MESSAGE.pack(flag_id))]] if d.flag.status != "resolved" else None
     if await _dm(ctx, user.id, text, rows, about=d.flag.patient_id):
         await answer(q, c.t("flags.details_sent") if q.message is None or q.message.chat.type != "private" else None)
     else:
@@ -167,7 +169,7 @@ async def _message(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
             await answer(q, c.t("flags.not_found"), alert=True)
         return
     conv = res.conversation
-    rows = [[(c.t("flags.button.end"), f"fl:end:{conv.id}")]]
+    rows = [[(c.t("flags.button.end"), buttons.END.pack(conv.id))]]
     if await _dm(ctx, user.id, c.t("flags.relay_started", code=conv.patient_code), rows, about=conv.patient_id):
         in_dm = q.message is not None and q.message.chat.type == "private"
         await answer(q, None if in_dm else c.t("flags.relay_asked"))
@@ -189,7 +191,7 @@ async def _resolve(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
         return
     async with hub.db.transaction() as s:
         await state.set_(s, user.id, NOTE_STATE, {"flag_id": flag_id}, hub.clock.now())
-    rows = [[(c.t("flags.button.cancel_note"), f"fl:nonote:{flag_id}")]]
+    rows = [[(c.t("flags.button.cancel_note"), buttons.NO_NOTE.pack(flag_id))]]
     if await _dm(ctx, user.id, c.t("flags.resolve_prompt", id=flag_id, code=info.patient_code), rows, about=info.patient_id):
         in_dm = q.message is not None and q.message.chat.type == "private"
         await answer(q, None if in_dm else c.t("flags.resolve_asked"))
@@ -230,12 +232,12 @@ async def _end(update: Update, ctx: Ctx, user: User, conversation_id: int) -> No
 
 
 _ACTIONS = {
-    "claim": _claim,
-    "details": _details,
-    "msg": _message,
-    "resolve": _resolve,
-    "nonote": _no_note,
-    "end": _end,
+    buttons.CLAIM: _claim,
+    buttons.DETAILS: _details,
+    buttons.MESSAGE: _message,
+    buttons.RESOLVE: _resolve,
+    buttons.NO_NOTE: _no_note,
+    buttons.END: _end,
 }
 
 
@@ -288,7 +290,7 @@ async def relay_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     if conv is None:
         await reply(update, c.t("flags.relay_not_active"))
     else:
-        said = await reply(update, c.t("flags.relay_delivered", code=conv.patient_code), [[(c.t("flags.button.end"), f"fl:end:{conv.id}")]])
+        said = await reply(update, c.t("flags.relay_delivered", code=conv.patient_code), [[(c.t("flags.button.end"), buttons.END.pack(conv.id))]])
         if said is not None:
             await _remember(ctx, conv.patient_id, said.chat_id, [said.message_id])
 
@@ -355,9 +357,9 @@ async def flags_cmd(update: Update, ctx: Ctx) -> None:
                 state=label(c, lang, "status", f.status),
             )
         )
-        row = [(f"#{f.id} " + c.t("flags.button.details"), f"fl:details:{f.id}")]
+        row = [(f"#{f.id} " + c.t("flags.button.details"), buttons.DETAILS.pack(f.id))]
         if f.status == "open":
-            row.insert(0, (f"#{f.id} " + c.t("flags.button.claim"), f"fl:claim:{f.id}"))
+            row.insert(0, (f"#{f.id} " + c.t("flags.button.claim"), buttons.CLAIM.pack(f.id)))
         rows.append(row)
     await reply(update, "\n".join(lines), rows)
 
@@ -438,7 +440,7 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
 
 
 def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: ignore[type-arg]
-    app.add_handler(CallbackQueryHandler(on_button, pattern=r"^fl:"))
+    app.add_handler(CallbackQueryHandler(on_button, pattern=buttons.FLAG.pattern))
     app.add_handler(CommandHandler("flags", flags_cmd))
     app.add_handler(CommandHandler("flag", flag_cmd))
     app.add_handler(CommandHandler("oncall", oncall_cmd))

@@ -25,7 +25,8 @@ from bot.core import people, state
 from bot.core.hub import Hub
 from bot.escalation import relay
 from bot.escalation.rules import CATEGORIES, load_rules
-from bot.safety import crisis, screening, signals
+from bot.platform.callbacks import Stale
+from bot.safety import buttons, crisis, screening, signals
 from bot.safety import service as safety
 from bot.safety.service import NO_SIGNAL, Signal
 from bot.safety.signals import SignalKeeper
@@ -233,7 +234,7 @@ async def talk_cmd(update: Update, ctx: Ctx) -> None:
     await reply(update, "\n\n".join([c.t("safety.talk_done", lang), line, c.t("safety.talk_safety", lang)]))
 
 
-_ANSWERS = {"y": "yes", "n": "no", "t": "talk"}
+_ANSWERS = {buttons.YES: "yes", buttons.YES_BARE: "yes", buttons.NO: "no", buttons.TALK: "talk"}
 
 
 async def on_button(update: Update, ctx: Ctx) -> None:
@@ -243,25 +244,30 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         return
     hub = ctx.hub
     c = hub.content
-    parts = (q.data or "").split(":")
+    try:
+        pressed = buttons.SAFETY.parse(q.data)
+    except Stale:
+        await answer(q, c.t("common.button_expired"))
+        return
     now = hub.clock.now()
     # sf:<y|n|t>:<check id>, and "yes" carries the category (sf:y:<id>:<category>).
-    if len(parts) in (3, 4) and parts[1] in _ANSWERS and parts[2].isdigit():
-        ans = _ANSWERS[parts[1]]
+    if pressed.codec in _ANSWERS:
+        ans = _ANSWERS[pressed.codec]
+        check_id: int = pressed.values[0]
         lang = _lang(ctx, user.language_code)
-        category = parts[3] if len(parts) == 4 and parts[3] in CATEGORIES else None
+        category = pressed.values[1] if pressed.codec is buttons.YES and pressed.values[1] in CATEGORIES else None
         if ans == "yes":
             await answer(q)
             await send_crisis(update, ctx, lang, category)  # at once, before the database
         try:
             async with hub.db.transaction() as s:
-                res = await safety.confirm_answer(s, int(parts[2]), telegram_id=user.id, answer=ans, now=now)
+                res = await safety.confirm_answer(s, check_id, telegram_id=user.id, answer=ans, now=now)
                 if res.status == "ok" and res.crisis and res.patient_id is not None:
                     await safety.enqueue_plan(s, res.patient_id, now)
         except Exception as exc:
             # Every answer reaches the care team: kept in memory and retried (bot/safety/signals.py).
             log.error("safety: could not record the answer to the safety question (%s)", type(exc).__name__)
-            hub.get(SignalKeeper).hold_answer(user.id, int(parts[2]), ans, category=category)
+            hub.get(SignalKeeper).hold_answer(user.id, check_id, ans, category=category)
             if ans != "yes":
                 await answer(q)
                 await reply(update, c.t("safety.confirm_no_reply" if ans == "no" else "safety.confirm_talk_reply", lang))
@@ -286,9 +292,10 @@ async def on_button(update: Update, ctx: Ctx) -> None:
             return
         await reply(update, c.t("safety.confirm_talk_reply", res.language))
         return
-    if len(parts) == 4 and parts[1] == "fu" and parts[2].isdigit() and parts[3] in ("ok", "bad", "talk"):
+    if pressed.codec is buttons.FOLLOWUP:
+        flag_id, said = pressed.values
         async with hub.db.transaction() as s:
-            status = await safety.followup_answer(s, int(parts[2]), telegram_id=user.id, answer=parts[3], now=now)
+            status = await safety.followup_answer(s, flag_id, telegram_id=user.id, answer=said, now=now)
             patient = await people.active_patient_info(s, user.id)
         hub.sender.wake()
         lang = patient.language if patient else "en"
@@ -298,7 +305,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         await answer(q, c.t("safety.confirm_done", lang) if status == "answered" else None)
         await _drop_buttons(q)
         if status == "ok":
-            key = "safety.followup_ok_reply" if parts[3] == "ok" else "safety.followup_bad_reply"
+            key = "safety.followup_ok_reply" if said == "ok" else "safety.followup_bad_reply"
             await reply(update, c.t(key, lang))
         return
     await answer(q, c.t("common.button_expired"))
@@ -318,4 +325,4 @@ async def _drop_buttons(q: CallbackQuery) -> None:
 def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: ignore[type-arg]
     app.add_handler(MessageHandler(SCREENED, screen), group=-50)
     app.add_handler(CommandHandler("talk", talk_cmd, filters=PRIVATE))
-    app.add_handler(CallbackQueryHandler(on_button, pattern=r"^sf:"))
+    app.add_handler(CallbackQueryHandler(on_button, pattern=buttons.SAFETY.pattern))

@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.core.models import AuditEntry, GroupMember, StaffRole
+from bot.escalation.buttons import FLAG
 from bot.escalation.models import Flag
 from bot.platform.content import get_content
 from fakeapi import FakeTelegram
 from handlers import COUNSELOR_COMMANDS
-from handlers.flags import _ACTIONS
 from tests import escalation_support as sup
 from tests.harness import BotHarness
 
@@ -111,8 +111,8 @@ async def test_a_removed_counselor_loses_every_counselor_action_at_once(
     assert len(told) == 1 and str(dana.id) in told[0] and f"/grant {dana.id} counselor" in told[0]
 
     # Every flag button refuses her, in the group and in her private chat.
-    for action in _ACTIONS:
-        qid = await h.press(dana, post, f"fl:{action}:{flag_id}")
+    for action in FLAG.codecs:
+        qid = await h.press(dana, post, action.pack(flag_id))
         assert (fake.callback_answer(qid) or {}).get("text") == NOT_ALLOWED_GROUP, action
     # Every counselor command refuses her.
     for command in COUNSELOR_COMMANDS:

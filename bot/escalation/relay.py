@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core import state
 from bot.core.audit import audit
 from bot.core.models import Patient
+from bot.escalation import buttons
 from bot.escalation.models import Flag, FlagEvent, RelayConversation, RelayMessage
 from bot.escalation.oncall import get_oncall, set_oncall
 from bot.escalation.rules import workflow
 from bot.platform.content import Content, get_content
+from bot.platform.keyboards import inline_keyboard
 from bot.platform.outbox import Outgoing, enqueue
 
 WRITE_STATE = "relay:write"
@@ -153,7 +155,7 @@ async def patient_replies(session: AsyncSession, telegram_id: int, text: str, *,
 
 
 def end_keyboard(c: Content, lang: str, conversation_id: int) -> dict[str, object]:
-    return {"inline_keyboard": [[{"text": c.t("flags.button.end", lang), "callback_data": f"fl:end:{conversation_id}"}]]}
+    return inline_keyboard([[(c.t("flags.button.end", lang), buttons.END.pack(conversation_id))]])
 
 
 async def end(session: AsyncSession, conversation_id: int, *, counselor_id: int, now: datetime) -> Conversation | None:

@@ -19,11 +19,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.escalation import buttons
 from bot.escalation.models import Flag, FlagCard, FlagEvent
 from bot.escalation.rules import Workflow, label, rank, workflow
 from bot.escalation.values import FlagDetails, FlagInfo, flag_info, locked, patient_code
+from bot.platform.callbacks import Codec
 from bot.platform.clock import ensure_utc, local_date, local_text, zone_name
 from bot.platform.content import Content, Html, get_content
+from bot.platform.keyboards import Button, inline_keyboard
 from bot.platform.models import OutboxMessage
 from bot.platform.outbox import Outgoing, enqueue
 
@@ -126,7 +129,8 @@ def _plain_post(info: FlagInfo) -> str:
 
 
 def _plain_keyboard(info: FlagInfo) -> dict[str, Any]:
-    return {"inline_keyboard": [[{"text": f"{a.title()} #{info.id}", "callback_data": f"fl:{a}:{info.id}"}] for a in ("claim", "details", "resolve")]}
+    actions = (buttons.CLAIM, buttons.DETAILS, buttons.RESOLVE)
+    return inline_keyboard([[(f"{a.tag.title()} #{info.id}", a.pack(info.id))] for a in actions])
 
 
 async def plain_alert(session: AsyncSession, flag: Flag, event: FlagEvent, now: datetime) -> None:
@@ -183,16 +187,19 @@ def post_keyboard(info: FlagInfo, *, content: Content | None = None, lang: str |
     c = content or (wf.content if wf else get_content())
     lang = lang or (wf.lang if wf else "en")
 
-    def b(key: str, action: str) -> dict[str, str]:
-        return {"text": c.t(f"flags.button.{key}", lang), "callback_data": f"fl:{action}:{info.id}"}
+    def b(key: str, action: Codec) -> Button:
+        return (c.t(f"flags.button.{key}", lang), action.pack(info.id))
 
+    claim, details, message, resolve = (
+        b("claim", buttons.CLAIM), b("details", buttons.DETAILS), b("message", buttons.MESSAGE), b("resolve", buttons.RESOLVE)
+    )
     if info.status == "resolved":
-        rows = [[b("details", "details")]]
+        rows = [[details]]
     elif info.status == "claimed":
-        rows = [[b("details", "details"), b("message", "msg")], [b("resolve", "resolve")]]
+        rows = [[details, message], [resolve]]
     else:
-        rows = [[b("claim", "claim"), b("details", "details")], [b("message", "msg"), b("resolve", "resolve")]]
-    return {"inline_keyboard": rows}
+        rows = [[claim, details], [message, resolve]]
+    return inline_keyboard(rows)
 
 
 async def edit_posts(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime) -> None:

@@ -20,9 +20,11 @@ from bot.escalation.rules import Workflow, workflow
 from bot.escalation.values import locked
 from bot.platform.clock import ensure_utc, local_date
 from bot.platform.content import Html
+from bot.platform.keyboards import inline_keyboard
 from bot.platform.models import RuntimeSetting, ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.platform.scheduler import cancel, schedule
+from bot.safety import buttons as safety_buttons
 
 KIND_RENOTIFY = "flag_renotify"
 
@@ -171,13 +173,7 @@ async def followup_item(session: AsyncSession, item: ScheduledItem, now: datetim
         return
     flag_id = int(payload.get("flag_id", 0))
     c, lang = wf.content, patient.language or wf.lang
-    kb = {
-        "inline_keyboard": [
-            [{"text": c.t("safety.followup_ok", lang), "callback_data": f"sf:fu:{flag_id}:ok"}],
-            [{"text": c.t("safety.followup_bad", lang), "callback_data": f"sf:fu:{flag_id}:bad"}],
-            [{"text": c.t("safety.followup_talk", lang), "callback_data": f"sf:fu:{flag_id}:talk"}],
-        ]
-    }
+    kb = inline_keyboard([[(c.t(f"safety.followup_{a}", lang), safety_buttons.FOLLOWUP.pack(flag_id, a))] for a in safety_buttons.FOLLOWUP_ANSWERS])
     await enqueue(
         session, Outgoing(patient.telegram_id, c.t("safety.followup", lang), reply_markup=kb), now=now,
         dedup_key=f"flagfollowup:{flag_id}",
