@@ -19,8 +19,9 @@ from bot.core.hub import Hub
 from bot.core.lifecycle import Lifecycle
 from bot.core.people import PatientInfo, active_patient_info
 from bot.core.state import Awaiting
-from bot.enrolment import onboarding
+from bot.enrolment import buttons, onboarding
 from bot.enrolment import settings as settings_service
+from bot.enrolment.buttons import Answers
 from bot.enrolment.onboarding import (
     AGE,
     CHECKIN_TIME,
@@ -34,6 +35,7 @@ from bot.enrolment.onboarding import (
 )
 from bot.enrolment.timezones import COMMON_ZONES, parse_zone, zone_at
 from bot.enrolment.timezones import label as zone_label
+from bot.platform.callbacks import Codec, Stale
 from bot.platform.clock import local_date
 from bot.platform.content import Content, Html
 from handlers import common
@@ -45,8 +47,9 @@ from handlers.ui import Button, answer, edit, reply
 SETTING_KIND = "onboarding:setting"
 # In chat state data: a reply keyboard (share location) is showing and must be removed later.
 KEYBOARD_SHOWN = "kb"
-_STEP_CODES = {
-    "age": AGE, "con": CONSENT, "tz": TIMEZONE, "tm": CHECKIN_TIME, "sob": SOBRIETY, "mat": MAT, "med": MAT_SCHEDULE,
+_STEPS: dict[Codec, str] = {
+    buttons.AGE: AGE, buttons.CONSENT: CONSENT, buttons.ONBOARDING.timezone: TIMEZONE, buttons.ONBOARDING.time: CHECKIN_TIME,
+    buttons.ONBOARDING.sobriety: SOBRIETY, buttons.ONBOARDING.mat: MAT, buttons.ONBOARDING.schedule: MAT_SCHEDULE,
 }
 # How often the MAT medication is taken, as a button's value.
 _SCHEDULE_CODES = {"d": "daily", "w": "weekly", "m": "monthly"}
@@ -111,44 +114,44 @@ def consent_text(c: Content, lang: str, *, encrypted: bool = False) -> tuple[str
 
 
 def question(
-    c: Content, step: str, lang: str, prefix: str = "ob", *, encrypted: bool = False
+    c: Content, step: str, lang: str, answers: Answers = buttons.ONBOARDING, *, encrypted: bool = False
 ) -> tuple[str, list[list[Button]]]:
-    """The text and buttons asking for one step (`prefix` ob: onboarding, st: settings)."""
+    """The text and buttons asking for one step (`answers`: onboarding's or settings')."""
     if step == AGE:
         return c.t(_ASK_KEY[AGE], lang), [
-            [(c.t("onboarding.age_yes", lang), "ob:age:y")],
-            [(c.t("onboarding.age_no", lang), "ob:age:n")],
+            [(c.t("onboarding.age_yes", lang), buttons.AGE.pack("y"))],
+            [(c.t("onboarding.age_no", lang), buttons.AGE.pack("n"))],
         ]
     if step == CONSENT:
         text, _ = consent_text(c, lang, encrypted=encrypted)
-        return text, [[(c.t("onboarding.consent_yes", lang), "ob:con:y"), (c.t("onboarding.consent_no", lang), "ob:con:n")]]
+        return text, [[(c.t("onboarding.consent_yes", lang), buttons.CONSENT.pack("y")), (c.t("onboarding.consent_no", lang), buttons.CONSENT.pack("n"))]]
     if step == TIMEZONE:
-        zones = [(lbl, f"{prefix}:tz:{i}") for i, (lbl, _z) in enumerate(COMMON_ZONES)]
+        zones = [(lbl, answers.timezone.pack(str(i))) for i, (lbl, _z) in enumerate(COMMON_ZONES)]
         rows = [zones[i : i + 2] for i in range(0, len(zones), 2)]
-        rows.append([(c.t("onboarding.other_zone", lang), f"{prefix}:tz:other")])
+        rows.append([(c.t("onboarding.other_zone", lang), answers.timezone.pack("other"))])
         return c.t(_ASK_KEY[TIMEZONE], lang), rows
     if step == CHECKIN_TIME:
-        btns = [(lbl, f"{prefix}:tm:{v.replace(':', '')}") for v, lbl in time_buttons(c, lang)]
+        btns = [(lbl, answers.time.pack(v.replace(":", ""))) for v, lbl in time_buttons(c, lang)]
         return c.t(_ASK_KEY[CHECKIN_TIME], lang), [btns[i : i + 4] for i in range(0, len(btns), 4)]
     if step == SOBRIETY:
-        rows = [[(c.t("onboarding.skip", lang), f"{prefix}:sob:skip")]]
-        if prefix == "st":
-            rows.insert(0, [(c.t("settings.btn_clear_sobriety", lang), "st:sob:clear")])
+        rows = [[(c.t("onboarding.skip", lang), answers.sobriety.pack("skip"))]]
+        if answers is buttons.SETTINGS:
+            rows.insert(0, [(c.t("settings.btn_clear_sobriety", lang), answers.sobriety.pack("clear"))])
         return c.t(_ASK_KEY[SOBRIETY], lang), rows
     if step == MAT:
-        return c.t(_ASK_KEY[MAT], lang), [[(c.t("onboarding.btn_yes", lang), f"{prefix}:mat:y"), (c.t("onboarding.btn_no", lang), f"{prefix}:mat:n")]]
+        return c.t(_ASK_KEY[MAT], lang), [[(c.t("onboarding.btn_yes", lang), answers.mat.pack("y")), (c.t("onboarding.btn_no", lang), answers.mat.pack("n"))]]
     if step == MAT_SCHEDULE:
         return c.t(_ASK_KEY[MAT_SCHEDULE], lang), [
-            [(c.t(f"onboarding.schedule.{name}", lang), f"{prefix}:med:{code}")] for code, name in _SCHEDULE_CODES.items()
+            [(c.t(f"onboarding.schedule.{name}", lang), answers.schedule.pack(code))] for code, name in _SCHEDULE_CODES.items()
         ]
     raise ValueError(step)
 
 
-def sobriety_echo(c: Content, lang: str, d: date, prefix: str) -> tuple[str, list[list[Button]]]:
+def sobriety_echo(c: Content, lang: str, d: date, answers: Answers) -> tuple[str, list[list[Button]]]:
     """A typed sobriety date read back for confirmation: yes (saves it) / change (asks again)."""
-    change = f"{prefix}:sob:change" if prefix == "ob" else "st:sob"
+    change = answers.sobriety.pack("change") if answers is buttons.ONBOARDING else buttons.OPEN_SOBRIETY.pack()
     return c.t("onboarding.confirm_sobriety", lang, date=timefmt.day(c, lang, d)), [
-        [(c.t("onboarding.sobriety_yes", lang), f"{prefix}:sob:d{d:%Y%m%d}"), (c.t("onboarding.sobriety_change", lang), change)]
+        [(c.t("onboarding.sobriety_yes", lang), answers.sobriety.pack(f"d{d:%Y%m%d}")), (c.t("onboarding.sobriety_change", lang), change)]
     ]
 
 
@@ -227,12 +230,13 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
     if user is None or q.message is None or chat is None or chat.type != "private":
         await common.expired_button(update, ctx)
         return
-    parts = (q.data or "").split(":")
-    step = _STEP_CODES.get(parts[1]) if len(parts) == 3 else None
-    if step is None:
+    try:
+        pressed = buttons.ONBOARDING.family.parse(q.data)
+    except Stale:
         await common.expired_button(update, ctx)
         return
-    value = parts[2]
+    step = _STEPS[pressed.codec]
+    (value,) = pressed.values
     c = ctx.hub.content
     now = _now(ctx)
     async with ctx.hub.db.session() as s:
@@ -391,7 +395,7 @@ async def _typed_step(
             except DateProblem as exc:
                 await ask_step(update, ctx, step, lang, before=c.t(f"onboarding.date_{exc.reason}", lang))
                 return
-            await reply(update, *sobriety_echo(c, lang, d, "ob"))  # saved once confirmed
+            await reply(update, *sobriety_echo(c, lang, d, buttons.ONBOARDING))  # saved once confirmed
             return
         async with ctx.hub.db.transaction() as s:
             new = await onboarding.answer_sobriety(s, user_id, None, now)
@@ -467,13 +471,13 @@ def settings_view(c: Content, p: PatientInfo) -> tuple[str, list[list[Button]]]:
         language=c.t(name_key, lang) if c.has(name_key, lang) else p.language,
     )
     rows: list[list[Button]] = [
-        [(c.t("settings.btn_timezone", lang), "st:tz"), (c.t("settings.btn_time", lang), "st:tm")],
-        [(c.t("settings.btn_sobriety", lang), "st:sob"), (c.t("settings.btn_mat", lang), "st:mat")],
+        [(c.t("settings.btn_timezone", lang), buttons.OPEN_TIMEZONE.pack()), (c.t("settings.btn_time", lang), buttons.OPEN_TIME.pack())],
+        [(c.t("settings.btn_sobriety", lang), buttons.OPEN_SOBRIETY.pack()), (c.t("settings.btn_mat", lang), buttons.OPEN_MAT.pack())],
         [
-            (c.t("settings.btn_tips_off", lang), "st:tips:0")
+            (c.t("settings.btn_tips_off", lang), buttons.TIPS.pack("0"))
             if p.tips_enabled
-            else (c.t("settings.btn_tips_on", lang), "st:tips:1"),
-            (c.t("settings.btn_language", lang), "st:lang"),
+            else (c.t("settings.btn_tips_on", lang), buttons.TIPS.pack("1")),
+            (c.t("settings.btn_language", lang), buttons.OPEN_LANGUAGE.pack()),
         ],
     ]
     return text, rows
@@ -502,12 +506,13 @@ async def settings_button(update: Update, ctx: Ctx) -> None:
         return
     c = ctx.hub.content
     lang = p.language
-    parts = (q.data or "").split(":")
-    what = parts[1] if len(parts) > 1 else ""
-    value = parts[2] if len(parts) == 3 else None
-    if len(parts) > 3:
+    try:
+        pressed = buttons.SETTINGS.family.parse(q.data)
+    except Stale:
         await common.expired_button(update, ctx)
         return
+    what = pressed.codec.tag
+    value: str | None = pressed.values[0] if pressed.values else None
     now = _now(ctx)
     if value is None and what in ("tz", "tm", "sob", "mat"):
         step = {"tz": TIMEZONE, "tm": CHECKIN_TIME, "sob": SOBRIETY, "mat": MAT}[what]
@@ -515,12 +520,12 @@ async def settings_button(update: Update, ctx: Ctx) -> None:
             async with ctx.hub.db.transaction() as s:
                 await state.set_(s, user.id, SETTING_KIND, {"field": _SETTING_FIELDS[what]}, now)
         await answer(q)
-        text, rows = question(c, step, lang, prefix="st")
+        text, rows = question(c, step, lang, buttons.SETTINGS)
         await edit(q, text, rows)
         return
     if value is None and what == "lang":
         await answer(q)
-        rows = [[(c.t(f"settings.language_names.{code}", lang) if c.has(f"settings.language_names.{code}") else code, f"st:lang:{code}")] for code in c.languages]
+        rows = [[(c.t(f"settings.language_names.{code}", lang) if c.has(f"settings.language_names.{code}") else code, buttons.LANGUAGE.pack(code))] for code in c.languages]
         await edit(q, c.t("settings.ask_language", lang), rows)
         return
     field, parsed = _setting_value(what, value, c)
@@ -588,7 +593,7 @@ async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typ
         return
     if field == "mat" and p.mat and update.callback_query is not None:
         # In medication-assisted treatment: how often the medication is taken comes next.
-        await edit(update.callback_query, *question(c, MAT_SCHEDULE, p.language, prefix="st"))
+        await edit(update.callback_query, *question(c, MAT_SCHEDULE, p.language, buttons.SETTINGS))
         return
     text, rows = settings_view(c, p)
     text = c.t("settings.saved", p.language) + "\n\n" + text
@@ -635,7 +640,7 @@ async def settings_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         except DateProblem as exc:
             await reply(update, c.t(f"onboarding.date_{exc.reason}", lang))
             return
-        await reply(update, *sobriety_echo(c, lang, d, "st"))  # saved once confirmed
+        await reply(update, *sobriety_echo(c, lang, d, buttons.SETTINGS))  # saved once confirmed
     else:
         async with ctx.hub.db.transaction() as s:
             await state.clear(s, user.id, SETTING_KIND)
@@ -649,8 +654,8 @@ def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: i
     private = filters.ChatType.PRIVATE
     app.add_handler(CommandHandler("start", start_cmd, filters=private))
     app.add_handler(CommandHandler("settings", settings_cmd, filters=private))
-    app.add_handler(CallbackQueryHandler(onboarding_button, pattern=r"^ob:"))
-    app.add_handler(CallbackQueryHandler(settings_button, pattern=r"^st:"))
+    app.add_handler(CallbackQueryHandler(onboarding_button, pattern=buttons.ONBOARDING.family.pattern))
+    app.add_handler(CallbackQueryHandler(settings_button, pattern=buttons.SETTINGS.family.pattern))
     app.add_handler(MessageHandler(filters.LOCATION & private, location_msg))
     router.on(onboarding.STATE_KIND, onboarding_text)
     router.on(SETTING_KIND, settings_text)

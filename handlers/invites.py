@@ -13,8 +13,9 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from bot.core.audit import audit
 from bot.core.hub import Hub
 from bot.core.roles import ADMIN, COUNSELOR
-from bot.enrolment import invites
+from bot.enrolment import buttons, invites
 from bot.enrolment.invites import CohortError
+from bot.platform.callbacks import Stale
 from bot.platform.content import Content, Html
 from handlers import common
 from handlers.context import Ctx
@@ -132,7 +133,7 @@ def _invites_view(c: Content, items: list[invites.InviteInfo]) -> tuple[str, lis
                 expires=inv.expires_at.strftime("%Y-%m-%d"),
             )
         )
-        rows.append([(c.t("staff.invite_revoke_btn", id=inv.id), f"inv:rev:{inv.id}")])
+        rows.append([(c.t("staff.invite_revoke_btn", id=inv.id), buttons.REVOKE.pack(inv.id))])
     return "\n".join(lines), rows
 
 
@@ -151,8 +152,9 @@ async def invites_button(update: Update, ctx: Ctx) -> None:
     q = update.callback_query
     if q is None:
         return
-    parts = (q.data or "").split(":")
-    if len(parts) != 3 or parts[1] != "rev" or not parts[2].isdigit() or len(parts[2]) > 9:
+    try:
+        (invite_id,) = buttons.REVOKE.parse(q.data)
+    except Stale:
         await common.expired_button(update, ctx)
         return
     if not await common.require_role(update, ctx, COUNSELOR):
@@ -160,9 +162,9 @@ async def invites_button(update: Update, ctx: Ctx) -> None:
     c = ctx.hub.content
     now = ctx.hub.clock.now()
     async with ctx.hub.db.transaction() as s:
-        done = await invites.revoke_invite(s, int(parts[2]), actor_id=common.user_id(update), now=now)
+        done = await invites.revoke_invite(s, invite_id, actor_id=common.user_id(update), now=now)
         items = await invites.list_invites(s, now)
-    await answer(q, c.t("staff.invite_revoked", id=int(parts[2])) if done else c.t("staff.invite_already_revoked"))
+    await answer(q, c.t("staff.invite_revoked", id=invite_id) if done else c.t("staff.invite_already_revoked"))
     text, rows = _invites_view(c, items)
     await edit(q, text, rows or None)
 
@@ -171,4 +173,4 @@ def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: i
     app.add_handler(CommandHandler("cohort", cohort_cmd))
     app.add_handler(CommandHandler("invite", invite_cmd))
     app.add_handler(CommandHandler("invites", invites_cmd))
-    app.add_handler(CallbackQueryHandler(invites_button, pattern=r"^inv:"))
+    app.add_handler(CallbackQueryHandler(invites_button, pattern=buttons.INVITES.pattern))

@@ -15,7 +15,9 @@ from bot.core.hub import Hub
 from bot.core.people import PatientInfo
 from bot.enrolment import onboarding
 from bot.enrolment.onboarding import AGE, CONSENT
+from bot.platform.callbacks import Pressed, Stale
 from bot.platform.content import Html
+from bot.privacy import buttons
 from bot.privacy import service as privacy
 from handlers import common
 from handlers.context import Ctx
@@ -91,7 +93,7 @@ async def delete_cmd(update: Update, ctx: Ctx) -> None:
     await reply(
         update,
         c.t("privacy.delete_ask", p.language),
-        [[(c.t("privacy.delete_yes", p.language), "pv:del:1")], [(c.t("privacy.delete_no", p.language), "pv:keep")]],
+        [[(c.t("privacy.delete_yes", p.language), buttons.DELETE.pack("1"))], [(c.t("privacy.delete_no", p.language), buttons.KEEP.pack())]],
     )
 
 
@@ -106,15 +108,18 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
         waiting = await state.get(s, user.id)
     p = prog.patient if prog.kind in ("step", "active") else None
     pending = waiting is not None and waiting.kind == DELETE_KIND
-    valid = q.data in ("pv:del:1", "pv:del:2", "pv:keep") and q.message is not None
-    if p is None or chat is None or chat.type != "private" or not pending or not valid:
+    try:
+        pressed: Pressed | None = buttons.PRIVACY.parse(q.data)
+    except Stale:
+        pressed = None
+    if pressed is None or q.message is None or p is None or chat is None or chat.type != "private" or not pending:
         await common.expired_button(update, ctx)
         return
     assert waiting is not None
     c = ctx.hub.content
     lang = p.language
     now = ctx.hub.clock.now()
-    if q.data == "pv:keep":
+    if pressed.codec is buttons.KEEP:
         async with ctx.hub.db.transaction() as s:
             await state.clear(s, user.id, DELETE_KIND)
             if prog.kind == "step":
@@ -124,14 +129,14 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
         if prog.kind == "step":
             await ask_step(update, ctx, prog.step, lang)
         return
-    if q.data == "pv:del:1":
+    if pressed.values == ("1",):
         async with ctx.hub.db.transaction() as s:
             await state.set_(s, user.id, DELETE_KIND, {"step": 2}, now)
         await answer(q)
         await edit(
             q,
             c.t("privacy.delete_confirm", lang),
-            [[(c.t("privacy.delete_really", lang), "pv:del:2")], [(c.t("privacy.delete_no", lang), "pv:keep")]],
+            [[(c.t("privacy.delete_really", lang), buttons.DELETE.pack("2"))], [(c.t("privacy.delete_no", lang), buttons.KEEP.pack())]],
         )
         return
     if waiting.data.get("step") != 2:
@@ -150,4 +155,4 @@ def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: i
     app.add_handler(CommandHandler("privacy", privacy_cmd, filters=private))
     app.add_handler(CommandHandler("mydata", mydata_cmd, filters=private))
     app.add_handler(CommandHandler("delete", delete_cmd, filters=private))
-    app.add_handler(CallbackQueryHandler(privacy_button, pattern=r"^pv:"))
+    app.add_handler(CallbackQueryHandler(privacy_button, pattern=buttons.PRIVACY.pattern))
