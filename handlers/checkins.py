@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,8 +12,9 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
+from bot.assessments import buttons as assessment_buttons
 from bot.assessments import service as assessments
-from bot.checkins import progress, sobriety
+from bot.checkins import buttons, progress, sobriety
 from bot.checkins import service as checkins
 from bot.checkins.service import Result
 from bot.core import people
@@ -20,9 +22,10 @@ from bot.core.hub import Hub
 from bot.core.people import PatientInfo
 from bot.core.roles import COUNSELOR
 from bot.core.state import Awaiting
+from bot.platform.callbacks import Codec, Pressed, Stale
 from bot.platform.clock import local_date
 from bot.privacy import erasure
-from handlers.common import not_enrolled, require_patient, require_role
+from handlers.common import expired_button, not_enrolled, require_patient, require_role
 from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.ui import answer, edit, keyboard, reply
@@ -41,12 +44,6 @@ async def _show(update: Update, result: Result) -> None:
             await reply(update, screen.text, screen.rows or None)
 
 
-async def _expired(update: Update, ctx: Ctx) -> None:
-    q = update.callback_query
-    if q is not None:
-        await answer(q, ctx.hub.content.t("common.button_expired"))
-
-
 async def checkin_cmd(update: Update, ctx: Ctx) -> None:
     patient = await require_patient(update, ctx)
     if patient is None:
@@ -57,28 +54,32 @@ async def checkin_cmd(update: Update, ctx: Ctx) -> None:
     await _show(update, result)
 
 
-async def _step(s: AsyncSession, hub: Hub, patient: PatientInfo, action: str, parts: list[str]) -> Result | None:
+async def _step(s: AsyncSession, hub: Hub, patient: PatientInfo, pressed: Pressed | None) -> Result | None:
     """The check-in step a button asks for; None when the button is stale or malformed."""
+    if pressed is None:
+        return None
     now = hub.clock.now()
     c = hub.content
-    if action == "start" and len(parts) == 2:
+    codec, values = pressed.codec, pressed.values
+    if codec is buttons.START:
         return await checkins.start(s, c, patient, now)
-    if action == "a" and len(parts) == 4:
-        return await checkins.answer(s, c, patient, parts[2], parts[3], now)
-    if action == "t" and len(parts) == 4:
-        return await checkins.toggle(s, c, patient, parts[2], parts[3], now)
-    if action == "d" and len(parts) == 3:
-        return await checkins.multi_done(s, c, patient, parts[2], now)
-    if action == "skip" and len(parts) == 3:
-        return await checkins.skip(s, c, patient, parts[2], now)
-    if action == "back" and len(parts) == 2:
+    if codec is buttons.ANSWER:
+        return await checkins.answer(s, c, patient, *values, now)
+    if codec is buttons.TOGGLE:
+        return await checkins.toggle(s, c, patient, *values, now)
+    if codec is buttons.DONE:
+        return await checkins.multi_done(s, c, patient, *values, now)
+    if codec is buttons.SKIP:
+        return await checkins.skip(s, c, patient, *values, now)
+    if codec is buttons.BACK:
         return await checkins.back(s, c, patient, now)
-    if action == "cancel" and len(parts) == 2:
+    if codec is buttons.CANCEL:
         return await checkins.cancel_checkin(s, c, patient, now)
-    if action == "talk" and len(parts) == 3 and parts[2] in ("y", "n"):
-        return Result([await checkins.talk_request(s, c, patient, parts[2] == "y", now)])
-    if action == "ms" and len(parts) == 4 and parts[2].isdigit() and parts[3] in ("y", "n"):
-        return Result([await checkins.share_milestone(s, c, patient, int(parts[2]), parts[3] == "y", now)])
+    if codec is buttons.TALK:
+        return Result([await checkins.talk_request(s, c, patient, values[0] == "y", now)])
+    if codec is buttons.MILESTONE:
+        days, share = values
+        return Result([await checkins.share_milestone(s, c, patient, days, share == "y", now)])
     return None
 
 
@@ -87,26 +88,27 @@ async def checkin_button(update: Update, ctx: Ctx) -> None:
     if q is None or q.data is None:
         return
     hub = ctx.hub
-    parts = q.data.split(":")
-    action = parts[1] if len(parts) > 1 else ""
+    try:
+        pressed: Pressed | None = buttons.CHECKIN.parse(q.data)
+    except Stale:
+        pressed = None
     # One unit of work per press: who is pressing, and the step (the hot path of the bot).
     async with hub.db.transaction() as s:
         patient = await people.active_patient_info(s, q.from_user.id)
-        result = None if patient is None else await _step(s, hub, patient, action, parts)
+        result = None if patient is None else await _step(s, hub, patient, pressed)
     if patient is None:
         await not_enrolled(update, ctx)
         return
-    if result is None:
-        await _expired(update, ctx)
+    if result is None or pressed is None:
+        await expired_button(update, ctx)
         return
     await answer(q)
-    if action in ("talk", "ms"):
+    if pressed.codec in (buttons.TALK, buttons.MILESTONE):
         # Keep the closing words and any other buttons (the urge tools); add the confirmation.
-        prefix = f"ci:{action}:"
         msg = q.message
         markup = getattr(msg, "reply_markup", None)
         rows = [
-            [(b.text, b.callback_data) for b in row if isinstance(b.callback_data, str) and not b.callback_data.startswith(prefix)]
+            [(b.text, b.callback_data) for b in row if isinstance(b.callback_data, str) and not pressed.codec.made(b.callback_data)]
             for row in (markup.inline_keyboard if markup is not None else ())
         ]
         rows = [r for r in rows if r]
@@ -144,29 +146,31 @@ async def assessment_button(update: Update, ctx: Ctx) -> None:
     if patient is None:
         return
     hub = ctx.hub
-    parts = q.data.split(":")
-    action = parts[1] if len(parts) > 1 else ""
+    try:
+        pressed = assessment_buttons.ASSESSMENT.parse(q.data)
+    except Stale:
+        await expired_button(update, ctx)
+        return
     now = hub.clock.now()
-    result: Result | None = None
+    step = _ASSESSMENT_STEPS[pressed.codec]
     async with hub.db.transaction() as s:
-        if action == "start" and len(parts) == 3:
-            result = await assessments.start(s, hub.content, patient, parts[2], now)
-        elif action == "a" and len(parts) == 5:
-            result = await assessments.answer(s, hub.content, patient, parts[2], parts[3], parts[4], now)
-        elif action == "resume" and len(parts) == 3:
-            result = await assessments.resume(s, hub.content, patient, parts[2], now)
-        elif action == "f" and len(parts) == 5:
-            result = await assessments.followup_answer(s, hub.content, patient, parts[2], parts[3], parts[4], now)
-        elif action == "back" and len(parts) == 3:
-            result = await assessments.back(s, hub.content, patient, parts[2], now)
-        elif action == "cancel" and len(parts) == 3:
-            result = await assessments.cancel(s, hub.content, patient, parts[2], now)
+        result = await step(s, hub.content, patient, *pressed.values, now)
     if result is None:
-        await _expired(update, ctx)
+        await expired_button(update, ctx)
         return
     await answer(q)
     await _show(update, result)
     hub.sender.wake()
+
+
+_ASSESSMENT_STEPS: dict[Codec, Callable[..., Awaitable[Result | None]]] = {
+    assessment_buttons.START: assessments.start,
+    assessment_buttons.ANSWER: assessments.answer,
+    assessment_buttons.RESUME: assessments.resume,
+    assessment_buttons.FOLLOWUP: assessments.followup_answer,
+    assessment_buttons.BACK: assessments.back,
+    assessment_buttons.CANCEL: assessments.cancel,
+}
 
 
 async def days_cmd(update: Update, ctx: Ctx) -> None:
@@ -255,6 +259,6 @@ def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: i
     app.add_handler(CommandHandler("days", days_cmd, filters=PRIVATE))
     app.add_handler(CommandHandler("progress", progress_cmd, filters=PRIVATE))
     app.add_handler(CommandHandler("patient", patient_cmd))
-    app.add_handler(CallbackQueryHandler(checkin_button, pattern=r"^ci:"))
-    app.add_handler(CallbackQueryHandler(assessment_button, pattern=r"^as:"))
+    app.add_handler(CallbackQueryHandler(checkin_button, pattern=buttons.CHECKIN.pattern))
+    app.add_handler(CallbackQueryHandler(assessment_button, pattern=assessment_buttons.ASSESSMENT.pattern))
     router.on(checkins.NOTE_STATE, note_text)

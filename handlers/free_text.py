@@ -9,13 +9,11 @@ from telegram.ext import Application
 from bot.core import people
 from bot.core.hub import Hub
 from bot.core.state import Awaiting
+from bot.recovery import buttons
 from bot.safety import free_text
 from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.ui import reply
-
-# The toolbox (handlers/sos.py opens it for this button).
-SOS_MENU = "sos:menu"
 
 
 async def answer_text(update: Update, ctx: Ctx, _awaiting: Awaiting) -> None:
@@ -35,7 +33,7 @@ async def answer_text(update: Update, ctx: Ctx, _awaiting: Awaiting) -> None:
     reading = free_text.read(msg.text, c.root)
     if reading.kind == "distress":
         text = c.t(f"free_text.distress.{reading.group}", lang) + "\n\n" + c.t("free_text.distress_offer", lang)
-        await reply(update, text, [[(c.t("free_text.sos_button", lang), SOS_MENU)]])
+        await reply(update, text, [[(c.t("free_text.sos_button", lang), buttons.MENU.pack())]])
     elif reading.kind == "thanks":
         await reply(update, c.t("free_text.thanks", lang))
     elif flow is not None:

@@ -26,6 +26,7 @@ from bot.core.hub import Hub
 from bot.escalation import relay
 from bot.escalation.rules import CATEGORIES, load_rules
 from bot.platform.callbacks import Stale
+from bot.recovery import buttons as recovery_buttons
 from bot.safety import buttons, crisis, screening, signals
 from bot.safety import service as safety
 from bot.safety.service import NO_SIGNAL, Signal
@@ -85,7 +86,7 @@ async def send_crisis(update: Update, ctx: Ctx, lang: str, category: str | None 
 
 
 def _tools_row(ctx: Ctx, lang: str) -> list[list[tuple[str, str]]]:
-    return [[(ctx.hub.content.t("safety.sos_button", lang), safety.SOS_MENU)]]
+    return [[(ctx.hub.content.t("safety.sos_button", lang), recovery_buttons.MENU.pack())]]
 
 
 async def _send_followup(update: Update, ctx: Ctx, lang: str, kind: str) -> None:

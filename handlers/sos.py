@@ -20,8 +20,9 @@ from bot.core import state
 from bot.core.hub import Hub
 from bot.core.people import PatientInfo, active_patient_info
 from bot.core.state import Awaiting
+from bot.platform.callbacks import Pressed, Stale
 from bot.platform.content import Html
-from bot.recovery import plans, sos, tips
+from bot.recovery import buttons, plans, sos, tips
 from bot.recovery.plans import SECTIONS, PlanError
 from bot.safety import service as safety
 from handlers.common import require_patient
@@ -38,10 +39,6 @@ PLAN_STATE_TTL = timedelta(hours=1)
 REFLECT_TTL = timedelta(minutes=30)
 
 Rows = list[list[tuple[str, str]]]
-
-
-class Expired(Exception):
-    """A stale or forged button."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -107,8 +104,8 @@ async def _send_plan(
 
 def _menu_rows(ctx: Ctx, lang: str) -> Rows:
     c = ctx.hub.content
-    buttons = [(c.t(f"plan.sections.{s}.button", lang), f"pl:s:{s}") for s in SECTIONS]
-    rows: Rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    sections = [(c.t(f"plan.sections.{s}.button", lang), buttons.PLAN_SECTION.pack(s)) for s in SECTIONS]
+    rows: Rows = [sections[i : i + 2] for i in range(0, len(sections), 2)]
     return rows
 
 
@@ -124,30 +121,29 @@ async def on_sos(update: Update, ctx: Ctx) -> None:
     patient = await require_patient(update, ctx)
     if patient is None:
         return
-    parts = (q.data or "").split(":")
     note: str | None = None
     try:
-        note = await _sos_action(update, ctx, q, patient, parts)
-    except Expired:
+        note = await _sos_action(update, ctx, q, patient, buttons.SOS.parse(q.data))
+    except Stale:
         note = ctx.hub.content.t("common.button_expired", patient.language)
     await answer(q, note)
 
 
-async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, parts: list[str]) -> str | None:
+async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, pressed: Pressed) -> str | None:
     hub = ctx.hub
     c = hub.content
     lang = patient.language
     now = hub.clock.now()
-    what = parts[1] if len(parts) > 1 else ""
-    if what in ("open", "menu") and len(parts) == 2:
+    codec, values = pressed.codec, pressed.values
+    if codec in (buttons.OPEN, buttons.MENU):
         async with hub.db.transaction() as s:
-            if what == "open" or await sos.current_session(s, patient.id, now) is None:
-                await sos.open_session(s, patient.id, now, "checkin" if what == "open" else "sos")
+            if codec is buttons.OPEN or await sos.current_session(s, patient.id, now) is None:
+                await sos.open_session(s, patient.id, now, "checkin" if codec is buttons.OPEN else "sos")
         text, rows = sos.toolbox(c, lang)
         await reply(update, text, rows)
         return None
-    if what == "x" and len(parts) == 4:
-        ex_id, index = parts[2], _int(parts[3])
+    if codec is buttons.STEP:
+        ex_id, index = values
         ratings: dict[str, int] = {}
         async with hub.db.transaction() as s:
             if index == 0:
@@ -157,56 +153,57 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
                 ratings = current.ratings
             view = sos.exercise_view(c, lang, ex_id, index, ratings=ratings)
             if view is None:
-                raise Expired
+                raise Stale
             await _track_reflect(s, patient, view[1], now)
         if index == 0:
             await reply(update, *view)
         else:
             await edit(q, *view)
         return None
-    if what == "c" and len(parts) == 5:
-        view = sos.exercise_view(c, lang, parts[2], _int(parts[3]), choice=_int(parts[4]))
+    if codec is buttons.CHOICE:
+        ex_id, index, choice = values
+        view = sos.exercise_view(c, lang, ex_id, index, choice=choice)
         if view is None:
-            raise Expired
+            raise Stale
         await edit(q, *view)
         return None
-    if what == "r" and len(parts) == 5:
-        ex_id, index, value = parts[2], _int(parts[3]), _int(parts[4])
+    if codec is buttons.RATE:
+        ex_id, index, value = values
         key = sos.rating_key(c, lang, ex_id, index, value)
         if key is None:
-            raise Expired
+            raise Stale
         async with hub.db.transaction() as s:
             info = await sos.record_rating(s, patient.id, key, value, now)
             view = sos.exercise_view(c, lang, ex_id, index + 1, ratings=info.ratings)
             if view is None:
-                raise Expired
+                raise Stale
             await _track_reflect(s, patient, view[1], now)
         await edit(q, *view)
         return None
-    if what == "plan" and len(parts) == 2:
+    if codec is buttons.SHOW_PLAN:
         async with hub.db.transaction() as s:
             await sos.note_tool(s, patient.id, "plan", now)
             plan = await plans.get_plan(s, patient.id)
         if plan.is_empty:
-            await reply(update, c.t("sos.plan_invite", lang), [[(c.t("sos.button.start_plan", lang), "pl:menu")]])
+            await reply(update, c.t("sos.plan_invite", lang), [[(c.t("sos.button.start_plan", lang), buttons.PLAN_MENU.pack())]])
         else:
             rows: Rows = [
-                [(c.t("sos.button.edit_plan", lang), "pl:menu")],
-                [(c.t("sos.button.more_tools", lang), "sos:menu")],
+                [(c.t("sos.button.edit_plan", lang), buttons.PLAN_MENU.pack())],
+                [(c.t("sos.button.more_tools", lang), buttons.MENU.pack())],
             ]
             await _send_plan(update, ctx, patient, plan, rows, hard_moment=True)
         return None
-    if what == "call" and len(parts) == 2:
+    if codec is buttons.CALL:
         async with hub.db.transaction() as s:
             await sos.note_tool(s, patient.id, "call", now)
             plan = await plans.get_plan(s, patient.id)
         rows = [
-            [(c.t("plan.sections.people.button", lang), "pl:s:people")],
-            [(c.t("sos.button.more_tools", lang), "sos:menu")],
+            [(c.t("plan.sections.people.button", lang), buttons.PLAN_SECTION.pack("people"))],
+            [(c.t("sos.button.more_tools", lang), buttons.MENU.pack())],
         ]
         await reply(update, plans.render_people(c, lang, plan), rows)
         return None
-    if what == "helped" and len(parts) == 2:
+    if codec is buttons.HELPED:
         async with hub.db.session() as s:
             plan = await plans.get_plan(s, patient.id)
         entries = plan.section("coping") + plan.section("reasons")
@@ -215,12 +212,12 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
         else:
             text = c.t("sos.helped.none", lang)
         rows = [
-            [(c.t("plan.sections.coping.button", lang), "pl:s:coping")],
-            [(c.t("sos.button.more_tools", lang), "sos:menu")],
+            [(c.t("plan.sections.coping.button", lang), buttons.PLAN_SECTION.pack("coping"))],
+            [(c.t("sos.button.more_tools", lang), buttons.MENU.pack())],
         ]
         await reply(update, text, rows)
         return None
-    if what == "talk" and len(parts) == 2:
+    if codec is buttons.TALK:
         async with hub.db.transaction() as s:
             res = await sos.request_talk(s, patient.id, now)
             live = await safety.in_live_conversation(s, patient.telegram_id)
@@ -234,34 +231,27 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
                 c.t("sos.talk.urgent", lang),
             ]
         )
-        await reply(update, text, [[(c.t("sos.button.more_tools", lang), "sos:menu")]])
+        await reply(update, text, [[(c.t("sos.button.more_tools", lang), buttons.MENU.pack())]])
         return None
-    if what == "f" and len(parts) == 4:
-        session_id, value = _int(parts[2]), _int(parts[3])
+    if codec is buttons.FOLLOWUP:
+        session_id, value = values
         async with hub.db.transaction() as s:
             result = await sos.answer_followup(s, patient.id, session_id, value, now)
         hub.sender.wake()
         if result.status == "unknown":
-            raise Expired
+            raise Stale
         text, rows = sos.followup_reply(c, lang, result)
         await edit(q, text, rows or None)
         return None
-    raise Expired
+    raise Stale
 
 
 async def _track_reflect(s: Any, patient: PatientInfo, rows: Rows, now: datetime) -> None:
     """While an exercise is open, typed thoughts are welcomed (not stored); its end closes that."""
-    if "sos:menu" in [d for row in rows for _, d in row]:
+    if buttons.MENU.pack() in [d for row in rows for _, d in row]:
         await state.clear(s, patient.telegram_id, REFLECT_STATE)
     else:
         await state.set_(s, patient.telegram_id, REFLECT_STATE, {"at": now.isoformat()}, now)
-
-
-def _int(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise Expired from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,10 +266,9 @@ async def on_plan(update: Update, ctx: Ctx) -> None:
     patient = await require_patient(update, ctx)
     if patient is None:
         return
-    parts = (q.data or "").split(":")
     try:
-        note = await _plan_action(update, ctx, q, patient, parts)
-    except Expired:
+        note = await _plan_action(update, ctx, q, patient, buttons.PLAN.parse(q.data))
+    except Stale:
         await answer(q, ctx.hub.content.t("common.button_expired", patient.language))
         return
     await answer(q, note, alert=note is not None)
@@ -297,36 +286,36 @@ def _section_view(ctx: Ctx, lang: str, section: str, plan: plans.Plan, prefix: s
         lines += ["", c.t("plan.section.hint", lang)]
     elif section != "professionals":
         lines.append(c.t("plan.section.empty", lang))
-    rows: Rows = [[(c.t("plan.button.add", lang), f"pl:add:{section}")]]
+    rows: Rows = [[(c.t("plan.button.add", lang), buttons.PLAN_ADD.pack(section))]]
     for i, e in enumerate(entries, 1):
-        rows.append([(c.t("plan.button.edit", lang, n=i), f"pl:e:{e.id}"), (c.t("plan.button.remove", lang, n=i), f"pl:d:{e.id}")])
-    rows.append([(c.t("plan.button.back", lang), "pl:menu")])
+        rows.append([(c.t("plan.button.edit", lang, n=i), buttons.PLAN_EDIT.pack(e.id)), (c.t("plan.button.remove", lang, n=i), buttons.PLAN_REMOVE.pack(e.id))])
+    rows.append([(c.t("plan.button.back", lang), buttons.PLAN_MENU.pack())])
     return "\n".join(lines), rows
 
 
-async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, parts: list[str]) -> str | None:
+async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, pressed: Pressed) -> str | None:
     hub = ctx.hub
     c = hub.content
     lang = patient.language
     now = hub.clock.now()
-    what = parts[1] if len(parts) > 1 else ""
-    if what == "menu" and len(parts) == 2:
-        rows = [*_menu_rows(ctx, lang), [(c.t("plan.button.show", lang), "pl:show")]]
+    codec, values = pressed.codec, pressed.values
+    if codec is buttons.PLAN_MENU:
+        rows = [*_menu_rows(ctx, lang), [(c.t("plan.button.show", lang), buttons.PLAN_SHOW.pack())]]
         await _show(update, q, c.t("plan.view.title", lang) + "\n" + c.t("plan.menu", lang), rows)
         return None
-    if what == "show" and len(parts) == 2:
+    if codec is buttons.PLAN_SHOW:
         async with hub.db.session() as s:
             plan = await plans.get_plan(s, patient.id)
         text = "\n\n".join(plans.render_plan(c, lang, plan))
         await _show(update, q, text, _menu_rows(ctx, lang))
         return None
-    if what in ("s", "k") and len(parts) == 3 and parts[2] in SECTIONS:
+    if codec in (buttons.PLAN_SECTION, buttons.PLAN_KEEP):
         async with hub.db.session() as s:
             plan = await plans.get_plan(s, patient.id)
-        await _show(update, q, *_section_view(ctx, lang, parts[2], plan))
+        await _show(update, q, *_section_view(ctx, lang, values[0], plan))
         return None
-    if what == "add" and len(parts) == 3 and parts[2] in SECTIONS:
-        section = parts[2]
+    if codec is buttons.PLAN_ADD:
+        (section,) = values
         limit = plans.rules().max_entries_per_section
         async with hub.db.transaction() as s:
             if await plans.count(s, patient.id, section) >= limit:
@@ -334,48 +323,48 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
             await state.set_(s, patient.telegram_id, PLAN_STATE, {"section": section, "at": now.isoformat()}, now)
         await _show(update, q, c.t(f"plan.sections.{section}.prompt", lang), _cancel_rows(ctx, lang))
         return None
-    if what == "e" and len(parts) == 3:
-        entry_id = _int(parts[2])
+    if codec is buttons.PLAN_EDIT:
+        (entry_id,) = values
         async with hub.db.transaction() as s:
             entry = await plans.get_entry(s, patient.id, entry_id)
             if entry is None:
-                raise Expired
+                raise Stale
             await state.set_(s, patient.telegram_id, PLAN_STATE, {"entry_id": entry_id, "at": now.isoformat()}, now)
         text = c.t("plan.edit_prompt", lang, current=plans.entry_line_plain(entry))
         await _show(update, q, text, _cancel_rows(ctx, lang))
         return None
-    if what == "d" and len(parts) == 3:
-        entry_id = _int(parts[2])
+    if codec is buttons.PLAN_REMOVE:
+        (entry_id,) = values
         async with hub.db.session() as s:
             entry = await plans.get_entry(s, patient.id, entry_id)
         if entry is None:
-            raise Expired
-        rows = [[(c.t("plan.button.yes_remove", lang), f"pl:dy:{entry.id}"), (c.t("plan.button.keep", lang), f"pl:k:{entry.section}")]]
+            raise Stale
+        rows = [[(c.t("plan.button.yes_remove", lang), buttons.PLAN_REMOVE_YES.pack(entry.id)), (c.t("plan.button.keep", lang), buttons.PLAN_KEEP.pack(entry.section))]]
         await edit(q, c.t("plan.confirm_remove", lang, entry=plans.entry_line_plain(entry)), rows)
         return None
-    if what == "dy" and len(parts) == 3:
-        entry_id = _int(parts[2])
+    if codec is buttons.PLAN_REMOVE_YES:
+        (entry_id,) = values
         async with hub.db.transaction() as s:
             entry = await plans.get_entry(s, patient.id, entry_id)
             if entry is None:
-                raise Expired
+                raise Stale
             await plans.remove_entry(s, patient.id, entry_id)
             plan = await plans.get_plan(s, patient.id)
         await edit(q, *_section_view(ctx, lang, entry.section, plan, prefix=c.t("plan.removed", lang)))
         return None
-    if what == "cancel" and len(parts) == 2:
+    if codec is buttons.PLAN_CANCEL:
         async with hub.db.transaction() as s:
             await state.clear(s, patient.telegram_id, PLAN_STATE)
-        await edit(q, c.t("plan.cancelled", lang), [[(c.t("plan.button.back", lang), "pl:menu")]])
+        await edit(q, c.t("plan.cancelled", lang), [[(c.t("plan.button.back", lang), buttons.PLAN_MENU.pack())]])
         return None
-    raise Expired
+    raise Stale
 
 
 def _is_plan_message(q: CallbackQuery) -> bool:
     """The pressed message is one of /plan's own screens (all its buttons are plan buttons)."""
     markup = getattr(q.message, "reply_markup", None)
     data = [b.callback_data for row in (markup.inline_keyboard if markup is not None else ()) for b in row]
-    return bool(data) and all(isinstance(d, str) and d.startswith("pl:") for d in data)
+    return bool(data) and all(buttons.PLAN.owns(d) for d in data)
 
 
 async def _show(update: Update, q: CallbackQuery, text: str, rows: Rows) -> None:
@@ -388,7 +377,7 @@ async def _show(update: Update, q: CallbackQuery, text: str, rows: Rows) -> None
 
 
 def _cancel_rows(ctx: Ctx, lang: str) -> Rows:
-    return [[(ctx.hub.content.t("plan.button.cancel", lang), "pl:cancel")]]
+    return [[(ctx.hub.content.t("plan.button.cancel", lang), buttons.PLAN_CANCEL.pack())]]
 
 
 async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | None = None) -> None:
@@ -431,7 +420,7 @@ async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | N
         if not keep:
             async with hub.db.transaction() as s:
                 await state.clear(s, user.id, PLAN_STATE)
-        rows = _cancel_rows(ctx, lang) if keep else [[(c.t("plan.button.back", lang), "pl:menu")]]
+        rows = _cancel_rows(ctx, lang) if keep else [[(c.t("plan.button.back", lang), buttons.PLAN_MENU.pack())]]
         await reply(update, c.t(f"plan.error.{exc.code}", lang, **exc.kwargs), rows)
         return
     await reply(update, *_section_view(ctx, lang, entry.section, plan, prefix=c.t("plan.saved", lang)))
@@ -496,8 +485,8 @@ def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: i
     app.add_handler(CommandHandler(["sos", "urge"], sos_cmd, filters=private))
     app.add_handler(CommandHandler("plan", plan_cmd, filters=private))
     app.add_handler(CommandHandler("tip", tip_cmd, filters=private))
-    app.add_handler(CallbackQueryHandler(on_sos, pattern=r"^sos:"))
-    app.add_handler(CallbackQueryHandler(on_plan, pattern=r"^pl:"))
+    app.add_handler(CallbackQueryHandler(on_sos, pattern=buttons.SOS.pattern))
+    app.add_handler(CallbackQueryHandler(on_plan, pattern=buttons.PLAN.pattern))
     app.add_handler(MessageHandler(filters.CONTACT & private, on_contact))
     router.on(PLAN_STATE, plan_text)
     router.on(REFLECT_STATE, reflect_text)

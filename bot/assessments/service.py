@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.assessments import buttons
 from bot.assessments.models import AssessmentResult
 from bot.checkins.service import Result, Row, Screen, clinical_for, flag_category, raise_rule_flag
 from bot.core.clinical import (
@@ -97,7 +98,7 @@ async def offers(session: AsyncSession, content: Content, patient: PatientInfo, 
         screens.append(
             Screen(
                 content.t("assessments.offer", patient.language, title=Html(inst.title)),
-                [[(content.t("assessments.start_button", patient.language), f"as:start:{name}")]],
+                [[(content.t("assessments.start_button", patient.language), buttons.START.pack(name))]],
             )
         )
     return screens
@@ -127,13 +128,13 @@ def _question(content: Content, lang: str, inst: Instrument, item: Item, *, firs
     if inst.stem and item.scored:
         parts.append(inst.stem)
     parts.append(f"<b>{item.prompt}</b>")
-    buttons = [(o.label, f"as:a:{inst.id}:{item.id}:{o.value}") for o in item.options]
+    choices = [(o.label, buttons.ANSWER.pack(inst.id, item.id, str(o.value))) for o in item.options]
     cols = item.columns or 1
-    rows: list[Row] = [buttons[i : i + cols] for i in range(0, len(buttons), cols)]
+    rows: list[Row] = [choices[i : i + cols] for i in range(0, len(choices), cols)]
     controls: Row = []
     if n > 1:
-        controls.append((content.t("checkins.back_button", lang), f"as:back:{inst.id}"))
-    controls.append((content.t("checkins.cancel_button", lang), f"as:cancel:{inst.id}"))
+        controls.append((content.t("checkins.back_button", lang), buttons.BACK.pack(inst.id)))
+    controls.append((content.t("checkins.cancel_button", lang), buttons.CANCEL.pack(inst.id)))
     rows.append(controls)
     return Screen("\n\n".join(parts), rows)
 
@@ -200,8 +201,8 @@ def _followup_question(content: Content, lang: str, inst: Instrument, q: Followu
     return Screen(
         text,
         [[
-            (content.t("assessments.followup.yes_button", lang), f"as:f:{inst.id}:{q.id}:y"),
-            (content.t("assessments.followup.no_button", lang), f"as:f:{inst.id}:{q.id}:n"),
+            (content.t("assessments.followup.yes_button", lang), buttons.FOLLOWUP.pack(inst.id, q.id, "y")),
+            (content.t("assessments.followup.no_button", lang), buttons.FOLLOWUP.pack(inst.id, q.id, "n")),
         ]],
     )
 
@@ -384,7 +385,7 @@ async def followup_answer(
     screens.append(
         Screen(
             content.t("assessments.followup.stopped", lang),
-            [[(content.t("assessments.finish_button", lang), f"as:resume:{instrument}")]],
+            [[(content.t("assessments.finish_button", lang), buttons.RESUME.pack(instrument))]],
         )
     )
     return Result(screens, flags=(flag_category(followup.category),))

@@ -35,6 +35,7 @@ from bot.checkins.sobriety import SobrietyNumbers
 from bot.core.people import active_patient_info
 from bot.platform.clock import local_date
 from bot.platform.content import FALLBACK_LANGUAGE, Content, get_content
+from bot.recovery import buttons as recovery
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +191,14 @@ def lapse_message(
     ]
     text = "\n\n".join(p for p in parts if p)
     rows: list[list[Button]] = [
-        [(c.t("lapse.button.note", lang), "pl:add:triggers")],
-        [(c.t("lapse.button.helped", lang), "sos:helped")],
-        [(c.t("lapse.button.call", lang), "sos:call")],
+        [(c.t("lapse.button.note", lang), recovery.PLAN_ADD.pack("triggers"))],
+        [(c.t("lapse.button.helped", lang), recovery.HELPED.pack())],
+        [(c.t("lapse.button.call", lang), recovery.CALL.pack())],
     ]
     if meetings:
-        rows.append([(c.t("lapse.button.meeting", lang), "sos:meet")])
-    rows.append([(c.t("lapse.button.talk", lang), "sos:talk")])
-    rows.append([(c.t("lapse.button.tools", lang), "sos:menu")])
+        rows.append([(c.t("lapse.button.meeting", lang), recovery.MEET.pack())])
+    rows.append([(c.t("lapse.button.talk", lang), recovery.TALK.pack())])
+    rows.append([(c.t("lapse.button.tools", lang), recovery.MENU.pack())])
     return text, rows
 
 

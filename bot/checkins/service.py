@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, cast, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.checkins import lapse, sobriety
+from bot.checkins import buttons, lapse, sobriety
 from bot.checkins.models import CheckinEntry
 from bot.core import state
 from bot.core.clinical import (
@@ -48,6 +48,7 @@ from bot.platform.keyboards import inline_keyboard
 from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.platform.scheduler import cancel, schedule
+from bot.recovery import buttons as recovery_buttons
 
 log = logging.getLogger(__name__)
 
@@ -187,24 +188,24 @@ def question_screen(
     n = next(i for i, it in enumerate(items) if it.id == item.id) + 1
     head = c.t("checkins.step", lang, title=Html(inst.title), n=n, total=len(items))
     parts = [p for p in (intro, head, item.prompt) if p]
-    buttons: list[tuple[str, str]] = []
+    choices: list[tuple[str, str]] = []
     if item.kind == "multi":
         chosen = set(draft.get(item.id, {}).get("v") or [])
         mark = c.t("checkins.selected_mark", lang)
         for o in item.options:
             label = f"{mark}{o.label}" if o.value in chosen else o.label
-            buttons.append((label, f"ci:t:{item.id}:{o.value}"))
-        rows = _chunks(buttons, item.columns or 2)
-        rows.append([(item.done_label or "OK", f"ci:d:{item.id}")])
+            choices.append((label, buttons.TOGGLE.pack(item.id, str(o.value))))
+        rows = _chunks(choices, item.columns or 2)
+        rows.append([(item.done_label or "OK", buttons.DONE.pack(item.id))])
     elif item.kind == "text":
-        rows = [[(item.skip_label or "Skip", f"ci:skip:{item.id}")]]
+        rows = [[(item.skip_label or "Skip", buttons.SKIP.pack(item.id))]]
     else:
-        buttons = [(o.label, f"ci:a:{item.id}:{o.value}") for o in item.options]
-        rows = _chunks(buttons, item.columns or len(buttons))
+        choices = [(o.label, buttons.ANSWER.pack(item.id, str(o.value))) for o in item.options]
+        rows = _chunks(choices, item.columns or len(choices))
     controls: Row = []
     if n > 1:
-        controls.append((c.t("checkins.back_button", lang), "ci:back"))
-    controls.append((c.t("checkins.cancel_button", lang), "ci:cancel"))
+        controls.append((c.t("checkins.back_button", lang), buttons.BACK.pack()))
+    controls.append((c.t("checkins.cancel_button", lang), buttons.CANCEL.pack()))
     rows.append(controls)
     return Screen("\n\n".join(parts), rows)
 
@@ -582,7 +583,7 @@ async def finish(
         if streak:
             parts.append(streak.format(days=numbers.current_days))
     if outcome.offer_urge_tools and not lapsed:  # the lapse flow has its own tools
-        rows.append([(c.t("checkins.urge_button", lang), "sos:open")])
+        rows.append([(c.t("checkins.urge_button", lang), recovery_buttons.OPEN.pack())])
     screens = [Screen("\n\n".join(parts), rows)]
 
     if milestone is not None:
@@ -601,7 +602,7 @@ def milestone_screen(content: Content, lang: str, days: int) -> Screen:
     msgs = clinical.milestone_messages(lang)
     return Screen(
         clinical.milestone_text(days, lang),
-        [[(msgs.share_label, f"ci:ms:{days}:y"), (content.t("checkins.share_no", lang), f"ci:ms:{days}:n")]],
+        [[(msgs.share_label, buttons.MILESTONE.pack(days, "y")), (content.t("checkins.share_no", lang), buttons.MILESTONE.pack(days, "n"))]],
     )
 
 
@@ -708,7 +709,7 @@ async def ensure_prompts(session: AsyncSession, now: datetime) -> int:
 
 def _prompt_rows(content: Content, lang: str, resume: bool) -> list[Row]:
     label = content.t("checkins.resume_button" if resume else "checkins.start_button", lang)
-    return [[(label, "ci:start")]]
+    return [[(label, buttons.START.pack())]]
 
 
 async def _entry_state(session: AsyncSession, patient_id: int, day: date) -> str:

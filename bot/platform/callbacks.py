@@ -31,7 +31,8 @@ class Field(Protocol):
 
 @dataclass(frozen=True)
 class Int:
-    """A whole number written in ASCII digits, `low`..`high` (row ids are at most 2**31-1)."""
+    """A whole number in ASCII digits (with a minus sign when `low` is negative), `low`..`high`.
+    Row ids are at most 2**31-1."""
 
     low: int = 0
     high: int = MAX_CALLBACK_NUMBER
@@ -42,7 +43,8 @@ class Int:
         return str(value)
 
     def load(self, text: str) -> int:
-        if not (text.isascii() and text.isdigit()):
+        digits = text[1:] if self.low < 0 and text.startswith("-") else text
+        if not (digits.isascii() and digits.isdigit()):
             raise Stale(text)
         value = int(text)
         if not self.low <= value <= self.high:
@@ -50,7 +52,7 @@ class Int:
         return value
 
     def widest(self) -> int:
-        return self.high
+        return max(self.low, self.high, key=lambda v: len(str(v)))
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,14 @@ class Codec:
             raise Stale(str(data))
         return self.load(parts)
 
+    def made(self, data: object) -> bool:
+        """Whether `data` is one of this codec's buttons."""
+        try:
+            self.parse(data)
+        except Stale:
+            return False
+        return True
+
     def widest(self) -> str:
         """The data with every field at its longest (its length is what Telegram must accept)."""
         return self.pack(*(f.widest() for f in self.fields))
@@ -157,6 +167,10 @@ class Buttons:
             raise ValueError(f"{self.prefix}:{tag} with {len(fields)} fields is declared twice")
         self.codecs.append(made)
         return made
+
+    def owns(self, data: object) -> bool:
+        """Whether `data` is of this family (what its CallbackQueryHandler is given)."""
+        return isinstance(data, str) and data.startswith(self.prefix + SEP)
 
     def parse(self, data: object) -> Pressed:
         """The button pressed; `Stale` for data none of this family's codecs made."""

@@ -23,12 +23,14 @@ from bot.core.clinical import Exercise, ExerciseSet, load_clinical
 from bot.core.models import Patient
 from bot.escalation.service import raise_flag
 from bot.platform import scheduler
+from bot.platform.callbacks import Codec
 from bot.platform.clock import local_date
 from bot.platform.config import OfficeHours
 from bot.platform.content import Content, Html
 from bot.platform.keyboards import inline_keyboard
 from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
+from bot.recovery import buttons
 from bot.recovery.models import UrgeSession
 from bot.recovery.rules import load_sos_rules, use_content_dir
 from bot.safety import crisis
@@ -57,21 +59,22 @@ def exercises(content: Content, lang: str) -> ExerciseSet:
 
 def toolbox(content: Content, lang: str, *, meetings: bool = False) -> tuple[str, Rows]:
     """The /sos message: one tap to each tool."""
-    rows: Rows = [[(e.button_label, f"sos:x:{e.id}:0")] for e in exercises(content, lang).exercises]
-    rows.append([(content.t("sos.button.plan", lang), "sos:plan")])
-    rows.append([(content.t("sos.button.call", lang), "sos:call")])
+    rows: Rows = [[(e.button_label, buttons.STEP.pack(e.id, 0))] for e in exercises(content, lang).exercises]
+    rows.append([(content.t("sos.button.plan", lang), buttons.SHOW_PLAN.pack())])
+    rows.append([(content.t("sos.button.call", lang), buttons.CALL.pack())])
     if meetings:
-        rows.append([(content.t("sos.button.meeting", lang), "sos:meet")])
-    rows.append([(content.t("sos.button.talk", lang), "sos:talk")])
+        rows.append([(content.t("sos.button.meeting", lang), buttons.MEET.pack())])
+    rows.append([(content.t("sos.button.talk", lang), buttons.TALK.pack())])
     return content.t("sos.toolbox", lang), rows
 
 
-def rating_rows(prefix: str, low: int = 0, high: int = 10) -> Rows:
+def rating_rows(codec: Codec, *head: object, low: int = 0, high: int = 10) -> Rows:
+    """Two rows of ratings `low`..`high`, each the codec's button with `head` and the rating."""
     values = list(range(low, high + 1))
     half = (len(values) + 1) // 2
     return [
-        [(str(v), f"{prefix}:{v}") for v in values[:half]],
-        [(str(v), f"{prefix}:{v}") for v in values[half:]],
+        [(str(v), codec.pack(*head, v)) for v in values[:half]],
+        [(str(v), codec.pack(*head, v)) for v in values[half:]],
     ]
 
 
@@ -103,14 +106,14 @@ def exercise_view(
             key = "sos.exercise.rated_lower" if after < before else "sos.exercise.rated"
             text += "\n\n" + content.t(key, lang, before=before, after=after)
         rows: Rows = [
-            [(content.t("sos.button.more_tools", lang), "sos:menu")],
-            [(content.t("sos.button.talk", lang), "sos:talk")],
+            [(content.t("sos.button.more_tools", lang), buttons.MENU.pack())],
+            [(content.t("sos.button.talk", lang), buttons.TALK.pack())],
         ]
         return text, rows
     step = ex.steps[index]
     last = index == len(ex.steps) - 1
     next_label = ex_set.done_label if last else ex_set.next_label
-    nxt = [(next_label, f"sos:x:{ex.id}:{index + 1}")]
+    nxt = [(next_label, buttons.STEP.pack(ex.id, index + 1))]
     text = f"{_header(ex, index)}\n\n{step.text}"
     if step.choices is not None:
         if choice is not None:
@@ -118,9 +121,9 @@ def exercise_view(
                 return None
             picked = step.choices[choice]
             return f"{text}\n\n<b>{picked.label}</b>\n{picked.text}", [nxt]
-        return text, [[(c.label, f"sos:c:{ex.id}:{index}:{j}")] for j, c in enumerate(step.choices)]
+        return text, [[(c.label, buttons.CHOICE.pack(ex.id, index, j))] for j, c in enumerate(step.choices)]
     if step.ask is not None:
-        return text, rating_rows(f"sos:r:{ex.id}:{index}", step.ask.min, step.ask.max)
+        return text, rating_rows(buttons.RATE, ex.id, index, low=step.ask.min, high=step.ask.max)
     return text, [nxt]
 
 
@@ -355,7 +358,7 @@ async def send_followup(session: AsyncSession, content: Content, patient_id: int
     text = content.t("sos.followup.ask", p.language)
     await enqueue(
         session,
-        Outgoing(p.telegram_id, text, reply_markup=_markup(rating_rows(f"sos:f:{session_id}"))),
+        Outgoing(p.telegram_id, text, reply_markup=_markup(rating_rows(buttons.FOLLOWUP, session_id))),
         now=now,
         dedup_key=f"urge_followup:{session_id}",
         ref=f"urge:{patient_id}",
@@ -451,14 +454,14 @@ def followup_reply(content: Content, lang: str, result: FollowupResult) -> tuple
         text = content.t(key, lang, rating=result.rating, previous=result.previous if result.previous is not None else "")
         if result.streak_days is not None and result.streak_days > 0:
             text += "\n\n" + content.t("sos.followup.streak", lang, days=result.streak_days)
-        return text, [[(content.t("sos.button.more_tools", lang), "sos:menu")]]
+        return text, [[(content.t("sos.button.more_tools", lang), buttons.MENU.pack())]]
     text = content.t("sos.followup.still", lang, rating=result.rating)
     if result.flag_severity is not None:
         text += "\n" + content.t("sos.followup.flagged", lang)
     rows: Rows = [
-        [(content.t("sos.button.talk", lang), "sos:talk")],
-        [(content.t("sos.button.call", lang), "sos:call")],
-        [(content.t("sos.button.more_tools", lang), "sos:menu")],
+        [(content.t("sos.button.talk", lang), buttons.TALK.pack())],
+        [(content.t("sos.button.call", lang), buttons.CALL.pack())],
+        [(content.t("sos.button.more_tools", lang), buttons.MENU.pack())],
     ]
     return text, rows
 

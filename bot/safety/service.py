@@ -32,10 +32,13 @@ from bot.escalation.rules import CATEGORIES, SEVERITIES, EscalationRules, load_r
 from bot.escalation.service import FlagResult, raise_flag
 from bot.platform.config import OfficeHours
 from bot.platform.content import DEFAULT_CONTENT_DIR, Content, get_content
+from bot.platform.keyboards import Button, inline_keyboard
 from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.platform.scheduler import cancel, schedule
 from bot.platform.text import split_text
+from bot.recovery import buttons as recovery_buttons
+from bot.safety import buttons
 from bot.safety.models import SafetyCheck
 
 log = logging.getLogger(__name__)
@@ -428,22 +431,19 @@ async def _enqueue_parts(
         await enqueue(session, Outgoing(chat_id, part), now=now, dedup_key=f"{key}:{i}", urgent=urgent)
 
 
-def _confirm_keyboard(c: Content, lang: str, check_id: int, category: str, *, tools: bool = False) -> dict[str, Any]:
+def _confirm_keyboard(c: Content, lang: str, check_id: int, category: str | None, *, tools: bool = False) -> dict[str, Any]:
     """Yes / No / Talk. "Yes" carries the category, so the crisis reply it brings at once (before
     the database) has the right resources; `tools` adds the /sos toolbox."""
-    rows: list[list[dict[str, str]]] = [
+    rows: list[list[Button]] = [
         [
-            {"text": c.t("safety.confirm_yes", lang), "callback_data": f"sf:y:{check_id}:{category}"},
-            {"text": c.t("safety.confirm_no", lang), "callback_data": f"sf:n:{check_id}"},
+            (c.t("safety.confirm_yes", lang), buttons.YES.pack(check_id, category) if category else buttons.YES_BARE.pack(check_id)),
+            (c.t("safety.confirm_no", lang), buttons.NO.pack(check_id)),
         ],
-        [{"text": c.t("safety.confirm_talk", lang), "callback_data": f"sf:t:{check_id}"}],
+        [(c.t("safety.confirm_talk", lang), buttons.TALK.pack(check_id))],
     ]
     if tools:
-        rows.append([{"text": c.t("safety.sos_button", lang), "callback_data": SOS_MENU}])
-    return {"inline_keyboard": rows}
-
-
-SOS_MENU = "sos:menu"  # the /sos toolbox (handlers/sos.py)
+        rows.append([(c.t("safety.sos_button", lang), recovery_buttons.MENU.pack())])
+    return inline_keyboard(rows)
 
 
 def followup_kind(kind: str | None, content_dir: Path | None = None) -> str | None:
@@ -529,7 +529,7 @@ async def _ask_confirm(
 
 
 def _tools_keyboard(c: Content, lang: str) -> dict[str, Any]:
-    return {"inline_keyboard": [[{"text": c.t("safety.sos_button", lang), "callback_data": SOS_MENU}]]}
+    return inline_keyboard([[(c.t("safety.sos_button", lang), recovery_buttons.MENU.pack())]])
 
 
 async def _schedule_timeout(session: AsyncSession, check: SafetyCheck, now: datetime) -> None:
