@@ -21,18 +21,26 @@ import handlers.privacy
 import handlers.safety
 import handlers.sos
 import handlers.staff
+from bot.assessments import buttons as assessments_buttons
 from bot.checkins import area as checkins_area
+from bot.checkins import buttons as checkins_buttons
 from bot.checkins import lapse
 from bot.core import clinical
 from bot.core.hub import Hub
+from bot.enrolment import buttons as enrolment_buttons
 from bot.enrolment import onboarding
 from bot.escalation import area as escalation_area
+from bot.escalation import buttons as escalation_buttons
 from bot.escalation import rules as escalation_rules
+from bot.platform.callbacks import Buttons
 from bot.platform.content import Checker
 from bot.privacy import area as privacy_area
+from bot.privacy import buttons as privacy_buttons
 from bot.recovery import area as recovery_area
+from bot.recovery import buttons as recovery_buttons
 from bot.recovery import rules as recovery_rules
 from bot.safety import area as safety_area
+from bot.safety import buttons as safety_buttons
 from bot.safety import crisis, free_text, risk
 from bot.safety import service as safety
 from handlers import Register
@@ -47,23 +55,27 @@ class Area:
     handlers: tuple[Register, ...] = ()
     # Validators of its part of content/, by name.
     checks: Mapping[str, Checker] = field(default_factory=dict)
+    # Its buttons' callback data, one family per prefix (bot/<area>/buttons.py).
+    buttons: tuple[Buttons, ...] = ()
 
 
 AREAS: tuple[Area, ...] = (
     # Onboarding, /start and settings; cohorts and invites (bot/enrolment/invites.py).
     Area("enrolment", handlers=(handlers.enrolment.register, handlers.invites.register),
-         checks={"bot.enrolment.onboarding": onboarding.check_content}),
+         checks={"bot.enrolment.onboarding": onboarding.check_content},
+         buttons=(enrolment_buttons.ONBOARDING.family, enrolment_buttons.SETTINGS.family, enrolment_buttons.INVITES)),
     Area("safety", safety_area.install, (handlers.safety.register,),
          {"bot.safety.risk": risk.check_content, "bot.safety.crisis": crisis.check_content,
-          "bot.safety.service": safety.check_content, "bot.safety.free_text": free_text.check_content}),
+          "bot.safety.service": safety.check_content, "bot.safety.free_text": free_text.check_content},
+         (safety_buttons.SAFETY,)),
     # Check-ins and assessments share one handler module (handlers/checkins.py).
     Area("checkins", checkins_area.install, (handlers.checkins.register,),
-         {"bot.checkins.lapse": lapse.check_content}),
+         {"bot.checkins.lapse": lapse.check_content}, (checkins_buttons.CHECKIN, assessments_buttons.ASSESSMENT)),
     Area("escalation", escalation_area.install, (handlers.flags.register,),
-         {"bot.escalation.rules": escalation_rules.check_content}),
-    Area("privacy", privacy_area.install, (handlers.privacy.register,)),
+         {"bot.escalation.rules": escalation_rules.check_content}, (escalation_buttons.FLAG,)),
+    Area("privacy", privacy_area.install, (handlers.privacy.register,), buttons=(privacy_buttons.PRIVACY,)),
     Area("recovery", recovery_area.install, (handlers.sos.register,),
-         {"bot.recovery.rules": recovery_rules.check_sos_rules}),
+         {"bot.recovery.rules": recovery_rules.check_sos_rules}, (recovery_buttons.SOS, recovery_buttons.PLAN)),
     # Staff administration: roles are the kernel's (bot/core/staff.py); its commands are here.
     Area("staff", handlers=(handlers.staff.register,)),
     # Typed text no conversation took: the router's default, after every area's kinds.
@@ -80,6 +92,11 @@ def content_checks() -> dict[str, Checker]:
     for area in AREAS:
         out.update(area.checks)
     return out
+
+
+def button_families() -> list[Buttons]:
+    """Every family of buttons the bot makes, one per prefix."""
+    return [family for area in AREAS for family in area.buttons]
 
 
 def install(hub: Hub) -> list[Register]:

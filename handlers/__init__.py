@@ -13,7 +13,7 @@ from telegram import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScope
 from telegram.ext import Application, ApplicationHandlerStop, CallbackQueryHandler, TypeHandler
 
 from bot.core.hub import Hub
-from bot.platform.keyboards import callback_data_ok
+from bot.platform.callbacks import callback_data_ok
 from handlers import common
 from handlers.context import Ctx
 from handlers.router import TextRouter

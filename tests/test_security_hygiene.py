@@ -24,11 +24,12 @@ import pytest
 from telegram.error import InvalidToken, NetworkError
 
 from bot.platform import migrate
+from bot.platform.callbacks import callback_data_ok
 from bot.platform.clock import FrozenClock
 from bot.platform.config import ConfigError, load_settings
 from bot.platform.db import Database
 from bot.platform.http import AiohttpRequest
-from bot.platform.keyboards import MAX_CALLBACK_NUMBER, callback_data_ok
+from bot.platform.keyboards import MAX_CALLBACK_NUMBER
 from bot.platform.logs import MASK, RedactTokenFilter, redact
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup

@@ -182,6 +182,19 @@ class Buttons:
         raise Stale(str(data))
 
 
+def callback_data_ok(data: object) -> bool:
+    """Whether pressed callback data could have come from the bot: at most 64 bytes, and every
+    numeric field within MAX_CALLBACK_NUMBER. Anything else is a stale or forged button,
+    answered as such before any handler parses it (the codecs check their own fields again)."""
+    if not isinstance(data, str) or len(data.encode()) > MAX_CALLBACK_BYTES:
+        return False
+    for part in data.split(SEP):
+        digits = part.lstrip("+-#")
+        if digits.isdigit() and (not digits.isascii() or int(digits) > MAX_CALLBACK_NUMBER):
+            return False
+    return True
+
+
 def _split(data: object) -> list[str]:
     if not isinstance(data, str) or len(data.encode()) > MAX_CALLBACK_BYTES:
         raise Stale(repr(data)[:80])

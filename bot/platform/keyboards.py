@@ -19,16 +19,3 @@ def inline_keyboard(rows: Sequence[Sequence[Button]]) -> dict[str, Any]:
             if len(data.encode()) > MAX_CALLBACK_BYTES:
                 raise ValueError(f"callback_data too long: {data!r}")
     return {"inline_keyboard": [[{"text": label, "callback_data": data} for label, data in row] for row in rows]}
-
-
-def callback_data_ok(data: object) -> bool:
-    """Whether pressed callback data could have come from the bot: at most 64 bytes, and every
-    numeric field (fields are separated by ':') within MAX_CALLBACK_NUMBER. Anything else is a
-    stale or forged button, answered as such before any handler parses it."""
-    if not isinstance(data, str) or len(data.encode()) > MAX_CALLBACK_BYTES:
-        return False
-    for field in data.split(":"):
-        digits = field.lstrip("+-#")
-        if digits.isdigit() and (not digits.isascii() or int(digits) > MAX_CALLBACK_NUMBER):
-            return False
-    return True
