@@ -107,10 +107,11 @@ class Codec:
     fields: tuple[Field, ...] = ()
 
     def pack(self, *values: object) -> str:
-        if len(values) != len(self.fields):
-            raise ValueError(f"{self.prefix}:{self.tag} takes {len(self.fields)} values, got {len(values)}")
-        data = SEP.join([self.prefix, self.tag, *(f.dump(v) for f, v in zip(self.fields, values, strict=True))])
-        if len(data.encode()) > MAX_CALLBACK_BYTES:
+        fields = self.fields
+        if len(values) != len(fields):
+            raise ValueError(f"{self.prefix}:{self.tag} takes {len(fields)} values, got {len(values)}")
+        data = SEP.join([self.prefix, self.tag, *[f.dump(v) for f, v in zip(fields, values, strict=True)]])
+        if len(data) > MAX_CALLBACK_BYTES // 4 and len(data.encode()) > MAX_CALLBACK_BYTES:
             raise ValueError(f"callback data too long: {data!r}")
         return data
 
@@ -118,7 +119,7 @@ class Codec:
         """The values of data already split (its prefix and tag are this codec's)."""
         if len(parts) != len(self.fields) + 2:
             raise Stale(SEP.join(parts))
-        return tuple(f.load(p) for f, p in zip(self.fields, parts[2:], strict=True))
+        return tuple([f.load(p) for f, p in zip(self.fields, parts[2:], strict=True)])
 
     def parse(self, data: object) -> tuple[Any, ...]:
         """This codec's values from pressed data; `Stale` for anything else."""
@@ -154,6 +155,7 @@ class Buttons:
 
     prefix: str
     codecs: list[Codec] = field(default_factory=list)
+    _by_shape: dict[tuple[str, int], Codec] = field(default_factory=dict, repr=False)
 
     @property
     def pattern(self) -> str:
@@ -163,9 +165,10 @@ class Buttons:
     def codec(self, tag: str, *fields: Field) -> Codec:
         """Declare one kind of button of this family."""
         made = Codec(self.prefix, tag, tuple(fields))
-        if any(c.tag == tag and len(c.fields) == len(fields) for c in self.codecs):
+        if (tag, len(fields)) in self._by_shape:
             raise ValueError(f"{self.prefix}:{tag} with {len(fields)} fields is declared twice")
         self.codecs.append(made)
+        self._by_shape[tag, len(fields)] = made
         return made
 
     def owns(self, data: object) -> bool:
@@ -175,11 +178,10 @@ class Buttons:
     def parse(self, data: object) -> Pressed:
         """The button pressed; `Stale` for data none of this family's codecs made."""
         parts = _split(data)
-        if parts[0] == self.prefix:
-            for codec in self.codecs:
-                if codec.tag == parts[1] and len(codec.fields) + 2 == len(parts):
-                    return Pressed(codec, codec.load(parts))
-        raise Stale(str(data))
+        codec = self._by_shape.get((parts[1], len(parts) - 2)) if parts[0] == self.prefix else None
+        if codec is None:
+            raise Stale(str(data))
+        return Pressed(codec, codec.load(parts))
 
 
 def callback_data_ok(data: object) -> bool:
