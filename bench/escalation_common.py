@@ -23,7 +23,7 @@ def quiet_logs() -> None:
 def pick_detector() -> str:
     """The project's detector when its content loads; otherwise a small stand-in (printed)."""
     try:
-        from bot.safety.risk import get_detector
+        from bot.safety.risk.registry import get_detector
 
         get_detector().detect("test")
         return "bot.safety.risk"

@@ -20,16 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.safety.risk import (  # noqa: E402
-    DEFAULT_CONTENT_DIR,
-    LABELLED_SUBDIR,
-    RISK_SUBDIR,
-    Category,
-    RiskDetector,
-    Severity,
-    get_detector,
-)
-from bot.safety.risk_model import LearnedModel, read_labelled  # noqa: E402
+from bot.safety.risk.detector import RiskDetector  # noqa: E402
+from bot.safety.risk.loader import DEFAULT_CONTENT_DIR, LABELLED_SUBDIR, RISK_SUBDIR  # noqa: E402
+from bot.safety.risk.model import LearnedModel, read_labelled  # noqa: E402
+from bot.safety.risk.registry import get_detector  # noqa: E402
+from bot.safety.risk.result import Category, Severity  # noqa: E402
 
 LEVELS = ["crisis", "high", "moderate", "none"]
 FLAGGED = ("crisis", "high")

@@ -38,7 +38,7 @@ from bot.safety.signals import SignalKeeper
 from handlers.context import Ctx
 
 if TYPE_CHECKING:
-    from bot.safety.risk_prepared import Prepared
+    from bot.safety.risk.prepared import Prepared
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -271,7 +271,7 @@ class Runner:
         self.transport: Poller | WebhookServer | None = None
         self.started = asyncio.Event()
         self.fatal: BaseException | None = None
-        # The risk detector's prepared file (bot/safety/risk_prepared.py): written once the detector
+        # The risk detector's prepared file (bot/safety/risk/prepared.py): written once the detector
         # was built in this process (`iop-bot run` gives it; None: nothing is written).
         self.prepared = prepared
         self._later: asyncio.Task[None] | None = None

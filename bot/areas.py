@@ -41,8 +41,9 @@ from bot.recovery import buttons as recovery_buttons
 from bot.recovery import rules as recovery_rules
 from bot.safety import area as safety_area
 from bot.safety import buttons as safety_buttons
-from bot.safety import crisis, free_text, risk
+from bot.safety import crisis, free_text
 from bot.safety import service as safety
+from bot.safety.risk import registry as risk_registry
 from handlers import Register
 
 
@@ -65,7 +66,7 @@ AREAS: tuple[Area, ...] = (
          checks={"bot.enrolment.onboarding": onboarding.check_content},
          buttons=(enrolment_buttons.ONBOARDING.family, enrolment_buttons.SETTINGS.family, enrolment_buttons.INVITES)),
     Area("safety", safety_area.install, (handlers.safety.register,),
-         {"bot.safety.risk": risk.check_content, "bot.safety.crisis": crisis.check_content,
+         {"bot.safety.risk": risk_registry.check_content, "bot.safety.crisis": crisis.check_content,
           "bot.safety.service": safety.check_content, "bot.safety.free_text": free_text.check_content},
          (safety_buttons.SAFETY,)),
     # Check-ins and assessments share one handler module (handlers/checkins.py).

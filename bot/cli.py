@@ -20,7 +20,7 @@ from bot.platform.config import ConfigError, TokenRejected, load_settings
 from bot.platform.logs import redact
 
 if TYPE_CHECKING:
-    from bot.safety import risk_prepared
+    from bot.safety.risk import prepared as risk_prepared
 
 # Exit status when Telegram refuses the token: restarting will not help, a person must act
 # (a supervisor can be told not to restart on it, e.g. systemd's RestartPreventExitStatus=3).
@@ -69,20 +69,21 @@ def _start_and_run() -> int:
 
 def _prepare_risk_detector(data_dir: Path) -> risk_prepared.Prepared:
     """First thing, in a worker thread: the full risk detector from the file prepared by an
-    earlier start (bot/safety/risk_prepared.py) when it is valid for this content and code; otherwise
+    earlier start (bot/safety/risk/prepared.py) when it is valid for this content and code; otherwise
     the crisis rules are built, and the bot answers a crisis with them while the full detector
     builds (bot/safety/screening.py), which is then written for the next start. A problem in the
     rules is reported by the content check that follows."""
     import threading
 
-    from bot.safety import risk, risk_prepared
+    from bot.safety.risk import prepared as risk_prepared
+    from bot.safety.risk import registry
 
     prepared = risk_prepared.Prepared(data_dir)
 
     def work() -> None:
         if not prepared.load():
             with contextlib.suppress(Exception):
-                risk.crisis_detector()
+                registry.crisis_detector()
 
     threading.Thread(target=work, name="risk-detector", daemon=True).start()
     return prepared
@@ -117,13 +118,13 @@ def _content_check(args: argparse.Namespace) -> int:
 
 
 def _risk_check(args: argparse.Namespace) -> int:
-    from bot.safety import risk
+    from bot.safety.risk.cli import main_check
 
     argv: list[str] = []
     if args.jsonl:
         argv += ["--jsonl", args.jsonl]
     argv += args.text
-    return int(risk.main_check(argv))
+    return int(main_check(argv))
 
 
 def _version(_: argparse.Namespace) -> int:

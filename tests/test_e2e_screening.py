@@ -14,7 +14,9 @@ from sqlalchemy import select
 from bot.escalation.models import Flag
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
-from bot.safety import risk
+from bot.safety.risk import registry
+from bot.safety.risk.loader import RiskContentError
+from bot.safety.risk.result import Severity
 from bot.safety.screening import Screening
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
@@ -51,10 +53,10 @@ async def _flags(db: Database) -> list[tuple[str, str]]:
 
 
 def test_the_fixed_texts_still_mean_what_this_test_needs() -> None:
-    full, crisis = risk.get_detector(), risk.crisis_detector()
-    assert full.detect(CRISIS).severity == crisis.detect(CRISIS).severity == risk.Severity.CRISIS
-    assert full.detect(USE).severity == risk.Severity.HIGH and crisis.detect(USE).severity == risk.Severity.NONE
-    assert full.detect(ORDINARY).severity == crisis.detect(ORDINARY).severity == risk.Severity.NONE
+    full, crisis = registry.get_detector(), registry.crisis_detector()
+    assert full.detect(CRISIS).severity == crisis.detect(CRISIS).severity == Severity.CRISIS
+    assert full.detect(USE).severity == Severity.HIGH and crisis.detect(USE).severity == Severity.NONE
+    assert full.detect(ORDINARY).severity == crisis.detect(ORDINARY).severity == Severity.NONE
 
 
 async def test_a_crisis_while_the_detector_builds_is_answered_and_nothing_goes_unscreened(
@@ -113,14 +115,14 @@ async def test_a_failed_build_stops_the_bot_and_leaves_held_texts_in_the_inbox(
     u = await _patient(fake, db, clock, "Jordan", "P-1001")
 
     def broken() -> None:
-        raise risk.RiskContentError([("risk/en.yaml", 1, "broken")])
+        raise RiskContentError([("risk/en.yaml", 1, "broken")])
 
     monkeypatch.setattr("bot.safety.service.warm", broken)
     inc = fake.send_text(u, ORDINARY)
     await fake.wait_idle(timeout=10)  # the bot has taken it from Telegram (stored in the inbox)
     hold.set()
     assert h._task is not None
-    with pytest.raises(risk.RiskContentError):
+    with pytest.raises(RiskContentError):
         await asyncio.wait_for(h._task, 30)
     assert inc.update_id not in h.processed  # not handled: still in the inbox for the next start
     # The person is told something went wrong, with the emergency numbers (the usual error reply).
@@ -148,7 +150,7 @@ async def test_screening_says_which_detector_screens_an_update() -> None:
     try:
         assert await s.detector_for(Upd("/help")) is None
         chosen = await asyncio.wait_for(s.detector_for(Upd(CRISIS)), 60)
-        assert chosen is risk.crisis_detector() or chosen is risk.get_detector()
+        assert chosen is registry.crisis_detector() or chosen is registry.get_detector()
         waiting = asyncio.ensure_future(s.detector_for(Upd(ORDINARY)))
         await asyncio.sleep(0)
         assert not waiting.done()

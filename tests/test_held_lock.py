@@ -188,10 +188,10 @@ def test_only_a_private_crisis_text_is_urgent(stub_detector: object):
 
 
 def test_while_the_detector_builds_every_private_text_is_urgent(monkeypatch: pytest.MonkeyPatch):
-    from bot.safety import risk
     from bot.safety import service as safety
+    from bot.safety.risk import registry
 
     safety.set_detector(None)
-    monkeypatch.setattr(risk, "detector_ready", lambda content_dir=None: False)
+    monkeypatch.setattr(registry, "detector_ready", lambda content_dir=None: False)
     assert safety.crisis_update(_update("hello"))  # cannot be told yet: not held back
     assert not safety.crisis_update(_update("hello", chat_type="group"))

@@ -12,17 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.safety.risk import (
-    Category,
-    Match,
-    RiskContentError,
-    RiskDetector,
-    RiskResult,
-    Severity,
-    check_content,
-    get_detector,
-    main_check,
-)
+from bot.safety.risk.cli import main_check
+from bot.safety.risk.detector import RiskDetector
+from bot.safety.risk.loader import RiskContentError, load_detector
+from bot.safety.risk.registry import check_content, get_detector
+from bot.safety.risk.result import Category, Match, RiskResult, Severity
 
 DATA = Path(__file__).resolve().parent.parent / "content" / "risk" / "labelled"
 CONTENT = Path(__file__).resolve().parents[1] / "content"
@@ -439,7 +433,7 @@ def test_small_content_dir_works(tmp_path: Path) -> None:
         tmp_path,
         "  - id: die\n    category: suicide_self_harm\n    severity: crisis\n    patterns: ['want to die']\n",
     )
-    d = RiskDetector.from_dir(root)
+    d = load_detector(root)
     assert d.detect("I w4nt to die").severity == Severity.CRISIS
     assert d.detect("I do not want to die").severity == Severity.NONE
     assert d.detect("years ago I want to die").severity == Severity.NONE
@@ -457,7 +451,7 @@ def test_bad_pattern_names_file_and_line(tmp_path: Path) -> None:
     file, line, message = problems[0]
     assert file == "risk/en.yaml" and line == 14 and "broken" in message
     with pytest.raises(RiskContentError, match=r"risk/en\.yaml:14"):
-        RiskDetector.from_dir(root)
+        load_detector(root)
 
 
 @pytest.mark.parametrize(
@@ -499,7 +493,7 @@ def test_combo_must_reference_known_tags(tmp_path: Path) -> None:
 def test_missing_risk_dir(tmp_path: Path) -> None:
     assert check_content(tmp_path)
     with pytest.raises(RiskContentError):
-        RiskDetector.from_dir(tmp_path)
+        load_detector(tmp_path)
 
 
 # ------------------------------------------------------------------ iop-bot risk check
@@ -590,7 +584,7 @@ def _learned_dir(tmp_path: Path) -> Path:
 
 
 def test_learned_model_raises_what_no_rule_names(tmp_path: Path) -> None:
-    d = RiskDetector.from_dir(_learned_dir(tmp_path))
+    d = load_detector(_learned_dir(tmp_path))
     r = d.detect("thinking about the river tonight and not coming back")
     assert (r.severity, r.category, r.uncertain) == (Severity.HIGH, Category.SUICIDE_SELF_HARM, True)
     learned = r.matches[0]
@@ -601,7 +595,7 @@ def test_learned_model_raises_what_no_rule_names(tmp_path: Path) -> None:
 
 
 def test_learned_model_never_overrules_the_rules(tmp_path: Path) -> None:
-    d = RiskDetector.from_dir(_learned_dir(tmp_path))
+    d = load_detector(_learned_dir(tmp_path))
     # The rules held a phrase back (negated): the model does not raise it.
     assert d.detect("I do not want to die, the river and not coming back is behind me").severity == Severity.NONE
     # The rules' crisis stays crisis (the model never lowers, never sets crisis itself).
@@ -611,7 +605,7 @@ def test_learned_model_never_overrules_the_rules(tmp_path: Path) -> None:
 
 
 def test_learned_use_disclosure_is_flagged_without_a_question(tmp_path: Path) -> None:
-    d = RiskDetector.from_dir(_learned_dir(tmp_path))
+    d = load_detector(_learned_dir(tmp_path))
     r = d.detect("picked up again last night and used the whole bag alone")
     assert (r.severity, r.category, r.uncertain) == (Severity.HIGH, Category.USE_DISCLOSURE, False)
 

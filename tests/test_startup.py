@@ -1,5 +1,5 @@
 """Start-up: the risk detector read back from the file an earlier start prepared
-(bot/safety/risk_prepared.py) instead of compiled again, trusted only when it is exactly right; and what
+(bot/safety/risk/prepared.py) instead of compiled again, trusted only when it is exactly right; and what
 `iop-bot run` does with it (bot/cli.py)."""
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from bot import cli
 from bot.platform import content
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
-from bot.safety import risk, risk_prepared
+from bot.safety.risk import compiled, registry
+from bot.safety.risk import prepared as risk_prepared
+from bot.safety.risk.detector import RiskDetector
+from bot.safety.risk.loader import DEFAULT_CONTENT_DIR
+from bot.safety.risk.result import Severity
 from fakeapi import FakeTelegram
 from tests.harness import BotHarness
 
@@ -31,8 +35,8 @@ TEXTS = [COMBINATION, "I can't do this anymore, I'm going to kill myself tonight
 
 
 @pytest.fixture(scope="module")
-def built() -> risk.RiskDetector:
-    return risk.get_detector()
+def built() -> RiskDetector:
+    return registry.get_detector()
 
 
 @pytest.fixture
@@ -46,59 +50,59 @@ def code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def empty(monkeypatch: pytest.MonkeyPatch) -> dict[str, risk.RiskDetector]:
+def empty(monkeypatch: pytest.MonkeyPatch) -> dict[str, RiskDetector]:
     """No detector in this process yet (as at a start); the tests' own comes back afterwards."""
-    detectors: dict[str, risk.RiskDetector] = {}
-    monkeypatch.setattr(risk, "_detectors", detectors)
-    monkeypatch.setattr(risk, "_codes", None)
+    detectors: dict[str, RiskDetector] = {}
+    monkeypatch.setattr(registry, "_detectors", detectors)
+    monkeypatch.setattr(compiled, "_codes", None)
     return detectors
 
 
-def _prepare(data: Path, detector: risk.RiskDetector) -> Path:
+def _prepare(data: Path, detector: RiskDetector) -> Path:
     """The file a start that built `detector` writes."""
     prepared = risk_prepared.Prepared(data)
     assert prepared.load() is False  # nothing there yet
-    risk.install(detector)
+    registry.install(detector)
     assert prepared.save() is True
     return data / risk_prepared.FILE
 
 
-def test_the_fixed_texts_still_mean_what_this_test_needs(built: risk.RiskDetector) -> None:
-    assert built.detect(COMBINATION).severity == risk.Severity.CRISIS
-    assert risk.crisis_detector().detect(COMBINATION).severity != risk.Severity.CRISIS
+def test_the_fixed_texts_still_mean_what_this_test_needs(built: RiskDetector) -> None:
+    assert built.detect(COMBINATION).severity == Severity.CRISIS
+    assert registry.crisis_detector().detect(COMBINATION).severity != Severity.CRISIS
 
 
 def test_a_prepared_detector_is_read_back_and_answers_as_the_built_one(
-    built: risk.RiskDetector, empty: dict[str, risk.RiskDetector], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    built: RiskDetector, empty: dict[str, RiskDetector], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = tmp_path / "data"
     path = _prepare(data, built)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(data.stat().st_mode) == 0o700
     empty.clear()  # the next start
 
-    caplog.set_level(logging.INFO, logger="bot.safety.risk_prepared")
+    caplog.set_level(logging.INFO, logger="bot.safety.risk.prepared")
     prepared = risk_prepared.Prepared(data)
     assert prepared.load() is True and prepared.tried.is_set()
     assert "read from the prepared file" in caplog.text
-    loaded = risk.get_detector()
+    loaded = registry.get_detector()
     assert loaded is not built
-    for text in TEXTS + risk_prepared.probe_texts(risk.DEFAULT_CONTENT_DIR):
+    for text in TEXTS + risk_prepared.probe_texts(DEFAULT_CONTENT_DIR):
         assert loaded.detect(text) == built.detect(text), text
     for lang in ("en", "es"):
         assert loaded.detect(COMBINATION, lang) == built.detect(COMBINATION, lang)
     assert prepared.save() is False  # what runs came from the file: nothing to write
 
 
-def test_patterns_made_from_their_code_are_the_ones_re_compiles(built: risk.RiskDetector) -> None:
+def test_patterns_made_from_their_code_are_the_ones_re_compiles(built: RiskDetector) -> None:
     sources = {rx.pattern for rule in built._rules for rx in rule.parts}
     assert sources
     for src in sorted(sources):
-        assert risk_prepared.PatternCode.of(src).compile() == re.compile(src), src  # equal code, flags, source
+        assert compiled.PatternCode.of(src).compile() == re.compile(src), src  # equal code, flags, source
 
 
 @pytest.mark.parametrize("change", ["content", "code"])
 def test_a_change_to_content_or_code_sets_it_aside_and_the_rebuilt_one_is_written(
-    change: str, built: risk.RiskDetector, empty: dict[str, risk.RiskDetector], code: Path, tmp_path: Path,
+    change: str, built: RiskDetector, empty: dict[str, RiskDetector], code: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
     data = tmp_path / "data"
@@ -111,12 +115,12 @@ def test_a_change_to_content_or_code_sets_it_aside_and_the_rebuilt_one_is_writte
         real = content.fingerprint
         monkeypatch.setattr(content, "fingerprint", lambda root: real(root) + "-edited")
 
-    caplog.set_level(logging.INFO, logger="bot.safety.risk_prepared")
+    caplog.set_level(logging.INFO, logger="bot.safety.risk.prepared")
     prepared = risk_prepared.Prepared(data)
     assert prepared.load() is False
     assert "made for another fingerprint" in caplog.text
-    assert risk.built() is None  # not used: the detector is built instead
-    risk.install(built)  # (built, as screening does)
+    assert registry.built() is None  # not used: the detector is built instead
+    registry.install(built)  # (built, as screening does)
     assert prepared.save() is True
     assert path.read_bytes() != before
     empty.clear()
@@ -159,7 +163,7 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_a_damaged_or_forged_file_is_never_trusted_and_is_written_again(
-    damage: str, built: risk.RiskDetector, empty: dict[str, risk.RiskDetector], tmp_path: Path,
+    damage: str, built: RiskDetector, empty: dict[str, RiskDetector], tmp_path: Path,
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
 ) -> None:
     data = tmp_path / "data"
@@ -167,50 +171,50 @@ def test_a_damaged_or_forged_file_is_never_trusted_and_is_written_again(
     path.write_bytes(DAMAGE[damage](path.read_bytes()))
     empty.clear()
 
-    caplog.set_level(logging.INFO, logger="bot.safety.risk_prepared")
+    caplog.set_level(logging.INFO, logger="bot.safety.risk.prepared")
     prepared = risk_prepared.Prepared(data)
     assert prepared.load() is False
     assert "the prepared file is set aside" in caplog.text
-    assert risk.built() is None
+    assert registry.built() is None
     assert "this file ran code" not in capsys.readouterr().out
-    risk.install(built)
+    registry.install(built)
     assert prepared.save() is True
     empty.clear()
     assert risk_prepared.Prepared(data).load() is True
 
 
 def test_a_file_that_cannot_be_written_leaves_the_bot_running(
-    built: risk.RiskDetector, empty: dict[str, risk.RiskDetector], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    built: RiskDetector, empty: dict[str, RiskDetector], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     blocked = tmp_path / "data"
     blocked.write_text("a file where the folder should be")
     prepared = risk_prepared.Prepared(blocked)
     assert prepared.load() is False
-    risk.install(built)
+    registry.install(built)
     assert prepared.save() is False
     assert "could not write the prepared file" in caplog.text
 
 
 def _start(
-    data: Path, monkeypatch: pytest.MonkeyPatch, rules: risk.RiskDetector
+    data: Path, monkeypatch: pytest.MonkeyPatch, rules: RiskDetector
 ) -> tuple[risk_prepared.Prepared, list[str], threading.Event]:
     """`iop-bot run`'s first step, recording whether the crisis rules were built."""
     built_rules: list[str] = []
     done = threading.Event()
 
-    def crisis_detector(content_dir: Path | None = None) -> risk.RiskDetector:
+    def crisis_detector(content_dir: Path | None = None) -> RiskDetector:
         built_rules.append("crisis rules")
         done.set()
         return rules
 
-    monkeypatch.setattr(risk, "crisis_detector", crisis_detector)
+    monkeypatch.setattr(registry, "crisis_detector", crisis_detector)
     prepared = cli._prepare_risk_detector(data)
     assert prepared.tried.wait(60)
     return prepared, built_rules, done
 
 
 def test_run_screens_with_the_prepared_detector_from_the_first_update(
-    built: risk.RiskDetector, empty: dict[str, risk.RiskDetector], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: RiskDetector, empty: dict[str, RiskDetector], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = tmp_path / "data"
     _prepare(data, built)
@@ -218,17 +222,17 @@ def test_run_screens_with_the_prepared_detector_from_the_first_update(
     prepared, built_rules, _ = _start(data, monkeypatch, built)
     # Ready before the bot takes its first update: a crisis worded only as a combination gets the
     # crisis reply at once, and no crisis rules are built.
-    assert prepared.loaded and risk.detector_ready()
-    assert risk.get_detector().detect(COMBINATION).severity == risk.Severity.CRISIS
+    assert prepared.loaded and registry.detector_ready()
+    assert registry.get_detector().detect(COMBINATION).severity == Severity.CRISIS
     assert built_rules == []
 
 
 def test_run_without_a_prepared_detector_answers_from_the_crisis_rules_first(
-    built: risk.RiskDetector, empty: dict[str, risk.RiskDetector], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: RiskDetector, empty: dict[str, RiskDetector], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prepared, built_rules, done = _start(tmp_path / "data", monkeypatch, built)
     assert done.wait(60)
-    assert not prepared.loaded and not risk.detector_ready()
+    assert not prepared.loaded and not registry.detector_ready()
     assert built_rules == ["crisis rules"]
 
 

@@ -5,7 +5,7 @@ CPU to build. A restart used to wait for it before it received anything, so a cr
 was answered many seconds late. Now updates are received at once and the detector builds in a
 worker thread, in two steps:
 
-1. the crisis rules alone (`risk.crisis_detector`, with the same negation, past and joke
+1. the crisis rules alone (`registry.crisis_detector`, with the same negation, past and joke
    handling), a fraction of the build;
 2. the full detector.
 
@@ -37,8 +37,10 @@ from typing import Any
 from telegram.ext import SimpleUpdateProcessor
 
 from bot.platform.flood import FloodLimiter, Kind, Verdict
-from bot.safety import risk
 from bot.safety import service as safety
+from bot.safety.risk import registry
+from bot.safety.risk.detector import RiskDetector
+from bot.safety.risk.result import Severity
 
 log = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.0005  # seconds, while the detector builds
@@ -73,8 +75,8 @@ class Screening:
         self.timings: dict[str, float] = {}
         # The full detector once it is ready, set as the one in use while an update is screened
         # and handled (found at once, rather than looked up again for every text).
-        self.detector: risk.RiskDetector | None = None
-        self._crisis: asyncio.Future[risk.RiskDetector] | None = None
+        self.detector: RiskDetector | None = None
+        self._crisis: asyncio.Future[RiskDetector] | None = None
         self._full: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -117,15 +119,15 @@ class Screening:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         try:
-            if risk.detector_ready() and self.hold is None:
+            if registry.detector_ready() and self.hold is None:
                 # Built already (content checked at this start, or an earlier run in this process).
-                self._crisis.set_result(risk.get_detector())
+                self._crisis.set_result(registry.get_detector())
             else:
-                self._crisis.set_result(await asyncio.to_thread(risk.crisis_detector))
+                self._crisis.set_result(await asyncio.to_thread(registry.crisis_detector))
             self.timings["crisis_rules"] = time.perf_counter() - t0
             log.info("screening: crisis rules ready in %.1fs", self.timings["crisis_rules"])
             await asyncio.to_thread(self._build_full)
-            self.detector = risk.get_detector()
+            self.detector = registry.get_detector()
             self.timings["full"] = time.perf_counter() - t0
             log.info("screening: risk detector ready in %.1fs", self.timings["full"])
             self._full.set_result(None)
@@ -149,7 +151,7 @@ class Screening:
             self.hold.wait()
         safety.warm()
 
-    async def detector_for(self, update: object) -> risk.RiskDetector | None:
+    async def detector_for(self, update: object) -> RiskDetector | None:
         """The detector that screens `update`: None for the usual one (ready, or nothing to
         screen), the crisis rules for a text they find a crisis. Waits as described above."""
         if self._crisis is None or self._full is None or self.ready or not self.screened(update):
@@ -158,7 +160,7 @@ class Screening:
         if text:
             crisis = await asyncio.shield(self._crisis)
             try:
-                if crisis.detect(text).severity == risk.Severity.CRISIS:
+                if crisis.detect(text).severity == Severity.CRISIS:
                     return crisis
             except Exception:
                 log.exception("screening: the crisis rules failed on a text; it waits for the full detector")
@@ -375,11 +377,11 @@ class ScreeningProcessor(SimpleUpdateProcessor):
         its sender's limit (the caller marks it done; it is never built); True when it goes on,
         the screening and the verdict carried to `process_update` (neither is made twice)."""
         assert self.limiter is not None and f.user_id is not None and f.kind is not None
-        token = risk.in_use.set(self.screening.detector)
+        token = registry.in_use.set(self.screening.detector)
         try:
             screened = self._screen(f.text)
         finally:
-            risk.in_use.reset(token)
+            registry.in_use.reset(token)
         verdict = self.limiter.check(f.user_id, f.kind, risk=screened.flagged, urgent=screened.urgent)
         if verdict is Verdict.DROP:
             return False
@@ -404,13 +406,13 @@ class ScreeningProcessor(SimpleUpdateProcessor):
                 verdict = await self._admit(decided.facts, screened, decided.verdict)
             else:
                 detector = await self.screening.detector_for(update) or self.screening.detector
-                token = risk.in_use.set(detector)
+                token = registry.in_use.set(detector)
                 try:
                     f = facts(update, self.screening.screened)
                     screened = self._screen(f.text)
                     verdict = await self._admit(f, screened)
                 finally:
-                    risk.in_use.reset(token)
+                    registry.in_use.reset(token)
         except BaseException:
             _close(coroutine)  # never handled: the update stays in the inbox
             raise
@@ -419,7 +421,7 @@ class ScreeningProcessor(SimpleUpdateProcessor):
             await self._skip(update, tell=verdict is Verdict.DROP_TELL)
             return
         await self._acquire(screened.urgent)
-        token = risk.in_use.set(detector)
+        token = registry.in_use.set(detector)
         carried = _screened.set(
             (screened.text, screened.signal) if screened.text and screened.signal is not None else None
         )
@@ -427,7 +429,7 @@ class ScreeningProcessor(SimpleUpdateProcessor):
             await self.do_process_update(update, coroutine)
         finally:
             _screened.reset(carried)
-            risk.in_use.reset(token)
+            registry.in_use.reset(token)
             self._release()
 
     @staticmethod

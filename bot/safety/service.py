@@ -64,7 +64,7 @@ def set_detector(detector: Detector | None) -> None:
 def _get_detector() -> Detector:
     if _detector is not None:
         return _detector
-    from bot.safety.risk import get_detector
+    from bot.safety.risk.registry import get_detector
 
     return get_detector()
 
@@ -738,7 +738,7 @@ def crisis_update(data: dict[str, Any]) -> bool:
     if not isinstance(text, str) or not text.strip():
         return False
     if _detector is None:
-        from bot.safety.risk import detector_ready
+        from bot.safety.risk.registry import detector_ready
 
         if not detector_ready():
             return True

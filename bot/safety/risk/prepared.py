@@ -5,7 +5,7 @@ Building the detector compiles several hundred regular expressions from `content
 and trains the learned model: seconds of CPU at every start, while the bot should be answering.
 Once built, it is written to `data/risk-detector.bin` (600 in a 700 folder, beside the record of
 the content check), each regular expression as the engine's compiled code, so reading it back
-neither parses nor compiles anything.
+neither parses nor compiles anything (bot/safety/risk/compiled.py).
 
 The file is trusted only when everything about it matches, and otherwise set aside (the detector
 is built as before and the file written again):
@@ -34,14 +34,15 @@ import pickle
 import re
 import sys
 import threading
-from array import array
-from dataclasses import dataclass
 from pathlib import Path
-from re import _compiler, _parser  # type: ignore[attr-defined]
 from typing import Any
 
-from bot.safety import risk
-from bot.safety.risk_model import read_labelled
+from bot.safety.risk import compiled, registry
+from bot.safety.risk.compiled import PatternCode, supported
+from bot.safety.risk.detector import RiskDetector
+from bot.safety.risk.loader import LABELLED_SUBDIR, RISK_SUBDIR
+from bot.safety.risk.model import read_labelled
+from bot.safety.risk.result import Category
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,19 @@ _FALLBACK_PROBES = (
 _HEADER_MAX = 1 << 20  # a header line longer than this is not one of ours
 # What the file may name: the detector's own classes, and how a compiled pattern is made again.
 _ALLOWED = frozenset(
-    {("bot.safety.risk", name) for name in (
-        "RiskDetector", "Normalizer", "_Rule", "_Combo", "_Context", "_Prefilter", "_LineStr", "Severity", "Category",
-    )}
-    | {("bot.safety.risk_model", "LearnedModel"), (__name__, "_pattern")}
+    {
+        ("bot.safety.risk.detector", "RiskDetector"),
+        ("bot.safety.risk.detector", "Rule"),
+        ("bot.safety.risk.detector", "Combo"),
+        ("bot.safety.risk.detector", "Context"),
+        ("bot.safety.risk.normalize", "Normalizer"),
+        ("bot.safety.risk.prefilter", "Prefilter"),
+        ("bot.safety.risk.loader", "_LineStr"),
+        ("bot.safety.risk.result", "Severity"),
+        ("bot.safety.risk.result", "Category"),
+        ("bot.safety.risk.model", "LearnedModel"),
+        (__name__, "_pattern"),
+    }
 )
 
 
@@ -74,49 +84,9 @@ class _Stale(PreparedFileError):
     """Made for other content, code or Python: expected after any change, not a fault."""
 
 
-@dataclass(frozen=True)
-class PatternCode:
-    """A regular expression as `re` compiles it: its source, flags and the engine's code, from
-    which the same pattern is made again without parsing or compiling."""
-
-    source: str
-    flags: int
-    code: bytes  # the engine's code words, as array("I")
-    groups: int
-    groupindex: dict[str, int]
-    indexgroup: tuple[str | None, ...]
-
-    @classmethod
-    def of(cls, source: str, flags: int = 0) -> PatternCode:
-        """What `re.compile(source, flags)` compiles (the steps of `re._compiler.compile`)."""
-        p = _parser.parse(source, flags)
-        code = _compiler._code(p, flags)
-        indexgroup: list[str | None] = [None] * p.state.groups
-        for name, i in p.state.groupdict.items():
-            indexgroup[i] = name
-        return cls(
-            source, flags | p.state.flags, array("I", code).tobytes(), p.state.groups - 1,
-            dict(p.state.groupdict), tuple(indexgroup),
-        )
-
-    def compile(self) -> re.Pattern[str]:
-        # The engine checks the code it is given (it refuses malformed code).
-        return _sre.compile(  # type: ignore[no-any-return]
-            self.source, self.flags, array("I", self.code).tolist(), self.groups, self.groupindex, self.indexgroup
-        )
-
-
 def _pattern(source: str, flags: int, code: bytes, groups: int, groupindex: dict[str, int],
              indexgroup: tuple[str | None, ...]) -> re.Pattern[str]:
     return PatternCode(source, flags, code, groups, groupindex, indexgroup).compile()
-
-
-def supported() -> bool:
-    """Whether this Python's engine can be given compiled code as this module stores it."""
-    return (
-        array("I").itemsize == getattr(_sre, "CODESIZE", 0)
-        and hasattr(_sre, "compile") and hasattr(_compiler, "_code") and hasattr(_parser, "parse")
-    )
 
 
 def key(content_dir: Path) -> dict[str, Any]:
@@ -133,7 +103,7 @@ def key(content_dir: Path) -> dict[str, Any]:
     }
 
 
-def answer(detector: risk.RiskDetector, text: str) -> list[Any]:
+def answer(detector: RiskDetector, text: str) -> list[Any]:
     """What a probe compares: severity, category, the rules found, whether uncertain."""
     r = detector.detect(text)
     return [r.severity.value, r.category.value if r.category else None, sorted({m.rule_id for m in r.matches}), r.uncertain]
@@ -141,11 +111,11 @@ def answer(detector: risk.RiskDetector, text: str) -> list[Any]:
 
 def probe_texts(content_dir: Path) -> list[str]:
     """A fixed sample of the labelled messages (every kind of label), or a few texts when none."""
-    folder = content_dir / risk.RISK_SUBDIR / risk.LABELLED_SUBDIR
+    folder = content_dir / RISK_SUBDIR / LABELLED_SUBDIR
     rows: list[tuple[str, str, str | None]] = []
     if folder.is_dir():
         problems: list[tuple[str, int, str]] = []
-        rows = read_labelled(sorted(folder.glob("*.jsonl")), str, {c.value for c in risk.Category}, problems)
+        rows = read_labelled(sorted(folder.glob("*.jsonl")), str, {c.value for c in Category}, problems)
     if not rows:
         return list(_FALLBACK_PROBES)
     step = max(1, len(rows) // PROBES)
@@ -165,8 +135,7 @@ def _code_of(source: str, flags: int) -> PatternCode:
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, re.Pattern):
-            codes = risk._codes
-            code = codes.get(obj) if codes is not None else None
+            code = compiled.kept_code(obj)
             if code is None:  # compiled before its code was kept: compiled again to be written
                 code = _code_of(obj.pattern, obj.flags)
             return _pattern, (code.source, code.flags, code.code, code.groups, code.groupindex, code.indexgroup)
@@ -180,7 +149,7 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def write(data_dir: Path, detector: risk.RiskDetector, made_for: dict[str, Any], content_dir: Path) -> Path:
+def write(data_dir: Path, detector: RiskDetector, made_for: dict[str, Any], content_dir: Path) -> Path:
     """Write `detector` (built for `made_for`, see `key`) to `data_dir`, atomically, 600."""
     buf = io.BytesIO()
     _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(detector)
@@ -209,7 +178,7 @@ def write(data_dir: Path, detector: risk.RiskDetector, made_for: dict[str, Any],
     return path
 
 
-def read(path: Path, made_for: dict[str, Any]) -> risk.RiskDetector:
+def read(path: Path, made_for: dict[str, Any]) -> RiskDetector:
     """The detector in `path`, when it was made for `made_for` and passes every check; raises
     PreparedFileError (or OSError) otherwise."""
     raw = path.read_bytes()
@@ -239,7 +208,7 @@ def read(path: Path, made_for: dict[str, Any]) -> risk.RiskDetector:
         raise
     except Exception as exc:
         raise PreparedFileError(f"could not be read ({type(exc).__name__})") from None
-    if not isinstance(detector, risk.RiskDetector):
+    if not isinstance(detector, RiskDetector):
         raise PreparedFileError("holds no detector")
     for probe in probes:
         if not (isinstance(probe, list) and len(probe) == 2 and isinstance(probe[0], str)):
@@ -263,17 +232,17 @@ class Prepared:
 
     def __init__(self, data_dir: Path, content_dir: Path | None = None) -> None:
         self.data_dir = data_dir
-        self.content_dir = Path(risk._key(content_dir))  # the folder `risk.get_detector()` reads
+        self.content_dir = Path(registry.content_key(content_dir))  # the folder `registry.get_detector()` reads
         self.made_for: dict[str, Any] | None = None
         self.loaded = False  # the detector in use came from the file
         self.tried = threading.Event()  # set once the file was tried (loaded or not)
         self._lock = threading.Lock()
         self._written = False
-        risk.keep_codes(supported())  # a detector built from now on can be written
+        compiled.keep_codes(supported())  # a detector built from now on can be written
 
     def load(self) -> bool:
         """Read the prepared file and, when it passes every check, make it the detector
-        (`risk.get_detector`); otherwise say why in one line. Never raises."""
+        (`registry.get_detector`); otherwise say why in one line. Never raises."""
         try:
             if not supported():
                 log.info("risk detector: this Python cannot read a prepared detector; building it")
@@ -292,9 +261,9 @@ class Prepared:
                 reason = exc if isinstance(exc, PreparedFileError) else type(exc).__name__
                 log.warning("risk detector: the prepared file is set aside (%s); building it", reason)
                 return False
-            self.loaded = risk.install(detector, self.content_dir)
+            self.loaded = registry.install(detector, self.content_dir)
             if self.loaded:
-                risk.keep_codes(False)
+                compiled.keep_codes(False)
                 log.info("risk detector: read from the prepared file")
             return self.loaded
         except Exception:
@@ -307,7 +276,7 @@ class Prepared:
         """Write the detector in use, when it was built in this process (not read from the file);
         once. A failure is logged, never raised: the next start builds it again."""
         with self._lock:
-            detector = risk.built(self.content_dir)
+            detector = registry.built(self.content_dir)
             if self.loaded or self._written or self.made_for is None or detector is None:
                 return False
             self._written = True  # tried once: a failure is not retried in this process
@@ -317,6 +286,6 @@ class Prepared:
                 log.warning("risk detector: could not write the prepared file (%s)", type(exc).__name__)
                 return False
             finally:
-                risk.keep_codes(False)
+                compiled.keep_codes(False)
             log.info("risk detector: prepared for the next start")
             return True
