@@ -24,6 +24,7 @@ from bot.platform.callbacks import Pressed, Stale
 from bot.platform.content import Html
 from bot.recovery import buttons, plans, sos, tips
 from bot.recovery.plans import SECTIONS, PlanError
+from bot.recovery.rules import SosRules
 from bot.safety import service as safety
 from handlers.common import require_patient
 from handlers.context import Ctx
@@ -80,7 +81,7 @@ async def _open(ctx: Ctx, patient: PatientInfo, source: str) -> None:
     hub = ctx.hub
     async with hub.db.transaction() as s:
         await state.clear(s, patient.telegram_id, PLAN_STATE)
-        await sos.open_session(s, patient.id, hub.clock.now(), source)
+        await sos.open_session(s, hub.get(SosRules), patient.id, hub.clock.now(), source)
 
 
 async def plan_cmd(update: Update, ctx: Ctx) -> None:
@@ -138,7 +139,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
     if codec in (buttons.OPEN, buttons.MENU):
         async with hub.db.transaction() as s:
             if codec is buttons.OPEN or await sos.current_session(s, patient.id, now) is None:
-                await sos.open_session(s, patient.id, now, "checkin" if codec is buttons.OPEN else "sos")
+                await sos.open_session(s, hub.get(SosRules), patient.id, now, "checkin" if codec is buttons.OPEN else "sos")
         text, rows = sos.toolbox(c, lang)
         await reply(update, text, rows)
         return None
@@ -219,7 +220,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
         return None
     if codec is buttons.TALK:
         async with hub.db.transaction() as s:
-            res = await sos.request_talk(s, patient.id, now)
+            res = await sos.request_talk(s, hub.get(SosRules), patient.id, now)
             live = await safety.in_live_conversation(s, patient.telegram_id)
         hub.sender.wake()
         exp = sos.expectation(hub.settings.office_hours, hub.settings.default_timezone, now)
@@ -236,7 +237,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
     if codec is buttons.FOLLOWUP:
         session_id, value = values
         async with hub.db.transaction() as s:
-            result = await sos.answer_followup(s, patient.id, session_id, value, now)
+            result = await sos.answer_followup(s, hub.get(SosRules), patient.id, session_id, value, now)
         hub.sender.wake()
         if result.status == "unknown":
             raise Stale
@@ -316,7 +317,7 @@ async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Pati
         return None
     if codec is buttons.PLAN_ADD:
         (section,) = values
-        limit = plans.rules().max_entries_per_section
+        limit = hub.get(SosRules).plan.max_entries_per_section
         async with hub.db.transaction() as s:
             if await plans.count(s, patient.id, section) >= limit:
                 return c.t("plan.full_note", lang, limit=limit)
@@ -408,9 +409,9 @@ async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | N
     try:
         async with hub.db.transaction() as s:
             if data.get("entry_id") is not None:
-                entry = await plans.edit_entry(s, patient.id, int(data["entry_id"]), raw, now)
+                entry = await plans.edit_entry(s, hub.get(SosRules).plan, patient.id, int(data["entry_id"]), raw, now)
             elif section is not None:
-                entry = await plans.add_entry(s, patient.id, section, raw, now)
+                entry = await plans.add_entry(s, hub.get(SosRules).plan, patient.id, section, raw, now)
             else:
                 raise PlanError("unknown_section")
             await state.clear(s, user.id, PLAN_STATE)

@@ -26,8 +26,10 @@ from bot.platform.content import get_content
 from bot.platform.db import Database
 from bot.platform.models import ScheduledItem
 from bot.recovery import plans
+from bot.recovery.rules import load_sos_rules
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
+from tests.conftest import CONTENT_DIR
 from tests.harness import BotHarness
 
 TUESDAY_10AM = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # 10:00 in New York (EST), the clinic's zone
@@ -188,8 +190,8 @@ async def test_details_show_what_a_counselor_needs_in_the_clinic_zone(h: BotHarn
     pid = await _pid(db, u.id)
     dana = await sup.add_counselor(h, fake)
     async with db.transaction() as s:
-        await plans.add_entry(s, pid, "people", "Sam (sponsor) 617 555 0134", clock.now())
-        await plans.add_entry(s, pid, "coping", "walk round the block", clock.now())
+        await plans.add_entry(s, load_sos_rules(CONTENT_DIR).plan, pid, "people", "Sam (sponsor) 617 555 0134", clock.now())
+        await plans.add_entry(s, load_sos_rules(CONTENT_DIR).plan, pid, "coping", "walk round the block", clock.now())
         for days_ago in range(9):  # nine check-ins: Details shows the last seven
             done = clock.now() - timedelta(days=days_ago, hours=1)  # 09:00 New York, 15:00 Berlin
             s.add(CheckinEntry(

@@ -22,6 +22,7 @@ from bot.platform.db import Database
 from bot.platform.models import OutboxMessage
 from bot.recovery import tips
 from bot.recovery.models import TipShown
+from bot.recovery.rules import load_sos_rules
 from bot.safety import free_text
 from bot.safety.models import SafetyCheck
 from fakeapi import FakeTelegram
@@ -102,7 +103,7 @@ async def test_tip_on_demand_rotates_without_repeats_and_leaves_the_daily_tip(
     u = await _patient(fake, db, clock, tip_time=time(10, 0))  # 09:00 in New York now
     async with h.hub.db.transaction() as s:
         pid = (await s.execute(select(Patient.id).where(Patient.telegram_id == u.id))).scalar_one()
-        await tips.schedule_next(s, pid, clock.now())
+        await tips.schedule_next(s, pid, clock.now(), load_sos_rules(CONTENT_DIR).tips)
     texts = {t.id: t.text for t in load_clinical(CONTENT_DIR).tips("en")}
     shown: list[str] = []
     for _ in range(5):

@@ -8,7 +8,9 @@ from sqlalchemy import select
 from bot.escalation.models import Flag
 from bot.platform.models import OutboxMessage
 from bot.recovery import plans
+from bot.recovery.rules import load_sos_rules
 from tests import escalation_support as sup
+from tests.conftest import CONTENT_DIR
 
 # The predictable detector, installed before the bot starts and removed after it stops.
 pytestmark = pytest.mark.usefixtures("stub_detector")
@@ -19,7 +21,7 @@ async def test_a_long_plan_still_reaches_the_patient_after_a_crisis(h, fake, db,
     pid = await sup.add_patient(db, clock.now(), telegram_id=u.id)
     async with db.transaction() as s:
         for i in range(10):
-            await plans.add_entry(s, pid, "reasons", f"Reason {i}: " + "my family and my future " * 20, clock.now())
+            await plans.add_entry(s, load_sos_rules(CONTENT_DIR).plan, pid, "reasons", f"Reason {i}: " + "my family and my future " * 20, clock.now())
     await h.send(u, "I'm going to end it all tonight")
     texts = [m.plain_text or "" for m in fake.sent(u.id)]
     assert "988" in texts[0]

@@ -11,6 +11,10 @@ from hypothesis import strategies as st
 
 from bot.checkins.charts import ChartDay, ChartLabels, figure
 from bot.recovery.plans import validate_entry
+from bot.recovery.rules import load_sos_rules
+from tests.conftest import CONTENT_DIR
+
+PLAN = load_sos_rules(CONTENT_DIR).plan
 
 # -- plan entries -----------------------------------------------------------------------------
 
@@ -34,7 +38,7 @@ LAYOUT = st.sampled_from(["{n} {p}", "{n}: {p}", "{n} - {p}", "{n} — {p}", "{p
 @given(name=NAME, phone=st.sampled_from(sorted(PHONES)), layout=LAYOUT)
 @example(name="A (X)", phone="(617) 555-0134", layout="{n} {p}")  # a one-letter bracket before the number
 def test_plan_entry_keeps_the_name_whole_and_finds_the_number(name: str, phone: str, layout: str) -> None:
-    text, number = validate_entry("people", layout.format(n=name, p=phone))
+    text, number = validate_entry("people", layout.format(n=name, p=phone), PLAN)
     assert text == name
     assert number == PHONES[phone]
 
@@ -52,7 +56,7 @@ def test_plan_entry_keeps_the_name_whole_and_finds_the_number(name: str, phone: 
     ],
 )
 def test_plan_entry_brackets_around_the_number(raw: str, name: str) -> None:
-    assert validate_entry("people", raw) == (name, "+1 617 555 0134")
+    assert validate_entry("people", raw, PLAN) == (name, "+1 617 555 0134")
 
 
 # -- the progress chart -----------------------------------------------------------------------
@@ -109,7 +113,6 @@ def test_free_text_content_check_wants_a_line_for_every_group_and_flow(tmp_path)
     import yaml
 
     from bot.safety import free_text
-    from tests.conftest import CONTENT_DIR
 
     assert free_text.check_content(CONTENT_DIR) == []
     root = tmp_path / "content"
@@ -142,6 +145,5 @@ def test_free_text_content_check_wants_a_line_for_every_group_and_flow(tmp_path)
 )
 def test_free_text_reading(text: str, kind: str) -> None:
     from bot.safety import free_text
-    from tests.conftest import CONTENT_DIR
 
     assert free_text.read(text, CONTENT_DIR).kind == kind

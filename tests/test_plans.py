@@ -11,10 +11,12 @@ from bot.platform.content import get_content
 from bot.platform.db import Database
 from bot.recovery import plans
 from bot.recovery.plans import PlanError, format_phone, validate_entry
+from bot.recovery.rules import load_sos_rules
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient
 
 content = get_content(CONTENT_DIR)
+PLAN = load_sos_rules(CONTENT_DIR).plan
 
 
 @pytest.mark.parametrize(
@@ -45,7 +47,7 @@ def test_format_phone(raw: str, expected: str | None) -> None:
     ],
 )
 def test_people_entries_split_name_and_number(raw: str, name: str, phone: str) -> None:
-    assert validate_entry("people", raw) == (name, phone)
+    assert validate_entry("people", raw, PLAN) == (name, phone)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +67,7 @@ def test_people_entries_split_name_and_number(raw: str, name: str, phone: str) -
 )
 def test_bad_entries_are_refused_with_a_reason(section: str, raw: str | None, code: str) -> None:
     with pytest.raises(PlanError) as info:
-        validate_entry(section, raw)
+        validate_entry(section, raw, PLAN)
     assert info.value.code == code
     # Every refusal has a sentence a person can read.
     assert content.t(f"plan.error.{code}", "en", **info.value.kwargs)
@@ -73,21 +75,21 @@ def test_bad_entries_are_refused_with_a_reason(section: str, raw: str | None, co
 
 def test_too_long_says_how_long() -> None:
     with pytest.raises(PlanError) as info:
-        validate_entry("reasons", "y" * 2000)
+        validate_entry("reasons", "y" * 2000, PLAN)
     text = content.t("plan.error.too_long", "en", **info.value.kwargs)
     assert "2000" in text and "500" in text
 
 
 def test_professional_number_is_optional() -> None:
-    assert validate_entry("professionals", "Dr. Lee at the clinic") == ("Dr. Lee at the clinic", None)
-    assert validate_entry("professionals", "Dr. Lee 555 222 3333") == ("Dr. Lee", "+1 555 222 3333")
+    assert validate_entry("professionals", "Dr. Lee at the clinic", PLAN) == ("Dr. Lee at the clinic", None)
+    assert validate_entry("professionals", "Dr. Lee 555 222 3333", PLAN) == ("Dr. Lee", "+1 555 222 3333")
 
 
 @given(st.text(max_size=600))
 def test_validation_never_crashes(raw: str) -> None:
     for section in plans.SECTIONS:
         try:
-            text, phone = validate_entry(section, raw)
+            text, phone = validate_entry(section, raw, PLAN)
         except PlanError:
             continue
         assert text.strip() and len(text) <= 500
@@ -99,25 +101,25 @@ async def test_add_edit_remove_and_limits(db: Database, clock: FrozenClock) -> N
     pid = await make_patient(db, now)
     other = await make_patient(db, now, telegram_id=5002, code="P-2222")
     async with db.transaction() as s:
-        e1 = await plans.add_entry(s, pid, "reasons", "  My kids  ", now)
-        await plans.add_entry(s, pid, "people", "Maria 555 123 4567", now)
+        e1 = await plans.add_entry(s, PLAN, pid, "reasons", "  My kids  ", now)
+        await plans.add_entry(s, PLAN, pid, "people", "Maria 555 123 4567", now)
     assert e1.text == "My kids"
     async with db.transaction() as s:
-        e1 = await plans.edit_entry(s, pid, e1.id, "My daughter", now)
+        e1 = await plans.edit_entry(s, PLAN, pid, e1.id, "My daughter", now)
         with pytest.raises(PlanError) as info:
-            await plans.edit_entry(s, other, e1.id, "not mine", now)
+            await plans.edit_entry(s, PLAN, other, e1.id, "not mine", now)
         assert info.value.code == "not_found"
     async with db.session() as s:
         plan = await plans.get_plan(s, pid)
     assert [e.text for e in plan.section("reasons")] == ["My daughter"]
     assert plan.people[0].phone == "+1 555 123 4567"
 
-    limit = plans.rules().max_entries_per_section
+    limit = PLAN.max_entries_per_section
     async with db.transaction() as s:
         for i in range(limit - 1):
-            await plans.add_entry(s, pid, "reasons", f"reason {i}", now)
+            await plans.add_entry(s, PLAN, pid, "reasons", f"reason {i}", now)
         with pytest.raises(PlanError) as info:
-            await plans.add_entry(s, pid, "reasons", "one too many", now)
+            await plans.add_entry(s, PLAN, pid, "reasons", "one too many", now)
         assert info.value.code == "full"
     async with db.transaction() as s:
         assert not await plans.remove_entry(s, other, e1.id)
@@ -136,7 +138,7 @@ async def test_plan_text_is_encrypted_at_rest(db: Database, clock: FrozenClock) 
     try:
         pid = await make_patient(db, clock.now())
         async with db.transaction() as s:
-            await plans.add_entry(s, pid, "reasons", "secret reason", clock.now())
+            await plans.add_entry(s, PLAN, pid, "reasons", "secret reason", clock.now())
         async with db.session() as s:
             raw = (await s.execute(text("SELECT text FROM plan_entries"))).scalar_one()
             assert "secret" not in raw

@@ -21,10 +21,12 @@ from bot.platform.db import Database
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.scheduler import Sweeper
 from bot.recovery import sos
+from bot.recovery.rules import load_sos_rules
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient
 
 content = get_content(CONTENT_DIR)
+RULES = load_sos_rules(CONTENT_DIR)
 
 
 def _all_data(rows: list[list[tuple[str, str]]]) -> list[str]:
@@ -121,10 +123,10 @@ def _sweeper(db: Database, clock: FrozenClock) -> Sweeper:
 async def test_one_pending_followup_per_person(db: Database, clock: FrozenClock) -> None:
     pid = await make_patient(db, clock.now())
     async with db.transaction() as s:
-        first = await sos.open_session(s, pid, clock.now())
+        first = await sos.open_session(s, RULES, pid, clock.now())
     clock.advance(minutes=5)
     async with db.transaction() as s:
-        again = await sos.open_session(s, pid, clock.now())
+        again = await sos.open_session(s, RULES, pid, clock.now())
     assert again.id == first.id
     (item,) = await _items(db)
     assert item.key == f"urge:{pid}" and item.status == "pending"
@@ -141,7 +143,7 @@ async def test_one_pending_followup_per_person(db: Database, clock: FrozenClock)
     # A later /sos is a new hard moment with its own follow-up.
     clock.advance(hours=5)
     async with db.transaction() as s:
-        later = await sos.open_session(s, pid, clock.now())
+        later = await sos.open_session(s, RULES, pid, clock.now())
     assert later.id != first.id
     items = await _items(db)
     assert [i.status for i in items if i.key == f"urge:{pid}"] == ["pending"]
@@ -151,18 +153,18 @@ async def test_one_pending_followup_per_person(db: Database, clock: FrozenClock)
 async def test_followup_lower_encourages_without_a_flag(db: Database, clock: FrozenClock) -> None:
     pid = await make_patient(db, clock.now(), sobriety_date=datetime(2026, 2, 20, tzinfo=UTC).date())
     async with db.transaction() as s:
-        info = await sos.open_session(s, pid, clock.now())
+        info = await sos.open_session(s, RULES, pid, clock.now())
         await sos.record_rating(s, pid, "before", 8, clock.now())
         await sos.record_rating(s, pid, "after", 6, clock.now())
     async with db.transaction() as s:
-        res = await sos.answer_followup(s, pid, info.id, 3, clock.now())
+        res = await sos.answer_followup(s, RULES, pid, info.id, 3, clock.now())
     assert res.status == "recorded" and res.lower and res.previous == 6 and res.flag_severity is None
     assert res.streak_days == 10
     text, rows = sos.followup_reply(content, "en", res)
     assert "6" in text and "3" in text and "10 days" in text
     assert await _flags(db) == []
     async with db.transaction() as s:
-        twice = await sos.answer_followup(s, pid, info.id, 9, clock.now())
+        twice = await sos.answer_followup(s, RULES, pid, info.id, 9, clock.now())
     assert twice.status == "already"
     assert await _flags(db) == []
 
@@ -176,11 +178,11 @@ async def test_followup_same_higher_or_high_offers_counselor_and_flags(
 ) -> None:
     pid = await make_patient(db, clock.now())
     async with db.transaction() as s:
-        info = await sos.open_session(s, pid, clock.now())
+        info = await sos.open_session(s, RULES, pid, clock.now())
         if before is not None:
             await sos.record_rating(s, pid, "before", before, clock.now())
     async with db.transaction() as s:
-        res = await sos.answer_followup(s, pid, info.id, answer, clock.now())
+        res = await sos.answer_followup(s, RULES, pid, info.id, answer, clock.now())
     assert res.offer_counselor and res.flag_severity == severity
     (flag,) = await _flags(db)
     assert flag.category == "urge_followup" and flag.severity == severity
@@ -192,17 +194,17 @@ async def test_followup_for_someone_else_is_refused(db: Database, clock: FrozenC
     a = await make_patient(db, clock.now())
     b = await make_patient(db, clock.now(), telegram_id=5009, code="P-9999")
     async with db.transaction() as s:
-        info = await sos.open_session(s, a, clock.now())
+        info = await sos.open_session(s, RULES, a, clock.now())
     async with db.transaction() as s:
-        assert (await sos.answer_followup(s, b, info.id, 9, clock.now())).status == "unknown"
-        assert (await sos.answer_followup(s, a, info.id + 100, 9, clock.now())).status == "unknown"
+        assert (await sos.answer_followup(s, RULES, b, info.id, 9, clock.now())).status == "unknown"
+        assert (await sos.answer_followup(s, RULES, a, info.id + 100, 9, clock.now())).status == "unknown"
 
 
 async def test_talk_raises_one_flag(db: Database, clock: FrozenClock) -> None:
     pid = await make_patient(db, clock.now())
     async with db.transaction() as s:
-        first = await sos.request_talk(s, pid, clock.now())
-        second = await sos.request_talk(s, pid, clock.now())
+        first = await sos.request_talk(s, RULES, pid, clock.now())
+        second = await sos.request_talk(s, RULES, pid, clock.now())
     assert first.created and not second.created and first.flag_id == second.flag_id
     (flag,) = await _flags(db)
     assert flag.category == "talk_request" and flag.severity == "moderate"

@@ -7,6 +7,7 @@ from datetime import date, time, timedelta
 from sqlalchemy import func, select
 
 from bot.core.clinical import Tip, load_clinical
+from bot.core.lifecycle import Lifecycle
 from bot.platform.clock import FrozenClock, local_date
 from bot.platform.content import get_content
 from bot.platform.db import Database
@@ -14,10 +15,12 @@ from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.scheduler import Sweeper
 from bot.recovery import tips
 from bot.recovery.models import TipShown
+from bot.recovery.rules import load_sos_rules
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient
 
 content = get_content(CONTENT_DIR)
+RULES = load_sos_rules(CONTENT_DIR).tips
 
 
 def _sweeper(db: Database, clock: FrozenClock) -> Sweeper:
@@ -41,8 +44,8 @@ def test_there_are_enough_short_tips() -> None:
 async def test_tip_is_scheduled_at_local_tip_time(db: Database, clock: FrozenClock) -> None:
     pid = await make_patient(db, clock.now(), timezone="America/Chicago", tip_time=time(8, 30))
     async with db.transaction() as s:
-        due = await tips.schedule_next(s, pid, clock.now())
-        again = await tips.schedule_next(s, pid, clock.now())
+        due = await tips.schedule_next(s, pid, clock.now(), RULES)
+        again = await tips.schedule_next(s, pid, clock.now(), RULES)
     assert due == again
     assert due is not None and due.astimezone(tips_zone("America/Chicago")).time() == time(8, 30)
     (item,) = await _pending(db)
@@ -59,7 +62,7 @@ async def test_sixty_days_never_repeat_within_thirty(db: Database, clock: Frozen
     pid = await make_patient(db, clock.now())
     sw = _sweeper(db, clock)
     async with db.transaction() as s:
-        await tips.schedule_next(s, pid, clock.now())
+        await tips.schedule_next(s, pid, clock.now(), RULES)
     for _ in range(60):
         (item,) = await _pending(db)
         clock.set(item.due_at + timedelta(seconds=5))
@@ -85,7 +88,7 @@ async def test_rotation_with_few_tips_waits_thirty_days(db: Database, clock: Fro
     for i in range(60):
         day = start + timedelta(days=i)
         async with db.transaction() as s:
-            tip = await tips.pick_tip(s, pid, day, small, halt_source=None)
+            tip = await tips.pick_tip(s, pid, day, small, rules=RULES, halt_source=None)
             s.add(TipShown(patient_id=pid, tip_id=tip.id, local_day=day, sent_at=clock.now()))
         shown.append(tip.id)
     for i in range(60):
@@ -103,7 +106,7 @@ async def test_tips_follow_the_halt_needs_reported_most(db: Database, clock: Fro
     tired = {t.id for t in all_tips if "halt:tired" in t.tags}
     assert tired
     async with db.session() as s:
-        tip = await tips.pick_tip(s, pid, date(2026, 3, 2), all_tips, halt_source=counts)
+        tip = await tips.pick_tip(s, pid, date(2026, 3, 2), all_tips, rules=RULES, halt_source=counts)
     assert tip.id in tired
 
 
@@ -116,14 +119,14 @@ def test_preferred_tags() -> None:
 async def test_disable_cancels_and_enable_schedules(db: Database, clock: FrozenClock) -> None:
     pid = await make_patient(db, clock.now())
     async with db.transaction() as s:
-        await tips.schedule_next(s, pid, clock.now())
+        await tips.schedule_next(s, pid, clock.now(), RULES)
     async with db.transaction() as s:
         await tips.disable(s, pid)
     assert await _pending(db) == []
     async with db.transaction() as s:
-        assert await tips.schedule_next(s, pid, clock.now()) is None
+        assert await tips.schedule_next(s, pid, clock.now(), RULES) is None
     async with db.transaction() as s:
-        assert await tips.enable(s, pid, clock.now()) is not None
+        assert await tips.enable(s, pid, clock.now(), RULES) is not None
     assert len(await _pending(db)) == 1
 
 
@@ -131,7 +134,7 @@ async def test_a_tip_long_overdue_is_skipped_not_sent_at_night(db: Database, clo
     pid = await make_patient(db, clock.now())
     sw = _sweeper(db, clock)
     async with db.transaction() as s:
-        due = await tips.schedule_next(s, pid, clock.now())
+        due = await tips.schedule_next(s, pid, clock.now(), RULES)
     assert due is not None
     clock.set(due + timedelta(hours=20))
     await sw.tick()
@@ -145,8 +148,8 @@ async def test_reconcile_and_settings_change(db: Database, clock: FrozenClock) -
     a = await make_patient(db, clock.now())
     await make_patient(db, clock.now(), telegram_id=5003, code="P-3333", tips_enabled=False)
     async with db.transaction() as s:
-        assert await tips.reconcile(s, clock.now()) == 1
-        assert await tips.reconcile(s, clock.now()) == 0
+        assert await tips.reconcile(s, clock.now(), RULES) == 1
+        assert await tips.reconcile(s, clock.now(), RULES) == 0
     (item,) = await _pending(db)
     assert item.key.startswith(f"tip:{a}:")
     async with db.transaction() as s:
@@ -155,7 +158,9 @@ async def test_reconcile_and_settings_change(db: Database, clock: FrozenClock) -
         p = await s.get(Patient, a)
         assert p is not None
         p.tip_time = time(7, 0)
-        await tips.on_settings_changed(s, a, clock.now())
+        lifecycle = Lifecycle()
+        tips.setup(Sweeper(db, clock), content, lifecycle)
+        await lifecycle.settings_changed(s, a, clock.now())
     (item,) = await _pending(db)
     assert item.due_at.astimezone(tips_zone("America/New_York")).time() == time(7, 0)
 
@@ -164,12 +169,12 @@ async def test_reconcile_and_settings_change(db: Database, clock: FrozenClock) -
 async def test_moving_the_tip_later_today_keeps_todays_tip(db: Database, clock: FrozenClock) -> None:
     pid = await make_patient(db, clock.now())  # 09:00 in New York, tip at 10:00
     async with db.transaction() as s:
-        await tips.schedule_next(s, pid, clock.now())
+        await tips.schedule_next(s, pid, clock.now(), RULES)
     async with db.transaction() as s:
         from bot.core.models import Patient
 
         p = await s.get(Patient, pid)
         assert p is not None
         p.tip_time = time(11, 0)
-        due = await tips.reschedule(s, pid, clock.now())
+        due = await tips.reschedule(s, pid, clock.now(), RULES)
     assert due is not None and local_date(due, "America/New_York") == local_date(clock.now(), "America/New_York")

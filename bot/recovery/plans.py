@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.platform.content import Content
 from bot.platform.text import pack
 from bot.recovery.models import PlanEntry
-from bot.recovery.rules import PlanRules, load_sos_rules
+from bot.recovery.rules import PlanRules
 
 SECTIONS: tuple[str, ...] = (
     "warning_signs",
@@ -83,18 +83,13 @@ class Plan:
         return self.section("people")
 
 
-def rules() -> PlanRules:
-    return load_sos_rules().plan
-
-
 # ---------------------------------------------------------------------------------------
 # Validation (pure)
 # ---------------------------------------------------------------------------------------
 
 
-def format_phone(raw: str, region: str | None = None) -> str | None:
+def format_phone(raw: str, region: str) -> str | None:
     """A phone number in international form with spaces (`+1 555 123 4567`), or None."""
-    region = region or rules().default_phone_region
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
@@ -139,9 +134,8 @@ def _name_part(rest: str) -> str:
             return name
 
 
-def validate_entry(section: str, raw: str | None, plan_rules: PlanRules | None = None) -> tuple[str, str | None]:
+def validate_entry(section: str, raw: str | None, r: PlanRules) -> tuple[str, str | None]:
     """The entry as stored: (text, phone). Raises PlanError with a reason a person can read."""
-    r = plan_rules or rules()
     if section not in SECTIONS:
         raise PlanError("unknown_section")
     text = _clean(raw or "")
@@ -213,8 +207,9 @@ async def count(session: AsyncSession, patient_id: int, section: str) -> int:
     return int((await session.execute(q)).scalar_one())
 
 
-async def add_entry(session: AsyncSession, patient_id: int, section: str, raw: str | None, now: datetime) -> Entry:
-    r = rules()
+async def add_entry(
+    session: AsyncSession, r: PlanRules, patient_id: int, section: str, raw: str | None, now: datetime
+) -> Entry:
     text, phone = validate_entry(section, raw, r)
     n = await count(session, patient_id, section)
     if n >= r.max_entries_per_section:
@@ -233,7 +228,9 @@ async def add_entry(session: AsyncSession, patient_id: int, section: str, raw: s
     return _entry(row)
 
 
-async def edit_entry(session: AsyncSession, patient_id: int, entry_id: int, raw: str | None, now: datetime) -> Entry:
+async def edit_entry(
+    session: AsyncSession, r: PlanRules, patient_id: int, entry_id: int, raw: str | None, now: datetime
+) -> Entry:
     row = (
         await session.execute(
             select(PlanEntry).where(PlanEntry.id == entry_id, PlanEntry.patient_id == patient_id).with_for_update()
@@ -241,7 +238,7 @@ async def edit_entry(session: AsyncSession, patient_id: int, entry_id: int, raw:
     ).scalar_one_or_none()
     if row is None:
         raise PlanError("not_found")
-    text, phone = validate_entry(row.section, raw)
+    text, phone = validate_entry(row.section, raw, r)
     row.text, row.phone, row.updated_at = text, phone, now
     await session.flush()
     return _entry(row)

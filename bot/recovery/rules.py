@@ -11,8 +11,6 @@ import phonenumbers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.platform.content import DEFAULT_CONTENT_DIR
-
 RULES_FILE = "rules/sos.yaml"
 Severity = Literal["low", "moderate", "high", "crisis"]
 
@@ -87,18 +85,10 @@ class SosRules(_Model):
     plan: PlanRules
 
 
-_root: Path = DEFAULT_CONTENT_DIR
-
-
-def use_content_dir(content_dir: Path) -> None:
-    """Read the rules from this content directory (the configured CONTENT_DIR) from now on."""
-    global _root
-    _root = Path(content_dir)
-
-
-def load_sos_rules(content_dir: Path | None = None) -> SosRules:
-    """The rules, validated and cached per directory (raises ValueError when broken)."""
-    return _load(Path(content_dir or _root).resolve())
+def load_sos_rules(content_dir: Path) -> SosRules:
+    """The rules of this content directory, validated and cached per directory (raises
+    ValueError when broken)."""
+    return _load(Path(content_dir).resolve())
 
 
 @lru_cache(maxsize=8)

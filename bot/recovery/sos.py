@@ -32,7 +32,7 @@ from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.recovery import buttons
 from bot.recovery.models import UrgeSession
-from bot.recovery.rules import load_sos_rules, use_content_dir
+from bot.recovery.rules import SosRules
 from bot.safety import crisis
 
 FOLLOWUP_KIND = "urge_followup"
@@ -182,14 +182,16 @@ async def _current(session: AsyncSession, patient_id: int, now: datetime) -> Urg
     ).scalar_one_or_none()
 
 
-async def open_session(session: AsyncSession, patient_id: int, now: datetime, source: str = "sos") -> UrgeInfo:
+async def open_session(
+    session: AsyncSession, rules: SosRules, patient_id: int, now: datetime, source: str = "sos"
+) -> UrgeInfo:
     """/sos opened: start (or continue) the hard moment and (re)schedule the follow-up."""
     row = await _current(session, patient_id, now)
     if row is None or row.followup_rating is not None or row.followup_sent_at is not None:
         row = UrgeSession(patient_id=patient_id, started_at=now, source=source, ratings={}, tools=[])
         session.add(row)
         await session.flush()
-    await schedule_followup(session, patient_id, row.id, now + load_sos_rules().urge_followup.delay)
+    await schedule_followup(session, patient_id, row.id, now + rules.urge_followup.delay)
     return _info(row)
 
 
@@ -306,9 +308,11 @@ class TalkResult:
     created: bool
 
 
-async def request_talk(session: AsyncSession, patient_id: int, now: datetime, source: str = "sos") -> TalkResult:
+async def request_talk(
+    session: AsyncSession, rules: SosRules, patient_id: int, now: datetime, source: str = "sos"
+) -> TalkResult:
     """The patient's own "talk to my counselor": a flag through the flags service."""
-    rule = load_sos_rules().talk_request
+    rule = rules.talk_request
     res = await raise_flag(
         session,
         patient_id=patient_id,
@@ -381,7 +385,7 @@ def followup_handler(content: Content) -> Callable[[AsyncSession, ScheduledItem,
 
 
 async def answer_followup(
-    session: AsyncSession, patient_id: int, session_id: int, rating: int, now: datetime
+    session: AsyncSession, rules: SosRules, patient_id: int, session_id: int, rating: int, now: datetime
 ) -> FollowupResult:
     """The patient's answer: lower → encouragement; same/higher or high → counselor, flag."""
     if not 0 <= rating <= 10:
@@ -395,14 +399,14 @@ async def answer_followup(
         return FollowupResult("unknown")
     if row.followup_rating is not None:
         return FollowupResult("already", rating=row.followup_rating)
-    rules = load_sos_rules().urge_followup
+    followup = rules.urge_followup
     info = _info(row)
     previous = info.last_rating
     row.followup_rating = rating
     row.followup_at = now
-    high = rating >= rules.high_rating
+    high = rating >= followup.high_rating
     lower = not high and (previous is None or rating < previous)
-    flag_rule = rules.flag_for(rating, previous)
+    flag_rule = followup.flag_for(rating, previous)
     severity = None
     if flag_rule is not None:
         res = await raise_flag(
@@ -438,7 +442,6 @@ async def _streak(session: AsyncSession, patient_id: int, now: datetime) -> int 
 
 def setup(sweeper: Any, content: Content) -> None:
     """Register the `urge_followup` sweeper kind (once per process)."""
-    use_content_dir(content.root)
     if FOLLOWUP_KIND not in sweeper.kinds:
         sweeper.register(FOLLOWUP_KIND, followup_handler(content))
 

@@ -26,7 +26,7 @@ from bot.platform.content import Content, Html
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.recovery.models import TipShown
-from bot.recovery.rules import load_sos_rules
+from bot.recovery.rules import TipRules, load_sos_rules
 
 KIND = "daily_tip"
 HALT_NEEDS = ("hungry", "angry", "lonely", "tired")
@@ -44,11 +44,11 @@ def tip_key(patient_id: int, day: date) -> str:
     return f"{key_prefix(patient_id)}{day.isoformat()}"
 
 
-def tip_time(patient_tip_time: time | None) -> time:
-    return patient_tip_time or load_sos_rules().tips.default_time
+def tip_time(patient_tip_time: time | None, rules: TipRules) -> time:
+    return patient_tip_time or rules.default_time
 
 
-async def schedule_next(session: AsyncSession, patient_id: int, now: datetime) -> datetime | None:
+async def schedule_next(session: AsyncSession, patient_id: int, now: datetime, rules: TipRules) -> datetime | None:
     """Schedule the next tip for an active patient with tips on; returns when, or None.
 
     Idempotent: a pending tip already scheduled is kept. Call it after enrolment and whenever
@@ -67,12 +67,12 @@ async def schedule_next(session: AsyncSession, patient_id: int, now: datetime) -
     ).scalars().first()
     if pending is not None:
         return pending
-    due = next_local_due(tip_time(p.tip_time), p.timezone, now)
+    due = next_local_due(tip_time(p.tip_time, rules), p.timezone, now)
     day = local_date(due, p.timezone)
     await _free_cancelled(session, tip_key(patient_id, day))
     while not await scheduler.schedule(session, KIND, tip_key(patient_id, day), due, {"patient_id": patient_id}):
         # That day's tip already ran (e.g. the time moved later today): take the next day.
-        due = next_local_due(tip_time(p.tip_time), p.timezone, due)
+        due = next_local_due(tip_time(p.tip_time, rules), p.timezone, due)
         day = local_date(due, p.timezone)
     return due
 
@@ -91,16 +91,16 @@ async def cancel_pending(session: AsyncSession, patient_id: int) -> int:
     return await scheduler.cancel(session, key_prefix=key_prefix(patient_id))
 
 
-async def reschedule(session: AsyncSession, patient_id: int, now: datetime) -> datetime | None:
+async def reschedule(session: AsyncSession, patient_id: int, now: datetime, rules: TipRules) -> datetime | None:
     """After a change of tip time or time zone: drop the pending tip and schedule anew."""
     await cancel_pending(session, patient_id)
-    return await schedule_next(session, patient_id, now)
+    return await schedule_next(session, patient_id, now, rules)
 
 
-async def enable(session: AsyncSession, patient_id: int, now: datetime) -> datetime | None:
+async def enable(session: AsyncSession, patient_id: int, now: datetime, rules: TipRules) -> datetime | None:
     """Turn daily tips on and schedule the next one."""
     await session.execute(update(Patient).where(Patient.id == patient_id).values(tips_enabled=True))
-    return await schedule_next(session, patient_id, now)
+    return await schedule_next(session, patient_id, now, rules)
 
 
 async def disable(session: AsyncSession, patient_id: int) -> None:
@@ -109,7 +109,7 @@ async def disable(session: AsyncSession, patient_id: int) -> None:
     await cancel_pending(session, patient_id)
 
 
-async def reconcile(session: AsyncSession, now: datetime, *, limit: int = 500) -> int:
+async def reconcile(session: AsyncSession, now: datetime, rules: TipRules, *, limit: int = 500) -> int:
     """Schedule the next tip for active patients with tips on and nothing pending."""
     has_pending = {
         int(k.split(":")[1])
@@ -130,16 +130,15 @@ async def reconcile(session: AsyncSession, now: datetime, *, limit: int = 500) -
     for pid in ids:
         if pid in has_pending:
             continue
-        if await schedule_next(session, pid, now) is not None:
+        if await schedule_next(session, pid, now, rules) is not None:
             n += 1
         if n >= limit:
             break
     return n
 
 
-async def recent_tip_ids(session: AsyncSession, patient_id: int, day: date, days: int | None = None) -> list[str]:
+async def recent_tip_ids(session: AsyncSession, patient_id: int, day: date, days: int) -> list[str]:
     """Tips shown in the `days` days up to `day` (those shown on demand that day too), oldest first."""
-    days = days or load_sos_rules().tips.no_repeat_days
     rows = (
         await session.execute(
             select(TipShown.tip_id)
@@ -164,9 +163,15 @@ def preferred_tags(halt_counts: Mapping[str, int], min_reports: int) -> list[str
 
 
 async def pick_tip(
-    session: AsyncSession, patient_id: int, day: date, tips: Sequence[Tip], *, halt_source: HaltSource | None
+    session: AsyncSession,
+    patient_id: int,
+    day: date,
+    tips: Sequence[Tip],
+    *,
+    rules: TipRules,
+    halt_source: HaltSource | None,
 ) -> Tip:
-    r = load_sos_rules().tips
+    r = rules
     recent = await recent_tip_ids(session, patient_id, day, r.no_repeat_days)
     tags: list[str] = []
     if halt_source is not None:
@@ -199,7 +204,7 @@ async def send_tip(
     if done is not None:
         return None
     tips = load_clinical(content.root).tips(p.language)
-    tip = await pick_tip(session, patient_id, day, tips, halt_source=halt_source)
+    tip = await pick_tip(session, patient_id, day, tips, rules=load_sos_rules(content.root).tips, halt_source=halt_source)
     session.add(TipShown(patient_id=patient_id, tip_id=tip.id, local_day=day, sent_at=now))
     text = content.t("sos.tip.daily", p.language, tip=Html(tip.text))
     await enqueue(
@@ -220,7 +225,9 @@ async def tip_on_demand(session: AsyncSession, content: Content, patient_id: int
         return None
     day = local_date(now, p.timezone)
     tips = load_clinical(content.root).tips(p.language)
-    tip = await pick_tip(session, patient_id, day, tips, halt_source=halt_counts_from_checkins)
+    tip = await pick_tip(
+        session, patient_id, day, tips, rules=load_sos_rules(content.root).tips, halt_source=halt_counts_from_checkins
+    )
     session.add(TipShown(patient_id=patient_id, tip_id=tip.id, local_day=day, sent_at=now))
     await session.flush()
     return tip
@@ -230,6 +237,7 @@ def sweeper_handler(
     content: Content, halt_source: HaltSource | None
 ) -> Callable[[AsyncSession, ScheduledItem, datetime], Awaitable[None]]:
     """The `daily_tip` service: send today's tip (tailored by `halt_source`), then schedule tomorrow's."""
+    rules = load_sos_rules(content.root).tips
 
     async def handle(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
         patient_id = int((item.payload or {})["patient_id"])
@@ -240,7 +248,7 @@ def sweeper_handler(
         # A tip found far too late (the bot was down for a day) is skipped, not sent at night.
         if now - item.due_at < timedelta(hours=6):
             await send_tip(session, content, patient_id, day, now, halt_source=halt_source)
-        await schedule_next(session, patient_id, max(now, item.due_at))
+        await schedule_next(session, patient_id, max(now, item.due_at), rules)
 
     return handle
 
@@ -268,16 +276,17 @@ async def halt_counts_from_checkins(session: AsyncSession, patient_id: int, sinc
     return counts
 
 
-async def on_activated(session: AsyncSession, patient_id: int, now: datetime) -> None:
-    await schedule_next(session, patient_id, now)
-
-
-async def on_settings_changed(session: AsyncSession, patient_id: int, now: datetime) -> None:
-    await reschedule(session, patient_id, now)
-
-
 def setup(sweeper: Any, content: Content, lifecycle: Lifecycle) -> None:
-    """Register the `daily_tip` kind (tailored by the check-ins' HALT answers) and the life-cycle hooks."""
+    """Register the `daily_tip` kind (tailored by the check-ins' HALT answers) and the life-cycle
+    hooks: a patient activated gets a next tip; a change of tip time or time zone moves it."""
+    rules = load_sos_rules(content.root).tips
+
+    async def on_activated(session: AsyncSession, patient_id: int, now: datetime) -> None:
+        await schedule_next(session, patient_id, now, rules)
+
+    async def on_settings_changed(session: AsyncSession, patient_id: int, now: datetime) -> None:
+        await reschedule(session, patient_id, now, rules)
+
     if KIND not in sweeper.kinds:
         sweeper.register(KIND, sweeper_handler(content, halt_counts_from_checkins))
     lifecycle.on_activated(on_activated)
