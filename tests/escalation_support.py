@@ -6,10 +6,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from telegram import Bot
+
+from bot.core.hub import Hub
 from bot.core.models import Patient
+from bot.core.roles import Roles
 from bot.escalation import rules as escalation_rules
+from bot.platform.clock import Clock
 from bot.platform.config import Settings, load_settings
+from bot.platform.content import get_content
 from bot.platform.db import Database
+from bot.platform.http import AiohttpRequest
+from bot.platform.inbox import Inbox
+from bot.platform.outbox import Sender
+from bot.platform.scheduler import Sweeper
 from bot.safety import service as safety
 
 if TYPE_CHECKING:
@@ -67,6 +77,23 @@ def settings(**overrides: Any) -> Settings:
     )
     values.update(overrides)
     return load_settings(_env_file=None, **values)
+
+
+def hub(db: Database, clock: Clock, settings: Settings) -> Hub:
+    """A real hub on `db` and `clock` with no area installed and nothing running: the tests of
+    one area install it (and what it needs) and call its services directly. Its sender is never
+    started, so nothing reaches Telegram."""
+    return Hub(
+        settings=settings,
+        db=db,
+        clock=clock,
+        content=get_content(settings.content_dir),
+        inbox=Inbox(db, clock),
+        sender=Sender(db, Bot("123456:TEST", base_url="http://127.0.0.1:9/bot"), clock),
+        sweeper=Sweeper(db, clock),
+        roles=Roles(db, settings, clock),
+        updates_request=AiohttpRequest(pool_size=1),
+    )
 
 
 def use_stub() -> StubDetector:

@@ -38,17 +38,7 @@ from tests import escalation_support as sup
 
 @pytest.fixture
 async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace]:
-    settings = sup.settings()
-    hub = SimpleNamespace(
-        settings=settings,
-        content=get_content(settings.content_dir),
-        sweeper=Sweeper(db, clock),
-        sender=SimpleNamespace(sent_hooks=[]),
-        db=db,
-        clock=clock,
-        roles=SimpleNamespace(on_access_lost=[]),
-        on_start=[],
-    )
+    hub = sup.hub(db, clock, sup.settings())
     escalation_area.install(hub)
     pid = await sup.add_patient(db, clock.now())
     try:
@@ -394,7 +384,7 @@ def _code_labels() -> list[str]:
 
 def test_every_label_the_code_can_produce_is_in_every_language():
     from bot.areas import content_checks
-    from bot.platform.content import check, get_content
+    from bot.platform.content import check
 
     c = get_content()
     assert "assessment_phq9" in sources() and "message" in sources()

@@ -15,10 +15,8 @@ from bot.escalation import relay
 from bot.escalation.service import raise_flag
 from bot.platform import crypto
 from bot.platform.clock import FrozenClock
-from bot.platform.content import get_content
 from bot.platform.db import Database
 from bot.platform.models import OutboxMessage
-from bot.platform.scheduler import Sweeper
 from tests import escalation_support as sup
 
 COUNSELOR = 31
@@ -26,13 +24,7 @@ COUNSELOR = 31
 
 @pytest.fixture
 async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace]:
-    settings = sup.settings()
-    hub = SimpleNamespace(
-        settings=settings, content=get_content(settings.content_dir), sweeper=Sweeper(db, clock),
-        sender=SimpleNamespace(sent_hooks=[]), db=db, clock=clock,
-        roles=SimpleNamespace(on_access_lost=[]), on_start=[],
-    )
-    escalation_area.install(hub)
+    escalation_area.install(sup.hub(db, clock, sup.settings()))
     crypto.configure(Fernet.generate_key().decode())
     pid = await sup.add_patient(db, clock.now())
     async with db.transaction() as s:

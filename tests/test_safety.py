@@ -11,10 +11,8 @@ from sqlalchemy import select
 from bot.escalation import area as escalation_area
 from bot.escalation.models import Flag, FlagEvent
 from bot.platform.clock import FrozenClock
-from bot.platform.content import get_content
 from bot.platform.db import Database
 from bot.platform.models import OutboxMessage
-from bot.platform.scheduler import Sweeper
 from bot.safety import service as safety
 from bot.safety.models import SafetyCheck
 from tests import escalation_support as sup
@@ -22,18 +20,7 @@ from tests import escalation_support as sup
 
 @pytest.fixture
 async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace]:
-    settings = sup.settings()
-    hub = SimpleNamespace(
-        settings=settings,
-        content=get_content(settings.content_dir),
-        sweeper=Sweeper(db, clock),
-        sender=SimpleNamespace(sent_hooks=[]),
-        db=db,
-        clock=clock,
-        roles=SimpleNamespace(on_access_lost=[]),
-        on_start=[],
-        inbox=SimpleNamespace(urgent=None),
-    )
+    hub = sup.hub(db, clock, sup.settings())
     escalation_area.install(hub)
     safety.install(hub)
     detector = sup.use_stub()
