@@ -28,7 +28,7 @@ from bot.core.state import Awaiting
 from bot.escalation import buttons, relay
 from bot.escalation.oncall import get_oncall, set_oncall
 from bot.escalation.rendering import age_text, render_details, render_post, trigger_why, why_text
-from bot.escalation.rules import label
+from bot.escalation.rules import Workflow, label
 from bot.escalation.service import (
     claim,
     details,
@@ -125,7 +125,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
 async def _claim(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     hub, c = ctx.hub, ctx.hub.content
     async with hub.db.transaction() as s:
-        res = await claim(s, flag_id, actor_id=user.id, actor_name=_name(user), now=hub.clock.now())
+        res = await claim(s, hub.get(Workflow), flag_id, actor_id=user.id, actor_name=_name(user), now=hub.clock.now())
     hub.sender.wake()
     q = update.callback_query
     assert q is not None
@@ -144,11 +144,11 @@ async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     q = update.callback_query
     assert q is not None
     async with hub.db.transaction() as s:
-        d = await details(s, flag_id, actor_id=user.id, now=hub.clock.now())
+        d = await details(s, hub.get(Workflow), flag_id, actor_id=user.id, now=hub.clock.now())
     if d is None:
         await answer(q, c.t("flags.not_found"), alert=True)
         return
-    text = render_details(d)
+    text = render_details(d, hub.get(Workflow))
     rows = [[(c.t("flags.button.message"), buttons.MESSAGE.pack(flag_id))]] if d.flag.status != "resolved" else None
     if await _dm(ctx, user.id, text, rows, about=d.flag.patient_id):
         await answer(q, c.t("flags.details_sent") if q.message is None or q.message.chat.type != "private" else None)
@@ -260,7 +260,7 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         return
     flag_id = int(awaiting.data.get("flag_id", 0))
     async with hub.db.transaction() as s:
-        res = await resolve(s, flag_id, actor_id=user.id, actor_name=_name(user), note=note, now=hub.clock.now())
+        res = await resolve(s, hub.get(Workflow), flag_id, actor_id=user.id, actor_name=_name(user), note=note, now=hub.clock.now())
         await state.clear(s, user.id, NOTE_STATE)
     hub.sender.wake()
     if res.ok:
@@ -381,7 +381,7 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
         await reply(update, c.t("flags.not_found"))
         return
     zone = ZoneInfo(hub.settings.default_timezone)
-    lines = [c.t("flags.history_title", id=flag_id), render_post(info), ""]
+    lines = [c.t("flags.history_title", id=flag_id), render_post(info, hub.get(Workflow)), ""]
     for e in events:
         actor = names.get(e.actor_id or 0) or (str(e.actor_id) if e.actor_id else "–")
         key = f"flags.event.{e.kind}" if c.has(f"flags.event.{e.kind}") else "flags.event.other"
@@ -389,7 +389,7 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
             key,
             source=label(c, hub.settings.default_language, "source", e.source) if e.source else "–",
             severity=Html(label(c, hub.settings.default_language, "severity", e.severity)) if e.severity else "–",
-            reason=Html(why_text(trigger_why(e.source, e.reason), content=c)) if e.kind == "trigger" else "–",
+            reason=Html(why_text(trigger_why(e.source, e.reason), content=c, lang=hub.settings.default_language)) if e.kind == "trigger" else "–",
             actor=actor,
             stage=(e.detail or {}).get("stage", "–"),
             kind=e.kind,

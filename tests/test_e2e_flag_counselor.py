@@ -172,12 +172,12 @@ def test_every_rule_and_source_reads_in_plain_words():
     for source in sources(CONTENT):
         for rule, reason in rules:
             for facts in (ALL_FACTS, {}):  # with the answers, and without (older flags)
-                text = why_text({"source": source, "rule": rule, "reason": reason, "facts": facts}, content=c)
+                text = why_text({"source": source, "rule": rule, "reason": reason, "facts": facts}, content=c, lang="en")
                 assert text and "{" not in text and rule not in text, (source, rule, text)
-        plain = why_text({"source": source, "rule": None, "reason": "confirmed by the patient"}, content=c)
+        plain = why_text({"source": source, "rule": None, "reason": "confirmed by the patient"}, content=c, lang="en")
         assert c.t(f"flags.source.{source}") in plain and "confirmed by the patient" in plain
         for category in CATEGORIES:
-            risk = why_text({"source": source, "rule": "risk", "reason": category}, content=c)
+            risk = why_text({"source": source, "rule": "risk", "reason": category}, content=c, lang="en")
             assert c.t(f"flags.category.{category}") in risk and "_" not in risk
 
 

@@ -17,7 +17,15 @@ from bot.escalation.digest import KIND_DIGEST, build_digest, ensure_digest_sched
 from bot.escalation.models import FlagEvent
 from bot.escalation.oncall import counselor_ids, get_oncall, set_oncall
 from bot.escalation.rendering import record_sent, render_details
-from bot.escalation.rules import CATEGORIES, SEVERITIES, STATUSES, check_content, configure, sources
+from bot.escalation.rules import (
+    CATEGORIES,
+    SEVERITIES,
+    STATUSES,
+    Workflow,
+    check_content,
+    configure,
+    sources,
+)
 from bot.escalation.service import (
     FlagResult,
     claim,
@@ -69,7 +77,7 @@ async def _raise(env: SimpleNamespace, severity: str = "crisis", category: str =
 
 async def _sent(env: SimpleNamespace, row: OutboxMessage, message_id: int) -> None:
     async with env.db.transaction() as s:
-        await record_sent(s, row.ref or "", row.chat_id, message_id, env.clock.now())
+        await record_sent(s, env.hub.get(Workflow), row.ref or "", row.chat_id, message_id, env.clock.now())
 
 
 async def test_a_flag_is_posted_once_with_code_and_no_words(env: SimpleNamespace):
@@ -126,16 +134,16 @@ async def test_claim_then_resolve_edit_the_post_and_schedule_a_followup(env: Sim
     await _sent(env, post, 700)
     env.clock.advance(minutes=2)
     async with env.db.transaction() as s:
-        res = await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        res = await claim(s, env.hub.get(Workflow), r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     assert res.ok and res.flag is not None and res.flag.status == "claimed"
     async with env.db.transaction() as s:
-        again = await claim(s, r.flag_id, actor_id=43, actor_name="Sam", now=env.clock.now())
+        again = await claim(s, env.hub.get(Workflow), r.flag_id, actor_id=43, actor_name="Sam", now=env.clock.now())
     assert not again.ok and again.reason == "already_claimed" and again.flag.claimed_by_name == "Dana"
     edits = [x for x in await _outbox(env.db) if x.method == "editMessageText"]
     assert len(edits) == 1 and "Claimed by Dana" in edits[0].payload["text"]
     env.clock.advance(minutes=30)
     async with env.db.transaction() as s:
-        done = await resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="Called; safe with family", now=env.clock.now())
+        done = await resolve(s, env.hub.get(Workflow), r.flag_id, actor_id=42, actor_name="Dana", note="Called; safe with family", now=env.clock.now())
     assert done.ok and done.flag.status == "resolved"
     edits = [x for x in await _outbox(env.db) if x.method == "editMessageText"]
     assert len(edits) == 2 and "Resolved by Dana" in edits[1].payload["text"]
@@ -147,7 +155,7 @@ async def test_claim_then_resolve_edit_the_post_and_schedule_a_followup(env: Sim
     assert keys[f"flagrenotify:f{r.flag_id}:s1"].status == "cancelled"
     assert actions == ["flag.claim", "flag.resolve"]
     async with env.db.transaction() as s:
-        twice = await resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="x", now=env.clock.now())
+        twice = await resolve(s, env.hub.get(Workflow), r.flag_id, actor_id=42, actor_name="Dana", note="x", now=env.clock.now())
     assert not twice.ok and twice.reason == "resolved"
     # A new trigger after resolution opens a new flag.
     again_flag = await _raise(env)
@@ -157,7 +165,7 @@ async def test_claim_then_resolve_edit_the_post_and_schedule_a_followup(env: Sim
 async def test_moderate_flags_get_no_followup_and_no_renotification(env: SimpleNamespace):
     r = await _raise(env, severity="moderate", category="severe_craving")
     async with env.db.transaction() as s:
-        await resolve(s, r.flag_id, actor_id=1, actor_name="A", note="ok", now=env.clock.now())
+        await resolve(s, env.hub.get(Workflow), r.flag_id, actor_id=1, actor_name="A", note="ok", now=env.clock.now())
     async with env.db.session() as s:
         assert (await s.execute(select(ScheduledItem))).scalars().all() == []
 
@@ -165,7 +173,7 @@ async def test_moderate_flags_get_no_followup_and_no_renotification(env: SimpleN
 async def test_a_post_still_waiting_shows_a_claim_itself(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, env.hub.get(Workflow), r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     (post,) = await _outbox(env.db)  # nowhere to edit yet: the waiting post carries the claim
     assert "Claimed by Dana" in post.payload["text"]
     await _sent(env, post, 900)
@@ -177,7 +185,7 @@ async def test_a_post_sent_after_a_claim_is_caught_up(env: SimpleNamespace):
     async with env.db.transaction() as s:  # the sender has taken the post: it is on its way
         await s.execute(update(OutboxMessage).values(status="sending"))
     async with env.db.transaction() as s:
-        await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, env.hub.get(Workflow), r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     assert len(await _outbox(env.db)) == 1  # nowhere to edit yet
     (post,) = await _outbox(env.db)
     assert "Claimed by Dana" not in post.payload["text"]
@@ -215,7 +223,7 @@ async def test_crisis_renotification_reposts_then_messages_every_counselor(env: 
 async def test_a_claimed_crisis_is_not_renotified(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, env.hub.get(Workflow), r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     env.clock.advance(minutes=30)
     await env.hub.sweeper.tick()
     assert len(await _outbox(env.db)) == 1
@@ -236,9 +244,9 @@ async def test_high_is_reposted_after_thirty_minutes_only(env: SimpleNamespace):
 async def test_details_hold_the_words_and_are_audited(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        d = await details(s, r.flag_id, actor_id=42, now=env.clock.now())
+        d = await details(s, env.hub.get(Workflow), r.flag_id, actor_id=42, now=env.clock.now())
     assert d is not None and d.first_name == "Jordan"
-    text = render_details(d)
+    text = render_details(d, env.hub.get(Workflow))
     assert "Jordan" in text and "end it all tonight" in text and "P-1234" in text
     async with env.db.session() as s:
         audits = list((await s.execute(select(AuditEntry))).scalars())
@@ -280,7 +288,7 @@ async def test_digest_lists_open_flags_and_silent_patients_without_names(env: Si
     await _raise(env, severity="moderate", category="severe_craving")
     env.clock.advance(days=4)
     async with env.db.session() as s:
-        text = await build_digest(s, env.clock.now())
+        text = await build_digest(s, env.hub.get(Workflow), env.clock.now())
     assert "P-1234" in text and "severe craving" in text and "4 days" in text
     assert "Silent for 3+ days" in text
     assert "Jordan" not in text and "end it all" not in text
@@ -288,7 +296,7 @@ async def test_digest_lists_open_flags_and_silent_patients_without_names(env: Si
 
 async def test_digest_is_scheduled_daily_and_posted(env: SimpleNamespace):
     async with env.db.transaction() as s:
-        await ensure_digest_scheduled(s, env.clock.now())
+        await ensure_digest_scheduled(s, env.hub.get(Workflow), env.clock.now())
     env.clock.advance(days=1)
     assert await env.hub.sweeper.tick() == 1
     rows = await _outbox(env.db)
@@ -301,7 +309,7 @@ async def test_digest_is_scheduled_daily_and_posted(env: SimpleNamespace):
 async def test_followup_reaches_the_patient_a_day_after_resolution(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        await resolve(s, r.flag_id, actor_id=42, actor_name="Dana", note="ok", now=env.clock.now())
+        await resolve(s, env.hub.get(Workflow), r.flag_id, actor_id=42, actor_name="Dana", note="ok", now=env.clock.now())
     env.clock.advance(hours=24)
     await env.hub.sweeper.tick()
     rows = [x for x in await _outbox(env.db) if x.chat_id == 5001]
@@ -326,7 +334,7 @@ def test_rules_content_is_valid():
 async def test_the_counselor_holding_a_flag_hears_of_new_triggers(env: SimpleNamespace):
     r = await _raise(env)
     async with env.db.transaction() as s:
-        await claim(s, r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, env.hub.get(Workflow), r.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     await _raise(env, evidence="still thinking about it")
     dm = [x for x in await _outbox(env.db) if x.chat_id == 42]
     assert len(dm) == 1 and f"flag #{r.flag_id}" in dm[0].payload["text"] and "P-1234" in dm[0].payload["text"]
@@ -420,7 +428,7 @@ async def test_a_missing_label_is_shown_in_plain_words_and_logged_once(env: Simp
     from bot.platform.content import Content
 
     root = _content_copy(tmp_path, ["flags.category.depression", "flags.severity.moderate"])
-    configure(env.hub.settings, Content(root))
+    wf = configure(env.hub.settings, Content(root))
     rules._missing_labels.clear()
     caplog.set_level(logging.ERROR, logger="bot.escalation.rules")
     r = await _raise(env, severity="moderate", category="depression", reason="phq9_moderately_severe", source="assessment_phq9", evidence=None)
@@ -431,7 +439,7 @@ async def test_a_missing_label_is_shown_in_plain_words_and_logged_once(env: Simp
     assert "Category: depression" in post.payload["text"] and "MODERATE" in post.payload["text"]
     async with env.db.session() as s:
         listed = await open_flags(s)
-        digest = await build_digest(s, env.clock.now())
+        digest = await build_digest(s, wf, env.clock.now())
     assert [f.id for f in listed] == [r.flag_id] and "depression" in digest
     logged = [rec.getMessage() for rec in caplog.records if "no label" in rec.getMessage()]
     assert sorted(logged) == sorted(
@@ -472,12 +480,12 @@ async def test_a_low_flag_stays_out_of_the_group_until_it_rises(env: SimpleNames
     kw: dict[str, Any] = dict(category="missed_checkins", source="checkin_silence", evidence=None)
     low = await _raise(env, severity="low", reason="checkin_silent: No check-in for 3 days or more", **kw)
     async with env.db.transaction() as s:  # a counselor takes it from /flags
-        await claim(s, low.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
+        await claim(s, env.hub.get(Workflow), low.flag_id, actor_id=42, actor_name="Dana", now=env.clock.now())
     assert await _outbox(env.db) == []  # low: no post, nothing to edit, no re-notification
     async with env.db.session() as s:
         assert (await s.execute(select(ScheduledItem))).scalars().all() == []
     async with env.db.transaction() as s:  # a message in Dana's private chat shows it
-        await record_sent(s, f"flag:{low.flag_id}:1:t", 42, 77, env.clock.now())
+        await record_sent(s, env.hub.get(Workflow), f"flag:{low.flag_id}:1:t", 42, 77, env.clock.now())
     up = await _raise(env, severity="moderate", reason="checkin_silent_week: No check-in for 7 days or more", **kw)
     assert up.escalated and up.flag_id == low.flag_id
     posts = [r for r in await _outbox(env.db) if r.chat_id == sup.GROUP]

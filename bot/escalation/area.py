@@ -14,8 +14,8 @@ from bot.core.hub import Hub
 from bot.core.roles import group_members
 from bot.escalation import digest, relay, renotify
 from bot.escalation.rendering import record_sent
-from bot.escalation.rules import configure
-from bot.platform.models import OutboxMessage
+from bot.escalation.rules import Workflow, configure
+from bot.platform.models import OutboxMessage, ScheduledItem
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +23,26 @@ ROSTER_CHECK_SECONDS = 20
 
 
 def install(hub: Hub) -> None:
-    configure(hub.settings, hub.content)
-    hub.sweeper.register(renotify.KIND_RENOTIFY, renotify.renotify_item)
-    hub.sweeper.register(renotify.KIND_FOLLOWUP, renotify.followup_item)
-    hub.sweeper.register(digest.KIND_DIGEST, digest.digest_item)
+    wf = hub.provide(configure(hub.settings, hub.content))
+
+    async def renotify_item(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
+        await renotify.renotify_item(session, wf, item, now)
+
+    async def followup_item(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
+        await renotify.followup_item(session, wf, item, now)
+
+    async def digest_item(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
+        await digest.digest_item(session, wf, item, now)
+
+    hub.sweeper.register(renotify.KIND_RENOTIFY, renotify_item)
+    hub.sweeper.register(renotify.KIND_FOLLOWUP, followup_item)
+    hub.sweeper.register(digest.KIND_DIGEST, digest_item)
 
     async def on_sent(row: OutboxMessage, message_id: int | None) -> None:
         if message_id is None or not row.ref or not row.ref.startswith(("flag:", "card:")):
             return
         async with hub.db.transaction() as s:
-            await record_sent(s, row.ref, row.chat_id, message_id, hub.clock.now())
+            await record_sent(s, wf, row.ref, row.chat_id, message_id, hub.clock.now())
 
     hub.sender.sent_hooks.append(on_sent)
     hub.roles.on_access_lost.append(_access_lost)
@@ -47,7 +57,7 @@ async def _access_lost(session: AsyncSession, user_id: int, now: datetime) -> No
 async def _ensure_digest(hub: Hub) -> None:
     try:
         async with hub.db.transaction() as s:
-            await digest.ensure_digest_scheduled(s, hub.clock.now())
+            await digest.ensure_digest_scheduled(s, hub.get(Workflow), hub.clock.now())
     except Exception as exc:
         log.warning("flags: could not schedule the daily digest (%s)", type(exc).__name__)
 

@@ -15,11 +15,11 @@ from bot.core.models import Patient
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.rendering import age_text, why_text
 from bot.escalation.renotify import KIND_FOLLOWUP
-from bot.escalation.rules import DigestRules, EscalationRules, label, rank, workflow
+from bot.escalation.rules import DigestRules, Workflow, label, rank
 from bot.escalation.service import open_flags
 from bot.escalation.values import FlagInfo, flag_info, patient_code
 from bot.platform.clock import ensure_utc, local_date, local_text, next_local_due, zone_name
-from bot.platform.content import Html, get_content
+from bot.platform.content import Html
 from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.platform.scheduler import schedule
@@ -31,33 +31,23 @@ log = logging.getLogger(__name__)
 KIND_DIGEST = "flag_digest"
 
 
-async def ensure_digest_scheduled(session: AsyncSession, now: datetime) -> None:
-    wf = workflow()
-    if wf is None:
-        return
+async def ensure_digest_scheduled(session: AsyncSession, wf: Workflow, now: datetime) -> None:
     due = next_local_due(wf.rules.digest.at, wf.zone, now)
     await schedule(session, KIND_DIGEST, f"flagdigest:{local_date(due, wf.zone).isoformat()}", due)
 
 
-async def digest_item(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
-    wf = workflow()
-    if wf is None:
-        return
+async def digest_item(session: AsyncSession, wf: Workflow, item: ScheduledItem, now: datetime) -> None:
     if wf.group is not None:
-        for i, part in enumerate(split_text(await build_digest(session, now))):
+        for i, part in enumerate(split_text(await build_digest(session, wf, now))):
             await enqueue(session, Outgoing(wf.group, part), now=now, dedup_key=item.key if i == 0 else f"{item.key}:{i}")
-    await ensure_digest_scheduled(session, now)
+    await ensure_digest_scheduled(session, wf, now)
 
 
-async def build_digest(session: AsyncSession, now: datetime) -> str:
+async def build_digest(session: AsyncSession, wf: Workflow, now: datetime) -> str:
     """The daily digest for the group, no names: open flags, the low flags (posted nowhere else),
     the last 24 hours (crisis or high flags, PHQ-9 item 9 above zero, resolved flags), follow-ups
     due, and trends (silent patients, rising craving, PHQ-9 band up)."""
-    wf = workflow()
-    c = wf.content if wf else get_content()
-    lang = wf.lang if wf else "en"
-    z = wf.zone if wf else "UTC"
-    rules = wf.rules if wf else EscalationRules()
+    c, lang, z, rules = wf.content, wf.lang, wf.zone, wf.rules
     since = now - DIGEST_WINDOW
     parts = [c.t("flags.digest_title", lang)]
 

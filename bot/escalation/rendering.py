@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.escalation import buttons
 from bot.escalation.models import Flag, FlagCard, FlagEvent
-from bot.escalation.rules import Workflow, label, rank, workflow
+from bot.escalation.rules import Workflow, label, rank
 from bot.escalation.values import FlagDetails, FlagInfo, flag_info, locked, patient_code
 from bot.platform.callbacks import Codec
 from bot.platform.clock import ensure_utc, local_date, local_text, zone_name
-from bot.platform.content import Content, Html, get_content
+from bot.platform.content import Content, Html
 from bot.platform.keyboards import Button, inline_keyboard
 from bot.platform.models import OutboxMessage
 from bot.platform.outbox import Outgoing, enqueue
@@ -36,10 +36,10 @@ log = logging.getLogger(__name__)
 # -- the group post ------------------------------------------------------------------------------
 
 
-async def view(session: AsyncSession, flag: Flag) -> tuple[FlagInfo, str, dict[str, Any]]:
+async def view(session: AsyncSession, wf: Workflow, flag: Flag) -> tuple[FlagInfo, str, dict[str, Any]]:
     """The flag as the group sees it: its info, and its post's text and buttons."""
     info = flag_info(flag, await patient_code(session, flag.patient_id))
-    text, kb = _render(info)
+    text, kb = _render(info, wf)
     return info, text, kb
 
 
@@ -96,7 +96,7 @@ async def notify_new_trigger(
         if now - last < timedelta(minutes=wf.rules.new_trigger.quiet_minutes):
             return False
     c, lang = wf.content, wf.lang
-    info, text, kb = await view(session, flag)
+    info, text, kb = await view(session, wf, flag)
     head = c.t(
         "flags.new_trigger_group",
         lang,
@@ -133,10 +133,9 @@ def _plain_keyboard(info: FlagInfo) -> dict[str, Any]:
     return inline_keyboard([[(f"{a.tag.title()} #{info.id}", a.pack(info.id))] for a in actions])
 
 
-async def plain_alert(session: AsyncSession, flag: Flag, event: FlagEvent, now: datetime) -> None:
+async def plain_alert(session: AsyncSession, wf: Workflow, flag: Flag, event: FlagEvent, now: datetime) -> None:
     """The last resort when announcing a flag failed: its plain post to the group."""
-    wf = workflow()
-    if wf is None or wf.group is None or flag.severity == "low":
+    if wf.group is None or flag.severity == "low":
         return
     info = flag_info(flag, await patient_code(session, flag.patient_id))
     await enqueue(
@@ -148,27 +147,24 @@ async def plain_alert(session: AsyncSession, flag: Flag, event: FlagEvent, now: 
     )
 
 
-def _render(info: FlagInfo) -> tuple[str, dict[str, Any]]:
+def _render(info: FlagInfo, wf: Workflow) -> tuple[str, dict[str, Any]]:
     """The post's text and buttons, never raising: the flag reaches the group whatever the words."""
     try:
-        text = render_post(info)
+        text = render_post(info, wf)
     except Exception as exc:
         log.error("flags: the post of flag %s could not be rendered (%s); sending a plain one", info.id, type(exc).__name__)
         text = _plain_post(info)
     try:
-        kb = post_keyboard(info)
+        kb = post_keyboard(info, wf.content, wf.lang)
     except Exception as exc:
         log.error("flags: the buttons of flag %s could not be rendered (%s)", info.id, type(exc).__name__)
         kb = _plain_keyboard(info)
     return text, kb
 
 
-def render_post(info: FlagInfo, *, content: Content | None = None, lang: str | None = None, zone: str | None = None) -> str:
+def render_post(info: FlagInfo, wf: Workflow) -> str:
     """The group post for a flag. Holds no name and no patient text, by construction."""
-    wf = workflow()
-    c = content or (wf.content if wf else get_content())
-    lang = lang or (wf.lang if wf else "en")
-    z = zone or (wf.zone if wf else "UTC")
+    c, lang, z = wf.content, wf.lang, wf.zone
     return c.t(
         "flags.post",
         lang,
@@ -182,10 +178,7 @@ def render_post(info: FlagInfo, *, content: Content | None = None, lang: str | N
     )
 
 
-def post_keyboard(info: FlagInfo, *, content: Content | None = None, lang: str | None = None) -> dict[str, Any]:
-    wf = workflow()
-    c = content or (wf.content if wf else get_content())
-    lang = lang or (wf.lang if wf else "en")
+def post_keyboard(info: FlagInfo, c: Content, lang: str) -> dict[str, Any]:
 
     def b(key: str, action: Codec) -> Button:
         return (c.t(f"flags.button.{key}", lang), action.pack(info.id))
@@ -204,20 +197,20 @@ def post_keyboard(info: FlagInfo, *, content: Content | None = None, lang: str |
 
 async def edit_posts(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime) -> None:
     """Show the flag's new state on every message that carries it."""
-    _, text, kb = await view(session, flag)
+    _, text, kb = await view(session, wf, flag)
     for chat_id, message_id in flag.posts or []:
         await _edit_message(session, chat_id, message_id, text, kb, now, f"flagedit:{flag.id}:{flag.rev or 0}")
     if flag.card_id is not None:
         card = (await session.execute(select(FlagCard).where(FlagCard.id == flag.card_id).with_for_update())).scalar_one_or_none()
         if card is not None:
-            await _edit_card(session, card, now)
+            await _edit_card(session, wf, card, now)
 
 
-async def record_sent(session: AsyncSession, ref: str, chat_id: int, message_id: int, now: datetime) -> None:
+async def record_sent(session: AsyncSession, wf: Workflow, ref: str, chat_id: int, message_id: int, now: datetime) -> None:
     """A message showing a flag was delivered: remember where, and catch it up if the flag moved on."""
     parts = ref.split(":")
     if parts[0] == "card":
-        await _card_sent(session, parts, chat_id, message_id, now)
+        await _card_sent(session, wf, parts, chat_id, message_id, now)
         return
     if len(parts) < 3 or not parts[1].isdigit() or not parts[2].isdigit():
         return
@@ -232,7 +225,7 @@ async def record_sent(session: AsyncSession, ref: str, chat_id: int, message_id:
     if len(parts) > 3 and parts[3] == "main" and flag.group_message_id is None:
         flag.group_message_id = message_id
     if int(parts[2]) != (flag.rev or 0):
-        _, text, kb = await view(session, flag)
+        _, text, kb = await view(session, wf, flag)
         await _edit_message(session, chat_id, message_id, text, kb, now, f"flagedit:{flag.id}:{flag.rev or 0}")
 
 
@@ -290,8 +283,8 @@ def why_text(
     why: dict[str, Any] | None,
     *,
     source: str | None = None,
-    content: Content | None = None,
-    lang: str | None = None,
+    content: Content,
+    lang: str,
 ) -> str:
     """The reason counselors read, in plain language and without the patient's words:
     "PHQ-9 item 9 = 1", "typed message · suicide or self-harm", "daily check-in · craving 9/10 …".
@@ -300,9 +293,7 @@ def why_text(
     `flags.why.<rule>` reads that way when its answers are known; otherwise the source's label and
     the rule's own reason. `source` is used when there is no `why` (flags from before it existed).
     """
-    wf = workflow()
-    c = content or (wf.content if wf else get_content())
-    lang = lang or (wf.lang if wf else "en")
+    c = content
     why = why or {}
     src_id = str(why.get("source") or source or "")
     src = label(c, lang, "source", src_id) if src_id else ""
@@ -348,14 +339,11 @@ def _state(info: FlagInfo, c: Content, lang: str, zone: str) -> str:
 POST_TIME = "%a %d %b %H:%M %Z"
 
 
-def render_card(infos: list[FlagInfo], *, content: Content | None = None, lang: str | None = None, zone: str | None = None) -> tuple[str, dict[str, Any]]:
+def render_card(infos: list[FlagInfo], wf: Workflow) -> tuple[str, dict[str, Any]]:
     """The card's text and buttons. One flag: its ordinary post."""
     if len(infos) == 1:
-        return _render(infos[0])
-    wf = workflow()
-    c = content or (wf.content if wf else get_content())
-    lang = lang or (wf.lang if wf else "en")
-    z = zone or (wf.zone if wf else "UTC")
+        return _render(infos[0], wf)
+    c, lang, z = wf.content, wf.lang, wf.zone
     ordered = sorted(infos, key=lambda i: (-rank(i.severity), i.id))
     live = [i for i in ordered if i.status != "resolved"] or ordered
     try:
@@ -383,19 +371,19 @@ def render_card(infos: list[FlagInfo], *, content: Content | None = None, lang: 
                     state=Html(_state(i, c, lang, z)),
                 )
             )
-            for row in post_keyboard(i, content=c, lang=lang)["inline_keyboard"]:
+            for row in post_keyboard(i, c, lang)["inline_keyboard"]:
                 rows.append([{**b, "text": c.t("flags.card.button", lang, id=i.id, label=Html(b["text"]))} for b in row])
         return "\n\n".join(blocks), {"inline_keyboard": rows}
     except Exception as exc:
         log.error("flags: the card of %s could not be rendered (%s); sending a plain one", ordered[0].patient_code, type(exc).__name__)
         text = "\n".join(_plain_post(i) for i in ordered)
-        return text, {"inline_keyboard": [row for i in ordered for row in _render(i)[1]["inline_keyboard"]]}
+        return text, {"inline_keyboard": [row for i in ordered for row in _render(i, wf)[1]["inline_keyboard"]]}
 
 
-async def _card_view(session: AsyncSession, card: FlagCard) -> tuple[str, dict[str, Any]]:
+async def _card_view(session: AsyncSession, wf: Workflow, card: FlagCard) -> tuple[str, dict[str, Any]]:
     members = list((await session.execute(select(Flag).where(Flag.card_id == card.id).order_by(Flag.id))).scalars())
     code = await patient_code(session, card.patient_id)
-    return render_card([flag_info(f, code) for f in members])
+    return render_card([flag_info(f, code) for f in members], wf)
 
 
 async def _usable_card(session: AsyncSession, wf: Workflow, patient_id: int, day: Any) -> FlagCard | None:
@@ -417,11 +405,11 @@ async def _usable_card(session: AsyncSession, wf: Workflow, patient_id: int, day
     return card if status in ("pending", "sending", "sent") else None
 
 
-async def _edit_card(session: AsyncSession, card: FlagCard, now: datetime) -> bool:
+async def _edit_card(session: AsyncSession, wf: Workflow, card: FlagCard, now: datetime) -> bool:
     """Show the card's flags as they are now. True when the card's first post had not left yet
     and now carries the change itself (so it notifies as it arrives)."""
     card.rev = (card.rev or 0) + 1
-    text, kb = await _card_view(session, card)
+    text, kb = await _card_view(session, wf, card)
     if card.message_id is None:
         row = (
             await session.execute(
@@ -457,7 +445,7 @@ async def publish(session: AsyncSession, wf: Workflow, flag: Flag, created: bool
         session.add(card)
         await session.flush()
         flag.card_id = card.id
-        text, kb = await _card_view(session, card)
+        text, kb = await _card_view(session, wf, card)
         await enqueue(
             session, Outgoing(wf.group, text, reply_markup=kb), now=now, dedup_key=f"flagcard:{card.id}", ref=f"card:{card.id}:0"
         )
@@ -465,12 +453,12 @@ async def publish(session: AsyncSession, wf: Workflow, flag: Flag, created: bool
     flag.card_id = card.id
     if card.message_id is not None and flag.group_message_id is None:
         flag.group_message_id = card.message_id
-    if await _edit_card(session, card, now):
+    if await _edit_card(session, wf, card, now):
         return True
     if not wf.rules.card.alerts(flag.severity, flag.category):
         return False
     c, lang = wf.content, wf.lang
-    info, text, kb = await view(session, flag)
+    info, text, kb = await view(session, wf, flag)
     head = c.t("flags.card.alert", lang, severity=Html(label(c, lang, "severity", flag.severity)), code=info.patient_code)
     await _reply_in_group(
         session,
@@ -485,7 +473,7 @@ async def publish(session: AsyncSession, wf: Workflow, flag: Flag, created: bool
     return True
 
 
-async def _card_sent(session: AsyncSession, parts: list[str], chat_id: int, message_id: int, now: datetime) -> None:
+async def _card_sent(session: AsyncSession, wf: Workflow, parts: list[str], chat_id: int, message_id: int, now: datetime) -> None:
     """The card's post was delivered: remember where (for its flags too), catch it up if needed."""
     if len(parts) < 3 or not parts[1].isdigit() or not parts[2].isdigit():
         return
@@ -497,7 +485,7 @@ async def _card_sent(session: AsyncSession, parts: list[str], chat_id: int, mess
         if f.group_message_id is None:
             f.group_message_id = message_id
     if int(parts[2]) != (card.rev or 0):
-        text, kb = await _card_view(session, card)
+        text, kb = await _card_view(session, wf, card)
         await _edit_message(session, chat_id, message_id, text, kb, now, f"cardedit:{card.id}:{card.rev}")
 
 
@@ -534,13 +522,10 @@ def _answer(c: Content, lang: str, value: Any) -> str:
     return c.t(key, lang) if isinstance(value, str) and c.has(key, lang) else html.escape(str(value).replace("_", " "), quote=False)
 
 
-def render_details(d: FlagDetails, *, content: Content | None = None, lang: str | None = None, zone: str | None = None) -> str:
+def render_details(d: FlagDetails, wf: Workflow) -> str:
     """The Details DM: for one counselor only (it holds the name and the patient's words).
     Every time is in the clinic's zone, named once at the top."""
-    wf = workflow()
-    c = content or (wf.content if wf else get_content())
-    lang = lang or (wf.lang if wf else "en")
-    z = zone or (wf.zone if wf else "UTC")
+    c, lang, z = wf.content, wf.lang, wf.zone
 
     def when(at: datetime) -> str:
         return local_text(at, z)
@@ -635,8 +620,6 @@ def render_details(d: FlagDetails, *, content: Content | None = None, lang: str 
         parts.append("\n".join(lines))
     else:
         parts.append(c.t("flags.details_no_checkins", lang))
-    if d.checkins:
-        parts.append("\n".join(d.checkins))
     return "\n\n".join(parts)
 
 

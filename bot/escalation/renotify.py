@@ -16,7 +16,7 @@ from bot.core.models import Patient
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.oncall import counselor_ids, get_oncall
 from bot.escalation.rendering import view
-from bot.escalation.rules import Workflow, workflow
+from bot.escalation.rules import Workflow
 from bot.escalation.values import locked
 from bot.platform.clock import ensure_utc, local_date
 from bot.platform.content import Html
@@ -76,11 +76,10 @@ async def stop_renotify(session: AsyncSession, flag_id: int) -> None:
     await cancel(session, key_prefix=f"flagrenotify:f{flag_id}:")
 
 
-async def renotify_item(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
-    wf = workflow()
+async def renotify_item(session: AsyncSession, wf: Workflow, item: ScheduledItem, now: datetime) -> None:
     payload = item.payload or {}
     flag = await locked(session, int(payload.get("flag_id", 0)))
-    if wf is None or flag is None or flag.status not in ("open", "claimed"):
+    if flag is None or flag.status not in ("open", "claimed"):
         return
     stage = int(payload.get("stage", 1))
     if stage <= (flag.renotify_stage or 0):
@@ -95,7 +94,7 @@ async def renotify_item(session: AsyncSession, item: ScheduledItem, now: datetim
     holder = flag.claimed_by_name or str(flag.claimed_by)
     if flag.status == "claimed" and (not round_id or await _holder_acted(session, flag, since)):
         return  # claimed before this round, or its holder has opened it since the new trigger
-    _, text, kb = await view(session, flag)
+    _, text, kb = await view(session, wf, flag)
     c, lang = wf.content, wf.lang
     claimed = flag.status == "claimed"
     minutes = int((now - since).total_seconds() // 60)
@@ -165,11 +164,10 @@ async def schedule_followup(session: AsyncSession, wf: Workflow, flag: Flag, now
     )
 
 
-async def followup_item(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
-    wf = workflow()
+async def followup_item(session: AsyncSession, wf: Workflow, item: ScheduledItem, now: datetime) -> None:
     payload = item.payload or {}
     patient = await session.get(Patient, int(payload.get("patient_id", 0)))
-    if wf is None or patient is None or patient.status != "active":
+    if patient is None or patient.status != "active":
         return
     flag_id = int(payload.get("flag_id", 0))
     c, lang = wf.content, patient.language or wf.lang

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.platform.config import Settings
 from bot.platform.content import DEFAULT_CONTENT_DIR, Content, get_content
@@ -268,8 +266,6 @@ class Workflow:
     settings: Settings
     content: Content
     rules: EscalationRules
-    # Extra lines for Details (e.g. recent check-ins) and the digest, from other areas.
-    detail_providers: list[Callable[[AsyncSession, int, str], Awaitable[list[str]]]] = field(default_factory=list)
 
     @property
     def lang(self) -> str:

@@ -38,7 +38,15 @@ from bot.escalation.renotify import (
     schedule_renotify,
     stop_renotify,
 )
-from bot.escalation.rules import ASSESSMENT_SOURCE, CATEGORIES, SEVERITIES, SOURCES, rank, workflow
+from bot.escalation.rules import (
+    ASSESSMENT_SOURCE,
+    CATEGORIES,
+    SEVERITIES,
+    SOURCES,
+    Workflow,
+    rank,
+    workflow,
+)
 from bot.escalation.values import (
     CheckinInfo,
     FlagDetails,
@@ -154,17 +162,21 @@ async def raise_flag(
     )
     session.add(event)
     await session.flush()
+    wf = workflow()
     try:
-        await _explain(session, flag, event)
+        await _explain(session, wf, flag, event)
     except Exception as exc:  # the why is for counselors' convenience; the flag stands without it
         log.error("flags: why flag %s stands could not be worked out (%s)", flag.id, type(exc).__name__)
+    if wf is None:
+        log.warning("flags: workflow not configured; flag %s stored without a group post", flag.id)
+        return FlagResult(flag.id, created, flag.severity, escalated)
     try:
-        await _after_raise(session, flag, created, escalated, now, event)
+        await _after_raise(session, wf, flag, created, escalated, now, event)
     except Exception as exc:
         # A bug or a gap in the words must not cost the flag and the answers that raised it: the
         # group gets a plain alert instead (a database failure still fails the whole unit).
         log.error("flags: flag %s could not be announced as usual (%s); sending a plain alert", flag.id, type(exc).__name__)
-        await plain_alert(session, flag, event, now)
+        await plain_alert(session, wf, flag, event, now)
     return FlagResult(flag.id, created, flag.severity, escalated)
 
 
@@ -172,12 +184,8 @@ _unknown_sources: set[str] = set()
 
 
 async def _after_raise(
-    session: AsyncSession, flag: Flag, created: bool, escalated: bool, now: datetime, event: FlagEvent
+    session: AsyncSession, wf: Workflow, flag: Flag, created: bool, escalated: bool, now: datetime, event: FlagEvent
 ) -> None:
-    wf = workflow()
-    if wf is None:
-        log.warning("flags: workflow not configured; flag %s stored without a group post", flag.id)
-        return
     announced = await publish(session, wf, flag, created, escalated, now)
     # A new high or crisis trigger on a flag that is already open or claimed reaches the group
     # again (a reply to the flag's post), and re-notification starts over from it.
@@ -185,7 +193,7 @@ async def _after_raise(
     renewed = urgent and await notify_new_trigger(session, wf, flag, event, escalated, now)
     if not created and flag.status == "claimed" and flag.claimed_by is not None:
         # The counselor who holds the flag hears about every new trigger (no words, no name).
-        info, text, kb = await view(session, flag)
+        info, text, kb = await view(session, wf, flag)
         await enqueue(
             session,
             Outgoing(
@@ -258,7 +266,7 @@ async def _facts(session: AsyncSession, patient_id: int, source: str, at: dateti
     return {k: v for k, v in found.items() if k in wanted and isinstance(v, int | float | str) and not isinstance(v, bool)}
 
 
-async def _explain(session: AsyncSession, flag: Flag, event: FlagEvent) -> None:
+async def _explain(session: AsyncSession, wf: Workflow | None, flag: Flag, event: FlagEvent) -> None:
     """Keep `flag.why`: the first trigger that brought the flag to its highest severity, with the
     answers its readable reason names. It changes only when the severity rises (and the post is
     edited then). A failure here is logged and never costs the flag."""
@@ -268,7 +276,6 @@ async def _explain(session: AsyncSession, flag: Flag, event: FlagEvent) -> None:
         if current is not None and current.get("severity") in SEVERITIES and rank(severity) <= rank(current["severity"]):
             return
         rule, text = split_reason(event.reason)
-        wf = workflow()
         c = wf.content if wf else get_content()
         lang = wf.lang if wf else "en"
         facts = await _facts(session, flag.patient_id, event.source or "", event.at, why_fields(c, lang, rule) or set())
@@ -287,7 +294,9 @@ async def _explain(session: AsyncSession, flag: Flag, event: FlagEvent) -> None:
 # -- claim, resolve, details, history --------------------------------------------------------------
 
 
-async def claim(session: AsyncSession, flag_id: int, *, actor_id: int, actor_name: str | None, now: datetime) -> ActionResult:
+async def claim(
+    session: AsyncSession, wf: Workflow, flag_id: int, *, actor_id: int, actor_name: str | None, now: datetime
+) -> ActionResult:
     flag = await locked(session, flag_id)
     if flag is None:
         return ActionResult(False, "not_found", None)
@@ -307,14 +316,12 @@ async def claim(session: AsyncSession, flag_id: int, *, actor_id: int, actor_nam
     await audit(session, actor_id, "flag.claim", f"flag:{flag.id}", now=now)
     await stop_renotify(session, flag.id)
     await session.flush()
-    wf = workflow()
-    if wf is not None:
-        await edit_posts(session, wf, flag, now)
+    await edit_posts(session, wf, flag, now)
     return ActionResult(True, None, flag_info(flag, code))
 
 
 async def resolve(
-    session: AsyncSession, flag_id: int, *, actor_id: int, actor_name: str | None, note: str, now: datetime
+    session: AsyncSession, wf: Workflow, flag_id: int, *, actor_id: int, actor_name: str | None, note: str, now: datetime
 ) -> ActionResult:
     """Resolve with a short outcome note (stored encrypted; never posted to the group)."""
     flag = await locked(session, flag_id)
@@ -337,11 +344,9 @@ async def resolve(
     await audit(session, actor_id, "flag.resolve", f"flag:{flag.id}", now=now)
     await stop_renotify(session, flag.id)
     await session.flush()
-    wf = workflow()
-    if wf is not None:
-        await edit_posts(session, wf, flag, now)
-        if flag.severity in wf.rules.followup.severities:
-            await schedule_followup(session, wf, flag, now)
+    await edit_posts(session, wf, flag, now)
+    if flag.severity in wf.rules.followup.severities:
+        await schedule_followup(session, wf, flag, now)
     return ActionResult(True, None, flag_info(flag, code))
 
 
@@ -390,7 +395,7 @@ async def history(session: AsyncSession, flag_id: int) -> list[EventInfo]:
     return [EventInfo(e.at, e.kind, e.actor_id, e.source, e.severity, e.reason, e.detail) for e in rows]
 
 
-async def details(session: AsyncSession, flag_id: int, *, actor_id: int, now: datetime) -> FlagDetails | None:
+async def details(session: AsyncSession, wf: Workflow, flag_id: int, *, actor_id: int, now: datetime) -> FlagDetails | None:
     """What one counselor needs to act, for their DM: name, the triggers with their readable
     reasons and words, questionnaires, the patient's other open flags, their plan, MAT and the
     last check-ins. Audited."""
@@ -400,9 +405,7 @@ async def details(session: AsyncSession, flag_id: int, *, actor_id: int, now: da
     patient = await session.get(Patient, flag.patient_id)
     if patient is None:
         return None
-    wf = workflow()
-    c = wf.content if wf else get_content()
-    lang = wf.lang if wf else "en"
+    c, lang = wf.content, wf.lang
     events = list(
         (
             await session.execute(
@@ -417,13 +420,6 @@ async def details(session: AsyncSession, flag_id: int, *, actor_id: int, now: da
             rule, _text = split_reason(e.reason)
             facts = await _facts(session, patient.id, e.source or "", e.at, why_fields(c, lang, rule) or set())
         triggers.append(Trigger(e.at, e.source, e.severity, e.reason, e.evidence, facts))
-    lines: list[str] = []
-    if wf is not None:
-        for provider in wf.detail_providers:
-            try:
-                lines += await provider(session, patient.id, wf.lang)
-            except Exception:
-                log.exception("flags: a details provider failed")
     others = (
         await session.execute(
             select(Flag)
@@ -439,7 +435,6 @@ async def details(session: AsyncSession, flag_id: int, *, actor_id: int, now: da
         patient.telegram_id,
         patient.language,
         triggers,
-        lines,
         scores=await _scores(session, c, lang, patient.id),
         other_flags=[flag_info(f, patient.code) for f in others],
         plan=await _plan_summary(session, patient.id),

@@ -76,7 +76,6 @@ class FlagDetails:
     telegram_id: int
     language: str
     triggers: list[Trigger]
-    checkins: list[str]  # extra lines from other areas (Workflow.detail_providers)
     scores: list[ScoreInfo] = field(default_factory=list)
     other_flags: list[FlagInfo] = field(default_factory=list)
     plan: dict[str, list[str]] = field(default_factory=dict)  # section -> entries (plain text)
