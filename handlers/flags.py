@@ -220,7 +220,7 @@ async def _end(update: Update, ctx: Ctx, user: User, conversation_id: int) -> No
     q = update.callback_query
     assert q is not None
     async with hub.db.transaction() as s:
-        conv = await relay.end(s, conversation_id, counselor_id=user.id, now=hub.clock.now())
+        conv = await relay.end(s, hub.get(Workflow), conversation_id, counselor_id=user.id, now=hub.clock.now())
     hub.sender.wake()
     if conv is None:
         await answer(q, c.t("flags.relay_not_active"))
@@ -283,7 +283,7 @@ async def relay_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         return
     conv_id = int(awaiting.data.get("conversation", 0))
     async with hub.db.transaction() as s:
-        conv = await relay.counselor_writes(s, conv_id, counselor_id=user.id, text=msg.text, now=hub.clock.now())
+        conv = await relay.counselor_writes(s, hub.get(Workflow), conv_id, counselor_id=user.id, text=msg.text, now=hub.clock.now())
         if conv is None:
             await state.clear(s, user.id, relay.WRITE_STATE)
     hub.sender.wake()
@@ -311,12 +311,12 @@ async def patient_relay(update: Update, ctx: Ctx) -> None:
     if not await hub.roles.has(conv.counselor_id, COUNSELOR):
         # That person is no longer on the care team: never pass them the patient's words.
         async with hub.db.transaction() as s:
-            await relay.staff_access_lost(s, conv.counselor_id, now=hub.clock.now())
+            await relay.staff_access_lost(s, hub.get(Workflow), conv.counselor_id, now=hub.clock.now())
             await safety.talk_request(s, conv.patient_id, hub.clock.now(), source="relay_ended")
         hub.sender.wake()
         return
     async with hub.db.transaction() as s:
-        conv = await relay.patient_replies(s, user.id, msg.text, now=hub.clock.now())
+        conv = await relay.patient_replies(s, hub.get(Workflow), user.id, msg.text, now=hub.clock.now())
     if conv is None:
         return
     hub.sender.wake()

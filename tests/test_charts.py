@@ -64,8 +64,8 @@ async def test_counselor_view_is_audited(db: Database, clock: FrozenClock):
     p = await make_patient(db, clock.now(), code="P-4821")
     await full_checkin(db, clock, p, mood=3, use="used")
     async with db.transaction() as s:
-        view = await progress.counselor_view(s, c, "p-4821", 555, clock.now())
-        missing = await progress.counselor_view(s, c, "P-0000", 555, clock.now())
+        view = await progress.counselor_view(s, c, "p-4821", 555, clock.now(), zone="UTC")
+        missing = await progress.counselor_view(s, c, "P-0000", 555, clock.now(), zone="UTC")
     assert view is not None and missing is None
     assert "P-4821" in view.text and "mood 3" in view.text and "use disclosed" in view.text
     assert view.chart[:8] == PNG_MAGIC

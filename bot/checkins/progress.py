@@ -22,7 +22,6 @@ from bot.core.models import Patient
 from bot.core.people import PatientInfo
 from bot.escalation.models import Flag
 from bot.escalation.rules import label as flag_label
-from bot.escalation.rules import workflow as flags_workflow
 from bot.platform.clock import ensure_utc, local_date, local_text, zone_name
 from bot.platform.content import Content, Html
 
@@ -113,12 +112,11 @@ async def progress(session: AsyncSession, content: Content, patient: PatientInfo
 
 
 async def counselor_view(
-    session: AsyncSession, content: Content, code: str, actor_id: int, now: datetime, lang: str = "en", *, zone: str | None = None
+    session: AsyncSession, content: Content, code: str, actor_id: int, now: datetime, lang: str = "en", *, zone: str
 ) -> CounselorView | None:
     """The staff view of one patient by code; audited. None when no such patient.
 
-    Every time is in one zone, the clinic's (`zone`, default DEFAULT_TIMEZONE as the flags
-    workflow has it), named in the header."""
+    Every time is in one zone, the clinic's (`zone`: DEFAULT_TIMEZONE), named in the header."""
     code = code.strip().upper()
     p = (await session.execute(select(Patient).where(Patient.code == code))).scalar_one_or_none()
     if p is None or p.status == "deleted":
@@ -128,9 +126,6 @@ async def counselor_view(
     t = content.t
     today = local_date(now, p.timezone)
     days = await chart_days(session, p.id, today)
-    if zone is None:
-        wf = flags_workflow()
-        zone = wf.zone if wf is not None else "UTC"
     parts = [t("progress.staff_header", lang, code=p.code, status=p.status, zone=zone_name(zone, now))]
     parts.append(await summary_text(session, content, p.id, lang, days, today, now))
 

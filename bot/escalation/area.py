@@ -45,13 +45,13 @@ def install(hub: Hub) -> None:
             await record_sent(s, wf, row.ref, row.chat_id, message_id, hub.clock.now())
 
     hub.sender.sent_hooks.append(on_sent)
-    hub.roles.on_access_lost.append(_access_lost)
+
+    async def access_lost(session: AsyncSession, user_id: int, now: datetime) -> None:
+        await relay.staff_access_lost(session, wf, user_id, now=now)
+
+    hub.roles.on_access_lost.append(access_lost)
     hub.on_start.append(_ensure_digest)
     hub.on_start.append(_refresh_roster)
-
-
-async def _access_lost(session: AsyncSession, user_id: int, now: datetime) -> None:
-    await relay.staff_access_lost(session, user_id, now=now)
 
 
 async def _ensure_digest(hub: Hub) -> None:

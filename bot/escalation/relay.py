@@ -19,8 +19,8 @@ from bot.core.models import Patient
 from bot.escalation import buttons
 from bot.escalation.models import Flag, FlagEvent, RelayConversation, RelayMessage
 from bot.escalation.oncall import get_oncall, set_oncall
-from bot.escalation.rules import workflow
-from bot.platform.content import Content, get_content
+from bot.escalation.rules import Workflow
+from bot.platform.content import Content
 from bot.platform.keyboards import inline_keyboard
 from bot.platform.outbox import Outgoing, enqueue
 
@@ -46,11 +46,6 @@ class StartResult:
     reason: str | None  # not_found | busy
     conversation: Conversation | None
     busy_with: str | None = None
-
-
-def _content() -> Content:
-    wf = workflow()
-    return wf.content if wf is not None else get_content()
 
 
 def _conv(c: RelayConversation, p: Patient) -> Conversation:
@@ -95,7 +90,7 @@ async def start(
 
 
 async def counselor_writes(
-    session: AsyncSession, conversation_id: int, *, counselor_id: int, text: str, now: datetime
+    session: AsyncSession, wf: Workflow, conversation_id: int, *, counselor_id: int, text: str, now: datetime
 ) -> Conversation | None:
     """Deliver the counselor's text to the patient (None: the conversation is not theirs or ended)."""
     row = (
@@ -112,7 +107,7 @@ async def counselor_writes(
         return None
     text = text[:TEXT_MAX]
     session.add(RelayMessage(conversation_id=conv.id, direction="to_patient", text=text, at=now))
-    c = _content()
+    c = wf.content
     await enqueue(
         session,
         Outgoing(patient.telegram_id, c.t("flags.relay_to_patient", patient.language or "en", text=text)),
@@ -135,16 +130,14 @@ async def active_for_patient(session: AsyncSession, telegram_id: int) -> Convers
     return None if row is None else _conv(row[0], row[1])
 
 
-async def patient_replies(session: AsyncSession, telegram_id: int, text: str, *, now: datetime) -> Conversation | None:
+async def patient_replies(session: AsyncSession, wf: Workflow, telegram_id: int, text: str, *, now: datetime) -> Conversation | None:
     """Send the patient's text back to their counselor (None: no open conversation)."""
     conv = await active_for_patient(session, telegram_id)
     if conv is None:
         return None
     text = text[:TEXT_MAX]
     session.add(RelayMessage(conversation_id=conv.id, direction="to_counselor", text=text, at=now))
-    c = _content()
-    wf = workflow()
-    lang = wf.lang if wf is not None else "en"
+    c, lang = wf.content, wf.lang
     await enqueue(
         session,
         Outgoing(conv.counselor_id, c.t("flags.relay_from_patient", lang, code=conv.patient_code, text=text), reply_markup=end_keyboard(c, lang, conv.id)),
@@ -158,7 +151,7 @@ def end_keyboard(c: Content, lang: str, conversation_id: int) -> dict[str, objec
     return inline_keyboard([[(c.t("flags.button.end", lang), buttons.END.pack(conversation_id))]])
 
 
-async def end(session: AsyncSession, conversation_id: int, *, counselor_id: int, now: datetime) -> Conversation | None:
+async def end(session: AsyncSession, wf: Workflow, conversation_id: int, *, counselor_id: int, now: datetime) -> Conversation | None:
     """The counselor ends the conversation; the patient is told (None: not theirs, or already ended)."""
     row = (
         await session.execute(
@@ -176,7 +169,7 @@ async def end(session: AsyncSession, conversation_id: int, *, counselor_id: int,
     conv.ended_at = now
     await state.clear(session, counselor_id, WRITE_STATE)
     await audit(session, counselor_id, "relay.end", None if conv.flag_id is None else f"flag:{conv.flag_id}", now=now)
-    c = _content()
+    c = wf.content
     await enqueue(
         session,
         Outgoing(patient.telegram_id, c.t("flags.relay_ended_patient", patient.language or "en")),
@@ -186,7 +179,7 @@ async def end(session: AsyncSession, conversation_id: int, *, counselor_id: int,
     return _conv(conv, patient)
 
 
-async def staff_access_lost(session: AsyncSession, counselor_id: int, *, now: datetime) -> int:
+async def staff_access_lost(session: AsyncSession, wf: Workflow, counselor_id: int, *, now: datetime) -> int:
     """Someone is no longer a counselor: their conversations end and they are no longer on call.
 
     Returns how many conversations were ended (each patient is told).
@@ -201,7 +194,7 @@ async def staff_access_lost(session: AsyncSession, counselor_id: int, *, now: da
         ).scalars()
     )
     for conv_id in ids:
-        await end(session, conv_id, counselor_id=counselor_id, now=now)
+        await end(session, wf, conv_id, counselor_id=counselor_id, now=now)
     oncall = await get_oncall(session)
     if oncall is not None and oncall.telegram_id == counselor_id:
         await set_oncall(session, None, name=None, by=None, now=now)
