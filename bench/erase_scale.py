@@ -26,6 +26,7 @@ import bot.schema  # noqa: F401  (every table, for create_all)
 from bot.checkins import service as checkins
 from bot.core.models import AuditEntry, Patient
 from bot.escalation.models import Flag
+from bot.platform.content import get_content
 from bot.platform.db import Database
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.privacy import erasure
@@ -128,12 +129,12 @@ async def main() -> None:
             gaps.append(now - last)
             last = now
 
-    erasure.removed_text()  # content loaded, as in the running bot (not part of the erase)
+    removed = erasure.removed_text(get_content(), "en")  # content loaded, as in the running bot (not part of the erase)
     beat = asyncio.create_task(heartbeat())
     await asyncio.sleep(0.05)
     t0 = timer.perf_counter()
     async with db.transaction() as s:
-        result = await privacy.erase(s, 10_000_001, now=start + timedelta(days=PER_PATIENT))
+        result = await privacy.erase(s, 10_000_001, now=start + timedelta(days=PER_PATIENT), removed=removed)
     took = timer.perf_counter() - t0
     stop.set()
     await beat

@@ -250,7 +250,10 @@ async def patient_cmd(update: Update, ctx: Ctx) -> None:
     shown = [await reply(update, view.text), await _photo(update, view.chart, c.t("progress.staff_caption", code=view.code))]
     # Remembered, so the patient's erasure takes the view back from this chat.
     async with hub.db.transaction() as s:
-        await erasure.remember(s, view.patient_id, chat.id, [m.message_id for m in shown if m is not None], hub.clock.now())
+        await erasure.remember(
+            s, view.patient_id, chat.id, [m.message_id for m in shown if m is not None], hub.clock.now(),
+            removed=erasure.removed_text(c, hub.settings.default_language),
+        )
     hub.sender.wake()
 
 

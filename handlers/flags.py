@@ -99,7 +99,10 @@ async def _dm(
 async def _remember(ctx: Ctx, patient_id: int, chat_id: int, message_ids: list[int]) -> None:
     hub = ctx.hub
     async with hub.db.transaction() as s:
-        await erasure.remember(s, patient_id, chat_id, message_ids, hub.clock.now())
+        await erasure.remember(
+            s, patient_id, chat_id, message_ids, hub.clock.now(),
+            removed=erasure.removed_text(hub.content, hub.settings.default_language),
+        )
     hub.sender.wake()
 
 

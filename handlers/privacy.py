@@ -17,7 +17,7 @@ from bot.enrolment import onboarding
 from bot.enrolment.onboarding import AGE, CONSENT
 from bot.platform.callbacks import Pressed, Stale
 from bot.platform.content import Html
-from bot.privacy import buttons
+from bot.privacy import buttons, erasure
 from bot.privacy import service as privacy
 from handlers import common
 from handlers.context import Ctx
@@ -143,7 +143,7 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
         await common.expired_button(update, ctx)
         return
     async with ctx.hub.db.transaction() as s:
-        await privacy.erase(s, user.id, now=now)
+        await privacy.erase(s, user.id, now=now, removed=erasure.removed_text(ctx.hub.content, ctx.hub.settings.default_language))
     # The removals of what staff were sent about the patient go out now, not at the next poll.
     ctx.hub.sender.wake()
     await answer(q)

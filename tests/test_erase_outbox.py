@@ -15,12 +15,15 @@ from bot.core.audit import audit
 from bot.core.models import Patient
 from bot.escalation.models import Flag, FlagCard, RelayConversation
 from bot.platform import migrate
+from bot.platform.content import get_content
 from bot.platform.db import Database
 from bot.platform.models import OutboxMessage
 from bot.platform.outbox import Outgoing, enqueue, ref_about
 from bot.privacy import erasure
 from bot.privacy import service as privacy
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import CONTENT_DIR, TEST_DATABASE_URL
+
+REMOVED = erasure.removed_text(get_content(CONTENT_DIR), "en")
 
 A, B = 1, 12  # patient ids
 GROUP = -100123
@@ -69,7 +72,7 @@ async def test_erasure_drops_the_patients_outbox_rows_and_takes_back_their_messa
     now = clock.now()
     world = await _world(db, now)
     async with db.transaction() as s:
-        result = await privacy.erase(s, 5000 + A, now=now)
+        result = await privacy.erase(s, 5000 + A, now=now, removed=REMOVED)
     assert result is not None
     assert result.deleted["outbox_staff"] == len(world[f"refs{A}"])
     async with db.session() as s:
@@ -92,7 +95,7 @@ async def test_no_statement_of_the_erasure_scans_a_table(db: Database, clock: An
     event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
     try:
         async with db.transaction() as s:
-            assert (await privacy.erase(s, 5000 + A, now=now)) is not None
+            assert (await privacy.erase(s, 5000 + A, now=now, removed=REMOVED)) is not None
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
     assert any("outbox" in st for st, _ in statements)

@@ -12,11 +12,15 @@ from sqlalchemy import JSON, DateTime, bindparam, event, insert, select, text
 
 from bot.core.models import Patient
 from bot.platform import migrate
+from bot.platform.content import get_content
 from bot.platform.db import Database
 from bot.platform.models import ScheduledItem
 from bot.platform.scheduler import payload_patient, schedule
+from bot.privacy import erasure
 from bot.privacy import service as privacy
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import CONTENT_DIR, TEST_DATABASE_URL
+
+REMOVED = erasure.removed_text(get_content(CONTENT_DIR), "en")
 
 A, B = 7, 17  # patient ids; 7 is also a part of B's keys ("...:17:...") and of dates
 
@@ -45,7 +49,7 @@ async def test_erasure_takes_every_kind_of_the_patients_items_and_no_one_elses(h
     async with h.db.session() as s:
         before = set((await s.execute(select(ScheduledItem.key))).scalars())
     async with h.db.transaction() as s:
-        result = await privacy.erase(s, 5000 + A, now=now)
+        result = await privacy.erase(s, 5000 + A, now=now, removed=REMOVED)
     assert result is not None
     assert result.deleted["scheduled_items"] == len(kinds)
     async with h.db.session() as s:
@@ -84,7 +88,7 @@ async def test_no_statement_of_the_erasure_scans_scheduled_items(db: Database, c
     event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
     try:
         async with db.transaction() as s:
-            assert (await privacy.erase(s, 5000 + A, now=now)) is not None
+            assert (await privacy.erase(s, 5000 + A, now=now, removed=REMOVED)) is not None
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
     assert statements

@@ -342,7 +342,10 @@ async def test_the_counselor_holding_a_flag_hears_of_new_triggers(env: SimpleNam
 
 
 async def test_erasing_one_patient_leaves_other_patients_reminders(env: SimpleNamespace):
+    from bot.privacy import erasure
     from bot.privacy import service as privacy
+
+    removed = erasure.removed_text(env.hub.content, env.hub.settings.default_language)
 
     other = await sup.add_patient(env.db, env.clock.now(), telegram_id=5002, code="P-2222", first_name="Robin")
     async with env.db.transaction() as s:
@@ -350,12 +353,12 @@ async def test_erasing_one_patient_leaves_other_patients_reminders(env: SimpleNa
             s, patient_id=other, category="suicide_self_harm", severity="crisis", reason="t", source="message", now=env.clock.now()
         )
     async with env.db.transaction() as s:
-        await privacy.erase(s, 5001, now=env.clock.now())  # the first patient (id 1)
+        await privacy.erase(s, 5001, now=env.clock.now(), removed=removed)  # the first patient (id 1)
     async with env.db.session() as s:
         keys = {i.key for i in (await s.execute(select(ScheduledItem))).scalars()}
     assert {f"flagrenotify:f{r.flag_id}:s1", f"flagrenotify:f{r.flag_id}:s2"} <= keys
     async with env.db.transaction() as s:
-        await privacy.erase(s, 5002, now=env.clock.now())
+        await privacy.erase(s, 5002, now=env.clock.now(), removed=removed)
     async with env.db.session() as s:
         assert (await s.execute(select(ScheduledItem))).scalars().all() == []
 

@@ -11,12 +11,17 @@ from bot.core.models import AuditEntry, ChatState, Patient
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.service import raise_flag
 from bot.platform.clock import FrozenClock
+from bot.platform.content import get_content
 from bot.platform.db import Base, Database
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.platform.scheduler import schedule
+from bot.privacy import erasure
 from bot.privacy import service as privacy
+from tests.conftest import CONTENT_DIR
 from tests.onboarding_support import enrol, make_invite, running_bot, text_of
+
+REMOVED = erasure.removed_text(get_content(CONTENT_DIR), "en")
 
 
 async def _count(db: Database, model: type[Base], *where: object) -> int:
@@ -116,7 +121,7 @@ async def test_export_and_erase_cover_every_patient_table(db: Database, clock: F
 
 async def test_erase_of_someone_unknown_is_a_no_op(db: Database, clock: FrozenClock):
     async with db.transaction() as s:
-        assert await privacy.erase(s, 12345, now=clock.now()) is None
+        assert await privacy.erase(s, 12345, now=clock.now(), removed=REMOVED) is None
         assert await privacy.export(s, 12345, now=clock.now()) is None
         assert await privacy.summary(s, 12345) is None
 

@@ -24,8 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.hub import Hub
 from bot.core.models import Patient
 from bot.escalation.models import Flag, FlagCard, RelayConversation
-from bot.escalation.rules import workflow
-from bot.platform.content import get_content
+from bot.platform.content import Content
 from bot.platform.db import conflict_insert
 from bot.platform.models import OutboxMessage
 from bot.platform.outbox import REMOVED_TEXT, Outgoing, enqueue
@@ -39,12 +38,10 @@ REMOVAL_REF = "erased"
 SUBJECTS_PER_STATEMENT = 500
 
 
-def removed_text() -> str:
-    """The neutral line a message that can no longer be deleted is edited to (staff language)."""
-    wf = workflow()
-    if wf is not None:
-        return wf.content.t("privacy.removed_for_staff", wf.lang)
-    return get_content().t("privacy.removed_for_staff")
+def removed_text(content: Content, lang: str) -> str:
+    """The neutral line a message that can no longer be deleted is edited to, in `lang` (the
+    staff's: DEFAULT_LANGUAGE). The functions below take it as `removed`."""
+    return content.t("privacy.removed_for_staff", lang)
 
 
 async def _remove(session: AsyncSession, chat_id: int, message_id: int, now: datetime, text: str) -> None:
@@ -56,7 +53,9 @@ async def _remove(session: AsyncSession, chat_id: int, message_id: int, now: dat
     )
 
 
-async def remember(session: AsyncSession, patient_id: int, chat_id: int, message_ids: Iterable[int], now: datetime) -> None:
+async def remember(
+    session: AsyncSession, patient_id: int, chat_id: int, message_ids: Iterable[int], now: datetime, *, removed: str
+) -> None:
     """Messages sent straight to a staff chat about this patient. If the patient was erased
     meanwhile, they are taken back at once instead."""
     ids = [m for m in message_ids if m is not None]
@@ -66,9 +65,8 @@ async def remember(session: AsyncSession, patient_id: int, chat_id: int, message
         await session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
     ).scalar_one_or_none()
     if alive is None:
-        text = removed_text()
         for mid in ids:
-            await _remove(session, chat_id, mid, now, text)
+            await _remove(session, chat_id, mid, now, removed)
         return
     for mid in ids:
         ins = conflict_insert(session, StaffMessage).values(patient_id=patient_id, chat_id=chat_id, message_id=mid, sent_at=now)
@@ -83,7 +81,9 @@ def _parse(ref: str) -> tuple[str, int] | None:
     return (kind, int(parts[1])) if kind else None
 
 
-async def record_outbox(session: AsyncSession, ref: str, chat_id: int, message_id: int, now: datetime) -> None:
+async def record_outbox(
+    session: AsyncSession, ref: str, chat_id: int, message_id: int, now: datetime, *, removed: str
+) -> None:
     """An outbox message showing a patient landed in `chat_id`: remember it (or take it back, when
     what it shows was erased while it was on its way)."""
     parsed = _parse(ref)
@@ -99,15 +99,17 @@ async def record_outbox(session: AsyncSession, ref: str, chat_id: int, message_i
         q = select(RelayConversation.patient_id).where(RelayConversation.id == ident)
     patient_id = (await session.execute(q)).scalar_one_or_none()
     if patient_id is None:
-        await _remove(session, chat_id, message_id, now, removed_text())
+        await _remove(session, chat_id, message_id, now, removed)
         return
     own = (await session.execute(select(Patient.telegram_id).where(Patient.id == patient_id))).scalar_one_or_none()
     if own == chat_id:
         return  # the patient's own chat (a counselor's message relayed to them): theirs to keep
-    await remember(session, patient_id, chat_id, [message_id], now)
+    await remember(session, patient_id, chat_id, [message_id], now, removed=removed)
 
 
-async def take_back(session: AsyncSession, patient_id: int, telegram_id: int, now: datetime) -> dict[str, int]:
+async def take_back(
+    session: AsyncSession, patient_id: int, telegram_id: int, now: datetime, *, removed: str
+) -> dict[str, int]:
     """In the erasure's transaction: enqueue the removal of every message staff were sent about
     this patient, and drop the outbox rows about them that are still waiting (or were sent: their
     payloads hold the patient's words). Returns counts for the erasure's summary."""
@@ -148,9 +150,8 @@ async def take_back(session: AsyncSession, patient_id: int, telegram_id: int, no
         res = await session.execute(delete(OutboxMessage).where(about))
         dropped += int(res.rowcount or 0)
     targets = {(c, m) for c, m in targets if c != telegram_id}  # the patient's own chat is theirs
-    text = removed_text() if targets else ""
     for chat_id, message_id in sorted(targets):
-        await _remove(session, chat_id, message_id, now, text)
+        await _remove(session, chat_id, message_id, now, removed)
     await session.execute(delete(StaffMessage).where(StaffMessage.patient_id == patient_id))
     out: dict[str, int] = {}
     if dropped:
@@ -163,10 +164,12 @@ async def take_back(session: AsyncSession, patient_id: int, telegram_id: int, no
 def install(hub: Hub) -> None:
     """Remember outbox messages about patients as Telegram takes them."""
 
+    removed = removed_text(hub.content, hub.settings.default_language)
+
     async def on_sent(row: OutboxMessage, message_id: int | None) -> None:
         if message_id is None or not row.ref or row.ref == REMOVAL_REF:
             return
         async with hub.db.transaction() as s:
-            await record_outbox(s, row.ref, row.chat_id, message_id, hub.clock.now())
+            await record_outbox(s, row.ref, row.chat_id, message_id, hub.clock.now(), removed=removed)
 
     hub.sender.sent_hooks.append(on_sent)

@@ -161,12 +161,13 @@ def export_json(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=False).encode()
 
 
-async def erase(session: AsyncSession, telegram_id: int, *, now: datetime) -> Erasure | None:
+async def erase(session: AsyncSession, telegram_id: int, *, now: datetime, removed: str) -> Erasure | None:
     """Erase a patient's operational data; keep one audit entry (patient code, no health data).
 
     Rows of every patient-owned table are deleted (children first), along with the chat state,
     messages waiting in the outbox for them, and scheduled items for them. A later `/start`
-    with a new invite starts from scratch with a new code.
+    with a new invite starts from scratch with a new code. What staff were sent about them and
+    can no longer be deleted is edited to `removed` (`erasure.removed_text`).
     """
     p = await patient_by_telegram(session, telegram_id)
     if p is None:
@@ -178,7 +179,7 @@ async def erase(session: AsyncSession, telegram_id: int, *, now: datetime) -> Er
     # What staff were sent about this patient (Details, relayed words, flag posts and cards) is
     # taken back in Telegram, and waiting outbox rows about them go: found through their
     # conversations, flags and cards, before those rows go.
-    deleted.update(await erasure.take_back(session, pid, telegram_id, now))
+    deleted.update(await erasure.take_back(session, pid, telegram_id, now, removed=removed))
     order = [t.name for t in reversed(_tables()) if t.name in conds]
     # Children first; the patients row last.
     for name in order:
