@@ -5,7 +5,7 @@ the order of `bot.areas.AREAS`. On the hub an area registers its sweeper kinds
 (`hub.sweeper.register`), life-cycle hooks (`hub.lifecycle`), start-up tasks (`hub.on_start`), hooks on sent messages
 (`hub.sender.sent_hooks`) and the services it offers others (`hub.provide`, typed: another
 area asks with `hub.get(TheType)`). Tests build a real hub through the application
-(tests/harness.py).
+(tests/harness.py), or a bare one to install a single area on (`tests/escalation_support.hub`).
 """
 
 from __future__ import annotations
