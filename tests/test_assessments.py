@@ -9,8 +9,9 @@ from sqlalchemy import select
 
 from bot.assessments import service as assessments
 from bot.assessments.models import AssessmentResult
+from bot.assessments.rules import next_assessment_date
 from bot.checkins.service import flag_category
-from bot.core.clinical import load_clinical, next_assessment_date
+from bot.core.clinical import load_clinical
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from tests.checkins_support import content, flags_of, make_patient

@@ -251,7 +251,7 @@ D = date(2026, 3, 10)
     ],
 )
 def test_checkin_rules_table(today, recent, reply, urge, flags):  # type: ignore[no-untyped-def]
-    from bot.core.clinical import CheckinAnswers, checkin_outcome
+    from bot.checkins.rules import CheckinAnswers, checkin_outcome
 
     past = [CheckinAnswers(D - timedelta(days=ago), values) for ago, values in recent]
     out = checkin_outcome(RULES, CheckinAnswers(D, today), past)

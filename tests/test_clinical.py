@@ -7,24 +7,25 @@ from pathlib import Path
 
 import pytest
 
+from bot.assessments.rules import next_assessment_date, score_assessment
+from bot.checkins.rules import (
+    CheckinAnswers,
+    DaySummary,
+    checkin_outcome,
+    milestones_reached,
+    silent_days_flag,
+)
 from bot.core.clinical import (
     Cadence,
-    CheckinAnswers,
     Clinical,
     ContentError,
-    DaySummary,
     Instrument,
     MilestoneRules,
     Tip,
     check_content,
-    checkin_outcome,
     load_clinical,
-    milestones_reached,
-    next_assessment_date,
-    next_tip,
-    score_assessment,
-    silent_days_flag,
 )
+from bot.recovery.rules import next_tip
 
 CONTENT = Path(__file__).resolve().parents[1] / "content"
 TODAY = date(2024, 5, 15)

@@ -199,7 +199,7 @@ async def _row(db: Database) -> AssessmentResult:
 
 def _band_flags(values: dict[str, int]) -> list[tuple[str, str]]:
     """(category, severity) of the rules on the total (not item 9's), from the rules themselves."""
-    from bot.core.clinical import score_assessment
+    from bot.assessments.rules import score_assessment
 
     score = score_assessment(PHQ9, values)
     return [(f.category, f.severity) for f in score.flags if f.action != "suicide_followup"]
@@ -425,7 +425,7 @@ async def test_phq9_every_band_with_item9(
 async def test_gad7_severe_is_flagged(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, total: int):
     u = fake.add_user(first_name="Jo", started=True)
     patient = await make_patient(db, clock.now(), telegram_id=u.id, code="P-6161")
-    from bot.core.clinical import score_assessment
+    from bot.assessments.rules import score_assessment
 
     values = _answers(total, 0, n_items=len(GAD7.scored_items) + 1)
     values = {f"q{i}": values[f"q{i}"] for i in range(1, len(GAD7.scored_items) + 1)}

@@ -7,7 +7,8 @@ from datetime import date
 import pytest
 
 from bot.checkins import sobriety
-from bot.core.clinical import load_clinical, milestones_reached
+from bot.checkins.rules import milestones_reached
+from bot.core.clinical import load_clinical
 from bot.core.models import Patient
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database

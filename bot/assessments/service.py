@@ -23,16 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.assessments import buttons
 from bot.assessments.models import AssessmentResult
+from bot.assessments.rules import AssessmentScore, next_assessment_date, score_assessment
 from bot.checkins.service import Result, Row, Screen, clinical_for, flag_category, raise_rule_flag
-from bot.core.clinical import (
-    AssessmentScore,
-    FollowupQuestion,
-    Instrument,
-    Item,
-    SuicideFollowup,
-    next_assessment_date,
-    score_assessment,
-)
+from bot.core.clinical import FollowupQuestion, Instrument, Item, SuicideFollowup
 from bot.core.people import PatientInfo
 from bot.escalation.service import raise_flag
 from bot.platform.clock import ensure_utc, local_date

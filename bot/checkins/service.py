@@ -26,17 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.checkins import buttons, lapse, sobriety
 from bot.checkins.models import CheckinEntry
+from bot.checkins.rules import CheckinAnswers, checkin_outcome
+from bot.checkins.rules import silent_days_flag as _silent_rule
 from bot.core import state
-from bot.core.clinical import (
-    CheckinAnswers,
-    Clinical,
-    FlagRequest,
-    Instrument,
-    Item,
-    checkin_outcome,
-    load_clinical,
-)
-from bot.core.clinical import silent_days_flag as _silent_rule
+from bot.core.clinical import Clinical, FlagRequest, Instrument, Item, load_clinical
 from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.core.people import PatientInfo

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.checkins.models import SobrietyState
-from bot.core.clinical import MilestoneRules, milestones_reached
+from bot.checkins.rules import milestones_reached
+from bot.core.clinical import MilestoneRules
 from bot.core.models import Patient
 
 

@@ -1,4 +1,5 @@
-"""Clinical content and rules: schemas, loading, validation and pure scoring.
+"""Clinical content and rules: schemas, loading, validation, and the rule language (conditions,
+flag requests) the areas' pure rules use.
 
 Everything a patient reads and every clinical threshold lives in YAML under ``content/``:
 
@@ -11,18 +12,18 @@ Everything a patient reads and every clinical threshold lives in YAML under ``co
 
 Nothing here touches the database or Telegram. ``load_clinical`` validates and caches the
 content; ``check_content`` lists every problem with its file and line, for start-up and
-the command line.
+the command line. Scoring lives with its area: ``bot.checkins.rules`` (closing of a check-in,
+silent patients, milestones), ``bot.assessments.rules`` (scores, cadence), ``bot.recovery.rules``
+(the day's tip).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 import re
 import string
-from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import date, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
@@ -45,17 +46,15 @@ __all__ = [
     "FALLBACK_LANGUAGE",
     "FALLBACK_REGION",
     "SEVERITY_RANK",
+    "WEEKDAYS",
+    "AnswerValue",
     "AssessmentRules",
-    "AssessmentScore",
     "Cadence",
-    "CheckinAnswers",
-    "CheckinOutcome",
     "CheckinRules",
     "Clinical",
     "Condition",
     "ContentError",
     "CrisisResource",
-    "DaySummary",
     "Exercise",
     "ExerciseSet",
     "FlagRequest",
@@ -72,16 +71,14 @@ __all__ = [
     "Severity",
     "SuicideFollowup",
     "Tip",
+    "by_severity",
     "check_content",
-    "checkin_outcome",
     "clear_cache",
+    "flag_request",
+    "holds",
+    "is_number",
     "load_clinical",
-    "milestones_reached",
     "most_severe_per_category",
-    "next_assessment_date",
-    "next_tip",
-    "score_assessment",
-    "silent_days_flag",
 ]
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parents[2] / "content"
@@ -457,7 +454,7 @@ class SuicideFollowup(_Model):
 
     def grade(self, answers: Mapping[str, bool]) -> FollowupGrade:
         facts = {f"followup.{k}": v for k, v in answers.items()}
-        return next(g for g in self.grades if g.when is None or _holds(g.when, facts))
+        return next(g for g in self.grades if g.when is None or holds(g.when, facts))
 
     def describe(self, value: int, answers: Mapping[str, bool]) -> str:
         """The flag's reason: the item's value and the yes answers, never the patient's words."""
@@ -725,57 +722,6 @@ class FlagRequest:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class AssessmentScore:
-    instrument: str
-    total: int
-    domains: Mapping[str, int]
-    band: str | None
-    band_label: str | None
-    triggered: tuple[FlagRequest, ...]
-    complete: bool = True
-
-    @property
-    def crisis(self) -> bool:
-        """True when the crisis flow must start now (e.g. PHQ-9 item 9 above zero)."""
-        return any(flag.crisis for flag in self.triggered)
-
-    @property
-    def flags(self) -> tuple[FlagRequest, ...]:
-        """One flag per category: the most severe rule that matched."""
-        return most_severe_per_category(self.triggered)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CheckinAnswers:
-    """One day's check-in answers keyed by item id (``mood``, ``craving``, ``use``,
-    ``halt``, ``sleep``, ``medication``, ``note``); values are option values, a list for
-    ``halt``, text for the note, ``None`` or absent when skipped."""
-
-    day: date
-    values: Mapping[str, AnswerValue] = dataclasses.field(default_factory=dict)
-
-
-DaySummary = CheckinAnswers
-"""A past day's answers, same shape as :class:`CheckinAnswers` (one entry per check-in;
-several on the same day are fine)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CheckinOutcome:
-    reply: str
-    """Id of the closing reply: ``lapse``, ``high_craving`` or ``default``; its text is
-    ``Clinical.checkin(lang).replies[reply]``."""
-    notes: tuple[str, ...]
-    """Ids of extra lines, texts in ``Clinical.checkin(lang).notes``."""
-    offer_urge_tools: bool
-    high_craving: bool
-    flags: tuple[FlagRequest, ...]
-    reflections: tuple[str, ...] = ()
-    """Ids of the lines reflecting the answers (at most ``reflections_max`` with the reply),
-    texts in ``Clinical.checkin(lang).notes``."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class CrisisResource:
     id: str
     name: str
@@ -937,11 +883,11 @@ def check_content(content_dir: Path) -> list[Problem]:
 
 
 # ---------------------------------------------------------------------------------------
-# Scoring and rules (pure)
+# Conditions and flags (pure; each area's rules.py scores with them)
 # ---------------------------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -960,7 +906,7 @@ def _compare(operator: str, value: Any, target: Any) -> bool:
         return any(_same(value, t) for t in target)
     if operator == "includes":
         return not isinstance(value, str) and isinstance(value, Collection) and target in value
-    if not _is_number(value):
+    if not is_number(value):
         return False
     if operator == "at_least":
         return value >= target
@@ -975,12 +921,12 @@ def _compare(operator: str, value: Any, target: Any) -> bool:
     raise ValueError(f"unknown operator {operator!r}")
 
 
-def _holds(condition: Condition, facts: Mapping[str, Any]) -> bool:
+def holds(condition: Condition, facts: Mapping[str, Any]) -> bool:
     """The condition on one set of facts (``on_days`` is handled by the caller)."""
     if condition.any_of is not None:
-        return any(_holds(c, facts) for c in condition.any_of)
+        return any(holds(c, facts) for c in condition.any_of)
     if condition.all_of is not None:
-        return all(_holds(c, facts) for c in condition.all_of)
+        return all(holds(c, facts) for c in condition.all_of)
     assert condition.field is not None
     value = facts.get(condition.field)
     if value is None:
@@ -996,14 +942,14 @@ def most_severe_per_category(flags: Sequence[FlagRequest]) -> tuple[FlagRequest,
         current = best.get(flag.category)
         if current is None or SEVERITY_RANK[flag.severity] > SEVERITY_RANK[current.severity]:
             best[flag.category] = flag
-    return _by_severity(best.values())
+    return by_severity(best.values())
 
 
-def _by_severity(flags: Collection[FlagRequest]) -> tuple[FlagRequest, ...]:
+def by_severity(flags: Collection[FlagRequest]) -> tuple[FlagRequest, ...]:
     return tuple(sorted(flags, key=lambda f: -SEVERITY_RANK[f.severity]))
 
 
-def _flag(rule: FlagRule | SilentRule, **details: int | str) -> FlagRequest:
+def flag_request(rule: FlagRule | SilentRule, **details: int | str) -> FlagRequest:
     return FlagRequest(
         rule_id=rule.id,
         severity=rule.severity,
@@ -1012,182 +958,6 @@ def _flag(rule: FlagRule | SilentRule, **details: int | str) -> FlagRequest:
         action=getattr(rule, "action", None),
         details=details,
     )
-
-
-def score_assessment(
-    instrument: Instrument,
-    answers: Mapping[str, int],
-    rules: InstrumentRules | None = None,
-    *,
-    partial: bool = False,
-) -> AssessmentScore:
-    """Score answers (item id -> chosen option value) of an instrument.
-
-    ``rules`` defaults to the rules loaded with the instrument. With ``partial=True``
-    unanswered items are allowed: item rules (PHQ-9 item 9) are checked, total and
-    domain rules and the band wait for the last answer, so call it after every answer to
-    start the crisis flow at once. Raises ``ValueError`` for an unknown item or option,
-    or, unless partial, a missing answer."""
-    rules = rules if rules is not None else instrument.rules
-    item_scores: dict[str, int] = {}
-    for item_id, value in answers.items():
-        try:
-            item = instrument.item(item_id)
-        except KeyError:
-            raise ValueError(f"{item_id!r} is not an item of {instrument.id}") from None
-        option = item.option(value)
-        if item.scored and item.kind != "text":
-            if option.points is None:
-                raise ValueError(f"option {value!r} of {item_id!r} has no score")
-            item_scores[item_id] = option.points
-    missing = [i.id for i in instrument.scored_items if i.id not in item_scores]
-    if missing and not partial:
-        raise ValueError(f"{instrument.id}: missing answers for {', '.join(missing)}")
-    complete = not missing
-    total = sum(item_scores.values())
-    domains = {
-        domain: sum(item_scores.get(i.id, 0) for i in instrument.scored_items if i.domain == domain)
-        for domain in instrument.domains
-    }
-    facts: dict[str, Any] = {f"item.{k}": v for k, v in item_scores.items()}
-    if complete:
-        facts["total"] = total
-        facts.update({f"domain.{d}": s for d, s in domains.items()})
-    band = rules.band_for(total) if rules is not None and complete else None
-    triggered = (
-        [_flag(r, total=total) for r in rules.flags if _holds(r.when, facts)]
-        if rules is not None
-        else []
-    )
-    return AssessmentScore(
-        instrument=instrument.id,
-        total=total,
-        domains=domains,
-        band=band,
-        band_label=instrument.band_label(band),
-        triggered=_by_severity(triggered),
-        complete=complete,
-    )
-
-
-def _checkin_facts(rules: CheckinRules, values: Mapping[str, AnswerValue]) -> dict[str, Any]:
-    facts: dict[str, Any] = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        facts[key] = value if isinstance(value, int | str) else tuple(value)
-    craving = facts.get(rules.craving_item)
-    if _is_number(craving):
-        facts["high_craving"] = craving >= rules.high_craving_threshold
-    return facts
-
-
-def checkin_outcome(
-    rules: CheckinRules,
-    today: CheckinAnswers,
-    recent: Sequence[DaySummary] = (),
-) -> CheckinOutcome:
-    """Closing reply, extra notes, urge-tool offer and flags for a finished check-in.
-
-    ``recent`` holds earlier check-ins (any order, at least the last 31 days is plenty);
-    ``today`` is counted for ``on_days`` rules whether or not it is also in ``recent``."""
-    today_facts = _checkin_facts(rules, today.values)
-    by_day: dict[date, list[dict[str, Any]]] = defaultdict(list)
-    for summary in recent:
-        by_day[summary.day].append(_checkin_facts(rules, summary.values))
-    by_day[today.day].append(today_facts)
-
-    def holds(condition: Condition) -> bool:
-        if condition.on_days is None:
-            return _holds(condition, today_facts)
-        days = sum(
-            1
-            for offset in range(condition.on_days.of_last)
-            if any(_holds(condition, f) for f in by_day.get(today.day - timedelta(offset), ()))
-        )
-        return days >= condition.on_days.at_least
-
-    reply = next((c.reply for c in rules.closing if c.when is None or holds(c.when)), "default")
-    budget = rules.reflections_max - (0 if reply == rules.closing[-1].reply else 1)
-    reflections = [n.id for n in rules.reflections if holds(n.when)]
-    return CheckinOutcome(
-        reply=reply,
-        notes=tuple(n.id for n in rules.notes if holds(n.when)),
-        offer_urge_tools=rules.urge_tools is not None and holds(rules.urge_tools.when),
-        high_craving=bool(today_facts.get("high_craving", False)),
-        flags=_by_severity([_flag(r) for r in rules.flags if holds(r.when)]),
-        reflections=tuple(reflections[: max(0, budget)]),
-    )
-
-
-def silent_days_flag(rules: CheckinRules, days_since_last_checkin: int) -> FlagRequest | None:
-    """The flag for a patient silent this many days (the longest matching rule), if any."""
-    matching = [r for r in rules.silent if days_since_last_checkin >= r.after_days]
-    if not matching:
-        return None
-    rule = max(matching, key=lambda r: (r.after_days, SEVERITY_RANK[r.severity]))
-    return _flag(rule, days=days_since_last_checkin)
-
-
-def milestones_reached(rules: MilestoneRules, previous_days: int, current_days: int) -> list[int]:
-    """Milestones passed when the streak goes from ``previous_days`` to ``current_days``:
-    every milestone m with previous_days < m <= current_days, ascending. A jump (a sobriety
-    date set a year back) returns all of them; going down returns none."""
-    if current_days <= previous_days:
-        return []
-    low = max(previous_days, 0)
-    reached = [d for d in rules.days if low < d <= current_days]
-    step = rules.then_every_days
-    if step is not None:
-        last = rules.days[-1]
-        k = max(1, (low - last) // step + 1)
-        while last + k * step <= current_days:
-            reached.append(last + k * step)
-            k += 1
-    return reached
-
-
-def next_tip(
-    tips: Sequence[Tip],
-    recent_tip_ids: Sequence[str],
-    preferred_tags: Collection[str] = (),
-    rng_seed: int | str | None = None,
-) -> Tip:
-    """Pick today's tip.
-
-    ``recent_tip_ids``: tips shown in the last 30 days, oldest first. They are never
-    picked while another tip is available; when every tip was shown, the one shown
-    longest ago is picked. Tips with any of ``preferred_tags`` come first. The same seed
-    gives the same tip (e.g. ``f"{patient_id}:{local_date}"``)."""
-    if not tips:
-        raise ValueError("no tips to choose from")
-    shown = set(recent_tip_ids)
-    pool = [t for t in tips if t.id not in shown]
-    if not pool:
-        last_seen = {tip_id: i for i, tip_id in enumerate(recent_tip_ids)}
-        oldest = min(last_seen[t.id] for t in tips)
-        pool = [t for t in tips if last_seen[t.id] == oldest]
-    wanted = set(preferred_tags)
-    if wanted:
-        pool = [t for t in pool if wanted.intersection(t.tags)] or pool
-    pool.sort(key=lambda t: t.id)
-    return random.Random(rng_seed).choice(pool)
-
-
-def next_assessment_date(cadence: Cadence, last_completed: date | None, today: date) -> date:
-    """When an assessment is next due; it is due while this date is on or before today.
-
-    Weekday cadence: the first such weekday after the last completion (or from today
-    when never done). Every-N-days cadence: N days after the last one, or today."""
-    if cadence.weekday is not None:
-        target = WEEKDAYS.index(cadence.weekday)
-        if last_completed is None:
-            return today + timedelta(days=(target - today.weekday()) % 7)
-        return last_completed + timedelta(days=(target - last_completed.weekday() - 1) % 7 + 1)
-    if last_completed is None:
-        return today
-    assert cadence.every_days is not None
-    return last_completed + timedelta(days=cadence.every_days)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
-"""Rules for relapse prevention (`content/rules/sos.yaml`): schema, loading and validation."""
+"""Rules for relapse prevention (`content/rules/sos.yaml`): schema, loading and validation; and
+the pure choice of the day's tip (`content/<lang>/tips.yaml`, loaded by `bot.core.clinical`)."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Collection, Sequence
 from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +13,8 @@ from typing import Literal
 import phonenumbers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.core.clinical import Tip
 
 RULES_FILE = "rules/sos.yaml"
 Severity = Literal["low", "moderate", "high", "crisis"]
@@ -112,3 +117,30 @@ def check_sos_rules(root: Path) -> list[tuple[str, int, str]]:
     except yaml.YAMLError as exc:
         return [(RULES_FILE, 0, f"YAML error: {exc}")]
     return []
+
+
+def next_tip(
+    tips: Sequence[Tip],
+    recent_tip_ids: Sequence[str],
+    preferred_tags: Collection[str] = (),
+    rng_seed: int | str | None = None,
+) -> Tip:
+    """Pick today's tip.
+
+    ``recent_tip_ids``: tips shown in the last 30 days, oldest first. They are never
+    picked while another tip is available; when every tip was shown, the one shown
+    longest ago is picked. Tips with any of ``preferred_tags`` come first. The same seed
+    gives the same tip (e.g. ``f"{patient_id}:{local_date}"``)."""
+    if not tips:
+        raise ValueError("no tips to choose from")
+    shown = set(recent_tip_ids)
+    pool = [t for t in tips if t.id not in shown]
+    if not pool:
+        last_seen = {tip_id: i for i, tip_id in enumerate(recent_tip_ids)}
+        oldest = min(last_seen[t.id] for t in tips)
+        pool = [t for t in tips if last_seen[t.id] == oldest]
+    wanted = set(preferred_tags)
+    if wanted:
+        pool = [t for t in pool if wanted.intersection(t.tags)] or pool
+    pool.sort(key=lambda t: t.id)
+    return random.Random(rng_seed).choice(pool)

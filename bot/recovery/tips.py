@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core.clinical import Tip, load_clinical, next_tip
+from bot.core.clinical import Tip, load_clinical
 from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.platform import scheduler
@@ -26,7 +26,7 @@ from bot.platform.content import Content, Html
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.recovery.models import TipShown
-from bot.recovery.rules import TipRules, load_sos_rules
+from bot.recovery.rules import TipRules, load_sos_rules, next_tip
 
 KIND = "daily_tip"
 HALT_NEEDS = ("hungry", "angry", "lonely", "tired")
