@@ -10,8 +10,7 @@ from sqlalchemy import select
 from bot.assessments import service as assessments
 from bot.assessments.models import AssessmentResult
 from bot.assessments.rules import next_assessment_date
-from bot.checkins.service import flag_category
-from bot.core.clinical import load_clinical
+from bot.core.clinical import flag_category, load_clinical
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from tests.checkins_support import content, flags_of, make_patient

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from bot.checkins import service as checkins
 from bot.checkins.models import CheckinEntry
-from bot.checkins.service import Result
+from bot.core.clinical import clinical_for, flag_category
+from bot.core.conversation import Result
 from bot.core.models import ChatState
 from bot.core.people import PatientInfo
 from bot.platform.clock import FrozenClock
@@ -223,13 +224,13 @@ def test_flag_categories_map_to_the_flag_service():
     from bot.escalation.rules import CATEGORIES
 
     for cat in ("substance_use", "craving", "disengagement", "suicide_risk", "medication", "depression", "anxiety"):
-        assert checkins.flag_category(cat) in CATEGORIES
-    assert checkins.flag_category("talk_request") == "talk_request"
-    assert checkins.flag_category("suicide_risk") == "suicide_self_harm"
-    assert checkins.flag_category("substance_use") == "use_disclosure"
+        assert flag_category(cat) in CATEGORIES
+    assert flag_category("talk_request") == "talk_request"
+    assert flag_category("suicide_risk") == "suicide_self_harm"
+    assert flag_category("substance_use") == "use_disclosure"
 
 
-RULES = checkins.clinical_for(C).checkin_rules
+RULES = clinical_for(C).checkin_rules
 D = date(2026, 3, 10)
 
 
@@ -256,4 +257,4 @@ def test_checkin_rules_table(today, recent, reply, urge, flags):  # type: ignore
     past = [CheckinAnswers(D - timedelta(days=ago), values) for ago, values in recent]
     out = checkin_outcome(RULES, CheckinAnswers(D, today), past)
     assert out.reply == reply and out.offer_urge_tools is urge
-    assert {checkins.flag_category(f.category) for f in out.flags} == flags
+    assert {flag_category(f.category) for f in out.flags} == flags

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.checkins import service as checkins
 from bot.checkins.models import CheckinEntry
+from bot.core.clinical import clinical_for
 from bot.core.models import Patient
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
@@ -33,8 +33,8 @@ from tests.harness import BotHarness
 from tests.onboarding_support import make_invite
 
 C = get_content()
-INST = checkins.clinical_for(C).checkin("en")
-RULES = checkins.clinical_for(C).checkin_rules
+INST = clinical_for(C).checkin("en")
+RULES = clinical_for(C).checkin_rules
 
 
 def text(msg: Any) -> str:

@@ -17,8 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.assessments.models import AssessmentResult
-from bot.checkins.service import clinical_for
-from bot.core.clinical import FollowupGrade, SuicideFollowup
+from bot.core.clinical import FollowupGrade, SuicideFollowup, clinical_for
 from bot.escalation.models import FlagEvent
 from bot.platform.clock import FrozenClock
 from bot.platform.content import Content, get_content

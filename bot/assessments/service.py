@@ -24,8 +24,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.assessments import buttons
 from bot.assessments.models import AssessmentResult
 from bot.assessments.rules import AssessmentScore, next_assessment_date, score_assessment
-from bot.checkins.service import Result, Row, Screen, clinical_for, flag_category, raise_rule_flag
-from bot.core.clinical import FollowupQuestion, Instrument, Item, SuicideFollowup
+from bot.checkins.service import raise_rule_flag
+from bot.core.clinical import (
+    FollowupQuestion,
+    Instrument,
+    Item,
+    SuicideFollowup,
+    clinical_for,
+    flag_category,
+)
+from bot.core.conversation import Result, Row, Screen
 from bot.core.people import PatientInfo
 from bot.escalation.service import raise_flag
 from bot.platform.clock import ensure_utc, local_date

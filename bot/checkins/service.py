@@ -10,14 +10,14 @@ Prompts go through the sweeper: kind `checkin_prompt` with key `checkin:<patient
 one per local day (DST-safe), the next one scheduled when one fires; kind `checkin_reminder`
 once a few hours later if the check-in is not done.
 
-Screens are plain values (text and rows of (label, callback_data)); the handlers render them.
+Screens are plain values (`bot.core.conversation`); the handlers render them.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -29,7 +29,8 @@ from bot.checkins.models import CheckinEntry
 from bot.checkins.rules import CheckinAnswers, checkin_outcome
 from bot.checkins.rules import silent_days_flag as _silent_rule
 from bot.core import state
-from bot.core.clinical import Clinical, FlagRequest, Instrument, Item, load_clinical
+from bot.core.clinical import FlagRequest, Instrument, Item, clinical_for, flag_category
+from bot.core.conversation import Result, Row, Screen
 from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
@@ -50,26 +51,6 @@ REMINDER = "checkin_reminder"
 NOTE_STATE = "checkins:note"
 RECENT_DAYS = 31
 
-Row = list[tuple[str, str]]
-
-# Older rule files named categories in clinical words; the flag service has its own list.
-_CATEGORY_MAP = {
-    "substance_use": "use_disclosure",
-    "craving": "severe_craving",
-    "disengagement": "missed_checkins",
-    "suicide_risk": "suicide_self_harm",
-    "self_harm": "suicide_self_harm",
-}
-
-
-def flag_category(category: str) -> str:
-    """The flag service's category for a rule's category."""
-    if category in CATEGORIES:
-        return category
-    mapped = _CATEGORY_MAP.get(category)
-    return mapped if mapped is not None and mapped in CATEGORIES else category
-
-
 async def raise_rule_flag(
     session: AsyncSession, patient_id: int, flag: FlagRequest, *, source: str, now: datetime
 ) -> None:
@@ -88,27 +69,6 @@ async def raise_rule_flag(
         source=source,
         now=now,
     )
-
-
-@dataclass(frozen=True)
-class Screen:
-    """A message to show: HTML text and button rows of (label, callback_data)."""
-
-    text: str
-    rows: list[Row] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Result:
-    """What to show after an action: `screens[0]` replaces the current message, the rest follow."""
-
-    screens: list[Screen]
-    finished: bool = False
-    flags: tuple[str, ...] = ()
-
-
-def clinical_for(content: Content) -> Clinical:
-    return load_clinical(content.root)
 
 
 def _instrument(content: Content, lang: str) -> Instrument:

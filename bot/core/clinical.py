@@ -41,6 +41,8 @@ from pydantic import (
     model_validator,
 )
 
+from bot.platform.content import Content
+
 __all__ = [
     "DEFAULT_CONTENT_DIR",
     "FALLBACK_LANGUAGE",
@@ -74,6 +76,8 @@ __all__ = [
     "by_severity",
     "check_content",
     "clear_cache",
+    "clinical_for",
+    "flag_category",
     "flag_request",
     "holds",
     "is_number",
@@ -721,6 +725,21 @@ class FlagRequest:
         return self.action == "crisis_flow" or self.severity == "crisis"
 
 
+# Older rule files named categories in clinical words; the flag service's names for them.
+_RENAMED_CATEGORIES: Mapping[str, str] = {
+    "substance_use": "use_disclosure",
+    "craving": "severe_craving",
+    "disengagement": "missed_checkins",
+    "suicide_risk": "suicide_self_harm",
+    "self_harm": "suicide_self_harm",
+}
+
+
+def flag_category(category: str) -> str:
+    """The flag service's category for a rule's category."""
+    return _RENAMED_CATEGORIES.get(category, category)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CrisisResource:
     id: str
@@ -847,6 +866,11 @@ class ContentError(Exception):
         shown = "; ".join(f"{f}:{line}: {msg}" for f, line, msg in self.problems[:5])
         more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
         super().__init__(f"content has {len(self.problems)} problem(s): {shown}{more}")
+
+
+def clinical_for(content: Content) -> Clinical:
+    """The clinical content next to the messages of ``content``."""
+    return load_clinical(content.root)
 
 
 def load_clinical(content_dir: Path | None = None) -> Clinical:

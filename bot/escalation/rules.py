@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.core.clinical import flag_category
 from bot.platform.config import Settings
 from bot.platform.content import DEFAULT_CONTENT_DIR, Content, get_content
 
@@ -214,8 +215,6 @@ def check_labels(content_dir: Path) -> list[tuple[str, int, str]]:
     """Every category, severity, status and source the code can produce has a label in every
     language (a missing one would show a raw key to counselors), and every category a clinical
     rule names is one the flag service knows."""
-    from bot.checkins.service import flag_category  # the rules' older category names map here
-
     root = Path(content_dir)
     out: list[tuple[str, int, str]] = []
     for file, cat in _rule_categories(root):
