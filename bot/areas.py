@@ -38,6 +38,7 @@ from bot.privacy import area as privacy_area
 from bot.privacy import buttons as privacy_buttons
 from bot.recovery import area as recovery_area
 from bot.recovery import buttons as recovery_buttons
+from bot.recovery import library
 from bot.recovery import rules as recovery_rules
 from bot.safety import area as safety_area
 from bot.safety import buttons as safety_buttons
@@ -76,7 +77,8 @@ AREAS: tuple[Area, ...] = (
          {"bot.escalation.rules": escalation_rules.check_content}, (escalation_buttons.FLAG,)),
     Area("privacy", privacy_area.install, (handlers.privacy.register,), buttons=(privacy_buttons.PRIVACY,)),
     Area("recovery", recovery_area.install, (handlers.sos.register,),
-         {"bot.recovery.rules": recovery_rules.check_sos_rules}, (recovery_buttons.SOS, recovery_buttons.PLAN)),
+         {"bot.recovery.rules": recovery_rules.check_sos_rules, "bot.recovery.library": library.check_library},
+         (recovery_buttons.SOS, recovery_buttons.PLAN)),
     # Staff administration: roles are the kernel's (bot/core/staff.py); its commands are here.
     Area("staff", handlers=(handlers.staff.register,)),
     # Typed text no conversation took: the router's default, after every area's kinds.

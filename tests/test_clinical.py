@@ -21,10 +21,10 @@ from bot.core.clinical import (
     ContentError,
     Instrument,
     MilestoneRules,
-    Tip,
     check_content,
     load_clinical,
 )
+from bot.recovery.library import Library, Tip, check_library, load_library
 from bot.recovery.rules import next_tip
 
 CONTENT = Path(__file__).resolve().parents[1] / "content"
@@ -39,6 +39,11 @@ ATTRIBUTION = (
 @pytest.fixture(scope="module")
 def clinical() -> Clinical:
     return load_clinical(CONTENT)
+
+
+@pytest.fixture(scope="module")
+def library() -> Library:
+    return load_library(CONTENT)
 
 
 def answers_for_total(
@@ -432,8 +437,8 @@ def test_milestone_texts(clinical: Clinical) -> None:
 # --- tips --------------------------------------------------------------------------------
 
 
-def test_tip_library(clinical: Clinical) -> None:
-    tips = clinical.tips()
+def test_tip_library(library: Library) -> None:
+    tips = library.tips()
     assert len(tips) >= 70
     assert all(len(t.text) < 400 for t in tips)
     tags = {tag for t in tips for tag in t.tags}
@@ -442,8 +447,8 @@ def test_tip_library(clinical: Clinical) -> None:
 
 
 @pytest.mark.parametrize("preferred", [[], ["halt:tired"], ["craving", "sleep"]])
-def test_tip_rotation_no_repeat_within_30_days(clinical: Clinical, preferred: list[str]) -> None:
-    tips = clinical.tips()
+def test_tip_rotation_no_repeat_within_30_days(library: Library, preferred: list[str]) -> None:
+    tips = library.tips()
     history: list[str] = []
     for n in range(60):
         recent = history[-30:]
@@ -453,8 +458,8 @@ def test_tip_rotation_no_repeat_within_30_days(clinical: Clinical, preferred: li
     assert len(set(history[:30])) == 30
 
 
-def test_tip_prefers_tags(clinical: Clinical) -> None:
-    tips = clinical.tips()
+def test_tip_prefers_tags(library: Library) -> None:
+    tips = library.tips()
     for n in range(20):
         assert "halt:lonely" in next_tip(tips, [], ["halt:lonely"], rng_seed=n).tags
 
@@ -470,8 +475,8 @@ def test_tip_falls_back_to_other_tags_then_oldest() -> None:
     assert next_tip(tips, ["c", "b", "a"], [], rng_seed=7).id == "c"
 
 
-def test_tip_is_deterministic_for_a_seed(clinical: Clinical) -> None:
-    tips = clinical.tips()
+def test_tip_is_deterministic_for_a_seed(library: Library) -> None:
+    tips = library.tips()
     assert next_tip(tips, [], [], rng_seed="x") == next_tip(tips, [], [], rng_seed="x")
     with pytest.raises(ValueError):
         next_tip([], [], [], rng_seed=1)
@@ -503,8 +508,8 @@ def test_cadence_rules(clinical: Clinical) -> None:
     assert clinical.phq9().rules == rules["phq9"]
 
 
-def test_exercises(clinical: Clinical) -> None:
-    exercises = clinical.exercises()
+def test_exercises(library: Library) -> None:
+    exercises = library.exercises()
     assert [e.id for e in exercises.exercises][:4] == [
         "ride_the_wave",
         "grounding_54321",
@@ -531,14 +536,15 @@ def test_resources(clinical: Clinical) -> None:
     assert clinical.resources(None) == fallback
 
 
-def test_language_fallback(clinical: Clinical) -> None:
+def test_language_fallback(clinical: Clinical, library: Library) -> None:
     assert clinical.checkin("es") is clinical.checkin("en")
     assert clinical.phq9("en-US") is clinical.phq9()
-    assert clinical.exercises("fr") is clinical.exercises()
+    assert library.exercises("fr") is library.exercises()
 
 
-def test_load_is_cached(clinical: Clinical) -> None:
+def test_load_is_cached(clinical: Clinical, library: Library) -> None:
     assert load_clinical(CONTENT) is clinical
+    assert load_library(CONTENT) is library
 
 
 # --- check_content -----------------------------------------------------------------------
@@ -546,6 +552,7 @@ def test_load_is_cached(clinical: Clinical) -> None:
 
 def test_real_content_has_no_problems() -> None:
     assert check_content(CONTENT) == []
+    assert check_library(CONTENT) == []
 
 
 @pytest.fixture
@@ -568,7 +575,7 @@ def line_of(text: str, needle: str, occurrence: int = 1) -> int:
 
 
 def problems_in(root: Path, rel: str) -> list[tuple[int, str]]:
-    return [(line, message) for f, line, message in check_content(root) if f == rel]
+    return [(line, message) for f, line, message in [*check_content(root), *check_library(root)] if f == rel]
 
 
 def test_yaml_syntax_error_line(content: Path) -> None:
@@ -713,14 +720,14 @@ def test_second_language_must_match_structure(content: Path) -> None:
     assert "same kind, options and scores" in message
 
 
-def test_load_clinical_raises_on_broken_content(content: Path) -> None:
+def test_loading_raises_on_broken_content(content: Path) -> None:
     edit(
         content,
         "en/tips.yaml",
         lambda t: t.replace("- id: craving_name_it", "- id: craving_delay_15"),
     )
     with pytest.raises(ContentError) as info:
-        load_clinical(content)
+        load_library(content)
     assert info.value.problems[0][0] == "en/tips.yaml"
 
 

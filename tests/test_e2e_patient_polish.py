@@ -14,13 +14,13 @@ from sqlalchemy import select, update
 
 from bot.assessments.models import AssessmentResult
 from bot.core import timefmt
-from bot.core.clinical import load_clinical
 from bot.core.models import Patient
 from bot.escalation.models import Flag
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from bot.platform.models import OutboxMessage
 from bot.recovery import tips
+from bot.recovery.library import load_library
 from bot.recovery.models import TipShown
 from bot.recovery.rules import load_sos_rules
 from bot.safety import free_text
@@ -104,7 +104,7 @@ async def test_tip_on_demand_rotates_without_repeats_and_leaves_the_daily_tip(
     async with h.hub.db.transaction() as s:
         pid = (await s.execute(select(Patient.id).where(Patient.telegram_id == u.id))).scalar_one()
         await tips.schedule_next(s, pid, clock.now(), load_sos_rules(CONTENT_DIR).tips)
-    texts = {t.id: t.text for t in load_clinical(CONTENT_DIR).tips("en")}
+    texts = {t.id: t.text for t in load_library(CONTENT_DIR).tips("en")}
     shown: list[str] = []
     for _ in range(5):
         await h.send(u, "/tip")

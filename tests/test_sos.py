@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from bot.checkins.lapse import lapse_message
 from bot.checkins.sobriety import SobrietyNumbers
-from bot.core.clinical import clear_cache
 from bot.escalation.models import Flag
 from bot.platform.clock import FrozenClock
 from bot.platform.config import OfficeHours
@@ -21,6 +20,7 @@ from bot.platform.db import Database
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.scheduler import Sweeper
 from bot.recovery import sos
+from bot.recovery.library import clear_cache
 from bot.recovery.rules import load_sos_rules
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient

@@ -6,7 +6,6 @@ from datetime import date, time, timedelta
 
 from sqlalchemy import func, select
 
-from bot.core.clinical import Tip, load_clinical
 from bot.core.lifecycle import Lifecycle
 from bot.platform.clock import FrozenClock, local_date
 from bot.platform.content import get_content
@@ -14,6 +13,7 @@ from bot.platform.db import Database
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.scheduler import Sweeper
 from bot.recovery import tips
+from bot.recovery.library import Tip, load_library
 from bot.recovery.models import TipShown
 from bot.recovery.rules import load_sos_rules
 from tests.conftest import CONTENT_DIR
@@ -36,7 +36,7 @@ async def _pending(db: Database) -> list[ScheduledItem]:
 
 
 def test_there_are_enough_short_tips() -> None:
-    all_tips = load_clinical(CONTENT_DIR).tips("en")
+    all_tips = load_library(CONTENT_DIR).tips("en")
     assert len(all_tips) >= 60
     assert all(len(t.text) <= 400 for t in all_tips)
 
@@ -102,7 +102,7 @@ async def test_tips_follow_the_halt_needs_reported_most(db: Database, clock: Fro
     async def counts(_s, _pid, _since):  # type: ignore[no-untyped-def]
         return {"tired": 5, "hungry": 1}
 
-    all_tips = load_clinical(CONTENT_DIR).tips("en")
+    all_tips = load_library(CONTENT_DIR).tips("en")
     tired = {t.id for t in all_tips if "halt:tired" in t.tags}
     assert tired
     async with db.session() as s:

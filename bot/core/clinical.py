@@ -1,12 +1,11 @@
 """Clinical content and rules: schemas, loading, validation, and the rule language (conditions,
 flag requests) the areas' pure rules use.
 
-Everything a patient reads and every clinical threshold lives in YAML under ``content/``:
+The clinical content shared by several areas lives in YAML under ``content/``:
 
 - ``content/<lang>/instruments/*.yaml``: check-in, weekly check, PHQ-9, GAD-7 (and any
   instrument added later), each a list of items with button options;
-- ``content/<lang>/tips.yaml``, ``content/<lang>/exercises.yaml``,
-  ``content/<lang>/messages/milestones.yaml``;
+- ``content/<lang>/messages/milestones.yaml``;
 - ``content/rules/{assessments,checkin,milestones}.yaml``: language-neutral rules;
 - ``content/resources/<region>.yaml``: crisis resources.
 
@@ -14,7 +13,8 @@ Nothing here touches the database or Telegram. ``load_clinical`` validates and c
 content; ``check_content`` lists every problem with its file and line, for start-up and
 the command line. Scoring lives with its area: ``bot.checkins.rules`` (closing of a check-in,
 silent patients, milestones), ``bot.assessments.rules`` (scores, cadence), ``bot.recovery.rules``
-(the day's tip).
+(the day's tip). Content only one area reads is that area's: tips and exercises are
+``bot.recovery.library``'s, read with the same :class:`Reader` (file and line for every problem).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -57,13 +57,13 @@ __all__ = [
     "Condition",
     "ContentError",
     "CrisisResource",
-    "Exercise",
-    "ExerciseSet",
     "FlagRequest",
     "FlagRule",
     "FollowupGrade",
     "FollowupQuestion",
     "Instrument",
+    "Model",
+    "Reader",
     "InstrumentRules",
     "Item",
     "MilestoneMessages",
@@ -72,7 +72,6 @@ __all__ = [
     "Problem",
     "Severity",
     "SuicideFollowup",
-    "Tip",
     "by_severity",
     "check_content",
     "clear_cache",
@@ -82,6 +81,9 @@ __all__ = [
     "holds",
     "is_number",
     "load_clinical",
+    "loaded",
+    "pick_language",
+    "resolved",
     "most_severe_per_category",
 ]
 
@@ -89,7 +91,6 @@ DEFAULT_CONTENT_DIR = Path(__file__).resolve().parents[2] / "content"
 FALLBACK_LANGUAGE = "en"
 FALLBACK_REGION = "intl"
 LABEL_MAX_CHARS = 30
-TIP_MAX_CHARS = 400
 TEXT_MAX_CHARS = 3000
 REQUIRED_INSTRUMENTS = ("checkin", "weekly", "phq9", "gad7")
 CHECKIN_INSTRUMENT = "checkin"
@@ -162,12 +163,6 @@ def _check_label(text: str) -> str:
     return text
 
 
-def _check_tip_text(text: str) -> str:
-    if len(text) > TIP_MAX_CHARS:
-        raise ValueError(f"tip is {len(text)} characters; the limit is {TIP_MAX_CHARS}")
-    return text
-
-
 def _check_local_text(value: str | dict[str, str]) -> str | dict[str, str]:
     if isinstance(value, str):
         return _check_html(value)
@@ -203,11 +198,9 @@ def _check_option_value(value: Any) -> int | str:
 
 
 Id = Annotated[str, StringConstraints(pattern=_ID_RE.pattern)]
-Tag = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(:[a-z0-9_]+)?$")]
 FactName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")]
 Html = Annotated[str, AfterValidator(_check_html)]
 Label = Annotated[str, AfterValidator(_check_label)]
-TipText = Annotated[str, AfterValidator(_check_html), AfterValidator(_check_tip_text)]
 LocalText = Annotated[str | dict[str, str], AfterValidator(_check_local_text)]
 PlainText = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ]{0,18}[0-9]$")]
@@ -215,7 +208,7 @@ OptionValue = Annotated[int | str, PlainValidator(_check_option_value)]
 Scalar = Annotated[bool | int | str, PlainValidator(_check_scalar)]
 
 
-class _Model(BaseModel):
+class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -237,7 +230,7 @@ _OPERATORS = (
 _NUMERIC_OPERATORS = frozenset({"at_least", "at_most", "above", "below", "between"})
 
 
-class OnDays(_Model):
+class OnDays(Model):
     """Count calendar days: the condition held on at least ``at_least`` of the last
     ``of_last`` days, today included."""
 
@@ -251,7 +244,7 @@ class OnDays(_Model):
         return self
 
 
-class Condition(_Model):
+class Condition(Model):
     """``{field: F, <operator>: V}``, or ``{any: [...]}``, or ``{all: [...]}``."""
 
     field: FactName | None = None
@@ -304,7 +297,7 @@ class Condition(_Model):
 # ---------------------------------------------------------------------------------------
 
 
-class Option(_Model):
+class Option(Model):
     value: OptionValue
     label: Label
     score: StrictInt | None = None
@@ -318,7 +311,7 @@ class Option(_Model):
         return self.value if isinstance(self.value, int) else None
 
 
-class Item(_Model):
+class Item(Model):
     id: Id
     kind: Literal["scale", "choice", "multi", "text"]
     prompt: Html
@@ -357,7 +350,7 @@ class Item(_Model):
         return (min(points), max(points)) if points else (0, 0)
 
 
-class InstrumentFile(_Model):
+class InstrumentFile(Model):
     """The shape of ``content/<lang>/instruments/<id>.yaml``."""
 
     id: Id
@@ -373,7 +366,7 @@ class InstrumentFile(_Model):
     texts: dict[Id, Html] = Field(default_factory=dict)
 
 
-class Cadence(_Model):
+class Cadence(Model):
     """Either a weekday (once a week on that day) or every N days."""
 
     weekday: Weekday | None = None
@@ -386,7 +379,7 @@ class Cadence(_Model):
         return self
 
 
-class Band(_Model):
+class Band(Model):
     id: Id
     min: StrictInt
     max: StrictInt
@@ -398,7 +391,7 @@ class Band(_Model):
         return self
 
 
-class FlagRule(_Model):
+class FlagRule(Model):
     id: Id
     when: Condition
     severity: Severity
@@ -409,7 +402,7 @@ class FlagRule(_Model):
     action: Literal["crisis_flow", "suicide_followup"] | None = None
 
 
-class FollowupQuestion(_Model):
+class FollowupQuestion(Model):
     """One yes/no question of the suicide follow-up (wording in the messages, by id)."""
 
     id: Id
@@ -417,7 +410,7 @@ class FollowupQuestion(_Model):
     if_no_skip_to: Id | None = None
 
 
-class FollowupGrade(_Model):
+class FollowupGrade(Model):
     """A grade of the follow-up: the first whose `when` holds (the last has none) sets the
     flag's severity and what the patient is told (`crisis`: the crisis reply; `same_day`:
     a counselor reaches out today, and 988)."""
@@ -428,7 +421,7 @@ class FollowupGrade(_Model):
     reply: Literal["crisis", "same_day"]
 
 
-class SuicideFollowup(_Model):
+class SuicideFollowup(Model):
     """A short graded follow-up after a positive suicide item (PHQ-9 item 9), in the style of
     the Columbia Protocol screener. Facts: ``followup.<question id>`` (true/false, absent when
     not asked) and ``item.<item id>``."""
@@ -466,7 +459,7 @@ class SuicideFollowup(_Model):
         return self.reason.format(item=self.item, value=value, answers=said)
 
 
-class InstrumentRules(_Model):
+class InstrumentRules(Model):
     cadence: Cadence
     bands: list[Band] = Field(default_factory=list)
     flags: list[FlagRule] = Field(default_factory=list)
@@ -516,7 +509,7 @@ class Instrument(InstrumentFile):
         return None if band_id is None else self.band_labels.get(band_id)
 
 
-class AssessmentRules(_Model):
+class AssessmentRules(Model):
     instruments: dict[Id, InstrumentRules]
 
     def for_instrument(self, instrument_id: str) -> InstrumentRules | None:
@@ -528,21 +521,21 @@ class AssessmentRules(_Model):
 # ---------------------------------------------------------------------------------------
 
 
-class When(_Model):
+class When(Model):
     when: Condition
 
 
-class ClosingRule(_Model):
+class ClosingRule(Model):
     reply: Id
     when: Condition | None = None
 
 
-class NoteRule(_Model):
+class NoteRule(Model):
     id: Id
     when: Condition
 
 
-class SilentRule(_Model):
+class SilentRule(Model):
     id: Id
     after_days: int = Field(ge=1, le=365)
     severity: Severity
@@ -550,7 +543,7 @@ class SilentRule(_Model):
     reason: PlainText
 
 
-class CheckinRules(_Model):
+class CheckinRules(Model):
     high_craving_threshold: StrictInt
     reminder_delay_hours: float = Field(gt=0, le=24)
     craving_item: Id = "craving"
@@ -576,7 +569,7 @@ class CheckinRules(_Model):
         return timedelta(hours=self.reminder_delay_hours)
 
 
-class MilestoneRules(_Model):
+class MilestoneRules(Model):
     days: list[int] = Field(min_length=1)
     then_every_days: int | None = Field(default=None, ge=1)
 
@@ -590,7 +583,7 @@ class MilestoneRules(_Model):
         return step is not None and days > last and (days - last) % step == 0
 
 
-class MilestoneMessages(_Model):
+class MilestoneMessages(Model):
     messages: dict[int, Html] = Field(default_factory=dict)
     yearly: Html | None = None
     other: Html
@@ -610,78 +603,14 @@ class MilestoneMessages(_Model):
         return template.format(days=days, years=years)
 
 
-class MilestoneMessagesFile(_Model):
+class MilestoneMessagesFile(Model):
     """The shape of ``content/<lang>/messages/milestones.yaml``: one ``milestones`` key,
     so the texts sit under ``milestones.*`` among the other message keys."""
 
     milestones: MilestoneMessages
 
 
-class Tip(_Model):
-    id: Id
-    text: TipText
-    tags: list[Tag] = Field(min_length=1)
-
-
-class TipFile(_Model):
-    tags: list[Tag] = Field(min_length=1)
-    tips: list[Tip] = Field(min_length=1)
-
-
-class Ask(_Model):
-    """A 0-10 rating stored under ``key`` (e.g. ``before`` / ``after``)."""
-
-    key: Id
-    min: int = 0
-    max: int = 10
-
-    @model_validator(mode="after")
-    def _order(self) -> Ask:
-        if not 0 <= self.min < self.max <= 10:
-            raise ValueError("rating needs 0 <= min < max <= 10")
-        return self
-
-
-class Choice(_Model):
-    id: Id
-    label: Label
-    text: Html
-
-
-class Step(_Model):
-    text: Html
-    ask: Ask | None = None
-    choices: list[Choice] | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> Step:
-        if self.ask is not None and self.choices is not None:
-            raise ValueError("a step has either ask or choices, not both")
-        if self.choices is not None and len(self.choices) < 2:
-            raise ValueError("choices needs at least 2 entries")
-        return self
-
-
-class Exercise(_Model):
-    id: Id
-    title: Html
-    button_label: Label
-    steps: list[Step] = Field(min_length=1)
-    closing: Html
-
-
-class ExerciseSet(_Model):
-    """The shape of ``content/<lang>/exercises.yaml``."""
-
-    next_label: Label
-    done_label: Label
-    exercises: list[Exercise] = Field(min_length=1)
-
-    def get(self, exercise_id: str) -> Exercise | None:
-        return next((e for e in self.exercises if e.id == exercise_id), None)
-
-
-class Resource(_Model):
+class Resource(Model):
     id: Id
     name: LocalText
     how: LocalText
@@ -692,7 +621,7 @@ class Resource(_Model):
     always_open: bool = False
 
 
-class RegionFile(_Model):
+class RegionFile(Model):
     region: Id
     name: PlainText
     resources: list[Resource] = Field(min_length=1)
@@ -759,7 +688,7 @@ class CrisisResource:
 _T = TypeVar("_T")
 
 
-def _pick_language(available: Mapping[str, _T], lang: str | None) -> _T:
+def pick_language(available: Mapping[str, _T], lang: str | None) -> _T:
     if lang:
         if lang in available:
             return available[lang]
@@ -781,8 +710,6 @@ class Clinical:
     regions: tuple[str, ...]
     instruments_by_lang: Mapping[str, Mapping[str, Instrument]]
     milestone_messages_by_lang: Mapping[str, MilestoneMessages]
-    tips_by_lang: Mapping[str, TipFile]
-    exercises_by_lang: Mapping[str, ExerciseSet]
     resources_by_region: Mapping[str, RegionFile]
 
     def instrument(self, instrument_id: str, lang: str | None = None) -> Instrument:
@@ -793,7 +720,7 @@ class Clinical:
         }
         if FALLBACK_LANGUAGE not in available:
             raise KeyError(instrument_id)
-        return _pick_language(available, lang)
+        return pick_language(available, lang)
 
     def checkin(self, lang: str | None = None) -> Instrument:
         return self.instrument("checkin", lang)
@@ -807,14 +734,8 @@ class Clinical:
     def gad7(self, lang: str | None = None) -> Instrument:
         return self.instrument("gad7", lang)
 
-    def tips(self, lang: str | None = None) -> tuple[Tip, ...]:
-        return tuple(_pick_language(self.tips_by_lang, lang).tips)
-
-    def exercises(self, lang: str | None = None) -> ExerciseSet:
-        return _pick_language(self.exercises_by_lang, lang)
-
     def milestone_messages(self, lang: str | None = None) -> MilestoneMessages:
-        return _pick_language(self.milestone_messages_by_lang, lang)
+        return pick_language(self.milestone_messages_by_lang, lang)
 
     def milestone_text(self, days: int, lang: str | None = None) -> str:
         return self.milestone_messages(lang).text(days, self.milestones)
@@ -877,11 +798,11 @@ def load_clinical(content_dir: Path | None = None) -> Clinical:
     """Load and validate the clinical content; cached per directory.
 
     Raises :class:`ContentError` listing every problem when anything is wrong."""
-    return _load_cached(_resolved(content_dir or DEFAULT_CONTENT_DIR))
+    return _load_cached(resolved(content_dir or DEFAULT_CONTENT_DIR))
 
 
 @lru_cache(maxsize=8)
-def _resolved(content_dir: Path | str) -> Path:
+def resolved(content_dir: Path | str) -> Path:
     # Asked on every check-in step; resolving a path costs system calls.
     return Path(content_dir).resolve()
 
@@ -889,15 +810,20 @@ def _resolved(content_dir: Path | str) -> Path:
 def clear_cache() -> None:
     """Forget loaded content, so the next ``load_clinical`` reads the files again."""
     _load_cached.cache_clear()
-    _resolved.cache_clear()
+    resolved.cache_clear()
+
+
+def loaded(result: tuple[_T | None, Sequence[Problem]]) -> _T:
+    """The value a reader built, or :class:`ContentError` with every problem."""
+    value, problems = result
+    if problems or value is None:
+        raise ContentError(problems or [(".", 0, "content could not be loaded")])
+    return value
 
 
 @lru_cache(maxsize=8)
 def _load_cached(content_dir: Path) -> Clinical:
-    clinical, problems = _Loader(content_dir).run()
-    if problems or clinical is None:
-        raise ContentError(problems or [(".", 0, "content could not be loaded")])
-    return clinical
+    return loaded(_Loader(content_dir).run())
 
 
 def check_content(content_dir: Path) -> list[Problem]:
@@ -1048,15 +974,15 @@ def _placeholders(text: str) -> set[str]:
     return names
 
 
-class _Loader:
+class Reader:
+    """Reads content files into schemas, and records each problem with its file and line."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.problems: list[Problem] = []
         self.nodes: dict[str, yaml.Node] = {}
         self.raw: dict[str, Any] = {}
         self.rule_ids: dict[str, str] = {}
-
-    # -- reporting ------------------------------------------------------------------
 
     def add(self, rel: str, line: int, message: str) -> None:
         problem = (rel, line, message)
@@ -1071,8 +997,6 @@ class _Loader:
         found, _ = _node_at(node, path)
         where = ".".join(str(p) for p in path)
         self.add(rel, found.start_mark.line + 1, f"{where}: {message}" if where else message)
-
-    # -- parsing --------------------------------------------------------------------
 
     def model(self, rel: str, cls: type[_M], *, required: bool = True) -> _M | None:
         path = self.root / rel
@@ -1122,105 +1046,22 @@ class _Loader:
                 )
             return None
 
-    # -- the whole directory ----------------------------------------------------------
-
-    def run(self) -> tuple[Clinical | None, list[Problem]]:
-        if not self.root.is_dir():
-            return None, [(".", 0, f"content directory not found: {self.root.name}")]
-        assessment_rules = self.model("rules/assessments.yaml", AssessmentRules)
-        checkin_rules = self.model("rules/checkin.yaml", CheckinRules)
-        milestone_rules = self.model("rules/milestones.yaml", MilestoneRules)
-
+    def languages(self) -> list[str]:
+        """The language folders of the content; English always (its files are required)."""
         languages = sorted(
             p.name for p in self.root.iterdir() if p.is_dir() and _LANG_DIR_RE.match(p.name)
         )
         if FALLBACK_LANGUAGE not in languages:
             languages.insert(0, FALLBACK_LANGUAGE)
-        files: dict[str, dict[str, Any]] = {}
-        for lang in languages:
-            required = lang == FALLBACK_LANGUAGE
-            instruments: dict[str, InstrumentFile] = {}
-            names = set(REQUIRED_INSTRUMENTS) if required else set()
-            inst_dir = self.root / lang / "instruments"
-            if inst_dir.is_dir():
-                names.update(p.stem for p in inst_dir.glob("*.yaml"))
-            for name in sorted(names):
-                rel = f"{lang}/instruments/{name}.yaml"
-                model = self.model(rel, InstrumentFile, required=required)
-                if model is not None:
-                    instruments[name] = model
-                    self.check_instrument(rel, name, model)
-            files[lang] = {
-                "instruments": instruments,
-                "milestones": self.model(
-                    f"{lang}/messages/milestones.yaml", MilestoneMessagesFile, required=required
-                ),
-                "tips": self.model(f"{lang}/tips.yaml", TipFile, required=required),
-                "exercises": self.model(f"{lang}/exercises.yaml", ExerciseSet, required=required),
-            }
-            if files[lang]["tips"] is not None:
-                self.check_tips(f"{lang}/tips.yaml", files[lang]["tips"])
-            if files[lang]["exercises"] is not None:
-                self.check_exercises(f"{lang}/exercises.yaml", files[lang]["exercises"])
-            if files[lang]["milestones"] is not None:
-                self.check_milestone_messages(
-                    f"{lang}/messages/milestones.yaml", files[lang]["milestones"], milestone_rules
-                )
+        return languages
 
-        regions = self.load_regions()
-        base = files[FALLBACK_LANGUAGE]["instruments"]
-        for lang in languages:
-            if lang != FALLBACK_LANGUAGE:
-                for name, model in files[lang]["instruments"].items():
-                    if name in base:
-                        self.check_same_structure(
-                            f"{lang}/instruments/{name}.yaml", model, base[name]
-                        )
-        if assessment_rules is not None:
-            self.check_assessment_rules(assessment_rules, files)
-        if checkin_rules is not None:
-            self.check_checkin_rules(checkin_rules, files)
-        if milestone_rules is not None:
-            self.check_milestone_rules(milestone_rules)
-
+    def result(self, build: Callable[[], _T | None]) -> tuple[_T | None, list[Problem]]:
+        """What ``build`` makes of the files, or None with every problem (sorted)."""
+        if not self.root.is_dir():
+            return None, [(".", 0, f"content directory not found: {self.root.name}")]
+        value = build()
         self.problems.sort(key=lambda p: (p[0], p[1], p[2]))
-        if self.problems:
-            return None, self.problems
-        assert assessment_rules and checkin_rules and milestone_rules
-        instruments_by_lang = {
-            lang: {
-                name: Instrument.model_validate(
-                    {
-                        **self.raw[f"{lang}/instruments/{name}.yaml"],
-                        "rules": assessment_rules.for_instrument(name),
-                    }
-                )
-                for name in files[lang]["instruments"]
-            }
-            for lang in languages
-        }
-
-        def present(key: str) -> dict[str, Any]:
-            return {lang: f[key] for lang, f in files.items() if f[key] is not None}
-
-        milestone_messages = {lang: file.milestones for lang, file in present("milestones").items()}
-
-        clinical = Clinical(
-            content_dir=self.root,
-            assessment_rules=assessment_rules,
-            checkin_rules=checkin_rules,
-            milestones=milestone_rules,
-            languages=tuple(languages),
-            regions=tuple(sorted(regions)),
-            instruments_by_lang=instruments_by_lang,
-            milestone_messages_by_lang=milestone_messages,
-            tips_by_lang=present("tips"),
-            exercises_by_lang=present("exercises"),
-            resources_by_region=regions,
-        )
-        return clinical, []
-
-    # -- per-file checks ----------------------------------------------------------------
+        return (None, self.problems) if self.problems else (value, [])
 
     def unique(self, rel: str, values: Sequence[tuple[_Path, Any]], what: str) -> None:
         seen: set[Any] = set()
@@ -1229,38 +1070,6 @@ class _Loader:
             if key in seen:
                 self.at(rel, path, f"duplicate {what} {value!r}")
             seen.add(key)
-
-    def check_instrument(self, rel: str, name: str, model: InstrumentFile) -> None:
-        if model.id != name:
-            self.at(rel, ("id",), f"id {model.id!r} must match the file name {name!r}")
-        self.unique(
-            rel, [(("items", i, "id"), item.id) for i, item in enumerate(model.items)], "item id"
-        )
-        for i, item in enumerate(model.items):
-            self.unique(
-                rel,
-                [
-                    (("items", i, "options", j, "value"), o.value)
-                    for j, o in enumerate(item.options)
-                ],
-                "option value",
-            )
-            if name == CHECKIN_INSTRUMENT or not item.scored:
-                continue
-            if item.kind in ("text", "multi"):
-                self.at(
-                    rel,
-                    ("items", i, "kind"),
-                    "a scored item must be scale or choice; add scored: false",
-                )
-            for j, option in enumerate(item.options):
-                if option.points is None:
-                    self.at(rel, ("items", i, "options", j), "option needs a whole-number score")
-        for key, text in model.texts.items():
-            self.check_placeholders(rel, ("texts", key), text, {"days"})
-        for section in ("replies", "notes"):
-            for key, text in getattr(model, section).items():
-                self.check_placeholders(rel, (section, key), text, set())
 
     def check_placeholders(self, rel: str, path: _Path, text: str, allowed: set[str]) -> None:
         try:
@@ -1272,110 +1081,6 @@ class _Loader:
         if unknown:
             known = ", ".join("{" + n + "}" for n in sorted(allowed)) or "none"
             self.at(rel, path, f"unknown placeholder {{{unknown[0]}}} (allowed: {known})")
-
-    def check_tips(self, rel: str, model: TipFile) -> None:
-        self.unique(rel, [(("tags", i), t) for i, t in enumerate(model.tags)], "tag")
-        self.unique(rel, [(("tips", i, "id"), t.id) for i, t in enumerate(model.tips)], "tip id")
-        vocabulary = set(model.tags)
-        for i, tip in enumerate(model.tips):
-            for j, tag in enumerate(tip.tags):
-                if tag not in vocabulary:
-                    self.at(rel, ("tips", i, "tags", j), f"tag {tag!r} is not in the tags list")
-
-    def check_exercises(self, rel: str, model: ExerciseSet) -> None:
-        self.unique(
-            rel,
-            [(("exercises", i, "id"), e.id) for i, e in enumerate(model.exercises)],
-            "exercise id",
-        )
-        for i, exercise in enumerate(model.exercises):
-            self.unique(
-                rel,
-                [
-                    (("exercises", i, "steps", j, "ask", "key"), step.ask.key)
-                    for j, step in enumerate(exercise.steps)
-                    if step.ask is not None
-                ],
-                "rating key",
-            )
-            for j, step in enumerate(exercise.steps):
-                self.unique(
-                    rel,
-                    [
-                        (("exercises", i, "steps", j, "choices", k, "id"), c.id)
-                        for k, c in enumerate(step.choices or [])
-                    ],
-                    "choice id",
-                )
-
-    def check_milestone_messages(
-        self, rel: str, file: MilestoneMessagesFile, rules: MilestoneRules | None
-    ) -> None:
-        allowed = {"days", "years"}
-        model = file.milestones
-        for day, text in model.messages.items():
-            path = ("milestones", "messages", day)
-            self.check_placeholders(rel, path, text, allowed)
-            if rules is not None and not rules.is_milestone(day):
-                self.at(rel, path, f"{day} is not a milestone in rules/milestones.yaml")
-        for key in ("yearly", "other", "share_text"):
-            text = getattr(model, key)
-            if text is not None:
-                self.check_placeholders(rel, ("milestones", key), text, allowed)
-
-    def load_regions(self) -> dict[str, RegionFile]:
-        regions: dict[str, RegionFile] = {}
-        folder = self.root / "resources"
-        names = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
-        names.add(FALLBACK_REGION)
-        for name in sorted(names):
-            rel = f"resources/{name}.yaml"
-            model = self.model(rel, RegionFile)
-            if model is None:
-                continue
-            if model.region != name:
-                self.at(
-                    rel, ("region",), f"region {model.region!r} must match the file name {name!r}"
-                )
-            self.unique(
-                rel,
-                [(("resources", i, "id"), r.id) for i, r in enumerate(model.resources)],
-                "resource id",
-            )
-            known = {r.id for r in model.resources}
-            for category, ids in model.by_category.items():
-                if not ids:
-                    self.at(rel, ("by_category", category), "lists no resource")
-                for i, rid in enumerate(ids):
-                    if rid not in known:
-                        self.at(rel, ("by_category", category, i), f"no resource {rid!r} in this file")
-            regions[name] = model
-        return regions
-
-    def check_same_structure(self, rel: str, model: InstrumentFile, base: InstrumentFile) -> None:
-        base_rel = f"{FALLBACK_LANGUAGE}/instruments/{base.id}.yaml"
-        if [i.id for i in model.items] != [i.id for i in base.items]:
-            self.at(
-                rel, ("items",), f"items must have the same ids, in the same order, as {base_rel}"
-            )
-            return
-        for i, (item, ref) in enumerate(zip(model.items, base.items, strict=True)):
-            same = (
-                item.kind == ref.kind
-                and item.scored == ref.scored
-                and item.domain == ref.domain
-                and item.only_if == ref.only_if
-                and [(o.value, o.points) for o in item.options]
-                == [(o.value, o.points) for o in ref.options]
-            )
-            if not same:
-                self.at(
-                    rel,
-                    ("items", i),
-                    f"item {item.id!r} must have the same kind, options and scores as {base_rel}",
-                )
-
-    # -- rules --------------------------------------------------------------------------
 
     def rule_id(self, rel: str, path: _Path, rule_id: str) -> None:
         if rule_id in self.rule_ids:
@@ -1463,6 +1168,192 @@ class _Loader:
             hint = " (yes/no/on/off are true/false in YAML)" if isinstance(value, bool) else ""
             return f"{value!r} is not an option of {field!r}: {options}{hint}"
         return None
+
+
+class _Loader(Reader):
+    """The clinical content: instruments and the check-in, assessment and milestone rules."""
+
+    def run(self) -> tuple[Clinical | None, list[Problem]]:
+        return self.result(self.build)
+
+    def build(self) -> Clinical | None:
+        assessment_rules = self.model("rules/assessments.yaml", AssessmentRules)
+        checkin_rules = self.model("rules/checkin.yaml", CheckinRules)
+        milestone_rules = self.model("rules/milestones.yaml", MilestoneRules)
+
+        languages = self.languages()
+        files: dict[str, dict[str, Any]] = {}
+        for lang in languages:
+            required = lang == FALLBACK_LANGUAGE
+            instruments: dict[str, InstrumentFile] = {}
+            names = set(REQUIRED_INSTRUMENTS) if required else set()
+            inst_dir = self.root / lang / "instruments"
+            if inst_dir.is_dir():
+                names.update(p.stem for p in inst_dir.glob("*.yaml"))
+            for name in sorted(names):
+                rel = f"{lang}/instruments/{name}.yaml"
+                model = self.model(rel, InstrumentFile, required=required)
+                if model is not None:
+                    instruments[name] = model
+                    self.check_instrument(rel, name, model)
+            files[lang] = {
+                "instruments": instruments,
+                "milestones": self.model(
+                    f"{lang}/messages/milestones.yaml", MilestoneMessagesFile, required=required
+                ),
+            }
+            if files[lang]["milestones"] is not None:
+                self.check_milestone_messages(
+                    f"{lang}/messages/milestones.yaml", files[lang]["milestones"], milestone_rules
+                )
+
+        regions = self.load_regions()
+        base = files[FALLBACK_LANGUAGE]["instruments"]
+        for lang in languages:
+            if lang != FALLBACK_LANGUAGE:
+                for name, model in files[lang]["instruments"].items():
+                    if name in base:
+                        self.check_same_structure(
+                            f"{lang}/instruments/{name}.yaml", model, base[name]
+                        )
+        if assessment_rules is not None:
+            self.check_assessment_rules(assessment_rules, files)
+        if checkin_rules is not None:
+            self.check_checkin_rules(checkin_rules, files)
+        if milestone_rules is not None:
+            self.check_milestone_rules(milestone_rules)
+
+        if self.problems:
+            return None
+        assert assessment_rules and checkin_rules and milestone_rules
+        instruments_by_lang = {
+            lang: {
+                name: Instrument.model_validate(
+                    {
+                        **self.raw[f"{lang}/instruments/{name}.yaml"],
+                        "rules": assessment_rules.for_instrument(name),
+                    }
+                )
+                for name in files[lang]["instruments"]
+            }
+            for lang in languages
+        }
+
+        def present(key: str) -> dict[str, Any]:
+            return {lang: f[key] for lang, f in files.items() if f[key] is not None}
+
+        milestone_messages = {lang: file.milestones for lang, file in present("milestones").items()}
+
+        return Clinical(
+            content_dir=self.root,
+            assessment_rules=assessment_rules,
+            checkin_rules=checkin_rules,
+            milestones=milestone_rules,
+            languages=tuple(languages),
+            regions=tuple(sorted(regions)),
+            instruments_by_lang=instruments_by_lang,
+            milestone_messages_by_lang=milestone_messages,
+            resources_by_region=regions,
+        )
+
+    def check_instrument(self, rel: str, name: str, model: InstrumentFile) -> None:
+        if model.id != name:
+            self.at(rel, ("id",), f"id {model.id!r} must match the file name {name!r}")
+        self.unique(
+            rel, [(("items", i, "id"), item.id) for i, item in enumerate(model.items)], "item id"
+        )
+        for i, item in enumerate(model.items):
+            self.unique(
+                rel,
+                [
+                    (("items", i, "options", j, "value"), o.value)
+                    for j, o in enumerate(item.options)
+                ],
+                "option value",
+            )
+            if name == CHECKIN_INSTRUMENT or not item.scored:
+                continue
+            if item.kind in ("text", "multi"):
+                self.at(
+                    rel,
+                    ("items", i, "kind"),
+                    "a scored item must be scale or choice; add scored: false",
+                )
+            for j, option in enumerate(item.options):
+                if option.points is None:
+                    self.at(rel, ("items", i, "options", j), "option needs a whole-number score")
+        for key, text in model.texts.items():
+            self.check_placeholders(rel, ("texts", key), text, {"days"})
+        for section in ("replies", "notes"):
+            for key, text in getattr(model, section).items():
+                self.check_placeholders(rel, (section, key), text, set())
+
+    def check_milestone_messages(
+        self, rel: str, file: MilestoneMessagesFile, rules: MilestoneRules | None
+    ) -> None:
+        allowed = {"days", "years"}
+        model = file.milestones
+        for day, text in model.messages.items():
+            path = ("milestones", "messages", day)
+            self.check_placeholders(rel, path, text, allowed)
+            if rules is not None and not rules.is_milestone(day):
+                self.at(rel, path, f"{day} is not a milestone in rules/milestones.yaml")
+        for key in ("yearly", "other", "share_text"):
+            text = getattr(model, key)
+            if text is not None:
+                self.check_placeholders(rel, ("milestones", key), text, allowed)
+
+    def load_regions(self) -> dict[str, RegionFile]:
+        regions: dict[str, RegionFile] = {}
+        folder = self.root / "resources"
+        names = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+        names.add(FALLBACK_REGION)
+        for name in sorted(names):
+            rel = f"resources/{name}.yaml"
+            model = self.model(rel, RegionFile)
+            if model is None:
+                continue
+            if model.region != name:
+                self.at(
+                    rel, ("region",), f"region {model.region!r} must match the file name {name!r}"
+                )
+            self.unique(
+                rel,
+                [(("resources", i, "id"), r.id) for i, r in enumerate(model.resources)],
+                "resource id",
+            )
+            known = {r.id for r in model.resources}
+            for category, ids in model.by_category.items():
+                if not ids:
+                    self.at(rel, ("by_category", category), "lists no resource")
+                for i, rid in enumerate(ids):
+                    if rid not in known:
+                        self.at(rel, ("by_category", category, i), f"no resource {rid!r} in this file")
+            regions[name] = model
+        return regions
+
+    def check_same_structure(self, rel: str, model: InstrumentFile, base: InstrumentFile) -> None:
+        base_rel = f"{FALLBACK_LANGUAGE}/instruments/{base.id}.yaml"
+        if [i.id for i in model.items] != [i.id for i in base.items]:
+            self.at(
+                rel, ("items",), f"items must have the same ids, in the same order, as {base_rel}"
+            )
+            return
+        for i, (item, ref) in enumerate(zip(model.items, base.items, strict=True)):
+            same = (
+                item.kind == ref.kind
+                and item.scored == ref.scored
+                and item.domain == ref.domain
+                and item.only_if == ref.only_if
+                and [(o.value, o.points) for o in item.options]
+                == [(o.value, o.points) for o in ref.options]
+            )
+            if not same:
+                self.at(
+                    rel,
+                    ("items", i),
+                    f"item {item.id!r} must have the same kind, options and scores as {base_rel}",
+                )
 
     def check_assessment_rules(self, rules: AssessmentRules, files: Mapping[str, Any]) -> None:
         rel = "rules/assessments.yaml"

@@ -1,5 +1,5 @@
 """Rules for relapse prevention (`content/rules/sos.yaml`): schema, loading and validation; and
-the pure choice of the day's tip (`content/<lang>/tips.yaml`, loaded by `bot.core.clinical`)."""
+the pure choice of the day's tip (the tips are `bot.recovery.library`'s)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import phonenumbers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.core.clinical import Tip
+from bot.recovery.library import Tip
 
 RULES_FILE = "rules/sos.yaml"
 Severity = Literal["low", "moderate", "high", "crisis"]

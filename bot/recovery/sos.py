@@ -1,6 +1,6 @@
 """The /sos toolbox: guided exercises, urge ratings, talk to my counselor, urge follow-up.
 
-Exercises are data (`content/<lang>/exercises.yaml`, loaded by `bot.core.clinical`): a clinician adds
+Exercises are data (`content/<lang>/exercises.yaml`, loaded by `bot.recovery.library`): a clinician adds
 one there and it appears in the toolbox. Stepping is carried in short callback data
 (`sos:x:<exercise>:<step>`), so a half-done exercise survives a restart. Each /sos opens an
 urge session; about 20 minutes later (content/rules/sos.yaml) the sweeper asks how strong the
@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.checkins import sobriety
-from bot.core.clinical import Exercise, ExerciseSet, load_clinical
 from bot.core.models import Patient
 from bot.escalation.service import raise_flag
 from bot.platform import scheduler
@@ -31,6 +30,7 @@ from bot.platform.keyboards import inline_keyboard
 from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.recovery import buttons
+from bot.recovery.library import Exercise, ExerciseSet, load_library
 from bot.recovery.models import UrgeSession
 from bot.recovery.rules import SosRules
 from bot.safety import crisis
@@ -49,7 +49,7 @@ def followup_key(patient_id: int) -> str:
 
 
 def exercises(content: Content, lang: str) -> ExerciseSet:
-    return load_clinical(content.root).exercises(lang)
+    return load_library(content.root).exercises(lang)
 
 
 # ---------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core.clinical import Tip, load_clinical
 from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.platform import scheduler
@@ -25,6 +24,7 @@ from bot.platform.clock import local_date, next_local_due
 from bot.platform.content import Content, Html
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
+from bot.recovery.library import Tip, load_library
 from bot.recovery.models import TipShown
 from bot.recovery.rules import TipRules, load_sos_rules, next_tip
 
@@ -203,7 +203,7 @@ async def send_tip(
     ).scalars().first()
     if done is not None:
         return None
-    tips = load_clinical(content.root).tips(p.language)
+    tips = load_library(content.root).tips(p.language)
     tip = await pick_tip(session, patient_id, day, tips, rules=load_sos_rules(content.root).tips, halt_source=halt_source)
     session.add(TipShown(patient_id=patient_id, tip_id=tip.id, local_day=day, sent_at=now))
     text = content.t("sos.tip.daily", p.language, tip=Html(tip.text))
@@ -224,7 +224,7 @@ async def tip_on_demand(session: AsyncSession, content: Content, patient_id: int
     if p is None or p.status != "active":
         return None
     day = local_date(now, p.timezone)
-    tips = load_clinical(content.root).tips(p.language)
+    tips = load_library(content.root).tips(p.language)
     tip = await pick_tip(
         session, patient_id, day, tips, rules=load_sos_rules(content.root).tips, halt_source=halt_counts_from_checkins
     )
