@@ -26,6 +26,7 @@ from bot.core.clinical import (
 )
 from bot.recovery.library import Library, Tip, check_library, load_library
 from bot.recovery.rules import next_tip
+from bot.safety.crisis import load_regions
 
 CONTENT = Path(__file__).resolve().parents[1] / "content"
 TODAY = date(2024, 5, 15)
@@ -524,16 +525,17 @@ def test_exercises(library: Library) -> None:
     assert {c.id for c in halt.steps[0].choices} == {"hungry", "angry", "lonely", "tired"}
 
 
-def test_resources(clinical: Clinical) -> None:
-    us = {r.id: r for r in clinical.resources("us")}
+def test_resources() -> None:
+    regions = load_regions(CONTENT)
+    us = {r.id: r for r in regions.resources("us")}
     assert us["lifeline_988"].phone == "988" and us["lifeline_988"].sms == "988"
     assert us["emergency"].phone == "911"
     assert us["crisis_text_line"].sms == "741741" and "HOME" in us["crisis_text_line"].how
     assert us["samhsa_helpline"].phone == "+1 800 662 4357"
     assert us["never_use_alone"].phone == "+1 800 484 3731"
-    fallback = clinical.resources("zz")
+    fallback = regions.resources("zz")
     assert any(r.url == "findahelpline.com" for r in fallback)
-    assert clinical.resources(None) == fallback
+    assert regions.resources(None) == fallback
 
 
 def test_language_fallback(clinical: Clinical, library: Library) -> None:

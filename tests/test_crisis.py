@@ -61,13 +61,11 @@ def test_unknown_region_falls_back_to_international():
     assert "findahelpline.com" in text
 
 
-def test_it_still_works_when_the_clinical_loader_fails(monkeypatch: pytest.MonkeyPatch):
-    import bot.core.clinical
-
+def test_it_still_works_when_the_resource_loader_fails(monkeypatch: pytest.MonkeyPatch):
     def broken(*a: object, **k: object) -> None:
         raise RuntimeError("broken content elsewhere")
 
-    monkeypatch.setattr(bot.core.clinical, "load_clinical", broken)
+    monkeypatch.setattr(crisis, "load_regions", broken)
     for category, needle in (("suicide_self_harm", "Crisis Text Line"), ("overdose_medical", "Never Use Alone")):
         text = crisis.crisis_message("en", "us", None, HOURS, SATURDAY_3AM, zone=ZONE, category=category)
         assert "911" in text and needle in text

@@ -38,6 +38,7 @@ from bot.core.people import PatientInfo
 from bot.escalation.service import raise_flag
 from bot.platform.clock import ensure_utc, local_date
 from bot.platform.content import Content, Html
+from bot.safety.crisis import load_regions
 
 log = logging.getLogger(__name__)
 
@@ -463,9 +464,8 @@ async def crisis_text(
             return text
     except Exception:
         log.exception("assessments: the crisis message failed; sending the resource list")
-    clinical = clinical_for(content)
     parts = [content.t("assessments.crisis_intro", patient.language)]
-    for r in clinical.resources(CRISIS_REGION, patient.language):
+    for r in load_regions(content.root).resources(CRISIS_REGION, patient.language):
         parts.append(f"<b>{r.name}</b>: {r.how}. {r.description}")
     return "\n\n".join(parts)
 

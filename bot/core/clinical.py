@@ -6,15 +6,14 @@ The clinical content shared by several areas lives in YAML under ``content/``:
 - ``content/<lang>/instruments/*.yaml``: check-in, weekly check, PHQ-9, GAD-7 (and any
   instrument added later), each a list of items with button options;
 - ``content/<lang>/messages/milestones.yaml``;
-- ``content/rules/{assessments,checkin,milestones}.yaml``: language-neutral rules;
-- ``content/resources/<region>.yaml``: crisis resources.
+- ``content/rules/{assessments,checkin,milestones}.yaml``: language-neutral rules.
 
 Nothing here touches the database or Telegram. ``load_clinical`` validates and caches the
 content; ``check_content`` lists every problem with its file and line, for start-up and
 the command line. Scoring lives with its area: ``bot.checkins.rules`` (closing of a check-in,
 silent patients, milestones), ``bot.assessments.rules`` (scores, cadence), ``bot.recovery.rules``
 (the day's tip). Content only one area reads is that area's: tips and exercises are
-``bot.recovery.library``'s, read with the same :class:`Reader` (file and line for every problem).
+``bot.recovery.library``'s, crisis resources ``bot.safety.crisis``'s, read with the same :class:`Reader` (file and line for every problem).
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ from bot.platform.content import Content
 __all__ = [
     "DEFAULT_CONTENT_DIR",
     "FALLBACK_LANGUAGE",
-    "FALLBACK_REGION",
     "SEVERITY_RANK",
     "WEEKDAYS",
     "AnswerValue",
@@ -56,7 +54,6 @@ __all__ = [
     "Clinical",
     "Condition",
     "ContentError",
-    "CrisisResource",
     "FlagRequest",
     "FlagRule",
     "FollowupGrade",
@@ -89,7 +86,6 @@ __all__ = [
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parents[2] / "content"
 FALLBACK_LANGUAGE = "en"
-FALLBACK_REGION = "intl"
 LABEL_MAX_CHARS = 30
 TEXT_MAX_CHARS = 3000
 REQUIRED_INSTRUMENTS = ("checkin", "weekly", "phq9", "gad7")
@@ -203,7 +199,6 @@ Html = Annotated[str, AfterValidator(_check_html)]
 Label = Annotated[str, AfterValidator(_check_label)]
 LocalText = Annotated[str | dict[str, str], AfterValidator(_check_local_text)]
 PlainText = Annotated[str, StringConstraints(min_length=1, max_length=300)]
-Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ]{0,18}[0-9]$")]
 OptionValue = Annotated[int | str, PlainValidator(_check_option_value)]
 Scalar = Annotated[bool | int | str, PlainValidator(_check_scalar)]
 
@@ -610,28 +605,6 @@ class MilestoneMessagesFile(Model):
     milestones: MilestoneMessages
 
 
-class Resource(Model):
-    id: Id
-    name: LocalText
-    how: LocalText
-    description: LocalText
-    phone: Phone | None = None
-    sms: Phone | None = None
-    url: Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}(/\S*)?$")] | None = None
-    always_open: bool = False
-
-
-class RegionFile(Model):
-    region: Id
-    name: PlainText
-    resources: list[Resource] = Field(min_length=1)
-    # Resource ids by flag category ("a+b": two at once), most important first; `default` for
-    # any other category. Without it, every resource in file order.
-    by_category: dict[
-        Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}(\+[a-z][a-z0-9_]{0,39})?$")], list[Id]
-    ] = Field(default_factory=dict)
-
-
 # ---------------------------------------------------------------------------------------
 # Results (plain values for the services)
 # ---------------------------------------------------------------------------------------
@@ -669,18 +642,6 @@ def flag_category(category: str) -> str:
     return _RENAMED_CATEGORIES.get(category, category)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CrisisResource:
-    id: str
-    name: str
-    how: str
-    description: str
-    phone: str | None
-    sms: str | None
-    url: str | None
-    always_open: bool
-
-
 # ---------------------------------------------------------------------------------------
 # Loaded content
 # ---------------------------------------------------------------------------------------
@@ -707,10 +668,8 @@ class Clinical:
     checkin_rules: CheckinRules
     milestones: MilestoneRules
     languages: tuple[str, ...]
-    regions: tuple[str, ...]
     instruments_by_lang: Mapping[str, Mapping[str, Instrument]]
     milestone_messages_by_lang: Mapping[str, MilestoneMessages]
-    resources_by_region: Mapping[str, RegionFile]
 
     def instrument(self, instrument_id: str, lang: str | None = None) -> Instrument:
         available = {
@@ -739,45 +698,6 @@ class Clinical:
 
     def milestone_text(self, days: int, lang: str | None = None) -> str:
         return self.milestone_messages(lang).text(days, self.milestones)
-
-    def resources(
-        self, region: str | None, lang: str | None = None, category: str | None = None
-    ) -> tuple[CrisisResource, ...]:
-        """Crisis resources for ``region`` (e.g. ``us``); unknown regions get ``intl``. With
-        ``category`` (a flag category, or ``default``), the ones the region lists for it (else
-        its ``default``), in that order; without, every resource of the region."""
-        key = (region or "").lower()
-        region_file = self.resources_by_region.get(key) or self.resources_by_region[FALLBACK_REGION]
-        chosen = list(region_file.resources)
-        lists = region_file.by_category
-        # "a+b" (two kinds at once) falls back to its first kind, then to `default`.
-        ids = None if category is None else lists.get(category, lists.get(category.split("+")[0], lists.get("default")))
-        if ids is not None:
-            by_id = {r.id: r for r in region_file.resources}
-            chosen = [by_id[i] for i in ids if i in by_id]
-        return tuple(
-            CrisisResource(
-                id=r.id,
-                name=_local(r.name, lang),
-                how=_local(r.how, lang),
-                description=_local(r.description, lang),
-                phone=r.phone,
-                sms=r.sms,
-                url=r.url,
-                always_open=r.always_open,
-            )
-            for r in chosen
-        )
-
-
-def _local(text: str | Mapping[str, str], lang: str | None) -> str:
-    if isinstance(text, str):
-        return text
-    for code in (lang, (lang or "").split("-")[0], FALLBACK_LANGUAGE):
-        if code and code in text:
-            return text[code]
-    return next(iter(text.values()))
-
 
 class ContentError(Exception):
     """Content failed validation; ``problems`` lists (file, line, problem)."""
@@ -1207,7 +1127,6 @@ class _Loader(Reader):
                     f"{lang}/messages/milestones.yaml", files[lang]["milestones"], milestone_rules
                 )
 
-        regions = self.load_regions()
         base = files[FALLBACK_LANGUAGE]["instruments"]
         for lang in languages:
             if lang != FALLBACK_LANGUAGE:
@@ -1250,10 +1169,8 @@ class _Loader(Reader):
             checkin_rules=checkin_rules,
             milestones=milestone_rules,
             languages=tuple(languages),
-            regions=tuple(sorted(regions)),
             instruments_by_lang=instruments_by_lang,
             milestone_messages_by_lang=milestone_messages,
-            resources_by_region=regions,
         )
 
     def check_instrument(self, rel: str, name: str, model: InstrumentFile) -> None:
@@ -1302,35 +1219,6 @@ class _Loader(Reader):
             text = getattr(model, key)
             if text is not None:
                 self.check_placeholders(rel, ("milestones", key), text, allowed)
-
-    def load_regions(self) -> dict[str, RegionFile]:
-        regions: dict[str, RegionFile] = {}
-        folder = self.root / "resources"
-        names = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
-        names.add(FALLBACK_REGION)
-        for name in sorted(names):
-            rel = f"resources/{name}.yaml"
-            model = self.model(rel, RegionFile)
-            if model is None:
-                continue
-            if model.region != name:
-                self.at(
-                    rel, ("region",), f"region {model.region!r} must match the file name {name!r}"
-                )
-            self.unique(
-                rel,
-                [(("resources", i, "id"), r.id) for i, r in enumerate(model.resources)],
-                "resource id",
-            )
-            known = {r.id for r in model.resources}
-            for category, ids in model.by_category.items():
-                if not ids:
-                    self.at(rel, ("by_category", category), "lists no resource")
-                for i, rid in enumerate(ids):
-                    if rid not in known:
-                        self.at(rel, ("by_category", category, i), f"no resource {rid!r} in this file")
-            regions[name] = model
-        return regions
 
     def check_same_structure(self, rel: str, model: InstrumentFile, base: InstrumentFile) -> None:
         base_rel = f"{FALLBACK_LANGUAGE}/instruments/{base.id}.yaml"

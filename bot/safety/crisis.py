@@ -14,17 +14,29 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import yaml
+from pydantic import Field, StringConstraints
 
 from bot.core import timefmt
+from bot.core.clinical import (
+    FALLBACK_LANGUAGE,
+    Id,
+    LocalText,
+    Model,
+    PlainText,
+    Problem,
+    Reader,
+    loaded,
+    resolved,
+)
 from bot.platform.clock import local_datetime
 from bot.platform.config import OfficeHours
 from bot.platform.content import DEFAULT_CONTENT_DIR, Content, Html, get_content
@@ -44,6 +56,141 @@ class Resource:
     name: str
     how: str
     description: str
+
+
+# -- the region files, validated (`content/resources/<region>.yaml`) ---------------------------
+
+Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ]{0,18}[0-9]$")]
+
+
+class ResourceEntry(Model):
+    id: Id
+    name: LocalText
+    how: LocalText
+    description: LocalText
+    phone: Phone | None = None
+    sms: Phone | None = None
+    url: Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}(/\S*)?$")] | None = None
+    always_open: bool = False
+
+
+class RegionFile(Model):
+    region: Id
+    name: PlainText
+    resources: list[ResourceEntry] = Field(min_length=1)
+    # Resource ids by flag category ("a+b": two at once), most important first; `default` for
+    # any other category. Without it, every resource in file order.
+    by_category: dict[
+        Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}(\+[a-z][a-z0-9_]{0,39})?$")], list[Id]
+    ] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CrisisResource:
+    id: str
+    name: str
+    how: str
+    description: str
+    phone: str | None
+    sms: str | None
+    url: str | None
+    always_open: bool
+
+
+@dataclass(frozen=True)
+class Regions:
+    """Every region's crisis resources, validated."""
+
+    by_region: Mapping[str, RegionFile]
+
+    def resources(
+        self, region: str | None, lang: str | None = None, category: str | None = None
+    ) -> tuple[CrisisResource, ...]:
+        """Crisis resources for ``region`` (e.g. ``us``); unknown regions get ``intl``. With
+        ``category`` (a flag category, or ``default``), the ones the region lists for it (else
+        its ``default``), in that order; without, every resource of the region."""
+        key = (region or "").lower()
+        region_file = self.by_region.get(key) or self.by_region[FALLBACK_REGION]
+        chosen = list(region_file.resources)
+        lists = region_file.by_category
+        # "a+b" (two kinds at once) falls back to its first kind, then to `default`.
+        ids = None if category is None else lists.get(category, lists.get(category.split("+")[0], lists.get("default")))
+        if ids is not None:
+            by_id = {r.id: r for r in region_file.resources}
+            chosen = [by_id[i] for i in ids if i in by_id]
+        return tuple(
+            CrisisResource(
+                id=r.id,
+                name=_localized(r.name, lang),
+                how=_localized(r.how, lang),
+                description=_localized(r.description, lang),
+                phone=r.phone,
+                sms=r.sms,
+                url=r.url,
+                always_open=r.always_open,
+            )
+            for r in chosen
+        )
+
+
+def _localized(text: str | Mapping[str, str], lang: str | None) -> str:
+    if isinstance(text, str):
+        return text
+    for code in (lang, (lang or "").split("-")[0], FALLBACK_LANGUAGE):
+        if code and code in text:
+            return text[code]
+    return next(iter(text.values()))
+
+
+def _read_regions(reader: Reader) -> dict[str, RegionFile]:
+    regions: dict[str, RegionFile] = {}
+    folder = reader.root / "resources"
+    names = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    names.add(FALLBACK_REGION)
+    for name in sorted(names):
+        rel = f"resources/{name}.yaml"
+        model = reader.model(rel, RegionFile)
+        if model is None:
+            continue
+        if model.region != name:
+            reader.at(
+                rel, ("region",), f"region {model.region!r} must match the file name {name!r}"
+            )
+        reader.unique(
+            rel,
+            [(("resources", i, "id"), r.id) for i, r in enumerate(model.resources)],
+            "resource id",
+        )
+        known = {r.id for r in model.resources}
+        for category, ids in model.by_category.items():
+            if not ids:
+                reader.at(rel, ("by_category", category), "lists no resource")
+            for i, rid in enumerate(ids):
+                if rid not in known:
+                    reader.at(rel, ("by_category", category, i), f"no resource {rid!r} in this file")
+        regions[name] = model
+    return regions
+
+
+def _read(root: Path) -> tuple[Regions | None, list[Problem]]:
+    reader = Reader(root)
+    return reader.result(lambda: Regions(_read_regions(reader)))
+
+
+def load_regions(content_dir: Path | None = None) -> Regions:
+    """Load and validate the crisis resources; cached per directory. Raises
+    :class:`bot.core.clinical.ContentError` listing every problem when anything is wrong."""
+    return _load_cached(resolved(content_dir or DEFAULT_CONTENT_DIR))
+
+
+@lru_cache(maxsize=8)
+def _load_cached(content_dir: Path) -> Regions:
+    return loaded(_read(content_dir))
+
+
+def check_regions(content_dir: Path) -> list[Problem]:
+    """Every problem in the region files as (file, line, problem), for `iop-bot content check`."""
+    return _read(Path(content_dir))[1]
 
 
 def _local(text: Any, lang: str) -> str:
@@ -74,14 +221,12 @@ def resources(
     region lists for `category` (None: its `default`), most important first."""
     root = Path(content_dir or DEFAULT_CONTENT_DIR)
     try:
-        from bot.core.clinical import load_clinical
-
         return [
             Resource(r.id, r.name, r.how, r.description)
-            for r in load_clinical(root).resources(region, lang, category or "default")
+            for r in load_regions(root).resources(region, lang, category or "default")
         ]
-    except Exception as exc:  # the clinical loader validates everything; a crisis must not wait on it
-        log.warning("crisis: clinical loader unavailable (%s); reading resources directly", type(exc).__name__)
+    except Exception as exc:  # the loader validates every region; a crisis must not wait on it
+        log.warning("crisis: resource loader unavailable (%s); reading resources directly", type(exc).__name__)
     data = _region_file(root, region or FALLBACK_REGION) or _region_file(root, FALLBACK_REGION)
     if data is None:
         return []
@@ -266,12 +411,12 @@ def plain_length(text: str) -> int:
 
 
 def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
-    """Every kind of crisis gets resources, and the reply before the plan fits one screen
-    (for `iop-bot content check`)."""
+    """The region files are valid, every kind of crisis gets resources, and the reply before the
+    plan fits one screen (for `iop-bot content check`)."""
     from bot.escalation.rules import CATEGORIES
 
     c = get_content(content_dir)
-    out: list[tuple[str, int, str]] = []
+    out: list[tuple[str, int, str]] = list(check_regions(content_dir))
     folder = Path(content_dir) / "resources"
     regions = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
     for region in regions:
@@ -296,11 +441,15 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
 __all__ = [
     "HEAD_MAX",
     "Availability",
+    "CrisisResource",
+    "Regions",
     "Resource",
     "availability",
+    "check_regions",
     "counselor_line",
     "crisis_message",
     "head",
+    "load_regions",
     "local_time",
     "plan_block",
     "plain_length",
