@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 PATIENT_COMMANDS = ["checkin", "sos", "plan", "tip", "days", "progress", "talk", "settings", "privacy", "mydata", "delete", "help"]
 GROUP_COMMANDS = ["flags", "flag", "help"]
 COUNSELOR_COMMANDS = ["flags", "flag", "patient", "invite", "invites", "oncall"]
-FACILITATOR_COMMANDS = ["announce"]
+# Announcements (/announce) come with broadcasts; until then a facilitator has no commands of their own.
+FACILITATOR_COMMANDS: list[str] = []
 ADMIN_COMMANDS = ["cohort", "grant", "revoke", "staff"]
 
 
