@@ -191,7 +191,6 @@ WIRE = [
     (recovery.MENU, (), "sos:menu"),
     (recovery.SHOW_PLAN, (), "sos:plan"),
     (recovery.CALL, (), "sos:call"),
-    (recovery.MEET, (), "sos:meet"),
     (recovery.TALK, (), "sos:talk"),
     (recovery.HELPED, (), "sos:helped"),
     (recovery.STEP, ("ride_the_wave", 0), "sos:x:ride_the_wave:0"),

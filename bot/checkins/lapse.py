@@ -159,7 +159,6 @@ def lapse_message(
     patient: Any | None = None,
     *,
     content: Content | None = None,
-    meetings: bool = False,
     words: str | None = None,
     missed_dose: bool = False,
     numbers: SobrietyNumbers | None = None,
@@ -195,8 +194,6 @@ def lapse_message(
         [(c.t("lapse.button.helped", lang), recovery.HELPED.pack())],
         [(c.t("lapse.button.call", lang), recovery.CALL.pack())],
     ]
-    if meetings:
-        rows.append([(c.t("lapse.button.meeting", lang), recovery.MEET.pack())])
     rows.append([(c.t("lapse.button.talk", lang), recovery.TALK.pack())])
     rows.append([(c.t("lapse.button.tools", lang), recovery.MENU.pack())])
     return text, rows
@@ -218,7 +215,6 @@ async def record(
     day: date | None = None,
     words: str | None = None,
     missed_dose: bool = False,
-    meetings: bool = False,
 ) -> LapseReply:
     """A lapse the patient told us about (check-in or typed words): the sober-day counter
     restarts on `day` (the patient's local today by default; once per day) and the reply is
@@ -227,7 +223,7 @@ async def record(
     when = day or local_date(now, patient.timezone)
     numbers = await sobriety.record_lapse(session, patient.id, when, now)
     text, rows = lapse_message(
-        lang, patient, content=content, meetings=meetings, words=words, missed_dose=missed_dose, numbers=numbers
+        lang, patient, content=content, words=words, missed_dose=missed_dose, numbers=numbers
     )
     return LapseReply(text, rows, numbers)
 

@@ -14,7 +14,6 @@ OPEN = SOS.codec("open")  # the urge tools after a check-in (a new session)
 MENU = SOS.codec("menu")  # the toolbox
 SHOW_PLAN = SOS.codec("plan")
 CALL = SOS.codec("call")
-MEET = SOS.codec("meet")
 TALK = SOS.codec("talk")
 HELPED = SOS.codec("helped")
 STEP = SOS.codec("x", EXERCISE_ID, Int())  # an exercise's step, by index

@@ -57,13 +57,11 @@ def exercises(content: Content, lang: str) -> ExerciseSet:
 # ---------------------------------------------------------------------------------------
 
 
-def toolbox(content: Content, lang: str, *, meetings: bool = False) -> tuple[str, Rows]:
+def toolbox(content: Content, lang: str) -> tuple[str, Rows]:
     """The /sos message: one tap to each tool."""
     rows: Rows = [[(e.button_label, buttons.STEP.pack(e.id, 0))] for e in exercises(content, lang).exercises]
     rows.append([(content.t("sos.button.plan", lang), buttons.SHOW_PLAN.pack())])
     rows.append([(content.t("sos.button.call", lang), buttons.CALL.pack())])
-    if meetings:
-        rows.append([(content.t("sos.button.meeting", lang), buttons.MEET.pack())])
     rows.append([(content.t("sos.button.talk", lang), buttons.TALK.pack())])
     return content.t("sos.toolbox", lang), rows
 
