@@ -118,3 +118,16 @@ async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterat
         yield harness
     finally:
         await harness.stop()
+
+
+@pytest.fixture
+def code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stands for the bot's code in the content fingerprint (bot/platform/content.py), so a test
+    can change it: a folder with one module, `rules.py`."""
+    from bot.platform import content
+
+    d = tmp_path / "code"
+    d.mkdir()
+    (d / "rules.py").write_text("RULES = 1\n")
+    monkeypatch.setattr(content, "_CODE_DIR", d)
+    return d

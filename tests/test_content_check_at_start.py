@@ -26,16 +26,6 @@ def tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Stands for the bot's code in the fingerprint, so the test can change it."""
-    d = tmp_path / "code"
-    d.mkdir()
-    (d / "validator.py").write_text("RULES = 1\n")
-    monkeypatch.setattr(content, "_CODE_DIR", d)
-    return d
-
-
-@pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Each full check run (stubbed: the real one takes seconds), by content folder."""
     seen: list[Path] = []
@@ -73,7 +63,7 @@ def test_any_change_to_content_or_code_checks_again(
     elif change == "remove":
         some_yaml.unlink()
     else:
-        (code / "validator.py").write_text("RULES = 2\n")
+        (code / "rules.py").write_text("RULES = 2\n")
     content.check_at_start(tree, data, CHECKS)
     assert len(calls) == 2
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import DateTime, bindparam, event, insert, select, text, update
+from sqlalchemy import DateTime, bindparam, insert, select, text, update
 
 from bot.core.audit import audit
 from bot.core.models import Patient
@@ -22,6 +22,7 @@ from bot.platform.outbox import Outgoing, enqueue, ref_about
 from bot.privacy import erasure
 from bot.privacy import service as privacy
 from tests.conftest import CONTENT_DIR, TEST_DATABASE_URL
+from tests.plan_support import plans, statements_of
 
 REMOVED = erasure.removed_text(get_content(CONTENT_DIR), "en")
 
@@ -86,27 +87,17 @@ async def test_erasure_drops_the_patients_outbox_rows_and_takes_back_their_messa
 async def test_no_statement_of_the_erasure_scans_a_table(db: Database, clock: Any):
     now = clock.now()
     await _world(db, now)
-    statements: list[tuple[str, Any]] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if not executemany and statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
-            statements.append((statement, parameters))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
+    async def erase() -> None:
         async with db.transaction() as s:
             assert (await privacy.erase(s, 5000 + A, now=now, removed=REMOVED)) is not None
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+
+    statements = await statements_of(db, erase, lambda st: st.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")))
     assert any("outbox" in st for st, _ in statements)
-    async with db.engine.connect() as conn:
-        for statement, parameters in statements:
-            plan = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, tuple(parameters))).all()
-            details = " | ".join(str(r[-1]) for r in plan)
-            assert "SCAN " not in details, (statement, details)
-            if "FROM outbox" in statement:
-                # By the patient's own rows, never by a status every sent row shares.
-                assert "ix_outbox_about" in details or "ix_outbox_chat_id" in details, (statement, details)
+    for statement, details in await plans(db, statements):
+        assert "SCAN " not in details, (statement, details)
+        if "FROM outbox" in statement:
+            # By the patient's own rows, never by a status every sent row shares.
+            assert "ix_outbox_about" in details or "ix_outbox_chat_id" in details, (statement, details)
 
 
 def test_what_a_ref_is_about():

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, DateTime, bindparam, event, insert, select, text
+from sqlalchemy import JSON, DateTime, bindparam, insert, select, text
 
 from bot.core.models import Patient
 from bot.platform import migrate
@@ -19,6 +19,7 @@ from bot.platform.scheduler import payload_patient, schedule
 from bot.privacy import erasure
 from bot.privacy import service as privacy
 from tests.conftest import CONTENT_DIR, TEST_DATABASE_URL
+from tests.plan_support import plans, statements_of
 
 REMOVED = erasure.removed_text(get_content(CONTENT_DIR), "en")
 
@@ -79,24 +80,14 @@ async def test_no_statement_of_the_erasure_scans_scheduled_items(db: Database, c
     async with db.transaction() as s:
         for i in range(200):
             await schedule(s, "k", f"k:{i}", now + timedelta(days=1), {"patient_id": A if i % 10 == 0 else B})
-    statements: list[tuple[str, Any]] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if "scheduled_items" in statement and not executemany:
-            statements.append((statement, parameters))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
+    async def erase() -> None:
         async with db.transaction() as s:
             assert (await privacy.erase(s, 5000 + A, now=now, removed=REMOVED)) is not None
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+
+    statements = await statements_of(db, erase, lambda st: "scheduled_items" in st)
     assert statements
-    async with db.engine.connect() as conn:
-        for statement, parameters in statements:
-            plan = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, tuple(parameters))).all()
-            details = " | ".join(str(r[-1]) for r in plan)
-            assert "SCAN scheduled_items" not in details, (statement, details)
+    for statement, details in await plans(db, statements):
+        assert "SCAN scheduled_items" not in details, (statement, details)
 
 
 async def test_the_migration_fills_the_patient_of_stored_items(db_url: str):

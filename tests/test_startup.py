@@ -40,16 +40,6 @@ def built() -> RiskDetector:
 
 
 @pytest.fixture
-def code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Stands for the bot's code in the fingerprint, so the test can change it."""
-    d = tmp_path / "code"
-    d.mkdir()
-    (d / "rules.py").write_text("RULES = 1\n")
-    monkeypatch.setattr(content, "_CODE_DIR", d)
-    return d
-
-
-@pytest.fixture
 def empty(monkeypatch: pytest.MonkeyPatch) -> dict[str, RiskDetector]:
     """No detector in this process yet (as at a start); the tests' own comes back afterwards."""
     detectors: dict[str, RiskDetector] = {}
