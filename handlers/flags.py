@@ -279,16 +279,44 @@ async def relay_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     msg = update.effective_message
     if user is None or msg is None or msg.text is None:
         return
-    hub, c = ctx.hub, ctx.hub.content
+    hub = ctx.hub
     if not await require_role(update, ctx, COUNSELOR):
         async with hub.db.transaction() as s:
             await state.clear(s, user.id, relay.WRITE_STATE)
         return
-    conv_id = int(awaiting.data.get("conversation", 0))
+    await _write(update, ctx, user.id, int(awaiting.data.get("conversation", 0)), msg.text)
+
+
+async def staff_text(update: Update, ctx: Ctx) -> bool:
+    """Typed text from a counselor that nothing was waiting for (after a resolve note, say): with
+    one conversation open it goes to that patient, and the bot waits for more; with several the
+    counselor is told how to choose. False when they have none (or are not a counselor)."""
+    user = update.effective_user
+    msg = update.effective_message
+    if user is None or msg is None or msg.text is None or not await ctx.hub.roles.has(user.id, COUNSELOR):
+        return False
+    hub = ctx.hub
+    async with hub.db.session() as s:
+        open_ = await relay.open_for_counselor(s, user.id)
+    if not open_:
+        return False
+    if len(open_) > 1:
+        codes = ", ".join(conv.patient_code for conv in open_)
+        await reply(update, hub.content.t("flags.relay_choose", codes=codes))
+        return True
     async with hub.db.transaction() as s:
-        conv = await relay.counselor_writes(s, hub.get(Workflow), conv_id, counselor_id=user.id, text=msg.text, now=hub.clock.now())
+        await state.set_(s, user.id, relay.WRITE_STATE, {"conversation": open_[0].id}, hub.clock.now())
+    await _write(update, ctx, user.id, open_[0].id, msg.text)
+    return True
+
+
+async def _write(update: Update, ctx: Ctx, user_id: int, conv_id: int, text: str) -> None:
+    """Deliver a counselor's text in a conversation, and say so (or that it has ended)."""
+    hub, c = ctx.hub, ctx.hub.content
+    async with hub.db.transaction() as s:
+        conv = await relay.counselor_writes(s, hub.get(Workflow), conv_id, counselor_id=user_id, text=text, now=hub.clock.now())
         if conv is None:
-            await state.clear(s, user.id, relay.WRITE_STATE)
+            await state.clear(s, user_id, relay.WRITE_STATE)
     hub.sender.wake()
     if conv is None:
         await reply(update, c.t("flags.relay_not_active"))

@@ -12,6 +12,7 @@ from bot.core.state import Awaiting
 from bot.recovery import buttons
 from bot.safety import free_text
 from handlers.context import Ctx
+from handlers.flags import staff_text
 from handlers.router import TextRouter
 from handlers.ui import reply
 
@@ -27,7 +28,10 @@ async def answer_text(update: Update, ctx: Ctx, _awaiting: Awaiting) -> None:
         patient = await people.active_patient_info(s, user.id)
         flow = None if patient is None else await free_text.waiting_flow(s, patient, hub.clock.now(), c.root)
     if patient is None:
-        await reply(update, c.t("common.free_text"))
+        if await staff_text(update, ctx):
+            return  # a counselor writing to the patient they are talking with
+        staff = await hub.roles.is_staff(user.id)
+        await reply(update, c.t("common.free_text_staff" if staff else "common.free_text"))
         return
     lang = patient.language
     reading = free_text.read(msg.text, c.root)

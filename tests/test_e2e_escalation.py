@@ -12,6 +12,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from bot.core import state
 from bot.escalation.models import Flag
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
@@ -330,4 +331,59 @@ async def test_a_followup_after_a_resolved_crisis(h: BotHarness, fake: FakeTeleg
     assert fu.callback_data == []  # the answered question lost its buttons
     qid = await h.press(u, fu, ok_data)
     assert "already have your answer" in ((fake.callback_answer(qid) or {}).get("text") or "")
+    fake.assert_no_errors()
+
+
+async def test_a_counselor_still_writes_to_the_patient_after_resolving_with_a_note(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+):
+    """Typing the outcome note takes the counselor's next typed text; afterwards their text goes
+    to the patient they are still talking with, never to the patient-facing "I can't chat" line."""
+    u = await _patient(fake, db, clock)
+    dana = await sup.add_counselor(h, fake)
+    await h.send(u, "I'm going to end it all tonight")
+    post = fake.last(h.group.id)
+    fid = post.callback_data[0].split(":")[2]
+    await h.press(dana, post, f"fl:claim:{fid}")
+    await h.press(dana, post, f"fl:msg:{fid}")
+    await h.send(dana, "Hi, this is Dana. I'm here.")
+    await h.press(dana, post, f"fl:resolve:{fid}")
+    await h.send(dana, "Called, safe with family")
+    assert "resolved" in (fake.last(dana.id).plain_text or "")
+
+    await h.send(dana, "Also, bring your workbook on Thursday.")
+    assert "bring your workbook" in (fake.last(u.id).plain_text or "")
+    assert "Sent to P-1234" in (fake.last(dana.id).plain_text or "")
+    await h.send(dana, "See you then.")  # and the next one too, without a button
+    assert "See you then" in (fake.last(u.id).plain_text or "")
+    assert all("program assistant" not in (m.plain_text or "") for m in fake.sent(dana.id))
+    fake.assert_no_errors()
+
+
+async def test_a_counselor_with_several_conversations_is_asked_to_choose(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+):
+    a = await _patient(fake, db, clock)
+    b = await _patient(fake, db, clock, name="Riley", code="P-5678")
+    dana = await sup.add_counselor(h, fake)
+    for u in (a, b):
+        await h.send(u, "I'm going to end it all tonight")
+    flags = [m for m in fake.sent(h.group.id) if m.callback_data]
+    for post in flags[:2]:
+        fid = post.callback_data[0].split(":")[2]
+        await h.press(dana, post, f"fl:msg:{fid}")
+    async with db.transaction() as s:  # as after a resolve note: nothing waits for her text
+        await state.clear(s, dana.id)
+    await h.send(dana, "Hello?")
+    said = fake.last(dana.id).plain_text or ""
+    assert "P-1234" in said and "P-5678" in said and "Message patient" in said
+    assert all("Hello?" not in (m.plain_text or "") for m in fake.sent(a.id) + fake.sent(b.id))
+    fake.assert_no_errors()
+
+
+async def test_staff_typing_with_nothing_waiting_get_a_staff_line(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
+    dana = await sup.add_counselor(h, fake)
+    await h.send(dana, "hello")
+    said = fake.last(dana.id).plain_text or ""
+    assert "program assistant" not in said and "Message patient" in said
     fake.assert_no_errors()

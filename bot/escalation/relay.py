@@ -117,6 +117,17 @@ async def counselor_writes(
     return _conv(conv, patient)
 
 
+async def open_for_counselor(session: AsyncSession, counselor_id: int) -> list[Conversation]:
+    """The conversations a counselor has open, newest first."""
+    rows = await session.execute(
+        select(RelayConversation, Patient)
+        .join(Patient, Patient.id == RelayConversation.patient_id)
+        .where(RelayConversation.counselor_id == counselor_id, RelayConversation.ended_at.is_(None))
+        .order_by(RelayConversation.id.desc())
+    )
+    return [_conv(c, p) for c, p in rows.all()]
+
+
 async def active_for_patient(session: AsyncSession, telegram_id: int) -> Conversation | None:
     row = (
         await session.execute(
