@@ -143,7 +143,15 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
         await common.expired_button(update, ctx)
         return
     async with ctx.hub.db.transaction() as s:
-        await privacy.erase(s, user.id, now=now, removed=erasure.removed_text(ctx.hub.content, ctx.hub.settings.default_language))
+        await privacy.erase(
+            s,
+            user.id,
+            now=now,
+            removed=erasure.removed_text(ctx.hub.content, ctx.hub.settings.default_language),
+            staff=None
+            if ctx.hub.settings.counselor_chat_id is None
+            else privacy.StaffNotice(ctx.hub.settings.counselor_chat_id, ctx.hub.content, ctx.hub.settings.default_language),
+        )
     # The removals of what staff were sent about the patient go out now, not at the next poll.
     ctx.hub.sender.wake()
     await answer(q)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.core.models import AuditEntry
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
 from bot.platform.db import Database
@@ -202,3 +203,31 @@ async def test_the_removals_start_as_soon_as_the_erasure_is_committed(h: BotHarn
     # Nobody wakes the sender here (h.outbox_idle would): the erasure itself does, so the
     # messages go well before the sender's next look at the outbox (5 s).
     await fake.wait_for(lambda: all(m.deleted for m in about), timeout=2.0, description="the removals")
+
+
+async def test_erasing_with_an_open_flag_tells_the_care_team(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
+    """A crisis flag nobody has closed never just disappears: the group hears, with the code and
+    the flag's number only, that the patient erased their data while it was open."""
+    u = fake.add_user(first_name="Jordan", started=True)
+    await sup.add_patient(db, clock.now(), telegram_id=u.id, code="P-1234", first_name="Jordan")
+    await h.send(u, CRISIS)
+    card = next(m for m in fake.sent(h.group.id) if "P-1234" in (m.plain_text or ""))
+    flag_id = next(d.split(":")[2] for d in card.callback_data if d.startswith("fl:details:"))
+    await _erase(h, fake, u)
+    await h.outbox_idle()
+    notice = [m for m in fake.sent(h.group.id) if "/delete" in (m.plain_text or "")]
+    assert len(notice) == 1 and not notice[0].deleted
+    text = notice[0].plain_text or ""
+    assert "P-1234" in text and f"#{flag_id}" in text and "still open" in text
+    assert "Jordan" not in text and "end it all" not in text
+    async with db.session() as s:
+        entry = (await s.execute(select(AuditEntry).where(AuditEntry.action == "patient.delete"))).scalar_one()
+    assert entry.detail["open_flags"] == [int(flag_id)]
+
+
+async def test_erasing_with_no_open_flag_posts_nothing(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
+    u = fake.add_user(first_name="Jordan", started=True)
+    await sup.add_patient(db, clock.now(), telegram_id=u.id, code="P-1234", first_name="Jordan")
+    await _erase(h, fake, u)
+    await h.outbox_idle()
+    assert fake.sent(h.group.id) == []

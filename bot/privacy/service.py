@@ -22,9 +22,12 @@ from bot.core import state
 from bot.core.audit import audit
 from bot.core.models import AuditEntry, ChatState
 from bot.core.people import patient_by_telegram
+from bot.escalation.models import Flag
+from bot.escalation.rules import label
 from bot.platform.content import FALLBACK_LANGUAGE, Content, get_content
 from bot.platform.db import Base
 from bot.platform.models import BlockedChat, OutboxMessage, ScheduledItem
+from bot.platform.outbox import Outgoing, enqueue
 from bot.privacy import erasure
 
 PATIENTS = "patients"
@@ -161,18 +164,40 @@ def export_json(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=False).encode()
 
 
-async def erase(session: AsyncSession, telegram_id: int, *, now: datetime, removed: str) -> Erasure | None:
+@dataclass(frozen=True)
+class StaffNotice:
+    """Where and in which words the care team hears of an erasure that closes an open flag."""
+
+    group: int
+    content: Content
+    lang: str
+
+
+async def erase(
+    session: AsyncSession, telegram_id: int, *, now: datetime, removed: str, staff: StaffNotice | None = None
+) -> Erasure | None:
     """Erase a patient's operational data; keep one audit entry (patient code, no health data).
 
     Rows of every patient-owned table are deleted (children first), along with the chat state,
     messages waiting in the outbox for them, and scheduled items for them. A later `/start`
     with a new invite starts from scratch with a new code. What staff were sent about them and
     can no longer be deleted is edited to `removed` (`erasure.removed_text`).
+
+    A flag still open or claimed is a concern the care team has not closed: the counselors'
+    group (`staff`) is told, with the code and each flag's number, severity and category only,
+    that the patient erased their data while it was open, so no alert disappears unnoticed.
     """
     p = await patient_by_telegram(session, telegram_id)
     if p is None:
         return None
     code, pid = p.code, p.id
+    still_open = (
+        await session.execute(
+            select(Flag.id, Flag.severity, Flag.category)
+            .where(Flag.patient_id == pid, Flag.status.in_(("open", "claimed")))
+            .order_by(Flag.id)
+        )
+    ).all()
     tables = {t.name: t for t in _tables()}
     conds = _conditions(pid)
     deleted: dict[str, int] = {}
@@ -201,6 +226,23 @@ async def erase(session: AsyncSession, telegram_id: int, *, now: datetime, remov
     await session.execute(delete(BlockedChat).where(BlockedChat.chat_id == telegram_id))
     await session.execute(delete(AuditEntry).where(AuditEntry.subject == code))
     # The one remaining trace: a pseudonymous code and which kinds of record were erased.
-    await audit(session, None, "patient.delete", code, {"tables": sorted(deleted)}, now=now)
+    detail: dict[str, Any] = {"tables": sorted(deleted)}
+    if still_open:
+        detail["open_flags"] = [f.id for f in still_open]
+        if staff is not None:
+            c, lang = staff.content, staff.lang
+            flags = "; ".join(
+                c.t(
+                    "privacy.erased_open_flag",
+                    lang,
+                    id=f.id,
+                    severity=label(c, lang, "severity", f.severity),
+                    category=label(c, lang, "category", f.category),
+                )
+                for f in still_open
+            )
+            # No ref: this notice is not about a stored patient and is never taken back.
+            await enqueue(session, Outgoing(staff.group, c.t("privacy.erased_with_open_flags", lang, code=code, flags=flags)), now=now)
+    await audit(session, None, "patient.delete", code, detail, now=now)
     return Erasure(code, deleted)
 
