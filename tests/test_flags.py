@@ -14,9 +14,10 @@ from bot.core.models import AuditEntry, StaffRole
 from bot.escalation import area as escalation_area
 from bot.escalation import rendering, rules, service
 from bot.escalation.digest import KIND_DIGEST, build_digest, ensure_digest_scheduled
-from bot.escalation.models import FlagEvent
+from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.oncall import counselor_ids, get_oncall, set_oncall
 from bot.escalation.rendering import record_sent, render_details
+from bot.escalation.renotify import restart_renotify
 from bot.escalation.rules import (
     CATEGORIES,
     SEVERITIES,
@@ -507,3 +508,25 @@ async def test_a_flag_whose_announcement_fails_is_kept_and_posted_plainly(env: S
         assert (await get_flag(s, r.flag_id)) is not None
     (post,) = await _outbox(env.db)
     assert post.chat_id == sup.GROUP and post.payload["text"] == f"MODERATE · Flag #{r.flag_id} · P-1234 · depression"
+
+
+async def test_a_new_trigger_never_pushes_an_unclaimed_flags_alarm_later(env: SimpleNamespace):
+    """A patient writing again and again: the unclaimed crisis flag is still re-posted 5 minutes
+    and sent to counselors directly 10 minutes after its first trigger, not after the last."""
+    first = await _raise(env)
+    start = env.clock.now()
+    for _ in range(3):
+        env.clock.advance(minutes=3)
+        async with env.db.transaction() as s:
+            flag = await s.get(Flag, first.flag_id)
+            assert flag is not None and flag.status == "open"
+            event = FlagEvent(flag_id=flag.id, at=env.clock.now(), kind="trigger", severity="crisis")
+            s.add(event)
+            await s.flush()
+            await restart_renotify(s, env.hub.get(Workflow), flag, env.clock.now(), event)
+    async with env.db.session() as s:
+        items = (await s.execute(select(ScheduledItem).where(ScheduledItem.status == "pending"))).scalars().all()
+    due = sorted(i.due_at for i in items if i.kind == "flag_renotify")
+    assert due == [start + timedelta(minutes=5), start + timedelta(minutes=10)]
+    # The minutes it will say are counted from the first trigger too.
+    assert {i.payload["since"] for i in items if i.kind == "flag_renotify"} == {start.isoformat()}

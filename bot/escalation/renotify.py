@@ -58,17 +58,45 @@ async def schedule_renotify(session: AsyncSession, wf: Workflow, flag: Flag, now
 
 async def restart_renotify(session: AsyncSession, wf: Workflow, flag: Flag, now: datetime, event: FlagEvent) -> None:
     """Start the re-notification steps over from a new trigger (a round of its own: the steps
-    already run for earlier triggers run again, and pending ones are replaced)."""
+    already run for earlier triggers run again, and pending ones are replaced). On an unclaimed
+    flag a step still pending keeps its time when that is sooner: a new trigger never pushes the
+    alarm later (a patient writing every few minutes would otherwise never reach the counselors'
+    direct messages)."""
+    sooner: dict[int, tuple[datetime, str]] = {}
+    if flag.status == "open":
+        for item in await _pending_renotify(session, flag.id):
+            payload = item.payload or {}
+            stage, due = int(payload.get("stage", 1)), ensure_utc(item.due_at)
+            since = str(payload.get("since") or ensure_utc(flag.opened_at).isoformat())
+            if stage not in sooner or due < sooner[stage][0]:
+                sooner[stage] = (due, since)
     await stop_renotify(session, flag.id)
     flag.renotify_stage = 0
     for stage, minutes in _renotify_plan(wf, flag.severity):
+        due, since = now + timedelta(minutes=minutes), now.isoformat()
+        if stage in sooner and sooner[stage][0] < due:
+            due, since = sooner[stage]
         await schedule(
             session,
             KIND_RENOTIFY,
             f"flagrenotify:f{flag.id}:t{event.id}:s{stage}",
-            now + timedelta(minutes=minutes),
-            {"flag_id": flag.id, "stage": stage, "patient_id": flag.patient_id, "round": event.id, "since": now.isoformat()},
+            due,
+            {"flag_id": flag.id, "stage": stage, "patient_id": flag.patient_id, "round": event.id, "since": since},
         )
+
+
+async def _pending_renotify(session: AsyncSession, flag_id: int) -> list[ScheduledItem]:
+    return list(
+        (
+            await session.execute(
+                select(ScheduledItem).where(
+                    ScheduledItem.kind == KIND_RENOTIFY,
+                    ScheduledItem.status == "pending",
+                    ScheduledItem.key.startswith(f"flagrenotify:f{flag_id}:", autoescape=True),
+                )
+            )
+        ).scalars()
+    )
 
 
 async def stop_renotify(session: AsyncSession, flag_id: int) -> None:
