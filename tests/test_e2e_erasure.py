@@ -219,6 +219,8 @@ async def test_erasing_with_an_open_flag_tells_the_care_team(h: BotHarness, fake
     assert len(notice) == 1 and not notice[0].deleted
     text = notice[0].plain_text or ""
     assert "P-1234" in text and f"#{flag_id}" in text and "still open" in text
+    assert "CRISIS" in text and "suicide or self-harm" in text
+    assert "<" not in text and "&lt;" not in text and "&amp;" not in text  # HTML rendered once, never shown
     assert "Jordan" not in text and "end it all" not in text
     async with db.session() as s:
         entry = (await s.execute(select(AuditEntry).where(AuditEntry.action == "patient.delete"))).scalar_one()

@@ -24,7 +24,7 @@ from bot.core.models import AuditEntry, ChatState
 from bot.core.people import patient_by_telegram
 from bot.escalation.models import Flag
 from bot.escalation.rules import label
-from bot.platform.content import FALLBACK_LANGUAGE, Content, get_content
+from bot.platform.content import FALLBACK_LANGUAGE, Content, Html, get_content
 from bot.platform.db import Base
 from bot.platform.models import BlockedChat, OutboxMessage, ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
@@ -236,13 +236,13 @@ async def erase(
                     "privacy.erased_open_flag",
                     lang,
                     id=f.id,
-                    severity=label(c, lang, "severity", f.severity),
+                    severity=Html(label(c, lang, "severity", f.severity)),
                     category=label(c, lang, "category", f.category),
                 )
                 for f in still_open
             )
             # No ref: this notice is not about a stored patient and is never taken back.
-            await enqueue(session, Outgoing(staff.group, c.t("privacy.erased_with_open_flags", lang, code=code, flags=flags)), now=now)
+            await enqueue(session, Outgoing(staff.group, c.t("privacy.erased_with_open_flags", lang, code=code, flags=Html(flags))), now=now)
     await audit(session, None, "patient.delete", code, detail, now=now)
     return Erasure(code, deleted)
 
