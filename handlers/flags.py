@@ -27,7 +27,14 @@ from bot.core.roles import COUNSELOR
 from bot.core.state import Awaiting
 from bot.escalation import buttons, relay
 from bot.escalation.oncall import get_oncall, set_oncall
-from bot.escalation.rendering import age_text, render_details, render_post, trigger_why, why_text
+from bot.escalation.rendering import (
+    age_text,
+    flag_fields,
+    render_details,
+    render_post,
+    trigger_why,
+    why_text,
+)
 from bot.escalation.rules import Workflow, label
 from bot.escalation.service import (
     claim,
@@ -376,18 +383,8 @@ async def flags_cmd(update: Update, ctx: Ctx) -> None:
     lines = [c.t("flags.list_title", lang)]
     rows: list[list[tuple[str, str]]] = []
     for f in items:
-        lines.append(
-            c.t(
-                "flags.list_item",
-                lang,
-                id=f.id,
-                severity=Html(label(c, lang, "severity", f.severity)),
-                code=f.patient_code,
-                category=label(c, lang, "category", f.category),
-                age=age_text(c, lang, now - (f.last_trigger_at or f.opened_at)),
-                state=label(c, lang, "status", f.status),
-            )
-        )
+        age = age_text(c, lang, now - (f.last_trigger_at or f.opened_at))
+        lines.append(c.t("flags.list_item", lang, **flag_fields(c, lang, f), age=age))
         row = [(f"#{f.id} " + c.t("flags.button.details"), buttons.DETAILS.pack(f.id))]
         if f.status == "open":
             row.insert(0, (f"#{f.id} " + c.t("flags.button.claim"), buttons.CLAIM.pack(f.id)))

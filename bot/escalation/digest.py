@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.assessments.models import AssessmentResult
 from bot.core.models import Patient
 from bot.escalation.models import Flag, FlagEvent
-from bot.escalation.rendering import age_text, why_text
+from bot.escalation.rendering import age_text, flag_fields, why_text
 from bot.escalation.renotify import KIND_FOLLOWUP
-from bot.escalation.rules import DigestRules, Workflow, label, rank
+from bot.escalation.rules import DigestRules, Workflow, rank
 from bot.escalation.service import open_flags
 from bot.escalation.values import FlagInfo, flag_info, patient_code
 from bot.platform.clock import ensure_utc, local_date, local_text, next_local_due, zone_name
@@ -52,16 +52,7 @@ async def build_digest(session: AsyncSession, wf: Workflow, now: datetime) -> st
     parts = [c.t("flags.digest_title", lang)]
 
     def flag_line(f: FlagInfo) -> str:
-        return c.t(
-            "flags.digest_flag",
-            lang,
-            id=f.id,
-            severity=Html(label(c, lang, "severity", f.severity)),
-            code=f.patient_code,
-            category=label(c, lang, "category", f.category),
-            age=age_text(c, lang, now - f.opened_at),
-            state=label(c, lang, "status", f.status),
-        )
+        return c.t("flags.digest_flag", lang, **flag_fields(c, lang, f), age=age_text(c, lang, now - f.opened_at))
 
     open_all = await open_flags(session, limit=200)
     posted = [f for f in open_all if f.severity != "low"]
@@ -79,12 +70,8 @@ async def build_digest(session: AsyncSession, wf: Workflow, now: datetime) -> st
             c.t(
                 "flags.digest_urgent_flag",
                 lang,
-                id=f.id,
-                severity=Html(label(c, lang, "severity", f.severity)),
-                code=f.patient_code,
-                category=label(c, lang, "category", f.category),
+                **flag_fields(c, lang, f),
                 why=Html(why_text(f.why, source=f.source, content=c, lang=lang)),
-                state=label(c, lang, "status", f.status),
             )
             for f in urgent
         ]
@@ -99,10 +86,7 @@ async def build_digest(session: AsyncSession, wf: Workflow, now: datetime) -> st
             c.t(
                 "flags.digest_resolved_flag",
                 lang,
-                id=f.id,
-                severity=Html(label(c, lang, "severity", f.severity)),
-                code=f.patient_code,
-                category=label(c, lang, "category", f.category),
+                **flag_fields(c, lang, f),
                 name=f.resolved_by_name or "?",
                 time=local_text(f.resolved_at or now, z),
             )

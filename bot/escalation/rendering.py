@@ -623,6 +623,18 @@ def render_details(d: FlagDetails, wf: Workflow) -> str:
     return "\n\n".join(parts)
 
 
+def flag_fields(c: Content, lang: str, f: FlagInfo) -> dict[str, Any]:
+    """What every one-line mention of a flag (/flags, the digest) says: its number, severity,
+    patient code, category and state, as labels from content."""
+    return {
+        "id": f.id,
+        "severity": Html(label(c, lang, "severity", f.severity)),
+        "code": f.patient_code,
+        "category": label(c, lang, "category", f.category),
+        "state": label(c, lang, "status", f.status),
+    }
+
+
 def age_text(c: Content, lang: str, delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     if minutes < 60:
