@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
+# Optional dependency groups of pyproject.toml to install (.ci/run adds `lint`).
+EXTRAS="${EXTRAS:-dev}"
 PYTHON="${PYTHON:-python3}"
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "iop-bot needs Python 3.11 or newer (found: $("$PYTHON" --version 2>&1))." >&2
@@ -19,6 +21,6 @@ fi
 stamp="$VENV/.installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+  "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]"
   touch "$stamp"
 fi

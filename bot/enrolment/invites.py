@@ -13,7 +13,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import segno
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -179,6 +178,8 @@ def invite_link(bot_username: str, code: str) -> str:
 
 def qr_png(link: str, *, scale: int = 8) -> bytes:
     """A QR code image (PNG) of the link."""
+    import segno  # on first use, not with the module (start-up time)
+
     buf = io.BytesIO()
     segno.make(link, error="m").save(buf, kind="png", scale=scale, border=4)
     return buf.getvalue()

@@ -17,7 +17,6 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import yaml
-from dateutil import parser as dateparser
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -310,6 +309,8 @@ def parse_past_date(text: str, today: date) -> date:
     try:
         if re.fullmatch(r"\d{1,4}", t):
             raise DateProblem("garbage")
+        from dateutil import parser as dateparser  # on first use (start-up time)
+
         parsed = dateparser.parse(t, dayfirst=dayfirst, default=datetime(today.year, 1, 1))
     except (ValueError, OverflowError, TypeError) as exc:
         raise DateProblem("garbage") from exc

@@ -16,10 +16,9 @@ import hmac
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application
@@ -28,6 +27,9 @@ from telegram.request import BaseRequest
 from bot.platform.config import TokenRejected
 from bot.platform.http import Fields
 from bot.platform.inbox import Inbox
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +287,9 @@ class WebhookServer(_Base):
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # The web server's part of aiohttp is loaded only in webhook mode (start-up time).
+        from aiohttp import web
+
         if self._runner is None:  # start() may be retried after set_webhook failed
             web_app = web.Application(client_max_size=1 << 20)
             web_app.router.add_post(self.path, self._handle)
@@ -340,6 +345,8 @@ class WebhookServer(_Base):
                 log.warning("webhook: could not check the webhook with Telegram (%s)", type(exc).__name__)
 
     async def _handle(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
             return web.Response(status=403)

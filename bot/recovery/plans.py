@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import phonenumbers
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,6 +89,8 @@ class Plan:
 
 def format_phone(raw: str, region: str) -> str | None:
     """A phone number in international form with spaces (`+1 555 123 4567`), or None."""
+    import phonenumbers  # on first use, not with the module (start-up time)
+
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
@@ -146,6 +147,8 @@ def validate_entry(section: str, raw: str | None, r: PlanRules) -> tuple[str, st
     if section not in PHONE_SECTIONS:
         return text, None
     required = PHONE_SECTIONS[section]
+    import phonenumbers
+
     match = next(
         iter(phonenumbers.PhoneNumberMatcher(text, r.default_phone_region, leniency=phonenumbers.Leniency.POSSIBLE)),
         None,

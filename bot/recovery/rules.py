@@ -10,7 +10,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import phonenumbers
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -78,6 +77,8 @@ class PlanRules(_Model):
     @field_validator("default_phone_region")
     @classmethod
     def _region(cls, v: str) -> str:
+        import phonenumbers  # imported when the rules are read, not with the module (start-up time)
+
         if v.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{v!r} is not a region code such as US or GB")
         return v.upper()
