@@ -191,31 +191,51 @@ def _wire_limiter(app: IOPApplication, hub: Hub, processor: ScreeningProcessor) 
 
 
 async def start_services(app: Application) -> None:  # type: ignore[type-arg]
-    """After `app.start()`: command menus, recovery, the outbox sender and the sweeper job."""
+    """After `app.start()`, before receiving: the key check, recovery, what handling depends on
+    (`hub.before_receiving`), the outbox sender and the sweeper job."""
     hub: Hub = app.bot_data["hub"]
-    import handlers
 
     # The key must read what is stored (a changed or removed key stops the start, in one sentence).
     await crypto.check_key(hub.db, hub.clock.now())
     if hub.settings.counselor_chat_id is not None:
         async with hub.db.session() as s:
             hub.settings.counselor_chat_id = await group.current_id(s, hub.settings.counselor_chat_id)
-    try:
-        await handlers.set_commands(app, hub)
-    except Exception as exc:
-        log.warning("could not set the command menu (%s)", type(exc).__name__)
     await hub.sweeper.recover()
-    for hook in hub.on_start:
-        try:
-            await hook(hub)
-        except Exception:
-            log.exception("a start-up task failed")
+    await _run_hooks(hub, hub.before_receiving)
     await hub.sender.start()
     hub.get(SignalKeeper).start()
     if app.job_queue is not None:
         app.job_queue.run_repeating(
             _sweep_job, interval=hub.settings.sweep_interval_seconds, first=0.5, name="sweeper"
         )
+
+
+async def once_receiving(app: Application) -> None:  # type: ignore[type-arg]
+    """Start-up work nothing waits for, done once the bot receives: the command menus (Bot API
+    calls) and the areas' start-up tasks (`hub.on_start`)."""
+    hub: Hub = app.bot_data["hub"]
+    import handlers
+
+    try:
+        await handlers.set_commands(app, hub)
+    except Exception as exc:
+        log.warning("could not set the command menu (%s)", type(exc).__name__)
+    await _run_hooks(hub, hub.on_start)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+async def _run_hooks(hub: Hub, hooks: list[Callable[[Hub], Awaitable[None]]]) -> None:
+    for hook in hooks:
+        try:
+            await hook(hub)
+        except Exception:
+            log.exception("a start-up task failed")
 
 
 async def _sweep_job(ctx: Ctx) -> None:
@@ -270,6 +290,9 @@ class Runner:
         self._stop = asyncio.Event()
         self.transport: Poller | WebhookServer | None = None
         self.started = asyncio.Event()
+        # Set once the start-up work done after receiving began (`once_receiving`) has finished.
+        self.settled = asyncio.Event()
+        self._settling: asyncio.Task[None] | None = None
         self.fatal: BaseException | None = None
         # The risk detector's prepared file (bot/safety/risk/prepared.py): written once the detector
         # was built in this process (`iop-bot run` gives it; None: nothing is written).
@@ -350,6 +373,7 @@ class Runner:
                     )
                 await self._or_stop(retry_network(self.transport.start, "starting to receive updates"))
                 log.info("iop-bot is running (%s)", "webhook" if s.webhook_url else "polling")
+                self._settling = asyncio.get_running_loop().create_task(self._settle(), name="start-up")
                 # What start-up built (content, the detector's rules, the handlers) lives as long as the
                 # bot runs: kept out of the garbage collector's full passes, which otherwise walk it all.
                 # `iop-bot run` pauses the collector while starting (bot/cli.py): it resumes here.
@@ -361,18 +385,23 @@ class Runner:
                 finally:
                     gc.unfreeze()
             finally:
+                await _cancel(self._settling)  # the next start does it again
                 await self._wind_down()
         finally:
             gc.enable()  # also when stopped or failed while starting
-            if self._later is not None and not self._later.done():
-                self._later.cancel()  # not needed any more (the file is written by the next start)
-                with contextlib.suppress(BaseException):
-                    await self._later
+            await _cancel(self._settling)  # when starting failed after it was begun
+            await _cancel(self._later)  # not needed any more (the file is written by the next start)
             await self._step("closing the connection to Telegram", self.app.shutdown)
             # Also when start-up failed half-way (the application then has nothing to shut down).
             for request in (self.app.bot.request, self.hub.updates_request):
                 await self._step("closing an HTTP session", request.shutdown)
             await self._step("closing the database", self.hub.db.dispose)
+
+    async def _settle(self) -> None:
+        try:
+            await once_receiving(self.app)
+        finally:
+            self.settled.set()
 
     def _after_detector(self) -> None:
         """Once the full detector is ready: what waits for the bot to be receiving, in the

@@ -65,9 +65,10 @@ class BotHarness:
         assert self.runner is not None
         return self.runner.app
 
-    async def start(self, *, detector_hold: threading.Event | None = None) -> BotHarness:
+    async def start(self, *, detector_hold: threading.Event | None = None, settle: bool = True) -> BotHarness:
         """Start the bot and wait until its risk detector is built; with `detector_hold`, the
-        detector's full build waits for that event instead (screening while it builds)."""
+        detector's full build waits for that event instead (screening while it builds).
+        `settle=False`: do not wait for the start-up work done once receiving (the menus)."""
         # A fresh Database object per run, like a new process, on the same database.
         db = Database(self.db.url)
         app = build_application(self.settings, db=db, clock=self.clock)
@@ -80,6 +81,10 @@ class BotHarness:
         if self._task in done:
             self._task.result()
         assert started in done, "the bot did not start"
+        # The start-up work done once receiving (menus, the areas' start-up tasks) has finished,
+        # so a test sees the state a running bot settles into.
+        if settle:
+            await asyncio.wait_for(self.runner.settled.wait(), 60)
         if detector_hold is None:
             await asyncio.wait_for(self.runner.hub.get(Screening).wait_ready(), 120)
         if isinstance(self.clock, FrozenClock) and not self.background_sweep:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -46,6 +47,36 @@ async def test_commands_are_set_per_scope(h: BotHarness, fake: FakeTelegram):
     admin = [c["command"] for c in fake.commands(scope_type="chat", chat_id=ADMIN_ID)]
     assert "grant" in admin
     fake.assert_no_errors()
+
+
+async def test_a_start_receives_before_its_menus_are_set(fake: FakeTelegram, db: Database):
+    """The command menus are Bot API calls nothing waits for (slow when Telegram is): they are
+    set once the bot receives, so a restart answers at once."""
+    fake.hold("setMyCommands")
+    h = BotHarness(fake, db)
+    await h.start(settle=False)
+    try:
+        u = fake.add_user(first_name="Early")
+        await h.send(u, "/help")
+        assert "invite link" in fake.last(u.id).plain_text
+        assert not h.runner.settled.is_set()
+        assert fake.commands(scope_type="all_private_chats") == []
+        fake.release()
+        await asyncio.wait_for(h.runner.settled.wait(), 10)
+        assert "checkin" in [c["command"] for c in fake.commands(scope_type="all_private_chats")]
+    finally:
+        await h.stop()
+
+
+async def test_a_stop_while_the_menus_are_being_set_is_clean(fake: FakeTelegram, db: Database):
+    fake.hold("setMyCommands")
+    h = BotHarness(fake, db)
+    await h.start(settle=False)
+    assert not h.runner.settled.is_set()
+    runner = h.runner
+    await h.stop()  # the start-up work still waiting on Telegram is cancelled, not awaited
+    assert runner is not None and runner.settled.is_set() and not runner.app.running
+    fake.release()
 
 
 async def test_odd_inputs_get_calm_answers(h: BotHarness, fake: FakeTelegram):

@@ -2,7 +2,7 @@
 
 The composition root (`bot/app.py`) builds one `Hub`, then calls each area's `install(hub)` in
 the order of `bot.areas.AREAS`. On the hub an area registers its sweeper kinds
-(`hub.sweeper.register`), life-cycle hooks (`hub.lifecycle`), start-up tasks (`hub.on_start`), hooks on sent messages
+(`hub.sweeper.register`), life-cycle hooks (`hub.lifecycle`), start-up tasks (`hub.before_receiving`, `hub.on_start`), hooks on sent messages
 (`hub.sender.sent_hooks`) and the services it offers others (`hub.provide`, typed: another
 area asks with `hub.get(TheType)`). Tests build a real hub through the application
 (tests/harness.py), or a bare one to install a single area on (`tests/escalation_support.hub`).
@@ -48,7 +48,11 @@ class Hub:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # Called with each update_id once its handlers have run (tests and benchmarks listen here).
     processed_hooks: list[Callable[[int], None]] = field(default_factory=list)
-    # Run once at start-up, after recovery (e.g. make sure every patient has a next prompt).
+    # Run once at start-up, after recovery and before the bot receives: only what handling an
+    # update depends on (e.g. the counselors' roster, which decides who is alerted).
+    before_receiving: list[Callable[[Hub], Awaitable[None]]] = field(default_factory=list)
+    # Run once the bot receives, in the background, so a restart answers at once (e.g. make sure
+    # every patient has a next prompt).
     on_start: list[Callable[[Hub], Awaitable[None]]] = field(default_factory=list)
     # People who have a private chat with the bot: Telegram sets a chat's menu only for them.
     private_chats: set[int] = field(default_factory=set)

@@ -19,7 +19,9 @@ from bot.platform.models import OutboxMessage, ScheduledItem
 
 log = logging.getLogger(__name__)
 
-ROSTER_CHECK_SECONDS = 20
+# The roster's check at start (before the bot receives): at most this long, this many at once.
+ROSTER_CHECK_SECONDS = 5
+ROSTER_CHECKS_AT_ONCE = 8
 
 
 def install(hub: Hub) -> None:
@@ -51,7 +53,7 @@ def install(hub: Hub) -> None:
 
     hub.roles.on_access_lost.append(access_lost)
     hub.on_start.append(_ensure_digest)
-    hub.on_start.append(_refresh_roster)
+    hub.before_receiving.append(_refresh_roster)
 
 
 async def _ensure_digest(hub: Hub) -> None:
@@ -64,14 +66,19 @@ async def _ensure_digest(hub: Hub) -> None:
 
 async def _refresh_roster(hub: Hub) -> None:
     """At start: ask Telegram again about everyone the roster has in the counselors' group, so a
-    member who left while the bot was away is no longer sent crisis alerts. Bounded in time; a
-    member Telegram cannot be asked about keeps their place."""
+    member who left while the bot was away is no longer sent crisis alerts. Done before the bot
+    receives (alerts go to the roster), so it asks about several members at once and is bounded
+    in time; a member Telegram cannot be asked about keeps their place."""
+    at_once = asyncio.Semaphore(ROSTER_CHECKS_AT_ONCE)
+
+    async def check(uid: int) -> None:
+        async with at_once:
+            await hub.roles.in_counselor_group(uid)
 
     async def check_all() -> None:
         async with hub.db.session() as s:
             ids = await group_members(s)
-        for uid in ids:
-            await hub.roles.in_counselor_group(uid)
+        await asyncio.gather(*(check(uid) for uid in ids))
 
     try:
         await asyncio.wait_for(check_all(), ROSTER_CHECK_SECONDS)
