@@ -284,7 +284,13 @@ class Runner:
     raises `TokenRejected` so the process exits non-zero.
     """
 
-    def __init__(self, app: Application, *, prepared: Prepared | None = None) -> None:  # type: ignore[type-arg]
+    def __init__(
+        self,
+        app: Application,  # type: ignore[type-arg]
+        *,
+        prepared: Prepared | None = None,
+        content_checked: Callable[[], None] | None = None,
+    ) -> None:
         self.app = app
         self.hub: Hub = app.bot_data["hub"]
         self._stop = asyncio.Event()
@@ -297,6 +303,9 @@ class Runner:
         # The risk detector's prepared file (bot/safety/risk/prepared.py): written once the detector
         # was built in this process (`iop-bot run` gives it; None: nothing is written).
         self.prepared = prepared
+        # Records that the content passed its check at this start, once the full detector built
+        # (the build checks the risk rules; bot/cli.py). None: nothing to record.
+        self.content_checked = content_checked
         self._later: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
@@ -412,12 +421,15 @@ class Runner:
     async def _after_start(self) -> None:
         """Work that is not needed to answer, kept off the first seconds (each step in a worker
         thread, which would otherwise compete with the event loop for the interpreter): write the
-        detector for the next start when it was built here, then, once the first answers are out,
-        load the charts' library that the first chart would otherwise load on the event loop."""
+        detector for the next start when it was built here, record that the content passed its
+        check (its risk rules by this build), then, once the first answers are out, load the
+        charts' library that the first chart would otherwise load on the event loop."""
         await self.started.wait()
         loop = asyncio.get_running_loop()
         if self.prepared is not None:
             await loop.run_in_executor(None, self.prepared.save)
+        if self.content_checked is not None:
+            await loop.run_in_executor(None, self.content_checked)
         await asyncio.sleep(PRELOAD_AFTER_SECONDS)
         from bot.checkins import charts
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 EXIT_TOKEN_REJECTED = 3
 # The bot's own files (the SQLite database by default, the record of the content check).
 DATA_DIR = Path("data")
+# The content check of the risk rules (bot/areas.py), done at a first start by building the detector.
+RISK_RULES_CHECK = "bot.safety.risk"
 
 
 def _run(_: argparse.Namespace) -> int:
@@ -52,18 +56,26 @@ def _start_and_run() -> int:
     from bot.areas import content_checks
     from bot.platform import content, migrate
 
-    # The full check once per version of content and code (recorded under data/); the risk
-    # detector builds while the bot already receives (bot/safety/screening.py).
-    problems = content.check_at_start(settings.content_dir, DATA_DIR, content_checks())
-    if problems:
-        print(f"content/ has {len(problems)} problem(s); run `iop-bot content check` to see them.", file=sys.stderr)
-        return 1
+    # The full check once per version of content and code (recorded under data/). Its longest
+    # part, the risk rules, is checked by building the risk detector, which start-up does anyway
+    # while the bot already receives (bot/safety/screening.py: a crisis is answered by the crisis
+    # rules meanwhile, and a problem in the rules stops the bot with its file and line); the
+    # check is recorded once that build has passed too.
+    checked: Callable[[], None] | None = None
+    key = content.pending_check(settings.content_dir, DATA_DIR)
+    if key is not None:
+        checks = {name: c for name, c in content_checks().items() if name != RISK_RULES_CHECK}
+        problems = content.check(settings.content_dir, checks)
+        if problems:
+            print(f"content/ has {len(problems)} problem(s); run `iop-bot content check` to see them.", file=sys.stderr)
+            return 1
+        checked = functools.partial(content.record_check, settings.content_dir, DATA_DIR, key)
     migrate.upgrade(settings.database_url)
     app = build_application(settings)
     # Reading the prepared detector takes a fraction of a second: once it is there, every text is
     # screened by the full detector from the first update on.
     prepared.tried.wait()
-    run_event_loop(Runner(app, prepared=prepared).run())
+    run_event_loop(Runner(app, prepared=prepared, content_checked=checked).run())
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from bot.app import Runner, build_application
@@ -65,14 +66,21 @@ class BotHarness:
         assert self.runner is not None
         return self.runner.app
 
-    async def start(self, *, detector_hold: threading.Event | None = None, settle: bool = True) -> BotHarness:
+    async def start(
+        self,
+        *,
+        detector_hold: threading.Event | None = None,
+        settle: bool = True,
+        content_checked: Callable[[], None] | None = None,
+    ) -> BotHarness:
         """Start the bot and wait until its risk detector is built; with `detector_hold`, the
         detector's full build waits for that event instead (screening while it builds).
-        `settle=False`: do not wait for the start-up work done once receiving (the menus)."""
+        `settle=False`: do not wait for the start-up work done once receiving (the menus).
+        `content_checked`: what `iop-bot run` gives at a first start (bot/cli.py)."""
         # A fresh Database object per run, like a new process, on the same database.
         db = Database(self.db.url)
         app = build_application(self.settings, db=db, clock=self.clock)
-        self.runner = Runner(app)
+        self.runner = Runner(app, content_checked=content_checked)
         self.runner.hub.get(Screening).hold = detector_hold
         self.runner.hub.processed_hooks.append(self._on_processed)
         self._task = asyncio.create_task(self.runner.run(install_signals=False))

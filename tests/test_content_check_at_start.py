@@ -1,5 +1,5 @@
 """The content check at start-up runs once per version of content and code (bot/platform/content.py
-`check_at_start`); `iop-bot content check` always runs every check."""
+`pending_check`, `record_check`); `iop-bot content check` always runs every check."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
+def _start(tree: Path, data: Path) -> list[Problem]:
+    """What a start does with the record (bot/cli.py): check when pending, record once passed."""
+    key = content.pending_check(tree, data)
+    if key is None:
+        return []
+    problems = content.check(tree, CHECKS)
+    if not problems:
+        content.record_check(tree, data, key)
+    return problems
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Each full check run (stubbed: the real one takes seconds), by content folder."""
@@ -41,8 +52,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 def test_a_start_checks_once_then_trusts_the_record(tree: Path, code: Path, calls: list[Path], tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert content.check_at_start(tree, data, CHECKS) == []
-    assert content.check_at_start(tree, data, CHECKS) == []
+    assert _start(tree, data) == []
+    assert _start(tree, data) == []
     assert len(calls) == 1
     record = data / content.CHECKED_FILE
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
@@ -54,7 +65,7 @@ def test_any_change_to_content_or_code_checks_again(
     change: str, tree: Path, code: Path, calls: list[Path], tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    content.check_at_start(tree, data, CHECKS)
+    _start(tree, data)
     some_yaml = sorted(tree.rglob("*.yaml"))[0]
     if change == "edit":
         some_yaml.write_text(some_yaml.read_text() + "\n# changed\n")
@@ -64,7 +75,7 @@ def test_any_change_to_content_or_code_checks_again(
         some_yaml.unlink()
     else:
         (code / "rules.py").write_text("RULES = 2\n")
-    content.check_at_start(tree, data, CHECKS)
+    _start(tree, data)
     assert len(calls) == 2
 
 
@@ -72,7 +83,7 @@ def test_content_with_problems_is_never_recorded(tree: Path, code: Path, calls: 
     data = tmp_path / "data"
     (tree / "BROKEN").write_text("x")
     for _ in range(2):
-        assert [str(p) for p in content.check_at_start(tree, data, CHECKS)] == ["risk/en.yaml:3: bad"]
+        assert [str(p) for p in _start(tree, data)] == ["risk/en.yaml:3: bad"]
     assert len(calls) == 2
     assert not (data / content.CHECKED_FILE).exists()
 
@@ -84,9 +95,9 @@ def test_an_unreadable_or_stale_record_checks_again(
     data = tmp_path / "data"
     data.mkdir()
     (data / content.CHECKED_FILE).write_text(record)
-    assert content.check_at_start(tree, data, CHECKS) == []
+    assert _start(tree, data) == []
     assert len(calls) == 1
-    assert content.check_at_start(tree, data, CHECKS) == []
+    assert _start(tree, data) == []
     assert len(calls) == 1  # recorded now
 
 
@@ -95,14 +106,14 @@ def test_a_data_folder_that_cannot_be_written_still_starts(
 ) -> None:
     data = tmp_path / "data"
     data.write_text("a file, not a folder")
-    assert content.check_at_start(tree, data, CHECKS) == []
+    assert _start(tree, data) == []
     assert "could not record the check" in caplog.text
 
 
 def test_the_content_check_command_always_runs_every_check(
     tree: Path, code: Path, calls: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    content.check_at_start(tree, tmp_path / "data", CHECKS)
+    _start(tree, tmp_path / "data")
     for _ in range(2):
         assert cli.main(["content", "check", "--dir", str(tree)]) == 0
     assert len(calls) == 3

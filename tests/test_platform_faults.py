@@ -15,8 +15,10 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import pytest
 from sqlalchemy import Text, insert, literal, select
 
 from bot import app as app_module
+from bot.platform import content
 from bot.platform.clock import FrozenClock
 from bot.platform.config import ConfigError, TokenRejected, load_settings
 from bot.platform.db import Database
@@ -39,6 +42,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 # Shaped like a real token, so that the log scan means something.
 TOKEN = "7012345678:AAHk3vQy7Yp2XoLmN9sT4uVwZ1aB2cD3eFg"
 EXIT_TOKEN_REJECTED = 3
+REPO_CONTENT = content.DEFAULT_CONTENT_DIR
 
 
 # -- a real process --------------------------------------------------------------------------
@@ -158,6 +162,50 @@ async def test_a_token_revoked_while_polling_stops_the_process_with_one_sentence
         assert last.startswith("iop-bot stopped: Telegram rejected TELEGRAM_BOT_TOKEN")
         assert "@BotFather" in last
         _assert_clean(bot.output())
+
+
+# -- the content check at a first start -------------------------------------------------------
+
+
+async def test_a_first_start_answers_before_its_risk_rules_are_checked_and_records_the_check_after(
+    fake: FakeTelegram, db: Database
+) -> None:
+    """At a first start (new content or code) the risk rules are checked by building the
+    detector, in the background while the bot answers; the check is recorded once it passed."""
+    hold = threading.Event()
+    recorded = threading.Event()
+    h = BotHarness(fake, db)
+    await h.start(detector_hold=hold, content_checked=recorded.set)
+    try:
+        u = fake.add_user(first_name="Early")
+        await h.send(u, "/help")
+        assert "invite link" in fake.last(u.id).plain_text
+        assert not recorded.is_set()
+        hold.set()
+        assert await asyncio.to_thread(recorded.wait, 60)
+    finally:
+        hold.set()
+        await h.stop()
+
+
+def _content_copy(tmp: Path) -> Path:
+    root = tmp / "content"
+    shutil.copytree(REPO_CONTENT, root)
+    return root
+
+
+async def test_other_content_problems_stop_a_first_start_before_it_receives(tmp_path: Path) -> None:
+    root = _content_copy(tmp_path)
+    (root / "en" / "messages" / "broken.yaml").write_text("oops: [unclosed\n", encoding="utf-8")
+    async with FakeTelegram(token=TOKEN) as fake:
+        bot = await BotProcess(fake, tmp_path, CONTENT_DIR=str(root)).start()
+        try:
+            assert await bot.exited(120) == 1
+        finally:
+            await bot.kill()
+        assert _polls(fake) == 0
+    assert bot.stderr_lines()[-1].startswith("content/ has 1 problem(s)")
+    assert not (tmp_path / "data" / content.CHECKED_FILE).exists()
 
 
 # -- poison updates at start -----------------------------------------------------------------

@@ -226,26 +226,29 @@ def fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
-def check_at_start(root: Path, data_dir: Path, checkers: Mapping[str, Checker]) -> list[Problem]:
-    """`check`, unless exactly this content, with this code, passed it before (recorded in
-    `data_dir`): the full check takes seconds a restart must not spend. `iop-bot content check`
-    always runs it all."""
+def pending_check(root: Path, data_dir: Path) -> str | None:
+    """The fingerprint of this content and code when no start has recorded that they passed
+    `check` (in `data_dir`); None when one has. The full check takes seconds a restart must not
+    spend; `iop-bot content check` always runs it all."""
     key = fingerprint(root)
-    marker = data_dir / CHECKED_FILE
     try:
-        if json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == key:
-            return []
+        if json.loads((data_dir / CHECKED_FILE).read_text(encoding="utf-8")).get("fingerprint") == key:
+            return None
     except (OSError, ValueError, AttributeError):
         pass  # not checked yet (or an unreadable record): check now
-    problems = check(root, checkers)
-    if not problems:
-        try:
-            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = marker.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump({"fingerprint": key, "content_dir": str(root.resolve())}, out)
-            os.replace(tmp, marker)
-        except OSError as exc:
-            logging.getLogger(__name__).warning("content: could not record the check (%s)", type(exc).__name__)
-    return problems
+    return key
+
+
+def record_check(root: Path, data_dir: Path, key: str) -> None:
+    """Record that the content and code of fingerprint `key` passed the full check. A data
+    folder that cannot be written is logged, never fatal (the next start checks again)."""
+    marker = data_dir / CHECKED_FILE
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = marker.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({"fingerprint": key, "content_dir": str(root.resolve())}, out)
+        os.replace(tmp, marker)
+    except OSError as exc:
+        logging.getLogger(__name__).warning("content: could not record the check (%s)", type(exc).__name__)
