@@ -16,7 +16,11 @@ The bot's process writes Python's bytecode cache as Python does by default (the 
 writes it, restarts read it), as a deployed bot does, even where the environment says not to
 (PYTHONDONTWRITEBYTECODE): every start would otherwise compile the bot's own modules from source.
 
-Run:  .venv/bin/python bench/startup.py [--runs 5] [--code DIR]
+With --latency-ms, every Bot API call is answered that much later, as a round trip to Telegram's
+servers takes (a server on this machine otherwise answers at once): what start-up asks Telegram
+before it receives then shows.
+
+Run:  .venv/bin/python bench/startup.py [--runs 5] [--code DIR] [--latency-ms 60]
       (--code: run the bot from another checkout of the code, e.g. to compare with a release)
 """
 
@@ -113,12 +117,14 @@ def _load() -> str:
     return "{:.2f} {:.2f} {:.2f} on {} CPUs".format(*os.getloadavg(), os.cpu_count())
 
 
-async def main(runs: int, code: Path) -> None:
+async def main(runs: int, code: Path, latency_ms: float) -> None:
     print(f"load average (1, 5, 15 min) before: {_load()}", flush=True)
+    if latency_ms:
+        print(f"each Bot API call answered {latency_ms:g} ms later", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-        async with FakeProcess() as fake:
+        async with FakeProcess("--latency-ms", str(latency_ms)) as fake:
             group = await fake.ctl("add_group", title="Counselors", supergroup=True)
             fake.group_id = group["id"]  # type: ignore[attr-defined]
             users = [
@@ -150,5 +156,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=5, help="starts (the first with an empty data folder)")
     p.add_argument("--code", type=Path, default=ROOT, help="checkout to run the bot from (default: this one)")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="each Bot API call answered this much later")
     a = p.parse_args()
-    asyncio.run(main(max(a.runs, 1), a.code.resolve()))
+    asyncio.run(main(max(a.runs, 1), a.code.resolve(), a.latency_ms))

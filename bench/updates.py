@@ -44,9 +44,12 @@ from bot.platform.db import Database  # noqa: E402
 class FakeProcess:
     """`python -m fakeapi` in a child process, and a small client for its control API."""
 
+    def __init__(self, *args: str) -> None:
+        self.args = args  # more of `python -m fakeapi`'s options (e.g. --latency-ms 60)
+
     async def __aenter__(self) -> FakeProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fakeapi", "--port", "0",
+            sys.executable, "-m", "fakeapi", "--port", "0", *self.args,
             stdout=asyncio.subprocess.PIPE, cwd=ROOT,
         )
         info: dict[str, str] = {}

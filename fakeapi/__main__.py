@@ -19,6 +19,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bot-name", default="IOP Test Bot")
     parser.add_argument("--flood-limit", type=float, default=None, help="messages per second")
     parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="answer each Bot API call this much later, as a round trip to Telegram's servers takes",
+    )
+    parser.add_argument(
         "--no-privacy-mode",
         action="store_true",
         help="the bot reads every group message, not only commands and replies",
@@ -36,6 +42,7 @@ async def _run(args: argparse.Namespace) -> None:
         privacy_mode=not args.no_privacy_mode,
     )
     fake.flood_limit = args.flood_limit
+    fake.latency = max(args.latency_ms, 0.0) / 1000
     await fake.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

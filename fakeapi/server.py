@@ -119,6 +119,9 @@ class FakeTelegram(BotApiMixin, PeopleMixin):
         self.host = host
         self.port = port
         self.webhook_retry_delay = webhook_retry_delay
+        # Seconds each Bot API call takes before it is handled: a round trip to Telegram's
+        # servers, which a server on this machine otherwise answers at once (benchmarks).
+        self.latency = 0.0
         self._runner: web.AppRunner | None = None
         self._webhook_task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -290,6 +293,8 @@ class FakeTelegram(BotApiMixin, PeopleMixin):
             self.calls.append(call)
             return self._error_response(call, error)
         call.params = params.loggable()
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
         self.calls.append(call)
         if entry is None:
             return self._error_response(call, ApiError(404, "Not Found"))

@@ -109,6 +109,17 @@ async def test_get_me_describes_the_bot(bot: telegram.Bot) -> None:
     assert me.username == "iop_test_bot"
 
 
+async def test_latency_answers_every_call_that_much_later(bot: telegram.Bot, fake: FakeTelegram) -> None:
+    """Benchmarks add a round trip to Telegram's servers (`python -m fakeapi --latency-ms`)."""
+    fake.latency = 0.05
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    me = await bot.get_me()
+    assert loop.time() - t0 >= 0.05
+    assert me.username == "iop_test_bot"
+    fake.latency = 0.0
+
+
 async def test_wrong_token_is_unauthorized(fake: FakeTelegram) -> None:
     other = telegram.Bot("123456:WRONG", base_url=fake.base_url)
     with pytest.raises(InvalidToken):
