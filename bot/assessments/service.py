@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.assessments import buttons
 from bot.assessments.models import AssessmentResult
 from bot.assessments.rules import AssessmentScore, next_assessment_date, score_assessment
-from bot.checkins.service import raise_rule_flag
 from bot.core.clinical import (
     FollowupQuestion,
     Instrument,
@@ -35,7 +34,7 @@ from bot.core.clinical import (
 )
 from bot.core.conversation import Result, Row, Screen
 from bot.core.people import PatientInfo
-from bot.escalation.service import raise_flag
+from bot.escalation.service import raise_flag, raise_rule_flag
 from bot.platform.clock import ensure_utc, local_date
 from bot.platform.content import Content, Html
 from bot.safety.crisis import load_regions

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, cast, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.assessments import service as assessments
 from bot.checkins import buttons, lapse, sobriety
 from bot.checkins.models import CheckinEntry
 from bot.checkins.rules import CheckinAnswers, checkin_outcome
@@ -34,8 +35,7 @@ from bot.core.conversation import Result, Row, Screen
 from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
-from bot.escalation.rules import CATEGORIES
-from bot.escalation.service import raise_flag
+from bot.escalation.service import raise_flag, raise_rule_flag
 from bot.platform.clock import ensure_utc, local_date, local_datetime, next_local_due
 from bot.platform.content import Content, Html
 from bot.platform.keyboards import inline_keyboard
@@ -50,26 +50,6 @@ PROMPT = "checkin_prompt"
 REMINDER = "checkin_reminder"
 NOTE_STATE = "checkins:note"
 RECENT_DAYS = 31
-
-async def raise_rule_flag(
-    session: AsyncSession, patient_id: int, flag: FlagRequest, *, source: str, now: datetime
-) -> None:
-    """Raise the flag a content rule asks for (a rule naming an unknown category is logged, so a
-    content mistake never loses the patient's answers)."""
-    category = flag_category(flag.category)
-    if category not in CATEGORIES:
-        log.error("rule %s names unknown flag category %r; no flag raised", flag.rule_id, flag.category)
-        return
-    await raise_flag(
-        session,
-        patient_id=patient_id,
-        category=category,
-        severity=flag.severity,
-        reason=f"{flag.rule_id}: {flag.reason}",
-        source=source,
-        now=now,
-    )
-
 
 def _instrument(content: Content, lang: str) -> Instrument:
     return clinical_for(content).checkin(lang)
@@ -544,8 +524,6 @@ async def finish(
 
     if not lapsed:
         # Not right after a lapse: "your assessment is due" can wait for the next check-in.
-        from bot.assessments import service as assessments
-
         screens += await assessments.offers(session, content, patient, entry.local_date)
     return Result(screens, finished=True, flags=tuple(flag_category(f.category) for f in outcome.flags))
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.assessments.models import AssessmentResult
 from bot.checkins.models import CheckinEntry
 from bot.core.audit import audit
+from bot.core.clinical import FlagRequest, flag_category
 from bot.core.models import Patient, StaffRole
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.rendering import (
@@ -181,6 +182,26 @@ async def raise_flag(
 
 
 _unknown_sources: set[str] = set()
+
+
+async def raise_rule_flag(
+    session: AsyncSession, patient_id: int, flag: FlagRequest, *, source: str, now: datetime
+) -> None:
+    """Raise the flag a content rule asks for (a rule naming an unknown category is logged, so a
+    content mistake never loses the patient's answers)."""
+    category = flag_category(flag.category)
+    if category not in CATEGORIES:
+        log.error("rule %s names unknown flag category %r; no flag raised", flag.rule_id, flag.category)
+        return
+    await raise_flag(
+        session,
+        patient_id=patient_id,
+        category=category,
+        severity=flag.severity,
+        reason=f"{flag.rule_id}: {flag.reason}",
+        source=source,
+        now=now,
+    )
 
 
 async def _after_raise(
