@@ -35,8 +35,8 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update  # noqa:
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler  # noqa: E402
 
 from bot.app import Runner, build_application, run_event_loop  # noqa: E402
-from bot.core.clinical import load_clinical  # noqa: E402
 from bot.core.models import Patient  # noqa: E402
+from bot.core.rules_loader import load_instruments  # noqa: E402
 from bot.platform.config import load_settings  # noqa: E402
 from bot.platform.db import Database  # noqa: E402
 
@@ -144,7 +144,7 @@ async def bare(fake: FakeProcess, users: list[int], steps: int) -> float:
 def checkin_presses() -> list[str]:
     """The button presses of one check-in, from the instrument itself (not MAT)."""
     out: list[str] = []
-    for item in load_clinical().checkin("en").visible_items(set()):
+    for item in load_instruments().checkin("en").visible_items(set()):
         if item.kind in ("scale", "choice"):
             out.append(f"ci:a:{item.id}:{item.options[len(item.options) // 2 - 1].value}")
         elif item.kind == "multi":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import handlers.checkins
 import handlers.enrolment
@@ -22,10 +23,12 @@ import handlers.safety
 import handlers.sos
 import handlers.staff
 from bot.assessments import buttons as assessments_buttons
+from bot.assessments import rules as assessments_rules
 from bot.checkins import area as checkins_area
 from bot.checkins import buttons as checkins_buttons
 from bot.checkins import lapse
-from bot.core import clinical
+from bot.checkins import rules as checkins_rules
+from bot.core import rules_loader
 from bot.core.hub import Hub
 from bot.enrolment import buttons as enrolment_buttons
 from bot.enrolment import onboarding
@@ -72,7 +75,9 @@ AREAS: tuple[Area, ...] = (
          (safety_buttons.SAFETY,)),
     # Check-ins and assessments share one handler module (handlers/checkins.py).
     Area("checkins", checkins_area.install, (handlers.checkins.register,),
-         {"bot.checkins.lapse": lapse.check_content}, (checkins_buttons.CHECKIN, assessments_buttons.ASSESSMENT)),
+         {"bot.checkins.lapse": lapse.check_content, "bot.checkins.rules": checkins_rules.check_content,
+          "bot.assessments.rules": assessments_rules.check_content},
+         (checkins_buttons.CHECKIN, assessments_buttons.ASSESSMENT)),
     Area("escalation", escalation_area.install, (handlers.flags.register,),
          {"bot.escalation.rules": escalation_rules.check_content}, (escalation_buttons.FLAG,)),
     Area("privacy", privacy_area.install, (handlers.privacy.register,), buttons=(privacy_buttons.PRIVACY,)),
@@ -85,8 +90,13 @@ AREAS: tuple[Area, ...] = (
     Area("free text", handlers=(handlers.free_text.register,)),
 )
 
-# Rules shared by several areas (check-ins, assessments, escalation) live in the kernel.
-CORE_CHECKS: Mapping[str, Checker] = {"bot.core.clinical": clinical.check_content}
+# The kernel checks the instruments every area asks; the areas whose rules raise flags name where
+# their flag rules are, so that an id is unique across their files.
+FLAG_RULES: tuple[rules_loader.RuleIds, ...] = (assessments_rules.rule_ids, checkins_rules.rule_ids)
+CORE_CHECKS: Mapping[str, Checker] = {
+    "bot.core.rules_loader": rules_loader.check_content,
+    "bot.core.rules_loader.rule_ids": partial(rules_loader.check_rule_ids, parts=FLAG_RULES),
+}
 
 
 def content_checks() -> dict[str, Checker]:

@@ -16,8 +16,8 @@ from bot.assessments import buttons as assessment_buttons
 from bot.assessments import service as assessments
 from bot.checkins import buttons, progress, sobriety
 from bot.checkins import service as checkins
+from bot.checkins.rules import checkin_content_for
 from bot.core import people
-from bot.core.clinical import clinical_for
 from bot.core.conversation import Result
 from bot.core.hub import Hub
 from bot.core.people import PatientInfo
@@ -184,7 +184,7 @@ async def days_cmd(update: Update, ctx: Ctx) -> None:
     now = hub.clock.now()
     today = local_date(now, patient.timezone)
     async with hub.db.transaction() as s:
-        nums, milestone = await sobriety.counter(s, patient.id, clinical_for(c).milestones, today, now)
+        nums, milestone = await sobriety.counter(s, patient.id, checkin_content_for(c).milestones, today, now)
     if nums is None:
         await reply(update, c.t("checkins.days_no_date", lang))
         return

@@ -9,14 +9,14 @@ from sqlalchemy import select
 
 from bot.assessments import service as assessments
 from bot.assessments.models import AssessmentResult
-from bot.assessments.rules import next_assessment_date
-from bot.core.clinical import flag_category, load_clinical
+from bot.assessments.rules import load_assessment_content, next_assessment_date
+from bot.core.clinical import flag_category
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from tests.checkins_support import content, flags_of, make_patient
 
 C = content()
-CLIN = load_clinical(C.root)
+CLIN = load_assessment_content(C.root)
 
 
 def _answers(instrument: str, values: dict[str, int], default: int = 0) -> dict[str, int]:
@@ -98,7 +98,7 @@ def test_weekly_flag_rules(values: dict[str, int], flags: set[tuple[str, str]]):
     ],
 )
 def test_cadence_is_data(instrument: str, last: date | None, today: date, due: bool):
-    rules = CLIN.assessment_rules.for_instrument(instrument)
+    rules = CLIN.rules.for_instrument(instrument)
     assert rules is not None
     assert (next_assessment_date(rules.cadence, last, today) <= today) is due
 

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from bot.checkins import service as checkins
 from bot.checkins.models import CheckinEntry
-from bot.core.clinical import clinical_for, flag_category
+from bot.checkins.rules import checkin_content_for
+from bot.core.clinical import flag_category
 from bot.core.conversation import Result
 from bot.core.models import ChatState
 from bot.core.people import PatientInfo
@@ -230,7 +231,7 @@ def test_flag_categories_map_to_the_flag_service():
     assert flag_category("substance_use") == "use_disclosure"
 
 
-RULES = clinical_for(C).checkin_rules
+RULES = checkin_content_for(C).rules
 D = date(2026, 3, 10)
 
 

@@ -7,23 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from bot.assessments.rules import next_assessment_date, score_assessment
+from bot.areas import content_checks
+from bot.assessments.rules import (
+    AssessmentContent,
+    Cadence,
+    load_assessment_content,
+    next_assessment_date,
+    score_assessment,
+)
 from bot.checkins.rules import (
     CheckinAnswers,
+    CheckinContent,
     DaySummary,
+    MilestoneRules,
     checkin_outcome,
+    load_checkin_content,
     milestones_reached,
     silent_days_flag,
 )
-from bot.core.clinical import (
-    Cadence,
-    Clinical,
-    ContentError,
-    Instrument,
-    MilestoneRules,
-    check_content,
-    load_clinical,
-)
+from bot.core.clinical import Instrument
+from bot.core.rules_loader import ContentError, Instruments, load_instruments
 from bot.recovery.library import Library, Tip, check_library, load_library
 from bot.recovery.rules import next_tip
 from bot.safety.crisis import load_regions
@@ -37,9 +40,34 @@ ATTRIBUTION = (
 )
 
 
+# The clinical content's checks: the instruments (kernel), the check-in and assessment rules, and
+# flag rule ids across their files.
+CLINICAL_CHECKS = (
+    "bot.core.rules_loader",
+    "bot.core.rules_loader.rule_ids",
+    "bot.checkins.rules",
+    "bot.assessments.rules",
+)
+
+
+def check_content(root: Path) -> list[tuple[str, int, str]]:
+    checks = content_checks()
+    return [problem for name in CLINICAL_CHECKS for problem in checks[name](root)]
+
+
 @pytest.fixture(scope="module")
-def clinical() -> Clinical:
-    return load_clinical(CONTENT)
+def instruments() -> Instruments:
+    return load_instruments(CONTENT)
+
+
+@pytest.fixture(scope="module")
+def checkins() -> CheckinContent:
+    return load_checkin_content(CONTENT)
+
+
+@pytest.fixture(scope="module")
+def assessments() -> AssessmentContent:
+    return load_assessment_content(CONTENT)
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +109,14 @@ def answers_for_total(
         (24, "severe", "Severe"),
     ],
 )
-def test_phq9_bands(clinical: Clinical, total: int, band: str, label: str) -> None:
-    score = score_assessment(clinical.phq9(), answers_for_total(clinical.phq9(), total, "q9"))
+def test_phq9_bands(assessments: AssessmentContent, total: int, band: str, label: str) -> None:
+    score = score_assessment(assessments.phq9(), answers_for_total(assessments.phq9(), total, "q9"))
     assert (score.total, score.band, score.band_label) == (total, band, label)
     assert not score.crisis
 
 
-def test_phq9_maximum_is_severe_and_asks_the_suicide_followup(clinical: Clinical) -> None:
-    score = score_assessment(clinical.phq9(), {f"q{i}": 3 for i in range(1, 10)})
+def test_phq9_maximum_is_severe_and_asks_the_suicide_followup(assessments: AssessmentContent) -> None:
+    score = score_assessment(assessments.phq9(), {f"q{i}": 3 for i in range(1, 10)})
     assert (score.total, score.band) == (27, "severe")
     assert any(f.action == "suicide_followup" for f in score.triggered)
 
@@ -105,17 +133,17 @@ def test_phq9_maximum_is_severe_and_asks_the_suicide_followup(clinical: Clinical
     ],
 )
 def test_phq9_total_flags(
-    clinical: Clinical, total: int, expected: list[tuple[str, str, str]]
+    assessments: AssessmentContent, total: int, expected: list[tuple[str, str, str]]
 ) -> None:
-    score = score_assessment(clinical.phq9(), answers_for_total(clinical.phq9(), total, "q9"))
+    score = score_assessment(assessments.phq9(), answers_for_total(assessments.phq9(), total, "q9"))
     assert [(f.rule_id, f.severity, f.category) for f in score.triggered] == expected
 
 
 @pytest.mark.parametrize("item9", [1, 2, 3])
-def test_phq9_item9_asks_the_suicide_followup(clinical: Clinical, item9: int) -> None:
+def test_phq9_item9_asks_the_suicide_followup(assessments: AssessmentContent, item9: int) -> None:
     # Item 9 above zero reaches the counselors at once (high); the follow-up grades it.
     answers = {f"q{i}": 0 for i in range(1, 9)} | {"q9": item9}
-    score = score_assessment(clinical.phq9(), answers)
+    score = score_assessment(assessments.phq9(), answers)
     assert not score.crisis
     assert score.band == "minimal"
     first = score.triggered[0]
@@ -127,31 +155,31 @@ def test_phq9_item9_asks_the_suicide_followup(clinical: Clinical, item9: int) ->
     )
 
 
-def test_phq9_item9_zero_is_not_crisis(clinical: Clinical) -> None:
-    score = score_assessment(clinical.phq9(), {f"q{i}": 0 for i in range(1, 10)})
+def test_phq9_item9_zero_is_not_crisis(assessments: AssessmentContent) -> None:
+    score = score_assessment(assessments.phq9(), {f"q{i}": 0 for i in range(1, 10)})
     assert not score.crisis and score.triggered == ()
 
 
-def test_phq9_item9_is_known_before_the_last_answer(clinical: Clinical) -> None:
-    partial = score_assessment(clinical.phq9(), {"q1": 1, "q9": 1}, partial=True)
+def test_phq9_item9_is_known_before_the_last_answer(assessments: AssessmentContent) -> None:
+    partial = score_assessment(assessments.phq9(), {"q1": 1, "q9": 1}, partial=True)
     assert [f.action for f in partial.triggered] == ["suicide_followup"]
     assert not partial.complete and partial.band is None
-    quiet = score_assessment(clinical.phq9(), {"q1": 3, "q2": 3}, partial=True)
+    quiet = score_assessment(assessments.phq9(), {"q1": 3, "q2": 3}, partial=True)
     assert not quiet.crisis and quiet.triggered == ()
 
 
-def test_phq9_severe_with_item9_reports_both_categories(clinical: Clinical) -> None:
-    score = score_assessment(clinical.phq9(), {f"q{i}": 3 for i in range(1, 10)})
+def test_phq9_severe_with_item9_reports_both_categories(assessments: AssessmentContent) -> None:
+    score = score_assessment(assessments.phq9(), {f"q{i}": 3 for i in range(1, 10)})
     assert [(f.rule_id, f.category) for f in score.flags] == [
         ("phq9_item9_positive", "suicide_self_harm"),
         ("phq9_severe", "depression"),
     ]
 
 
-def test_phq9_difficulty_question_is_not_scored(clinical: Clinical) -> None:
+def test_phq9_difficulty_question_is_not_scored(assessments: AssessmentContent) -> None:
     answers = {f"q{i}": 1 for i in range(1, 10)}
-    with_difficulty = score_assessment(clinical.phq9(), answers | {"difficulty": 3})
-    assert with_difficulty.total == score_assessment(clinical.phq9(), answers).total == 9
+    with_difficulty = score_assessment(assessments.phq9(), answers | {"difficulty": 3})
+    assert with_difficulty.total == score_assessment(assessments.phq9(), answers).total == 9
 
 
 @pytest.mark.parametrize(
@@ -167,8 +195,8 @@ def test_phq9_difficulty_question_is_not_scored(clinical: Clinical) -> None:
         (21, "severe", True),
     ],
 )
-def test_gad7_bands_and_flag(clinical: Clinical, total: int, band: str, flagged: bool) -> None:
-    score = score_assessment(clinical.gad7(), answers_for_total(clinical.gad7(), total))
+def test_gad7_bands_and_flag(assessments: AssessmentContent, total: int, band: str, flagged: bool) -> None:
+    score = score_assessment(assessments.gad7(), answers_for_total(assessments.gad7(), total))
     assert (score.total, score.band) == (total, band)
     expected = [("gad7_severe", "moderate", "anxiety")] if flagged else []
     assert [(f.rule_id, f.severity, f.category) for f in score.triggered] == expected
@@ -182,13 +210,13 @@ def test_gad7_bands_and_flag(clinical: Clinical, total: int, band: str, flagged:
         ({"q1": 4}, "not an option"),
     ],
 )
-def test_score_rejects_bad_answers(clinical: Clinical, answers: dict[str, int], error: str) -> None:
+def test_score_rejects_bad_answers(assessments: AssessmentContent, answers: dict[str, int], error: str) -> None:
     with pytest.raises(ValueError, match=error):
-        score_assessment(clinical.gad7(), answers)
+        score_assessment(assessments.gad7(), answers)
 
 
-def test_standard_wording(clinical: Clinical) -> None:
-    for instrument, count in ((clinical.phq9(), 9), (clinical.gad7(), 7)):
+def test_standard_wording(assessments: AssessmentContent) -> None:
+    for instrument, count in ((assessments.phq9(), 9), (assessments.gad7(), 7)):
         assert instrument.attribution == ATTRIBUTION
         assert len(instrument.scored_items) == count
         for item in instrument.scored_items:
@@ -199,10 +227,10 @@ def test_standard_wording(clinical: Clinical) -> None:
                 "Nearly every day",
             ]
             assert [o.points for o in item.options] == [0, 1, 2, 3]
-    assert clinical.phq9().stem == (
+    assert assessments.phq9().stem == (
         "Over the last 2 weeks, how often have you been bothered by any of the following problems?"
     )
-    assert clinical.phq9().item("q9").prompt == (
+    assert assessments.phq9().item("q9").prompt == (
         "Thoughts that you would be better off dead or of hurting yourself in some way"
     )
 
@@ -210,8 +238,8 @@ def test_standard_wording(clinical: Clinical) -> None:
 # --- weekly check ------------------------------------------------------------------------
 
 
-def weekly_answers(clinical: Clinical, **overrides: int) -> dict[str, int]:
-    base = {item.id: item.options[0].value for item in clinical.weekly().scored_items}
+def weekly_answers(assessments: AssessmentContent, **overrides: int) -> dict[str, int]:
+    base = {item.id: item.options[0].value for item in assessments.weekly().scored_items}
     protective = {"confidence": 4, "support_meetings": 4, "meaning": 4, "structure": 4}
     return base | protective | overrides
 
@@ -238,15 +266,15 @@ def weekly_answers(clinical: Clinical, **overrides: int) -> dict[str, int]:
         ({"confidence": 0, "support_meetings": 0, "meaning": 4, "structure": 3}, set()),
     ],
 )
-def test_weekly_rules(clinical: Clinical, overrides: dict[str, int], expected: set[str]) -> None:
-    score = score_assessment(clinical.weekly(), weekly_answers(clinical, **overrides))
+def test_weekly_rules(assessments: AssessmentContent, overrides: dict[str, int], expected: set[str]) -> None:
+    score = score_assessment(assessments.weekly(), weekly_answers(assessments, **overrides))
     assert {f.rule_id for f in score.triggered} == expected
     assert score.band is None
 
 
-def test_weekly_domains_and_one_flag_per_category(clinical: Clinical) -> None:
-    answers = weekly_answers(clinical, alcohol_days=4, drug_days=1, cravings=3, basic_needs=1)
-    score = score_assessment(clinical.weekly(), answers)
+def test_weekly_domains_and_one_flag_per_category(assessments: AssessmentContent) -> None:
+    answers = weekly_answers(assessments, alcohol_days=4, drug_days=1, cravings=3, basic_needs=1)
+    score = score_assessment(assessments.weekly(), answers)
     assert score.domains == {"use": 5, "risk": 3, "protective": 18}
     assert [(f.rule_id, f.severity) for f in score.flags] == [("weekly_use_frequent", "high")]
 
@@ -274,14 +302,14 @@ def day(offset: int, **values: object) -> DaySummary:
     ],
 )
 def test_checkin_today(
-    clinical: Clinical,
+    checkins: CheckinContent,
     values: dict[str, object],
     reply: str,
     urge_tools: bool,
     notes: tuple[str, ...],
     flags: list[str],
 ) -> None:
-    outcome = checkin_outcome(clinical.checkin_rules, CheckinAnswers(TODAY, values), [])
+    outcome = checkin_outcome(checkins.rules, CheckinAnswers(TODAY, values), [])
     assert outcome.reply == reply
     assert outcome.offer_urge_tools is urge_tools
     assert outcome.high_craving is urge_tools
@@ -289,8 +317,8 @@ def test_checkin_today(
     assert [f.rule_id for f in outcome.flags] == flags
 
 
-def test_use_disclosed_flag_details(clinical: Clinical) -> None:
-    outcome = checkin_outcome(clinical.checkin_rules, CheckinAnswers(TODAY, {"use": "used"}))
+def test_use_disclosed_flag_details(checkins: CheckinContent) -> None:
+    outcome = checkin_outcome(checkins.rules, CheckinAnswers(TODAY, {"use": "used"}))
     [flag] = outcome.flags
     assert (flag.severity, flag.category, flag.crisis) == ("high", "use_disclosure", False)
     assert flag.reason
@@ -312,19 +340,19 @@ def test_use_disclosed_flag_details(clinical: Clinical) -> None:
     ],
 )
 def test_high_craving_on_two_of_three_days(
-    clinical: Clinical, today_craving: int, recent: list[DaySummary], flagged: bool
+    checkins: CheckinContent, today_craving: int, recent: list[DaySummary], flagged: bool
 ) -> None:
     today = CheckinAnswers(TODAY, {"craving": today_craving, "use": "no_use"})
-    outcome = checkin_outcome(clinical.checkin_rules, today, recent)
+    outcome = checkin_outcome(checkins.rules, today, recent)
     assert ("checkin_craving_repeated" in {f.rule_id for f in outcome.flags}) is flagged
     if flagged:
         flag = next(f for f in outcome.flags if f.rule_id == "checkin_craving_repeated")
         assert (flag.severity, flag.category) == ("moderate", "severe_craving")
 
 
-def test_today_counted_once_when_also_in_recent(clinical: Clinical) -> None:
+def test_today_counted_once_when_also_in_recent(checkins: CheckinContent) -> None:
     today = CheckinAnswers(TODAY, {"craving": 8})
-    outcome = checkin_outcome(clinical.checkin_rules, today, [today, day(5, craving=9)])
+    outcome = checkin_outcome(checkins.rules, today, [today, day(5, craving=9)])
     assert outcome.flags == ()
 
 
@@ -338,10 +366,10 @@ def test_today_counted_once_when_also_in_recent(clinical: Clinical) -> None:
     ],
 )
 def test_medication_missed(
-    clinical: Clinical, today: str, recent: list[DaySummary], flagged: bool
+    checkins: CheckinContent, today: str, recent: list[DaySummary], flagged: bool
 ) -> None:
     outcome = checkin_outcome(
-        clinical.checkin_rules, CheckinAnswers(TODAY, {"medication": today}), recent
+        checkins.rules, CheckinAnswers(TODAY, {"medication": today}), recent
     )
     flags = {f.rule_id: f for f in outcome.flags}
     assert ("checkin_medication_missed" in flags) is flagged
@@ -358,18 +386,18 @@ def test_medication_missed(
         (40, ("checkin_silent_week", "moderate")),
     ],
 )
-def test_silent_days(clinical: Clinical, days: int, expected: tuple[str, str] | None) -> None:
-    flag = silent_days_flag(clinical.checkin_rules, days)
+def test_silent_days(checkins: CheckinContent, days: int, expected: tuple[str, str] | None) -> None:
+    flag = silent_days_flag(checkins.rules, days)
     assert (None if flag is None else (flag.rule_id, flag.severity)) == expected
     if flag is not None:
         assert flag.category == "missed_checkins" and flag.details == {"days": days}
 
 
-def test_checkin_settings(clinical: Clinical) -> None:
-    rules = clinical.checkin_rules
+def test_checkin_settings(instruments: Instruments, checkins: CheckinContent) -> None:
+    rules = checkins.rules
     assert rules.high_craving_threshold == 7
     assert rules.reminder_delay == timedelta(hours=3)
-    checkin = clinical.checkin()
+    checkin = instruments.checkin()
     ids = [i.id for i in checkin.items]
     assert ids == ["mood", "craving", "use", "halt", "sleep", "medication", "note"]
     assert "medication" not in [i.id for i in checkin.visible_items()]
@@ -408,15 +436,15 @@ def test_checkin_settings(clinical: Clinical) -> None:
     ],
 )
 def test_milestones_reached(
-    clinical: Clinical, previous: int, current: int, expected: list[int]
+    checkins: CheckinContent, previous: int, current: int, expected: list[int]
 ) -> None:
-    assert milestones_reached(clinical.milestones, previous, current) == expected
+    assert milestones_reached(checkins.milestones, previous, current) == expected
 
 
-def test_milestones_day_by_day_never_repeat(clinical: Clinical) -> None:
+def test_milestones_day_by_day_never_repeat(checkins: CheckinContent) -> None:
     seen: list[int] = []
     for current in range(1, 2000):
-        seen += milestones_reached(clinical.milestones, current - 1, current)
+        seen += milestones_reached(checkins.milestones, current - 1, current)
     assert seen == [1, 3, 7, 14, 30, 60, 90, 180, 270, 365, 730, 1095, 1460, 1825]
 
 
@@ -425,14 +453,14 @@ def test_milestones_without_repeat_rule() -> None:
     assert milestones_reached(rules, 0, 1000) == [1, 10]
 
 
-def test_milestone_texts(clinical: Clinical) -> None:
-    assert "One week" in clinical.milestone_text(7)
-    assert "2 years" in clinical.milestone_text(730)
-    assert "730" in clinical.milestone_text(730)
-    assert "10 years" in clinical.milestone_text(3650)
-    assert "{" not in clinical.milestone_text(42)
-    for days in clinical.milestones.days:
-        assert clinical.milestone_text(days)
+def test_milestone_texts(checkins: CheckinContent) -> None:
+    assert "One week" in checkins.milestone_text(7)
+    assert "2 years" in checkins.milestone_text(730)
+    assert "730" in checkins.milestone_text(730)
+    assert "10 years" in checkins.milestone_text(3650)
+    assert "{" not in checkins.milestone_text(42)
+    for days in checkins.milestones.days:
+        assert checkins.milestone_text(days)
 
 
 # --- tips --------------------------------------------------------------------------------
@@ -502,11 +530,11 @@ def test_next_assessment_date(cadence: Cadence, last: date | None, expected: dat
     assert next_assessment_date(cadence, last, TODAY) == expected
 
 
-def test_cadence_rules(clinical: Clinical) -> None:
-    rules = clinical.assessment_rules.instruments
+def test_cadence_rules(assessments: AssessmentContent) -> None:
+    rules = assessments.rules.instruments
     assert rules["weekly"].cadence.weekday == "sunday"
     assert rules["phq9"].cadence.every_days == rules["gad7"].cadence.every_days == 14
-    assert clinical.phq9().rules == rules["phq9"]
+    assert assessments.phq9().rules == rules["phq9"]
 
 
 def test_exercises(library: Library) -> None:
@@ -538,14 +566,16 @@ def test_resources() -> None:
     assert regions.resources(None) == fallback
 
 
-def test_language_fallback(clinical: Clinical, library: Library) -> None:
-    assert clinical.checkin("es") is clinical.checkin("en")
-    assert clinical.phq9("en-US") is clinical.phq9()
+def test_language_fallback(instruments: Instruments, assessments: AssessmentContent, library: Library) -> None:
+    assert instruments.checkin("es") is instruments.checkin("en")
+    assert assessments.phq9("en-US") is assessments.phq9()
     assert library.exercises("fr") is library.exercises()
 
 
-def test_load_is_cached(clinical: Clinical, library: Library) -> None:
-    assert load_clinical(CONTENT) is clinical
+def test_load_is_cached(instruments: Instruments, checkins: CheckinContent, assessments: AssessmentContent, library: Library) -> None:
+    assert load_instruments(CONTENT) is instruments
+    assert load_checkin_content(CONTENT) is checkins
+    assert load_assessment_content(CONTENT) is assessments
     assert load_library(CONTENT) is library
 
 
@@ -763,8 +793,8 @@ def test_suicide_followup_rules_are_checked(
     assert any(message in m for _, m in problems), problems
 
 
-def test_suicide_followup_branching_and_grades(clinical: Clinical) -> None:
-    rules = clinical.assessment_rules.for_instrument("phq9")
+def test_suicide_followup_branching_and_grades(assessments: AssessmentContent) -> None:
+    rules = assessments.rules.for_instrument("phq9")
     assert rules is not None and rules.suicide_followup is not None
     f = rules.suicide_followup
     order = [q.id for q in f.questions]

@@ -162,7 +162,7 @@ def test_the_signal_names_both_kinds_for_the_resources():
 def test_content_check_catches_a_reply_too_long_and_an_unknown_category(tmp_path):
     import shutil
 
-    from bot.core.clinical import check_content as check_clinical
+    from bot.core.rules_loader import check_content as check_clinical
 
     def check(root):  # type: ignore[no-untyped-def]
         return [f"{f}:{line}: {m}" for f, line, m in crisis.check_content(root) + list(check_clinical(root))]

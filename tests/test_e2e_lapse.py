@@ -22,8 +22,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.checkins.models import CheckinEntry
-from bot.core.clinical import clinical_for
+from bot.checkins.rules import checkin_content_for
 from bot.core.models import Patient
+from bot.core.rules_loader import instruments_for
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
 from bot.platform.db import Database
@@ -33,8 +34,8 @@ from tests.harness import BotHarness
 from tests.onboarding_support import make_invite
 
 C = get_content()
-INST = clinical_for(C).checkin("en")
-RULES = clinical_for(C).checkin_rules
+INST = instruments_for(C).checkin("en")
+RULES = checkin_content_for(C).rules
 
 
 def text(msg: Any) -> str:

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.assessments.models import AssessmentResult
-from bot.core.clinical import FollowupGrade, SuicideFollowup, clinical_for
+from bot.assessments.rules import FollowupGrade, SuicideFollowup, assessment_content_for
 from bot.escalation.models import FlagEvent
 from bot.platform.clock import FrozenClock
 from bot.platform.content import Content, get_content
@@ -27,10 +27,10 @@ from tests.checkins_support import flags_of, make_patient
 from tests.harness import BotHarness
 
 C: Content = get_content()
-CLIN = clinical_for(C)
+CLIN = assessment_content_for(C)
 PHQ9 = CLIN.phq9()
 GAD7 = CLIN.gad7()
-PHQ9_RULES = CLIN.assessment_rules.for_instrument("phq9")
+PHQ9_RULES = CLIN.rules.for_instrument("phq9")
 assert PHQ9_RULES is not None and PHQ9_RULES.suicide_followup is not None
 FOLLOWUP: SuicideFollowup = PHQ9_RULES.suicide_followup
 ITEM9 = PHQ9.item(FOLLOWUP.item)

@@ -7,14 +7,13 @@ from datetime import date
 import pytest
 
 from bot.checkins import sobriety
-from bot.checkins.rules import milestones_reached
-from bot.core.clinical import load_clinical
+from bot.checkins.rules import load_checkin_content, milestones_reached
 from bot.core.models import Patient
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from tests.checkins_support import content, make_patient
 
-RULES = load_clinical(content().root).milestones
+RULES = load_checkin_content(content().root).milestones
 
 
 async def test_counter_from_the_sobriety_date(db: Database, clock: FrozenClock):

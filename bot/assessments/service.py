@@ -1,7 +1,7 @@
 """Assessments (DESIGN §2.3): the weekly recovery check, PHQ-9 and GAD-7.
 
 Cadence, bands and flag rules are data (`content/rules/assessments.yaml`), applied through
-`bot.core.clinical`. Answers are stored item by item with their time. After every answer the partial
+`bot.assessments.rules`. Answers are stored item by item with their time. After every answer the partial
 score is checked, so PHQ-9 item 9 above zero is acted on at once: a high flag reaches the
 counselors, the questionnaire stops, and a short graded follow-up in the style of the Columbia
 Protocol screener (`suicide_followup` in the rules) is asked with yes/no buttons. Its grade sets
@@ -23,15 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.assessments import buttons
 from bot.assessments.models import AssessmentResult
-from bot.assessments.rules import AssessmentScore, next_assessment_date, score_assessment
-from bot.core.clinical import (
+from bot.assessments.rules import (
+    AssessmentScore,
     FollowupQuestion,
-    Instrument,
-    Item,
+    Questionnaire,
     SuicideFollowup,
-    clinical_for,
-    flag_category,
+    assessment_content_for,
+    next_assessment_date,
+    score_assessment,
 )
+from bot.core.clinical import Item, flag_category
 from bot.core.conversation import Result, Row, Screen
 from bot.core.people import PatientInfo
 from bot.escalation.service import raise_flag, raise_rule_flag
@@ -60,8 +61,8 @@ class LatestScore:
     domains: dict[str, int]
 
 
-def _instrument(content: Content, instrument: str, lang: str) -> Instrument:
-    return clinical_for(content).instrument(instrument, lang)
+def _instrument(content: Content, instrument: str, lang: str) -> Questionnaire:
+    return assessment_content_for(content).instrument(instrument, lang)
 
 
 # Each instrument's last completion; asked at the end of every check-in.
@@ -75,7 +76,7 @@ _LAST_COMPLETED = (
 
 async def due(session: AsyncSession, content: Content, patient_id: int, today: date) -> list[str]:
     """Instruments due today or overdue, by their cadence in the rules."""
-    rules = clinical_for(content).assessment_rules
+    rules = assessment_content_for(content).rules
     rows = await session.execute(_LAST_COMPLETED, {"patient_id": patient_id})
     completed: dict[str, date] = {name: day for name, day in rows}
     out = []
@@ -120,7 +121,7 @@ async def _open(session: AsyncSession, patient_id: int, instrument: str) -> Asse
     return (await session.execute(q)).scalar_one_or_none()
 
 
-def _question(content: Content, lang: str, inst: Instrument, item: Item, *, first: bool) -> Screen:
+def _question(content: Content, lang: str, inst: Questionnaire, item: Item, *, first: bool) -> Screen:
     n = [i.id for i in inst.items].index(item.id) + 1
     parts: list[str] = []
     if first:
@@ -184,11 +185,11 @@ def _values(row: AssessmentResult) -> dict[str, Any]:
     return {k: v["v"] for k, v in (row.answers or {}).items() if not k.startswith("_")}
 
 
-def _followup_rules(inst: Instrument) -> SuicideFollowup | None:
+def _followup_rules(inst: Questionnaire) -> SuicideFollowup | None:
     return inst.rules.suicide_followup if inst.rules is not None else None
 
 
-def _pending_followup(inst: Instrument, row: AssessmentResult) -> FollowupQuestion | None:
+def _pending_followup(inst: Questionnaire, row: AssessmentResult) -> FollowupQuestion | None:
     """The follow-up question the row waits for, if it waits for one."""
     followup = _followup_rules(inst)
     if followup is None or not (row.step or "").startswith(FOLLOWUP_STEP):
@@ -196,7 +197,7 @@ def _pending_followup(inst: Instrument, row: AssessmentResult) -> FollowupQuesti
     return followup.question((row.step or "")[len(FOLLOWUP_STEP) :])
 
 
-def _followup_question(content: Content, lang: str, inst: Instrument, q: FollowupQuestion, *, first: bool) -> Screen:
+def _followup_question(content: Content, lang: str, inst: Questionnaire, q: FollowupQuestion, *, first: bool) -> Screen:
     head = content.t("assessments.followup.intro" if first else "assessments.followup.header", lang)
     text = f"{head}\n\n<b>{content.t(f'assessments.followup.questions.{q.id}', lang)}</b>"
     return Screen(
@@ -310,7 +311,7 @@ async def _finish(
     session: AsyncSession,
     content: Content,
     patient: PatientInfo,
-    inst: Instrument,
+    inst: Questionnaire,
     row: AssessmentResult,
     now: datetime,
     screens: list[Screen],

@@ -3,7 +3,7 @@
 One entry per patient and local date. `start` opens today's entry (or resumes it where it
 stopped, or reopens a finished one so a second check-in updates it); each answer is written at
 once with its time, so an abandoned check-in survives a restart. `finish` applies the clinic's
-rules from `content/rules/checkin.yaml` through `bot.core.clinical`: the closing reply, the flags, the
+rules from `content/rules/checkin.yaml` through `bot.checkins.rules`: the closing reply, the flags, the
 lapse flow.
 
 Prompts go through the sweeper: kind `checkin_prompt` with key `checkin:<patient>:<local date>`,
@@ -27,14 +27,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.assessments import service as assessments
 from bot.checkins import buttons, lapse, sobriety
 from bot.checkins.models import CheckinEntry
-from bot.checkins.rules import CheckinAnswers, checkin_outcome
+from bot.checkins.rules import CheckinAnswers, checkin_content_for, checkin_outcome
 from bot.checkins.rules import silent_days_flag as _silent_rule
 from bot.core import state
-from bot.core.clinical import FlagRequest, Instrument, Item, clinical_for, flag_category
+from bot.core.clinical import FlagRequest, Instrument, Item, flag_category
 from bot.core.conversation import Result, Row, Screen
 from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
+from bot.core.rules_loader import instruments_for
 from bot.escalation.service import raise_flag, raise_rule_flag
 from bot.platform.clock import ensure_utc, local_date, local_datetime, next_local_due
 from bot.platform.content import Content, Html
@@ -52,7 +53,7 @@ NOTE_STATE = "checkins:note"
 RECENT_DAYS = 31
 
 def _instrument(content: Content, lang: str) -> Instrument:
-    return clinical_for(content).checkin(lang)
+    return instruments_for(content).checkin(lang)
 
 
 def _visible(inst: Instrument, mat: bool) -> list[Item]:
@@ -461,8 +462,8 @@ async def finish(
 ) -> Result:
     c = content
     lang = patient.language
-    clinical = clinical_for(content)
-    inst = clinical.checkin(lang)
+    checkin = checkin_content_for(content)
+    inst = instruments_for(content).checkin(lang)
     draft = dict(entry.draft or {})
     values = {k: v.get("v") for k, v in draft.items()}
     # No note is awaited any more: every way off the note item (skip, the note itself) cleared it.
@@ -482,7 +483,7 @@ async def finish(
     # A typed note is a fact the closing can reflect (`note_written`), never its words.
     rule_values.update({f"{k}_written": True for k, v in texts.items() if isinstance(v, str) and v.strip()})
     recent = await recent_answers(session, patient.id, entry.local_date)
-    outcome = checkin_outcome(clinical.checkin_rules, CheckinAnswers(entry.local_date, rule_values), recent)
+    outcome = checkin_outcome(checkin.rules, CheckinAnswers(entry.local_date, rule_values), recent)
     for f in outcome.flags:
         await raise_rule_flag(session, patient.id, f, source="checkin", now=now)
 
@@ -501,8 +502,8 @@ async def finish(
         parts = [reply.text]
         rows += [list(r) for r in reply.rows]
     else:
-        numbers, milestone = await sobriety.counter(session, patient.id, clinical.milestones, entry.local_date, now)
-        default = outcome.reply == clinical.checkin_rules.closing[-1].reply
+        numbers, milestone = await sobriety.counter(session, patient.id, checkin.milestones, entry.local_date, now)
+        default = outcome.reply == checkin.rules.closing[-1].reply
         reflections = [inst.notes[n] for n in outcome.reflections if n in inst.notes]
         if default and reflections:
             # The closing reflects the answers (low mood, loneliness, ...) instead of one line.
@@ -529,10 +530,10 @@ async def finish(
 
 
 def milestone_screen(content: Content, lang: str, days: int) -> Screen:
-    clinical = clinical_for(content)
-    msgs = clinical.milestone_messages(lang)
+    milestones = checkin_content_for(content)
+    msgs = milestones.milestone_messages(lang)
     return Screen(
-        clinical.milestone_text(days, lang),
+        milestones.milestone_text(days, lang),
         [[(msgs.share_label, buttons.MILESTONE.pack(days, "y")), (content.t("checkins.share_no", lang), buttons.MILESTONE.pack(days, "n"))]],
     )
 
@@ -671,7 +672,7 @@ async def days_silent(session: AsyncSession, p: Patient, day: date) -> int:
 
 async def check_silence(session: AsyncSession, content: Content, p: Patient, day: date, now: datetime) -> FlagRequest | None:
     """Raise the 'no check-in for N days' flag on the day the silence reaches a rule's length."""
-    rules = clinical_for(content).checkin_rules
+    rules = checkin_content_for(content).rules
     silent = await days_silent(session, p, day)
     if silent not in {r.after_days for r in rules.silent}:
         return None
@@ -707,7 +708,7 @@ async def on_prompt(session: AsyncSession, item: ScheduledItem, now: datetime, c
         dedup_key=item.key,
         ref=f"checkin:{pid}",
     )
-    remind_at = reminder_due(item.due_at, day, p.timezone, clinical_for(content).checkin_rules.reminder_delay)
+    remind_at = reminder_due(item.due_at, day, p.timezone, checkin_content_for(content).rules.reminder_delay)
     if remind_at is not None:
         await schedule(session, REMINDER, reminder_key(pid, day), remind_at, {"patient_id": pid, "date": day.isoformat()})
 

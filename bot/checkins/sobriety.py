@@ -15,8 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.checkins.models import SobrietyState
-from bot.checkins.rules import milestones_reached
-from bot.core.clinical import MilestoneRules
+from bot.checkins.rules import MilestoneRules, milestones_reached
 from bot.core.models import Patient
 
 

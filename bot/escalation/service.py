@@ -473,12 +473,12 @@ async def _scores(session: AsyncSession, c: Content, lang: str, patient_id: int)
     """The latest PHQ-9 and GAD-7 (finished, or started and not finished), with item 9."""
     out: list[ScoreInfo] = []
     try:
-        from bot.core.clinical import load_clinical
+        from bot.core.rules_loader import load_instruments
 
-        clinical = load_clinical(c.root)
+        instruments = load_instruments(c.root)
     except Exception as exc:
         log.warning("flags: questionnaire wording unavailable (%s)", type(exc).__name__)
-        clinical = None
+        instruments = None
     for name in DETAILS_INSTRUMENTS:
         row = (
             await session.execute(
@@ -495,9 +495,9 @@ async def _scores(session: AsyncSession, c: Content, lang: str, patient_id: int)
         if row is None:
             continue
         title, band = name.upper(), row.band
-        if clinical is not None:
+        if instruments is not None:
             try:
-                inst = clinical.instrument(name, lang)
+                inst = instruments.instrument(name, lang)
                 title, band = str(inst.title), inst.band_label(row.band) or row.band
             except Exception:
                 pass

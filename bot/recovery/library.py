@@ -19,12 +19,8 @@ from bot.core.clinical import (
     Id,
     Label,
     Model,
-    Problem,
-    Reader,
-    loaded,
-    pick_language,
-    resolved,
 )
+from bot.core.rules_loader import Problem, Reader, loaded, pick_language, resolved
 
 __all__ = [
     "Exercise",
@@ -188,7 +184,7 @@ def _read(root: Path) -> tuple[Library | None, list[Problem]]:
 def load_library(content_dir: Path | None = None) -> Library:
     """Load and validate tips and exercises; cached per directory.
 
-    Raises :class:`bot.core.clinical.ContentError` listing every problem when anything is wrong."""
+    Raises :class:`bot.core.rules_loader.ContentError` listing every problem when anything is wrong."""
     return _load_cached(resolved(content_dir or DEFAULT_CONTENT_DIR))
 
 

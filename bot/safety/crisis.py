@@ -26,17 +26,8 @@ import yaml
 from pydantic import Field, StringConstraints
 
 from bot.core import timefmt
-from bot.core.clinical import (
-    FALLBACK_LANGUAGE,
-    Id,
-    LocalText,
-    Model,
-    PlainText,
-    Problem,
-    Reader,
-    loaded,
-    resolved,
-)
+from bot.core.clinical import FALLBACK_LANGUAGE, Id, LocalText, Model, PlainText
+from bot.core.rules_loader import Problem, Reader, loaded, resolved
 from bot.platform.clock import local_datetime
 from bot.platform.config import OfficeHours
 from bot.platform.content import DEFAULT_CONTENT_DIR, Content, Html, get_content
@@ -179,7 +170,7 @@ def _read(root: Path) -> tuple[Regions | None, list[Problem]]:
 
 def load_regions(content_dir: Path | None = None) -> Regions:
     """Load and validate the crisis resources; cached per directory. Raises
-    :class:`bot.core.clinical.ContentError` listing every problem when anything is wrong."""
+    :class:`bot.core.rules_loader.ContentError` listing every problem when anything is wrong."""
     return _load_cached(resolved(content_dir or DEFAULT_CONTENT_DIR))
 
 
