@@ -181,8 +181,8 @@ def _wire_limiter(app: IOPApplication, hub: Hub, processor: ScreeningProcessor) 
         chat = getattr(update, "effective_chat", None)
         if user is None or chat is None:
             return
-        code = (user.language_code or "").split("-")[0].lower()
-        lang = code if code in hub.content.languages else hub.settings.default_language
+        # Before any handler, without the database: what the person's earlier updates resolved.
+        lang = hub.languages.known(user.id, user.language_code)
         await app.bot.send_message(chat.id, hub.content.t("common.flood", lang))
 
     processor.is_member = is_member

@@ -1,7 +1,8 @@
 """Every handler, registered in one visible place.
 
-Groups: -100 chat hygiene (membership, foreign groups); -50 safety (the risk detector sees every
-free text first); 0 features, then the fallbacks last.
+Groups: -110 the language of the person behind the update (`ctx.lang`, resolved once); -100 chat
+hygiene (membership, foreign groups); -50 safety (the risk detector sees every free text first);
+0 features, then the fallbacks last.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from telegram.ext import Application, ApplicationHandlerStop, CallbackQueryHandl
 from bot.core.hub import Hub
 from bot.platform.callbacks import callback_data_ok
 from handlers import common
-from handlers.context import Ctx
+from handlers.context import Ctx, resolve_language
 from handlers.router import TextRouter
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,10 @@ Register = Callable[[Application, Hub, TextRouter], None]  # type: ignore[type-a
 
 
 def register(app: Application, hub: Hub, features: Sequence[Register]) -> None:  # type: ignore[type-arg]
-    """Chat hygiene first, then each area's handlers in the order given (bot/areas.py), then the
+    """The person's language first, chat hygiene next, then each area's handlers in the order given (bot/areas.py), then the
     fallbacks."""
     router = TextRouter()
+    app.add_handler(TypeHandler(Update, resolve_language), group=-110)
     common.register_early(app, hub)
     # Button data the bot cannot have made (a 25-digit id, say) is answered as a stale button
     # here, before any feature parses it.

@@ -64,15 +64,6 @@ _ASK_KEY = {
 }
 
 
-def person_language(ctx: Ctx, patient: PatientInfo | None = None, update: Update | None = None) -> str:
-    """The patient's language; before there is one, Telegram's language if we have its words."""
-    if patient is not None:
-        return patient.language
-    user = update.effective_user if update is not None else None
-    code = (user.language_code or "").split("-")[0].lower() if user is not None else ""
-    return code if code in ctx.hub.content.languages else ctx.hub.settings.default_language
-
-
 def _now(ctx: Ctx) -> datetime:
     return ctx.hub.clock.now()
 
@@ -204,8 +195,9 @@ async def start_cmd(update: Update, ctx: Ctx) -> None:
     payload = ctx.args[0] if ctx.args else None
     c = ctx.hub.content
     async with ctx.hub.db.transaction() as s:
-        prog = await onboarding.start(s, user.id, payload, _now(ctx), language=person_language(ctx, None, update))
-    lang = person_language(ctx, prog.patient, update)
+        prog = await onboarding.start(s, user.id, payload, _now(ctx), language=ctx.lang)
+    ctx.hub.languages.forget(user.id)  # a patient (with this language) may have been created
+    lang = ctx.lang
     if prog.kind == "active":
         assert prog.patient is not None
         await reply(update, c.t("onboarding.already_enrolled", lang, code=prog.patient.code))
@@ -241,7 +233,7 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
     now = _now(ctx)
     async with ctx.hub.db.session() as s:
         prog = await onboarding.current(s, user.id)
-    lang = person_language(ctx, prog.patient, update)
+    lang = ctx.lang
     label = _button_label(q.message, q.data or "")
     if prog.kind != "step" or prog.step != step:
         await common.expired_button(update, ctx)
@@ -332,6 +324,8 @@ def _button_label(message: Any, data: str) -> str:
 async def _after_step(update: Update, ctx: Ctx, prog: Progress, lang: str, *, before: str | None = None) -> None:
     """What to say once a step was answered: the next question, a goodbye, or the tour."""
     c = ctx.hub.content
+    if prog.kind in ("erased", "invite"):
+        ctx.hub.languages.forget(common.user_id(update))  # their stored language went with them
     if prog.kind == "erased":
         key = "onboarding.under_age" if prog.step == AGE else "onboarding.declined"
         await reply(update, c.t(key, lang))
@@ -357,7 +351,7 @@ async def onboarding_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     now = _now(ctx)
     async with ctx.hub.db.session() as s:
         prog = await onboarding.current(s, user.id)
-    lang = person_language(ctx, prog.patient)
+    lang = ctx.lang
     if prog.kind != "step":
         async with ctx.hub.db.transaction() as s:
             await state.clear(s, user.id, onboarding.STATE_KIND)
@@ -416,7 +410,7 @@ async def location_msg(update: Update, ctx: Ctx) -> None:
         waiting = await state.get(s, user.id)
         prog = await onboarding.current(s, user.id)
     c = ctx.hub.content
-    lang = person_language(ctx, prog.patient)
+    lang = ctx.lang
     in_onboarding = waiting is not None and waiting.kind == onboarding.STATE_KIND and prog.step == TIMEZONE
     in_settings = waiting is not None and waiting.kind == SETTING_KIND and waiting.data.get("field") == "timezone"
     if not (in_onboarding or in_settings):
@@ -442,7 +436,7 @@ async def enrolled_patient(update: Update, ctx: Ctx) -> PatientInfo | None:
         async with ctx.hub.db.session() as s:
             prog = await onboarding.current(s, user.id)
         if prog.kind == "step":
-            lang = person_language(ctx, prog.patient, update)
+            lang = ctx.lang
             await ask_step(update, ctx, prog.step, lang, before=ctx.hub.content.t("onboarding.finish_first", lang))
             return None
     return await common.require_patient(update, ctx)
@@ -574,7 +568,7 @@ async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typ
         async with ctx.hub.db.transaction() as s:
             p = await active_patient_info(s, user.id)
             await state.set_(s, user.id, SETTING_KIND, {"field": "timezone", KEYBOARD_SHOWN: True}, now)
-        lang = person_language(ctx, p)
+        lang = ctx.lang
         await reply(update, c.t("onboarding.type_zone", lang), markup=location_keyboard(c, lang))
         return
     async with ctx.hub.db.transaction() as s:
@@ -591,6 +585,9 @@ async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typ
     if p is None:
         await reply(update, c.t("common.not_enrolled"))
         return
+    if field == "language":
+        ctx.hub.languages.forget(user.id)
+        ctx.lang = p.language  # the confirmation is in the language just chosen
     if field == "mat" and p.mat and update.callback_query is not None:
         # In medication-assisted treatment: how often the medication is taken comes next.
         await edit(update.callback_query, *question(c, MAT_SCHEDULE, p.language, buttons.SETTINGS))

@@ -21,7 +21,7 @@ from bot.privacy import buttons, erasure
 from bot.privacy import service as privacy
 from handlers import common
 from handlers.context import Ctx
-from handlers.enrolment import ask_step, enrolled_patient, person_language, storage_line
+from handlers.enrolment import ask_step, enrolled_patient, storage_line
 from handlers.router import TextRouter
 from handlers.ui import answer, edit, reply
 
@@ -81,7 +81,8 @@ async def delete_cmd(update: Update, ctx: Ctx) -> None:
         # Nothing is kept before consent: stopping is immediate.
         async with ctx.hub.db.transaction() as s:
             await onboarding.erase_onboarding(s, user.id)
-        await reply(update, ctx.hub.content.t("onboarding.declined", person_language(ctx, p, update)))
+        ctx.hub.languages.forget(user.id)
+        await reply(update, ctx.hub.content.t("onboarding.declined", ctx.lang))
         return
     if prog.kind != "step":
         p = await common.require_patient(update, ctx)
@@ -152,6 +153,7 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
             if ctx.hub.settings.counselor_chat_id is None
             else privacy.StaffNotice(ctx.hub.settings.counselor_chat_id, ctx.hub.content, ctx.hub.settings.default_language),
         )
+    ctx.hub.languages.forget(user.id)
     # The removals of what staff were sent about the patient go out now, not at the next poll.
     ctx.hub.sender.wake()
     await answer(q)

@@ -43,12 +43,6 @@ PRIVATE = filters.ChatType.PRIVATE
 SCREENED = PRIVATE & (filters.TEXT | filters.CAPTION) & ~filters.COMMAND
 
 
-def _lang(ctx: Ctx, code: str | None) -> str:
-    langs = ctx.hub.content.languages
-    base = (code or "").split("-")[0].lower()
-    return base if base in langs else ctx.hub.settings.default_language
-
-
 def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None, category: str | None = None) -> str:
     """The crisis reply from content alone, with the resources for `category`; never raises."""
     hub = ctx.hub
@@ -137,13 +131,13 @@ async def screen(update: Update, ctx: Ctx) -> None:
         sig = NO_SIGNAL
     if not sig.any:
         return  # nothing to record: the features take the text
-    lang = _lang(ctx, user.language_code)
+    lang = ctx.lang
     kind = safety.followup_kind(safety.kind_of(sig, hub.content.root), hub.content.root)
     replied = False
     if sig.explicit_crisis and not _known_staff(ctx, user.id):
         replied = await send_crisis(update, ctx, lang, sig.resource_category, kind)
     try:
-        outcome, listening, in_relay, patient_lang = await _record(ctx, user.id, text, sig, replied, _source(update))
+        outcome, listening, in_relay = await _record(ctx, user.id, text, sig, replied, _source(update))
     except Exception as exc:
         log.error("safety: could not record a risk signal (%s)", type(exc).__name__)
         if sig.explicit_crisis and not replied:
@@ -182,14 +176,14 @@ async def screen(update: Update, ctx: Ctx) -> None:
         except Exception:
             log.exception("lapse: could not record a typed lapse")
             told = None
-        body, rows = (told.text, told.rows) if told else lapse.lapse_message(patient_lang, content=hub.content)
+        body, rows = (told.text, told.rows) if told else lapse.lapse_message(ctx.lang, content=hub.content)
         await reply(update, body, rows)
         raise ApplicationHandlerStop
     if outcome.flag is not None:
         key = f"safety.ack.{outcome.signal.severity}"
-        if hub.content.has(key, patient_lang):
+        if hub.content.has(key, ctx.lang):
             try:
-                await reply(update, hub.content.t(key, patient_lang))
+                await reply(update, hub.content.t(key, ctx.lang))
             except TelegramError as exc:
                 log.info("safety: acknowledgement not delivered (%s)", type(exc).__name__)
         raise ApplicationHandlerStop
@@ -202,14 +196,14 @@ FREE_TEXT_KINDS = frozenset({"checkins:note", "sos:plan_entry", "sos:reflect"})
 
 async def _record(
     ctx: Ctx, user_id: int, text: str, sig: Signal, replied: bool, source: str
-) -> tuple[safety.SafetyOutcome | None, str | None, bool, str]:
+) -> tuple[safety.SafetyOutcome | None, str | None, bool]:
     """The database part: flags, questions, the plan after a crisis reply."""
     hub = ctx.hub
     now = hub.clock.now()
     async with hub.db.transaction() as s:
         patient = await people.active_patient_info(s, user_id)
         if patient is None:
-            return None, None, False, "en"
+            return None, None, False
         outcome = await signals.record(s, patient, text, sig, replied=replied, source=source, now=now)
         awaiting = await state.get(s, user_id)
         if awaiting is not None and awaiting.kind not in FREE_TEXT_KINDS and outcome.flag is not None:
@@ -218,7 +212,7 @@ async def _record(
             await state.clear(s, user_id)
         listening = awaiting.kind if awaiting is not None else None
         in_relay = await relay.active_for_patient(s, user_id) is not None
-        return outcome, listening, in_relay, patient.language
+        return outcome, listening, in_relay
 
 
 async def talk_cmd(update: Update, ctx: Ctx) -> None:
@@ -231,7 +225,7 @@ async def talk_cmd(update: Update, ctx: Ctx) -> None:
         await safety.talk_request(s, patient.id, now)
         line = await safety.counselor_lead(s, patient, now, prefix="safety.talk")
     hub.sender.wake()
-    c, lang = hub.content, patient.language
+    c, lang = hub.content, ctx.lang
     await reply(update, "\n\n".join([c.t("safety.talk_done", lang), line, c.t("safety.talk_safety", lang)]))
 
 
@@ -255,7 +249,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
     if pressed.codec in _ANSWERS:
         ans = _ANSWERS[pressed.codec]
         check_id: int = pressed.values[0]
-        lang = _lang(ctx, user.language_code)
+        lang = ctx.lang
         category = pressed.values[1] if pressed.codec is buttons.YES and pressed.values[1] in CATEGORIES else None
         if ans == "yes":
             await answer(q)
@@ -282,24 +276,23 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         if ans == "yes":
             return
         if res.status == "answered":
-            await answer(q, c.t("safety.confirm_done", res.language))
+            await answer(q, c.t("safety.confirm_done", ctx.lang))
             return
         await answer(q)
         if ans == "no":
             key = f"safety.confirm_no_reply_{res.kind}" if res.kind else "safety.confirm_no_reply"
-            if not c.has(key, res.language):
+            if not c.has(key, ctx.lang):
                 key = "safety.confirm_no_reply"
-            await reply(update, c.t(key, res.language), _tools_row(ctx, res.language))
+            await reply(update, c.t(key, ctx.lang), _tools_row(ctx, ctx.lang))
             return
-        await reply(update, c.t("safety.confirm_talk_reply", res.language))
+        await reply(update, c.t("safety.confirm_talk_reply", ctx.lang))
         return
     if pressed.codec is buttons.FOLLOWUP:
         flag_id, said = pressed.values
         async with hub.db.transaction() as s:
             status = await safety.followup_answer(s, flag_id, telegram_id=user.id, answer=said, now=now)
-            patient = await people.active_patient_info(s, user.id)
         hub.sender.wake()
-        lang = patient.language if patient else "en"
+        lang = ctx.lang
         if status == "not_found":
             await answer(q, c.t("common.button_expired"))
             return

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
+from bot.core.language import Languages
 from bot.core.lifecycle import Lifecycle
 from bot.core.roles import Roles
 from bot.platform.clock import Clock
@@ -56,7 +57,12 @@ class Hub:
     on_start: list[Callable[[Hub], Awaitable[None]]] = field(default_factory=list)
     # People who have a private chat with the bot: Telegram sets a chat's menu only for them.
     private_chats: set[int] = field(default_factory=set)
+    # Each person's language, resolved once per update (bot/core/language.py, handlers/context.py).
+    languages: Languages = field(init=False)
     _services: dict[type, object] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.languages = Languages(self.db, self.content.languages, self.settings.default_language)
 
     def provide(self, service: T) -> T:
         """Offer `service` to the other areas, under its type."""
