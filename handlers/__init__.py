@@ -86,7 +86,8 @@ def _group_gate(hub: Hub) -> Callable[[Update, Ctx], Awaitable[None]]:
 
 
 def _commands(hub: Hub, names: list[str]) -> list[BotCommand]:
-    return [BotCommand(n, hub.content.t(f"menu.{n}")) for n in names]
+    """The menu's lines, in the clinic's language (one menu per scope, whoever opens it)."""
+    return [BotCommand(n, hub.content.t(f"menu.{n}", hub.languages.default)) for n in names]
 
 
 async def set_commands(app: Application, hub: Hub) -> None:  # type: ignore[type-arg]

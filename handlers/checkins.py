@@ -133,7 +133,7 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     async with hub.db.transaction() as s:
         result = await checkins.note(s, hub.content, patient, msg.text, hub.clock.now())
     if result is None:
-        await reply(update, hub.content.t("common.free_text"))
+        await reply(update, hub.content.t("common.free_text", ctx.lang))
         return
     await _show(update, result)
     hub.sender.wake()
@@ -180,7 +180,7 @@ async def days_cmd(update: Update, ctx: Ctx) -> None:
         return
     hub = ctx.hub
     c = hub.content
-    lang = patient.language
+    lang = ctx.lang
     now = hub.clock.now()
     today = local_date(now, patient.timezone)
     async with hub.db.transaction() as s:
@@ -216,7 +216,7 @@ async def progress_cmd(update: Update, ctx: Ctx) -> None:
     hub = ctx.hub
     async with hub.db.session() as s:
         p = await progress.progress(s, hub.content, patient, hub.clock.now())
-    await _photo(update, p.chart, hub.content.t("progress.caption", patient.language))
+    await _photo(update, p.chart, hub.content.t("progress.caption", ctx.lang))
     await reply(update, p.summary)
 
 
@@ -237,18 +237,18 @@ async def patient_cmd(update: Update, ctx: Ctx) -> None:
     if chat is None or user is None:
         return
     if chat.type != ChatType.PRIVATE:
-        await reply(update, c.t("progress.dm_only"))
+        await reply(update, c.t("progress.dm_only", ctx.lang))
         return
     args: list[Any] = list(ctx.args or [])
     if len(args) != 1 or len(str(args[0])) > 16:
-        await reply(update, c.t("progress.usage"))
+        await reply(update, c.t("progress.usage", ctx.lang))
         return
     async with hub.db.transaction() as s:
         view = await progress.counselor_view(s, c, str(args[0]), user.id, hub.clock.now(), zone=hub.settings.default_timezone)
     if view is None:
-        await reply(update, c.t("progress.not_found"))
+        await reply(update, c.t("progress.not_found", ctx.lang))
         return
-    shown = [await reply(update, view.text), await _photo(update, view.chart, c.t("progress.staff_caption", code=view.code))]
+    shown = [await reply(update, view.text), await _photo(update, view.chart, c.t("progress.staff_caption", ctx.lang, code=view.code))]
     # Remembered, so the patient's erasure takes the view back from this chat.
     async with hub.db.transaction() as s:
         await erasure.remember(

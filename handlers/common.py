@@ -52,9 +52,9 @@ async def require_patient(update: Update, ctx: Ctx) -> people.PatientInfo | None
 async def not_enrolled(update: Update, ctx: Ctx) -> None:
     """Tell someone who is not an enrolled patient how to enrol."""
     if update.callback_query is not None:
-        await answer(update.callback_query, ctx.hub.content.t("common.not_enrolled"), alert=True)
+        await answer(update.callback_query, ctx.hub.content.t("common.not_enrolled", ctx.lang), alert=True)
     else:
-        await reply(update, ctx.hub.content.t("common.not_enrolled"))
+        await reply(update, ctx.hub.content.t("common.not_enrolled", ctx.lang))
 
 
 async def require_role(update: Update, ctx: Ctx, *roles: str) -> bool:
@@ -65,11 +65,11 @@ async def require_role(update: Update, ctx: Ctx, *roles: str) -> bool:
     c = ctx.hub.content
     chat = update.effective_chat
     if set(roles) == {ADMIN}:
-        text = c.t("common.not_allowed_admin")
+        text = c.t("common.not_allowed_admin", ctx.lang)
     elif chat is not None and chat.type != ChatType.PRIVATE:
-        text = c.t("common.not_allowed_group")
+        text = c.t("common.not_allowed_group", ctx.lang)
     else:
-        text = c.t("common.not_allowed")
+        text = c.t("common.not_allowed", ctx.lang)
     if update.callback_query is not None:
         await answer(update.callback_query, text, alert=True)
     elif chat is not None:
@@ -87,15 +87,15 @@ async def help_cmd(update: Update, ctx: Ctx) -> None:
         patient = await people.patient_by_telegram(s, user.id)
     parts = []
     if patient is not None and patient.status in ("active", "inactive"):
-        parts.append(c.t("help.patient"))
+        parts.append(c.t("help.patient", ctx.lang))
     if COUNSELOR in roles or ADMIN in roles:
-        parts.append(c.t("help.counselor"))
+        parts.append(c.t("help.counselor", ctx.lang))
     if FACILITATOR in roles or ADMIN in roles:
-        parts.append(c.t("help.facilitator"))
+        parts.append(c.t("help.facilitator", ctx.lang))
     if ADMIN in roles:
-        parts.append(c.t("help.admin"))
+        parts.append(c.t("help.admin", ctx.lang))
     if not parts:
-        parts.append(c.t("help.newcomer"))
+        parts.append(c.t("help.newcomer", ctx.lang))
     await reply(update, "\n\n".join(parts))
 
 
@@ -108,26 +108,26 @@ async def start_fallback(update: Update, ctx: Ctx) -> None:
     if roles:
         await reply(
             update,
-            ctx.hub.content.t("common.staff_welcome", name=user.first_name or "", roles=", ".join(sorted(roles))),
+            ctx.hub.content.t("common.staff_welcome", ctx.lang, name=user.first_name or "", roles=", ".join(sorted(roles))),
         )
     else:
-        await reply(update, ctx.hub.content.t("common.not_enrolled"))
+        await reply(update, ctx.hub.content.t("common.not_enrolled", ctx.lang))
 
 
 async def unknown_command(update: Update, ctx: Ctx) -> None:
-    await reply(update, ctx.hub.content.t("common.unknown_command"))
+    await reply(update, ctx.hub.content.t("common.unknown_command", ctx.lang))
 
 
 async def non_text(update: Update, ctx: Ctx) -> None:
-    await reply(update, ctx.hub.content.t("common.text_only"))
+    await reply(update, ctx.hub.content.t("common.text_only", ctx.lang))
 
 
 async def forwarded(update: Update, ctx: Ctx) -> None:
-    await reply(update, ctx.hub.content.t("common.forwarded"))
+    await reply(update, ctx.hub.content.t("common.forwarded", ctx.lang))
 
 
 async def edited(update: Update, ctx: Ctx) -> None:
-    await reply(update, ctx.hub.content.t("common.edited"))
+    await reply(update, ctx.hub.content.t("common.edited", ctx.lang))
 
 
 def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
@@ -136,7 +136,7 @@ def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
         if msg is None or msg.text is None:
             return
         if len(msg.text) > MAX_TEXT_LEN:
-            await reply(update, ctx.hub.content.t("common.too_long"))
+            await reply(update, ctx.hub.content.t("common.too_long", ctx.lang))
             return
         if await router.dispatch(update, ctx):
             return
@@ -145,7 +145,7 @@ def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
 
             await router.default(update, ctx, Awaiting("", {}))
             return
-        await reply(update, ctx.hub.content.t("common.free_text"))
+        await reply(update, ctx.hub.content.t("common.free_text", ctx.lang))
 
     return handle
 
@@ -153,7 +153,7 @@ def text_dispatch(router: TextRouter):  # type: ignore[no-untyped-def]
 async def expired_button(update: Update, ctx: Ctx) -> None:
     q = update.callback_query
     if q is not None:
-        await answer(q, ctx.hub.content.t("common.button_expired"))
+        await answer(q, ctx.hub.content.t("common.button_expired", ctx.lang))
 
 
 async def my_chat_member(update: Update, ctx: Ctx) -> None:
@@ -250,12 +250,12 @@ async def error_handler(update: object, ctx: Ctx) -> None:
         return
     # A press is told in an alert; one already answered (the step ran, then the edit failed)
     # is told in the chat instead.
-    if update.callback_query is not None and await answer(update.callback_query, ctx.hub.content.t("common.error"), alert=True):
+    if update.callback_query is not None and await answer(update.callback_query, ctx.hub.content.t("common.error", ctx.lang), alert=True):
         return
     chat = update.effective_chat
     if chat is not None and chat.type == ChatType.PRIVATE:
         try:
-            await reply(update, ctx.hub.content.t("common.error"))
+            await reply(update, ctx.hub.content.t("common.error", ctx.lang))
         except Exception as exc:
             log.warning("could not tell the person about the error (%s)", type(exc).__name__)
 

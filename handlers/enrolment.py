@@ -74,7 +74,7 @@ def _now(ctx: Ctx) -> datetime:
 def time_buttons(c: Content, lang: str) -> list[tuple[str, str]]:
     """The offered check-in times: (HH:MM, label in the language's clock format)."""
     out = []
-    for v in c.raw("onboarding_data.time_buttons"):
+    for v in c.raw("onboarding_data.time_buttons", lang):
         t = time.fromisoformat(str(v))
         out.append((t.strftime("%H:%M"), timefmt.clock(c, lang, t)))
     return out
@@ -499,7 +499,7 @@ async def settings_button(update: Update, ctx: Ctx) -> None:
         await common.expired_button(update, ctx)
         return
     c = ctx.hub.content
-    lang = p.language
+    lang = ctx.lang
     try:
         pressed = buttons.SETTINGS.family.parse(q.data)
     except Stale:
@@ -519,7 +519,7 @@ async def settings_button(update: Update, ctx: Ctx) -> None:
         return
     if value is None and what == "lang":
         await answer(q)
-        rows = [[(c.t(f"settings.language_names.{code}", lang) if c.has(f"settings.language_names.{code}") else code, buttons.LANGUAGE.pack(code))] for code in c.languages]
+        rows = [[(c.t(f"settings.language_names.{code}", lang) if c.has(f"settings.language_names.{code}", ctx.lang) else code, buttons.LANGUAGE.pack(code))] for code in c.languages]
         await edit(q, c.t("settings.ask_language", lang), rows)
         return
     field, parsed = _setting_value(what, value, c)
@@ -583,20 +583,20 @@ async def _save_setting(update: Update, ctx: Ctx, field: str, value: Any, *, typ
             )
     ctx.hub.sender.wake()
     if p is None:
-        await reply(update, c.t("common.not_enrolled"))
+        await reply(update, c.t("common.not_enrolled", ctx.lang))
         return
     if field == "language":
         ctx.hub.languages.forget(user.id)
         ctx.lang = p.language  # the confirmation is in the language just chosen
     if field == "mat" and p.mat and update.callback_query is not None:
         # In medication-assisted treatment: how often the medication is taken comes next.
-        await edit(update.callback_query, *question(c, MAT_SCHEDULE, p.language, buttons.SETTINGS))
+        await edit(update.callback_query, *question(c, MAT_SCHEDULE, ctx.lang, buttons.SETTINGS))
         return
     text, rows = settings_view(c, p)
-    text = c.t("settings.saved", p.language) + "\n\n" + text
+    text = c.t("settings.saved", ctx.lang) + "\n\n" + text
     q = update.callback_query
     if field == "timezone" and (typed or shown):
-        await reply(update, c.t("onboarding.zone_set", p.language, zone=p.timezone), markup=ReplyKeyboardRemove())
+        await reply(update, c.t("onboarding.zone_set", ctx.lang, zone=p.timezone), markup=ReplyKeyboardRemove())
     if typed or q is None:
         await reply(update, text, rows)
     else:
@@ -614,9 +614,9 @@ async def settings_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     if p is None:
         async with ctx.hub.db.transaction() as s:
             await state.clear(s, user.id, SETTING_KIND)
-        await reply(update, c.t("common.not_enrolled"))
+        await reply(update, c.t("common.not_enrolled", ctx.lang))
         return
-    lang = p.language
+    lang = ctx.lang
     field = awaiting.data.get("field")
     text = msg.text
     if field == "timezone":

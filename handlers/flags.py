@@ -97,7 +97,7 @@ async def _dm(
         # Not a closed chat: say so plainly rather than "open a chat with me".
         log.warning("flags: private message to a counselor failed (%s)", type(exc).__name__)
         try:
-            await ctx.bot.send_message(user_id, ctx.hub.content.t("flags.dm_failed"))
+            await ctx.bot.send_message(user_id, ctx.hub.content.t("flags.dm_failed", ctx.lang))
         except TelegramError:
             return False
         return True
@@ -125,7 +125,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
     try:
         pressed = buttons.FLAG.parse(q.data)
     except Stale:
-        await answer(q, c.t("common.button_expired"))
+        await answer(q, c.t("common.button_expired", ctx.lang))
         return
     if not await require_role(update, ctx, COUNSELOR):
         return
@@ -140,13 +140,13 @@ async def _claim(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     q = update.callback_query
     assert q is not None
     if res.ok:
-        await answer(q, c.t("flags.claimed_ok"))
+        await answer(q, c.t("flags.claimed_ok", ctx.lang))
     elif res.reason == "already_claimed" and res.flag is not None:
-        await answer(q, c.t("flags.already_claimed", name=res.flag.claimed_by_name or "?"), alert=True)
+        await answer(q, c.t("flags.already_claimed", ctx.lang, name=res.flag.claimed_by_name or "?"), alert=True)
     elif res.reason == "resolved":
-        await answer(q, c.t("flags.already_resolved"), alert=True)
+        await answer(q, c.t("flags.already_resolved", ctx.lang), alert=True)
     else:
-        await answer(q, c.t("flags.not_found"), alert=True)
+        await answer(q, c.t("flags.not_found", ctx.lang), alert=True)
 
 
 async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
@@ -156,14 +156,14 @@ async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     async with hub.db.transaction() as s:
         d = await details(s, hub.get(Workflow), flag_id, actor_id=user.id, now=hub.clock.now())
     if d is None:
-        await answer(q, c.t("flags.not_found"), alert=True)
+        await answer(q, c.t("flags.not_found", ctx.lang), alert=True)
         return
     text = render_details(d, hub.get(Workflow))
-    rows = [[(c.t("flags.button.message"), buttons.MESSAGE.pack(flag_id))]] if d.flag.status != "resolved" else None
+    rows = [[(c.t("flags.button.message", ctx.lang), buttons.MESSAGE.pack(flag_id))]] if d.flag.status != "resolved" else None
     if await _dm(ctx, user.id, text, rows, about=d.flag.patient_id):
-        await answer(q, c.t("flags.details_sent") if q.message is None or q.message.chat.type != "private" else None)
+        await answer(q, c.t("flags.details_sent", ctx.lang) if q.message is None or q.message.chat.type != "private" else None)
     else:
-        await answer(q, c.t("flags.open_dm_first"), alert=True)
+        await answer(q, c.t("flags.open_dm_first", ctx.lang), alert=True)
 
 
 async def _message(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
@@ -174,17 +174,17 @@ async def _message(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
         res = await relay.start(s, flag_id, counselor_id=user.id, counselor_name=_name(user), now=hub.clock.now())
     if not res.ok or res.conversation is None:
         if res.reason == "busy" and res.conversation is not None:
-            await answer(q, c.t("flags.relay_busy", code=res.conversation.patient_code, name=res.busy_with or "?"), alert=True)
+            await answer(q, c.t("flags.relay_busy", ctx.lang, code=res.conversation.patient_code, name=res.busy_with or "?"), alert=True)
         else:
-            await answer(q, c.t("flags.not_found"), alert=True)
+            await answer(q, c.t("flags.not_found", ctx.lang), alert=True)
         return
     conv = res.conversation
-    rows = [[(c.t("flags.button.end"), buttons.END.pack(conv.id))]]
-    if await _dm(ctx, user.id, c.t("flags.relay_started", code=conv.patient_code), rows, about=conv.patient_id):
+    rows = [[(c.t("flags.button.end", ctx.lang), buttons.END.pack(conv.id))]]
+    if await _dm(ctx, user.id, c.t("flags.relay_started", ctx.lang, code=conv.patient_code), rows, about=conv.patient_id):
         in_dm = q.message is not None and q.message.chat.type == "private"
-        await answer(q, None if in_dm else c.t("flags.relay_asked"))
+        await answer(q, None if in_dm else c.t("flags.relay_asked", ctx.lang))
     else:
-        await answer(q, c.t("flags.open_dm_first"), alert=True)
+        await answer(q, c.t("flags.open_dm_first", ctx.lang), alert=True)
 
 
 async def _resolve(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
@@ -194,21 +194,21 @@ async def _resolve(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     async with hub.db.session() as s:
         info = await get_flag(s, flag_id)
     if info is None:
-        await answer(q, c.t("flags.not_found"), alert=True)
+        await answer(q, c.t("flags.not_found", ctx.lang), alert=True)
         return
     if info.status == "resolved":
-        await answer(q, c.t("flags.already_resolved"), alert=True)
+        await answer(q, c.t("flags.already_resolved", ctx.lang), alert=True)
         return
     async with hub.db.transaction() as s:
         await state.set_(s, user.id, NOTE_STATE, {"flag_id": flag_id}, hub.clock.now())
-    rows = [[(c.t("flags.button.cancel_note"), buttons.NO_NOTE.pack(flag_id))]]
-    if await _dm(ctx, user.id, c.t("flags.resolve_prompt", id=flag_id, code=info.patient_code), rows, about=info.patient_id):
+    rows = [[(c.t("flags.button.cancel_note", ctx.lang), buttons.NO_NOTE.pack(flag_id))]]
+    if await _dm(ctx, user.id, c.t("flags.resolve_prompt", ctx.lang, id=flag_id, code=info.patient_code), rows, about=info.patient_id):
         in_dm = q.message is not None and q.message.chat.type == "private"
-        await answer(q, None if in_dm else c.t("flags.resolve_asked"))
+        await answer(q, None if in_dm else c.t("flags.resolve_asked", ctx.lang))
     else:
         async with hub.db.transaction() as s:
             await state.clear(s, user.id, NOTE_STATE)
-        await answer(q, c.t("flags.open_dm_first"), alert=True)
+        await answer(q, c.t("flags.open_dm_first", ctx.lang), alert=True)
 
 
 async def _no_note(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
@@ -217,7 +217,7 @@ async def _no_note(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     assert q is not None
     async with hub.db.transaction() as s:
         await state.clear(s, user.id, NOTE_STATE)
-    await answer(q, hub.content.t("common.cancelled"))
+    await answer(q, hub.content.t("common.cancelled", ctx.lang))
     if q.message is not None and getattr(q.message, "reply_markup", None):
         try:
             await q.edit_message_reply_markup(None)
@@ -233,10 +233,10 @@ async def _end(update: Update, ctx: Ctx, user: User, conversation_id: int) -> No
         conv = await relay.end(s, hub.get(Workflow), conversation_id, counselor_id=user.id, now=hub.clock.now())
     hub.sender.wake()
     if conv is None:
-        await answer(q, c.t("flags.relay_not_active"))
+        await answer(q, c.t("flags.relay_not_active", ctx.lang))
         return
     await answer(q)
-    said = await reply(update, c.t("flags.relay_ended_counselor", code=conv.patient_code))
+    said = await reply(update, c.t("flags.relay_ended_counselor", ctx.lang, code=conv.patient_code))
     if said is not None:
         await _remember(ctx, conv.patient_id, said.chat_id, [said.message_id])
 
@@ -266,7 +266,7 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         return
     note = msg.text.strip()
     if not note:
-        await reply(update, c.t("flags.resolve_empty"))
+        await reply(update, c.t("flags.resolve_empty", ctx.lang))
         return
     flag_id = int(awaiting.data.get("flag_id", 0))
     async with hub.db.transaction() as s:
@@ -274,11 +274,11 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         await state.clear(s, user.id, NOTE_STATE)
     hub.sender.wake()
     if res.ok:
-        await reply(update, c.t("flags.resolve_done", id=flag_id))
+        await reply(update, c.t("flags.resolve_done", ctx.lang, id=flag_id))
     elif res.reason == "resolved":
-        await reply(update, c.t("flags.already_resolved"))
+        await reply(update, c.t("flags.already_resolved", ctx.lang))
     else:
-        await reply(update, c.t("flags.not_found"))
+        await reply(update, c.t("flags.not_found", ctx.lang))
 
 
 async def relay_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
@@ -309,7 +309,7 @@ async def staff_text(update: Update, ctx: Ctx) -> bool:
         return False
     if len(open_) > 1:
         codes = ", ".join(conv.patient_code for conv in open_)
-        await reply(update, hub.content.t("flags.relay_choose", codes=codes))
+        await reply(update, hub.content.t("flags.relay_choose", ctx.lang, codes=codes))
         return True
     async with hub.db.transaction() as s:
         await state.set_(s, user.id, relay.WRITE_STATE, {"conversation": open_[0].id}, hub.clock.now())
@@ -326,9 +326,9 @@ async def _write(update: Update, ctx: Ctx, user_id: int, conv_id: int, text: str
             await state.clear(s, user_id, relay.WRITE_STATE)
     hub.sender.wake()
     if conv is None:
-        await reply(update, c.t("flags.relay_not_active"))
+        await reply(update, c.t("flags.relay_not_active", ctx.lang))
     else:
-        said = await reply(update, c.t("flags.relay_delivered", code=conv.patient_code), [[(c.t("flags.button.end"), buttons.END.pack(conv.id))]])
+        said = await reply(update, c.t("flags.relay_delivered", ctx.lang, code=conv.patient_code), [[(c.t("flags.button.end", ctx.lang), buttons.END.pack(conv.id))]])
         if said is not None:
             await _remember(ctx, conv.patient_id, said.chat_id, [said.message_id])
 
@@ -358,11 +358,7 @@ async def patient_relay(update: Update, ctx: Ctx) -> None:
     if conv is None:
         return
     hub.sender.wake()
-    from bot.core import people
-
-    async with hub.db.session() as s:
-        p = await people.active_patient_info(s, user.id)
-    await reply(update, hub.content.t("flags.relay_patient_ack", p.language if p else "en"))
+    await reply(update, hub.content.t("flags.relay_patient_ack", ctx.lang))
     raise ApplicationHandlerStop
 
 
@@ -377,17 +373,17 @@ async def flags_cmd(update: Update, ctx: Ctx) -> None:
     async with hub.db.session() as s:
         items = await open_flags(s, limit=20)
     if not items:
-        await reply(update, c.t("flags.list_none"))
+        await reply(update, c.t("flags.list_none", ctx.lang))
         return
-    lang = hub.settings.default_language
+    lang = ctx.lang
     lines = [c.t("flags.list_title", lang)]
     rows: list[list[tuple[str, str]]] = []
     for f in items:
         age = age_text(c, lang, now - (f.last_trigger_at or f.opened_at))
         lines.append(c.t("flags.list_item", lang, **flag_fields(c, lang, f), age=age))
-        row = [(f"#{f.id} " + c.t("flags.button.details"), buttons.DETAILS.pack(f.id))]
+        row = [(f"#{f.id} " + c.t("flags.button.details", ctx.lang), buttons.DETAILS.pack(f.id))]
         if f.status == "open":
-            row.insert(0, (f"#{f.id} " + c.t("flags.button.claim"), buttons.CLAIM.pack(f.id)))
+            row.insert(0, (f"#{f.id} " + c.t("flags.button.claim", ctx.lang), buttons.CLAIM.pack(f.id)))
         rows.append(row)
     await reply(update, "\n".join(lines), rows)
 
@@ -398,7 +394,7 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
     hub, c = ctx.hub, ctx.hub.content
     args = ctx.args or []
     if len(args) != 1 or not _is_id(args[0].lstrip("#")):
-        await reply(update, c.t("flags.history_usage"))
+        await reply(update, c.t("flags.history_usage", ctx.lang))
         return
     flag_id = int(args[0].lstrip("#"))
     async with hub.db.session() as s:
@@ -406,23 +402,23 @@ async def flag_cmd(update: Update, ctx: Ctx) -> None:
         events = await history(s, flag_id) if info else []
         names = await staff_names(s, {e.actor_id for e in events if e.actor_id is not None})
     if info is None:
-        await reply(update, c.t("flags.not_found"))
+        await reply(update, c.t("flags.not_found", ctx.lang))
         return
     zone = ZoneInfo(hub.settings.default_timezone)
-    lines = [c.t("flags.history_title", id=flag_id), render_post(info, hub.get(Workflow)), ""]
+    lines = [c.t("flags.history_title", ctx.lang, id=flag_id), render_post(info, hub.get(Workflow)), ""]
     for e in events:
         actor = names.get(e.actor_id or 0) or (str(e.actor_id) if e.actor_id else "–")
-        key = f"flags.event.{e.kind}" if c.has(f"flags.event.{e.kind}") else "flags.event.other"
+        key = f"flags.event.{e.kind}" if c.has(f"flags.event.{e.kind}", ctx.lang) else "flags.event.other"
         what = c.t(
-            key,
-            source=label(c, hub.settings.default_language, "source", e.source) if e.source else "–",
-            severity=Html(label(c, hub.settings.default_language, "severity", e.severity)) if e.severity else "–",
-            reason=Html(why_text(trigger_why(e.source, e.reason), content=c, lang=hub.settings.default_language)) if e.kind == "trigger" else "–",
+            key, ctx.lang,
+            source=label(c, ctx.lang, "source", e.source) if e.source else "–",
+            severity=Html(label(c, ctx.lang, "severity", e.severity)) if e.severity else "–",
+            reason=Html(why_text(trigger_why(e.source, e.reason), content=c, lang=ctx.lang)) if e.kind == "trigger" else "–",
             actor=actor,
             stage=(e.detail or {}).get("stage", "–"),
             kind=e.kind,
         )
-        lines.append(c.t("flags.history_line", time=e.at.astimezone(zone).strftime("%a %d %b %H:%M"), what=Html(what)))
+        lines.append(c.t("flags.history_line", ctx.lang, time=e.at.astimezone(zone).strftime("%a %d %b %H:%M"), what=Html(what)))
     said = await reply(update, "\n".join(lines))
     if said is not None:
         await _remember(ctx, info.patient_id, said.chat_id, [said.message_id])
@@ -440,17 +436,17 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
         async with hub.db.session() as s:
             oc = await get_oncall(s)
         if oc is None:
-            await reply(update, c.t("flags.oncall_none") + "\n" + c.t("flags.oncall_help"))
+            await reply(update, c.t("flags.oncall_none", ctx.lang) + "\n" + c.t("flags.oncall_help", ctx.lang))
         else:
-            mention = c.t("flags.mention_plain", id=oc.telegram_id, name=oc.name or str(oc.telegram_id))
+            mention = c.t("flags.mention_plain", ctx.lang, id=oc.telegram_id, name=oc.name or str(oc.telegram_id))
             when = oc.set_at.astimezone(ZoneInfo(hub.settings.default_timezone)).strftime("%a %d %b %H:%M")
-            await reply(update, c.t("flags.oncall_show", mention=Html(mention), time=when) + "\n" + c.t("flags.oncall_help"))
+            await reply(update, c.t("flags.oncall_show", ctx.lang, mention=Html(mention), time=when) + "\n" + c.t("flags.oncall_help", ctx.lang))
         return
     arg = args[0].lower()
     if arg in ("off", "none", "nobody"):
         async with hub.db.transaction() as s:
             await set_oncall(s, None, name=None, by=user.id, now=now)
-        await reply(update, c.t("flags.oncall_cleared"))
+        await reply(update, c.t("flags.oncall_cleared", ctx.lang))
         return
     if arg == "me":
         target, name = user.id, _name(user)
@@ -459,12 +455,12 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
         async with hub.db.session() as s:
             name = (await staff_names(s, {target})).get(target) or str(target)
     else:  # only a counselor can be on call: crisis alerts go to them
-        await reply(update, c.t("flags.oncall_bad"))
+        await reply(update, c.t("flags.oncall_bad", ctx.lang))
         return
     async with hub.db.transaction() as s:
         await set_oncall(s, target, name=name, by=user.id, now=now)
-    mention = c.t("flags.mention_plain", id=target, name=name)
-    await reply(update, c.t("flags.oncall_set", mention=Html(mention)))
+    mention = c.t("flags.mention_plain", ctx.lang, id=target, name=name)
+    await reply(update, c.t("flags.oncall_set", ctx.lang, mention=Html(mention)))
 
 
 def register(app: Application, hub: Hub, router: TextRouter) -> None:  # type: ignore[type-arg]

@@ -31,9 +31,9 @@ async def answer_text(update: Update, ctx: Ctx, _awaiting: Awaiting) -> None:
         if await staff_text(update, ctx):
             return  # a counselor writing to the patient they are talking with
         staff = await hub.roles.is_staff(user.id)
-        await reply(update, c.t("common.free_text_staff" if staff else "common.free_text"))
+        await reply(update, c.t("common.free_text_staff" if staff else "common.free_text", ctx.lang))
         return
-    lang = patient.language
+    lang = ctx.lang
     reading = free_text.read(msg.text, c.root)
     if reading.kind == "distress":
         text = c.t(f"free_text.distress.{reading.group}", lang) + "\n\n" + c.t("free_text.distress_offer", lang)

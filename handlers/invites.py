@@ -35,32 +35,32 @@ async def cohort_cmd(update: Update, ctx: Ctx) -> None:
         if sub == "new" and len(args) > 1:
             async with ctx.hub.db.transaction() as s:
                 info = await invites.create_cohort(s, " ".join(args[1:]), actor_id=actor, now=now)
-            await reply(update, c.t("staff.cohort_created", id=info.id, name=info.name))
+            await reply(update, c.t("staff.cohort_created", ctx.lang, id=info.id, name=info.name))
         elif sub == "list":
             async with ctx.hub.db.transaction() as s:
                 cohorts = await invites.list_cohorts(s)
                 await audit(s, actor, "cohort.list", now=now)
             if not cohorts:
-                await reply(update, c.t("staff.cohort_none"))
+                await reply(update, c.t("staff.cohort_none", ctx.lang))
                 return
             lines = [
-                c.t("staff.cohort_line", id=x.id, name=x.name, patients=x.patients,
-                    archived=Html(c.t("staff.cohort_archived_mark")) if x.archived else "")
+                c.t("staff.cohort_line", ctx.lang, id=x.id, name=x.name, patients=x.patients,
+                    archived=Html(c.t("staff.cohort_archived_mark", ctx.lang)) if x.archived else "")
                 for x in cohorts
             ]
             await reply(update, "\n".join(lines))
         elif sub == "rename" and len(args) > 2 and args[1].removeprefix("#").isdigit():
             async with ctx.hub.db.transaction() as s:
                 info = await invites.rename_cohort(s, _small_int(args[1]), " ".join(args[2:]), actor_id=actor, now=now)
-            await reply(update, c.t("staff.cohort_renamed", id=info.id, name=info.name))
+            await reply(update, c.t("staff.cohort_renamed", ctx.lang, id=info.id, name=info.name))
         elif sub == "archive" and len(args) == 2 and args[1].removeprefix("#").isdigit():
             async with ctx.hub.db.transaction() as s:
                 info = await invites.archive_cohort(s, _small_int(args[1]), actor_id=actor, now=now)
-            await reply(update, c.t("staff.cohort_archived", id=info.id, name=info.name))
+            await reply(update, c.t("staff.cohort_archived", ctx.lang, id=info.id, name=info.name))
         else:
-            await reply(update, c.t("staff.cohort_usage"))
+            await reply(update, c.t("staff.cohort_usage", ctx.lang))
     except CohortError as exc:
-        await reply(update, c.t(_cohort_error_key(exc.reason)))
+        await reply(update, c.t(_cohort_error_key(exc.reason), ctx.lang))
 
 
 def _small_int(text: str) -> int:
@@ -102,13 +102,13 @@ async def invite_cmd(update: Update, ctx: Ctx) -> None:
                 cohort_id = found.id
             inv = await invites.create_invite(s, created_by=common.user_id(update), now=now, cohort_id=cohort_id, reusable=reusable)
     except CohortError as exc:
-        await reply(update, c.t(_cohort_error_key(exc.reason)))
+        await reply(update, c.t(_cohort_error_key(exc.reason), ctx.lang))
         return
     link = invites.invite_link(ctx.bot.username, inv.code)
     caption = c.t(
-        "staff.invite_created",
-        cohort=Html(c.t("staff.invite_cohort", name=inv.cohort_name)) if inv.cohort_name else "",
-        kind=c.t("staff.invite_reusable") if inv.reusable else c.t("staff.invite_single"),
+        "staff.invite_created", ctx.lang,
+        cohort=Html(c.t("staff.invite_cohort", ctx.lang, name=inv.cohort_name)) if inv.cohort_name else "",
+        kind=c.t("staff.invite_reusable", ctx.lang) if inv.reusable else c.t("staff.invite_single", ctx.lang),
         expires=inv.expires_at.strftime("%Y-%m-%d %H:%M"),
         link=link,
     )
@@ -117,23 +117,24 @@ async def invite_cmd(update: Update, ctx: Ctx) -> None:
     )
 
 
-def _invites_view(c: Content, items: list[invites.InviteInfo]) -> tuple[str, list[list[Button]]]:
+def _invites_view(c: Content, lang: str, items: list[invites.InviteInfo]) -> tuple[str, list[list[Button]]]:
     if not items:
-        return c.t("staff.invites_none"), []
-    lines = [c.t("staff.invites_title")]
+        return c.t("staff.invites_none", lang), []
+    lines = [c.t("staff.invites_title", lang)]
     rows: list[list[Button]] = []
     for inv in items[:30]:
         lines.append(
             c.t(
                 "staff.invites_line",
+                lang,
                 id=inv.id,
-                cohort=Html(c.t("staff.invite_cohort", name=inv.cohort_name)) if inv.cohort_name else "",
-                kind=c.t("staff.invite_reusable") if inv.reusable else c.t("staff.invite_single"),
+                cohort=Html(c.t("staff.invite_cohort", lang, name=inv.cohort_name)) if inv.cohort_name else "",
+                kind=c.t("staff.invite_reusable", lang) if inv.reusable else c.t("staff.invite_single", lang),
                 uses=inv.uses,
                 expires=inv.expires_at.strftime("%Y-%m-%d"),
             )
         )
-        rows.append([(c.t("staff.invite_revoke_btn", id=inv.id), buttons.REVOKE.pack(inv.id))])
+        rows.append([(c.t("staff.invite_revoke_btn", lang, id=inv.id), buttons.REVOKE.pack(inv.id))])
     return "\n".join(lines), rows
 
 
@@ -144,7 +145,7 @@ async def invites_cmd(update: Update, ctx: Ctx) -> None:
     async with ctx.hub.db.transaction() as s:
         items = await invites.list_invites(s, now)
         await audit(s, common.user_id(update), "invite.list", now=now)
-    text, rows = _invites_view(ctx.hub.content, items)
+    text, rows = _invites_view(ctx.hub.content, ctx.lang, items)
     await reply(update, text, rows or None)
 
 
@@ -164,8 +165,8 @@ async def invites_button(update: Update, ctx: Ctx) -> None:
     async with ctx.hub.db.transaction() as s:
         done = await invites.revoke_invite(s, invite_id, actor_id=common.user_id(update), now=now)
         items = await invites.list_invites(s, now)
-    await answer(q, c.t("staff.invite_revoked", id=invite_id) if done else c.t("staff.invite_already_revoked"))
-    text, rows = _invites_view(c, items)
+    await answer(q, c.t("staff.invite_revoked", ctx.lang, id=invite_id) if done else c.t("staff.invite_already_revoked", ctx.lang))
+    text, rows = _invites_view(c, ctx.lang, items)
     await edit(q, text, rows or None)
 
 

@@ -42,13 +42,13 @@ async def privacy_cmd(update: Update, ctx: Ctx) -> None:
         update,
         c.t(
             "privacy.info",
-            p.language,
+            ctx.lang,
             code=info.code,
             version=info.consent_version or "—",
-            date=timefmt.day(c, p.language, info.consented_at.date()) if info.consented_at else "—",
-            records=records or c.t("privacy.no_records", p.language),
-            storage=Html(storage_line(c, p.language, ctx.hub.settings.encryption_key is not None)),
-            retention=Html(c.t("privacy.retention", p.language)),
+            date=timefmt.day(c, ctx.lang, info.consented_at.date()) if info.consented_at else "—",
+            records=records or c.t("privacy.no_records", ctx.lang),
+            storage=Html(storage_line(c, ctx.lang, ctx.hub.settings.encryption_key is not None)),
+            retention=Html(c.t("privacy.retention", ctx.lang)),
         ),
     )
 
@@ -65,7 +65,7 @@ async def mydata_cmd(update: Update, ctx: Ctx) -> None:
     await ctx.bot.send_document(
         update.effective_chat.id,
         document=InputFile(data, filename=f"mydata-{p.code}.json"),
-        caption=ctx.hub.content.t("privacy.export_caption", p.language, code=p.code),
+        caption=ctx.hub.content.t("privacy.export_caption", ctx.lang, code=p.code),
         parse_mode=ParseMode.HTML,
     )
 
@@ -93,8 +93,8 @@ async def delete_cmd(update: Update, ctx: Ctx) -> None:
         await state.set_(s, p.telegram_id, DELETE_KIND, {"step": 1}, ctx.hub.clock.now())
     await reply(
         update,
-        c.t("privacy.delete_ask", p.language),
-        [[(c.t("privacy.delete_yes", p.language), buttons.DELETE.pack("1"))], [(c.t("privacy.delete_no", p.language), buttons.KEEP.pack())]],
+        c.t("privacy.delete_ask", ctx.lang),
+        [[(c.t("privacy.delete_yes", ctx.lang), buttons.DELETE.pack("1"))], [(c.t("privacy.delete_no", ctx.lang), buttons.KEEP.pack())]],
     )
 
 
@@ -118,7 +118,7 @@ async def privacy_button(update: Update, ctx: Ctx) -> None:
         return
     assert waiting is not None
     c = ctx.hub.content
-    lang = p.language
+    lang = ctx.lang
     now = ctx.hub.clock.now()
     if pressed.codec is buttons.KEEP:
         async with ctx.hub.db.transaction() as s:

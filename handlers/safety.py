@@ -242,7 +242,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
     try:
         pressed = buttons.SAFETY.parse(q.data)
     except Stale:
-        await answer(q, c.t("common.button_expired"))
+        await answer(q, c.t("common.button_expired", ctx.lang))
         return
     now = hub.clock.now()
     # sf:<y|n|t>:<check id>, and "yes" carries the category (sf:y:<id>:<category>).
@@ -270,7 +270,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         hub.sender.wake()
         if res.status == "not_found":
             if ans != "yes":
-                await answer(q, c.t("common.button_expired"))
+                await answer(q, c.t("common.button_expired", ctx.lang))
             return
         await _drop_buttons(q)
         if ans == "yes":
@@ -294,7 +294,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         hub.sender.wake()
         lang = ctx.lang
         if status == "not_found":
-            await answer(q, c.t("common.button_expired"))
+            await answer(q, c.t("common.button_expired", ctx.lang))
             return
         await answer(q, c.t("safety.confirm_done", lang) if status == "answered" else None)
         await _drop_buttons(q)
@@ -302,7 +302,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
             key = "safety.followup_ok_reply" if said == "ok" else "safety.followup_bad_reply"
             await reply(update, c.t(key, lang))
         return
-    await answer(q, c.t("common.button_expired"))
+    await answer(q, c.t("common.button_expired", ctx.lang))
 
 
 async def _drop_buttons(q: CallbackQuery) -> None:

@@ -55,11 +55,11 @@ async def sos_cmd(update: Update, ctx: Ctx) -> None:
         patient = await active_patient_info(s, user.id)
     if patient is None:
         # Not enrolled, but maybe in a hard moment: where to find help right now.
-        await reply(update, ctx.hub.content.t("sos.not_enrolled"))
+        await reply(update, ctx.hub.content.t("sos.not_enrolled", ctx.lang))
         return
     source = "urge" if (update.effective_message and (update.effective_message.text or "").startswith("/urge")) else "sos"
     await _open(ctx, patient, source)
-    text, rows = sos.toolbox(ctx.hub.content, patient.language)
+    text, rows = sos.toolbox(ctx.hub.content, ctx.lang)
     await reply(update, text, rows)
 
 
@@ -72,9 +72,9 @@ async def tip_cmd(update: Update, ctx: Ctx) -> None:
     async with hub.db.transaction() as s:
         tip = await tips.tip_on_demand(s, hub.content, patient.id, hub.clock.now())
     if tip is None:
-        await reply(update, hub.content.t("common.not_enrolled"))
+        await reply(update, hub.content.t("common.not_enrolled", ctx.lang))
         return
-    await reply(update, hub.content.t("sos.tip.on_demand", patient.language, tip=Html(tip.text)))
+    await reply(update, hub.content.t("sos.tip.on_demand", ctx.lang, tip=Html(tip.text)))
 
 
 async def _open(ctx: Ctx, patient: PatientInfo, source: str) -> None:
@@ -91,14 +91,14 @@ async def plan_cmd(update: Update, ctx: Ctx) -> None:
     async with ctx.hub.db.transaction() as s:
         await state.clear(s, patient.telegram_id, PLAN_STATE)
         plan = await plans.get_plan(s, patient.id)
-    await _send_plan(update, ctx, patient, plan, _menu_rows(ctx, patient.language))
+    await _send_plan(update, ctx, patient, plan, _menu_rows(ctx, ctx.lang))
 
 
 async def _send_plan(
     update: Update, ctx: Ctx, patient: PatientInfo, plan: plans.Plan, rows: Rows, *, hard_moment: bool = False
 ) -> None:
     order = plans.SOS_ORDER if hard_moment else plans.SECTIONS
-    parts = plans.render_plan(ctx.hub.content, patient.language, plan, order=order)
+    parts = plans.render_plan(ctx.hub.content, ctx.lang, plan, order=order)
     for i, part in enumerate(parts):
         await reply(update, part, rows if i == len(parts) - 1 else None)
 
@@ -126,14 +126,14 @@ async def on_sos(update: Update, ctx: Ctx) -> None:
     try:
         note = await _sos_action(update, ctx, q, patient, buttons.SOS.parse(q.data))
     except Stale:
-        note = ctx.hub.content.t("common.button_expired", patient.language)
+        note = ctx.hub.content.t("common.button_expired", ctx.lang)
     await answer(q, note)
 
 
 async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, pressed: Pressed) -> str | None:
     hub = ctx.hub
     c = hub.content
-    lang = patient.language
+    lang = ctx.lang
     now = hub.clock.now()
     codec, values = pressed.codec, pressed.values
     if codec in (buttons.OPEN, buttons.MENU):
@@ -270,7 +270,7 @@ async def on_plan(update: Update, ctx: Ctx) -> None:
     try:
         note = await _plan_action(update, ctx, q, patient, buttons.PLAN.parse(q.data))
     except Stale:
-        await answer(q, ctx.hub.content.t("common.button_expired", patient.language))
+        await answer(q, ctx.hub.content.t("common.button_expired", ctx.lang))
         return
     await answer(q, note, alert=note is not None)
 
@@ -297,7 +297,7 @@ def _section_view(ctx: Ctx, lang: str, section: str, plan: plans.Plan, prefix: s
 async def _plan_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: PatientInfo, pressed: Pressed) -> str | None:
     hub = ctx.hub
     c = hub.content
-    lang = patient.language
+    lang = ctx.lang
     now = hub.clock.now()
     codec, values = pressed.codec, pressed.values
     if codec is buttons.PLAN_MENU:
@@ -394,9 +394,9 @@ async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | N
     if patient is None:
         async with hub.db.transaction() as s:
             await state.clear(s, user.id, PLAN_STATE)
-        await reply(update, c.t("common.not_enrolled"))
+        await reply(update, c.t("common.not_enrolled", ctx.lang))
         return
-    lang = patient.language
+    lang = ctx.lang
     now = hub.clock.now()
     data = awaiting.data
     if _stale(data.get("at"), now):
@@ -438,7 +438,7 @@ async def on_contact(update: Update, ctx: Ctx) -> None:
         awaiting = await state.get(s, user.id)
     data = awaiting.data if awaiting is not None and awaiting.kind == PLAN_STATE else {}
     if data.get("section") not in plans.PHONE_SECTIONS:
-        await reply(update, hub.content.t("common.text_only"))
+        await reply(update, hub.content.t("common.text_only", ctx.lang))
         return
     contact = msg.contact
     number = contact.phone_number.strip()
@@ -457,7 +457,7 @@ async def reflect_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     now = hub.clock.now()
     async with hub.db.session() as s:
         patient = await active_patient_info(s, user.id)
-    lang = patient.language if patient is not None else "en"
+    lang = ctx.lang
     if patient is None or _stale(awaiting.data.get("at"), now, REFLECT_TTL):
         async with hub.db.transaction() as s:
             await state.clear(s, user.id, REFLECT_STATE)

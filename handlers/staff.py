@@ -58,11 +58,11 @@ async def _grant_or_revoke(update: Update, ctx: Ctx, *, grant: bool) -> None:
     c = ctx.hub.content
     args = list(ctx.args or [])
     if len(args) == 2 and args[1].lower() == ADMIN:
-        await reply(update, c.t("staff.admin_fixed"))
+        await reply(update, c.t("staff.admin_fixed", ctx.lang))
         return
     parsed = _grant_args(args)
     if parsed is None:
-        await reply(update, c.t("staff.grant_usage" if grant else "staff.revoke_usage"))
+        await reply(update, c.t("staff.grant_usage" if grant else "staff.revoke_usage", ctx.lang))
         return
     uid, role = parsed
     now = ctx.hub.clock.now()
@@ -78,7 +78,7 @@ async def _grant_or_revoke(update: Update, ctx: Ctx, *, grant: bool) -> None:
     if not grant:
         ctx.hub.roles.forget(uid)
         await ctx.hub.roles.settle_access(uid)
-    await reply(update, c.t(key, user=str(uid), role=role))
+    await reply(update, c.t(key, ctx.lang, user=str(uid), role=role))
     await refresh_menu(ctx, uid)
 
 
@@ -90,15 +90,15 @@ async def staff_cmd(update: Update, ctx: Ctx) -> None:
     async with ctx.hub.db.transaction() as s:
         members = await staff.list_staff(s, ctx.hub.settings.admin_user_ids)
         await audit(s, common.user_id(update), "staff.list", now=now)
-    lines = [c.t("staff.staff_title")]
+    lines = [c.t("staff.staff_title", ctx.lang)]
     for m in members:
         lines.append(
-            c.t("staff.staff_line", user=str(m.telegram_id), name=f" ({m.display_name})" if m.display_name else "", roles=", ".join(m.roles))
+            c.t("staff.staff_line", ctx.lang, user=str(m.telegram_id), name=f" ({m.display_name})" if m.display_name else "", roles=", ".join(m.roles))
         )
     if not members:
-        lines.append(c.t("staff.staff_none"))
+        lines.append(c.t("staff.staff_none", ctx.lang))
     if ctx.hub.settings.counselor_chat_id is not None:
-        lines.append(c.t("staff.staff_group_note"))
+        lines.append(c.t("staff.staff_group_note", ctx.lang))
     await reply(update, "\n".join(lines))
 
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("stub_detector")
 CRISIS = "I'm going to end it all tonight"
 # What shows the patient in a staff chat: the code, the name, their words.
 TRACES = ("P-1234", "Jordan", "end it all", "ZEBRA")
-REMOVED = get_content().t("privacy.removed_for_staff")
+REMOVED = get_content().t("privacy.removed_for_staff", "en")
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ async def test_the_export_has_the_outcome_note_and_no_staff_identity(h: BotHarne
     assert "calling now" in text(fake.last(dana.id))
     await h.press(dana, post, f"fl:resolve:{flag_id}")
     prompt = text(fake.last(dana.id))
-    assert prompt == C.t("flags.resolve_prompt", id=flag_id, code="P-4712").replace("<b>", "").replace("</b>", "")
+    assert prompt == C.t("flags.resolve_prompt", "en", id=flag_id, code="P-4712").replace("<b>", "").replace("</b>", "")
     assert "the patient can read it in their data export" in prompt and "without your name" in prompt
     await h.send(dana, NOTE)
     assert f"Flag #{flag_id} is resolved" in text(fake.last(dana.id))
@@ -99,7 +99,7 @@ async def test_the_export_has_the_outcome_note_and_no_staff_identity(h: BotHarne
                 assert word.lower() not in raw.lower(), word
 
     # Every column the models mark as naming staff was filled in this flow, and says "a counselor".
-    label = C.t("privacy.export_staff")
+    label = C.t("privacy.export_staff", "en")
     seen: dict[tuple[str, str], set[Any]] = {}
     for table, column in _staff_columns():
         for row in doc["data"].get(table, []):

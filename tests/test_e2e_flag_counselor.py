@@ -175,10 +175,10 @@ def test_every_rule_and_source_reads_in_plain_words():
                 text = why_text({"source": source, "rule": rule, "reason": reason, "facts": facts}, content=c, lang="en")
                 assert text and "{" not in text and rule not in text, (source, rule, text)
         plain = why_text({"source": source, "rule": None, "reason": "confirmed by the patient"}, content=c, lang="en")
-        assert c.t(f"flags.source.{source}") in plain and "confirmed by the patient" in plain
+        assert c.t(f"flags.source.{source}", "en") in plain and "confirmed by the patient" in plain
         for category in CATEGORIES:
             risk = why_text({"source": source, "rule": "risk", "reason": category}, content=c, lang="en")
-            assert c.t(f"flags.category.{category}") in risk and "_" not in risk
+            assert c.t(f"flags.category.{category}", "en") in risk and "_" not in risk
 
 
 # -- Details and the clinic's zone -----------------------------------------------------------

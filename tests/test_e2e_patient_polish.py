@@ -157,7 +157,7 @@ async def test_settings_write_every_time_one_way(h: BotHarness, fake: FakeTelegr
     assert labels and all(CLOCK_12H.fullmatch(lbl) for lbl in labels), labels
     # Driven from the content's own list: each offered time is written by the formatter.
     c = h.hub.content
-    offered = [time.fromisoformat(v) for v in c.raw("onboarding_data.time_buttons")]
+    offered = [time.fromisoformat(v) for v in c.raw("onboarding_data.time_buttons", "en")]
     assert labels == [timefmt.clock(c, "en", t) for t in offered]
 
     await h.send(u, "13:16")
@@ -275,7 +275,7 @@ async def test_distress_without_risk_gets_one_reflective_line_and_the_toolbox(
         assert free_text.read(words, CONTENT_DIR).group == group
         await h.send(u, words)
         msg = fake.last(u.id)
-        assert _text(msg).startswith(c.t(f"free_text.distress.{group}"))
+        assert _text(msg).startswith(c.t(f"free_text.distress.{group}", "en"))
         assert "/talk" in _text(msg)
         assert msg.callback_data == ["sos:menu"] and msg.button_texts[0].startswith("🧰")
     # The button opens the toolbox.
@@ -288,14 +288,14 @@ async def test_distress_without_risk_gets_one_reflective_line_and_the_toolbox(
 
 async def test_thanks_gets_a_short_warm_answer(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock) -> None:
     u = await _patient(fake, db, clock)
-    warm = h.hub.content.t("free_text.thanks")
+    warm = h.hub.content.t("free_text.thanks", "en")
     for words in THANKS:
         await h.send(u, words)
         assert _text(fake.last(u.id)) == warm, words
     # Someone who is not a patient gets the general answer, as before.
     stranger = fake.add_user(first_name="Max", started=True)
     await h.send(stranger, "thanks")
-    assert _text(fake.last(stranger.id)) == h.hub.content.t("common.free_text")
+    assert _text(fake.last(stranger.id)) == h.hub.content.t("common.free_text", "en")
 
 
 async def test_text_inside_a_flow_points_back_to_its_buttons(
@@ -303,7 +303,7 @@ async def test_text_inside_a_flow_points_back_to_its_buttons(
 ) -> None:
     u = await _patient(fake, db, clock)
     c = h.hub.content
-    pointers = {flow: c.t(f"free_text.in_flow.{flow}") for flow in free_text.FLOWS}
+    pointers = {flow: c.t(f"free_text.in_flow.{flow}", "en") for flow in free_text.FLOWS}
 
     # Today's check-in waits for a button.
     await h.send(u, "/checkin")
@@ -311,13 +311,13 @@ async def test_text_inside_a_flow_points_back_to_its_buttons(
     assert _text(fake.last(u.id)) == pointers["checkin"]
     # Thanks and distress still get their own answer inside a flow.
     await h.send(u, "thanks")
-    assert _text(fake.last(u.id)) == c.t("free_text.thanks")
+    assert _text(fake.last(u.id)) == c.t("free_text.thanks", "en")
     await h.send(u, "I feel awful")
     assert "sos:menu" in fake.last(u.id).callback_data
     await h.send(u, "/checkin")
     await h.press(u, fake.last(u.id), "ci:cancel")
     await h.send(u, "hmm not sure")
-    assert _text(fake.last(u.id)) == c.t("common.free_text")
+    assert _text(fake.last(u.id)) == c.t("common.free_text", "en")
 
     # A questionnaire waits for a button.
     await h.press(u, fake.last(u.id), "as:start:weekly")
@@ -344,7 +344,7 @@ async def test_risk_screening_runs_first_inside_a_flow(
     await h.send(u, "I want to kill myself")
     replies = [_text(m) for m in fake.sent(u.id)]
     assert any("988" in r for r in replies)
-    assert not any(r == h.hub.content.t("free_text.in_flow.checkin") for r in replies)
+    assert not any(r == h.hub.content.t("free_text.in_flow.checkin", "en") for r in replies)
     async with h.hub.db.session() as s:
         assert (await s.execute(select(Flag))).first() is not None
 
@@ -370,7 +370,7 @@ async def _consent_and_privacy(db: Database, clock: FrozenClock, **overrides: ob
 
 
 def _plain(c, key: str) -> str:  # type: ignore[no-untyped-def]
-    return re.sub(r"<[^>]+>", "", c.t(key)).replace("&amp;", "&")
+    return re.sub(r"<[^>]+>", "", c.t(key, "en")).replace("&amp;", "&")
 
 
 async def test_consent_and_privacy_without_a_key_never_claim_encryption(db: Database, clock: FrozenClock) -> None:

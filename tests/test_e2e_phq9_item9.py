@@ -248,7 +248,7 @@ async def test_item9_followup_grades_the_flag_and_stops_the_questionnaire(
     else:
         assert "988" in new[0] and "911" in new[0]
         # Open now: today, until the end of office hours, told in the patient's zone.
-        assert plain(str(C.raw("assessments.followup.contact_now")).split("{until}")[0]) in new[0]
+        assert plain(str(C.raw("assessments.followup.contact_now", "en")).split("{until}")[0]) in new[0]
         assert "America/New_York" in new[0]
         assert t("crisis.intro") not in new[0]
     stop = fake.last(u.id)
@@ -341,7 +341,7 @@ async def test_after_hours_the_same_day_reply_is_honest_about_when(
     texts = [_text(m) for m in fake.sent(u.id)]
     (same_day,) = [x for x in texts if t("assessments.followup.lifeline") in x]
     # Closed until Monday: said so, in the patient's zone, never "today".
-    assert plain(str(C.raw("assessments.followup.contact_later")).split("{when}")[0]) in same_day
+    assert plain(str(C.raw("assessments.followup.contact_later", "en")).split("{when}")[0]) in same_day
     assert "Monday at 9" in same_day.replace("09", "9") and "America/New_York" in same_day
     assert "today" not in same_day
     fake.assert_no_errors()
@@ -411,7 +411,7 @@ async def test_phq9_every_band_with_item9(
     assert sorted(await flags_of(db, patient.id)) == sorted(expected)
     group = _group_texts(h, fake)
     for category, severity in expected:
-        label = C.t(f"flags.category.{category}")
+        label = C.t(f"flags.category.{category}", "en")
         if severity != "low":
             assert any(SEVERITY_LABEL[severity] in x and label in x and "P-5151" in x for x in group), (category, group)
     if not expected:
@@ -437,7 +437,7 @@ async def test_gad7_severe_is_flagged(h: BotHarness, fake: FakeTelegram, db: Dat
         value = values.get(item.id, item.options[0].value)
         await _press(h, fake, u, f"as:a:gad7:{item.id}:{value}")
     assert await flags_of(db, patient.id) == expected
-    label = C.t(f"flags.category.{expected[0][0]}")
+    label = C.t(f"flags.category.{expected[0][0]}", "en")
     assert any(label in x and "P-6161" in x for x in _group_texts(h, fake))
     async with db.session() as s:
         row = (await s.execute(select(AssessmentResult).where(AssessmentResult.instrument == "gad7"))).scalar_one()

@@ -27,8 +27,8 @@ from tests.harness import BotHarness
 pytestmark = pytest.mark.usefixtures("stub_detector")
 
 C = get_content()
-NOT_ALLOWED = C.t("common.not_allowed")
-NOT_ALLOWED_GROUP = C.t("common.not_allowed_group")
+NOT_ALLOWED = C.t("common.not_allowed", "en")
+NOT_ALLOWED_GROUP = C.t("common.not_allowed_group", "en")
 
 
 def text(msg: Any) -> str:
@@ -185,7 +185,7 @@ async def test_what_a_removed_counselor_had_in_hand_ends_with_the_removal(h: Bot
 
     await _kicked(h, fake, dana)
 
-    assert C.t("flags.relay_ended_patient") in [text(m) for m in fake.sent(u.id)]
+    assert C.t("flags.relay_ended_patient", "en") in [text(m) for m in fake.sent(u.id)]
     await h.send(u, "are you still there? I'm at the bridge")
     assert not any("bridge" in text(m) for m in fake.sent(dana.id))
     await h.send(dana, "INTERNAL NOTE: spoke with her")

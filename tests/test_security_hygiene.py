@@ -201,7 +201,7 @@ async def test_buttons_with_numbers_the_bot_never_made_are_stale_not_tracebacks(
     h: BotHarness, fake: FakeTelegram, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    expired = h.hub.content.t("common.button_expired")
+    expired = h.hub.content.t("common.button_expired", "en")
     u = fake.add_user(first_name="Lee", started=True)
     await h.send(u, "/help")
     await h.send(h.admin, "/help")

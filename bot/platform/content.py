@@ -84,17 +84,18 @@ class Content:
                 flat.update(part)
             self.messages[lang] = flat
 
-    def has(self, key: str, lang: str = FALLBACK_LANGUAGE) -> bool:
+    def has(self, key: str, lang: str) -> bool:
         return key in self.messages.get(lang, {}) or key in self.messages.get(FALLBACK_LANGUAGE, {})
 
-    def raw(self, key: str, lang: str = FALLBACK_LANGUAGE) -> Any:
+    def raw(self, key: str, lang: str) -> Any:
         msgs = self.messages.get(lang) or {}
         if key in msgs:
             return msgs[key]
         return self.messages[FALLBACK_LANGUAGE][key]
 
-    def t(self, key: str, lang: str = FALLBACK_LANGUAGE, /, **kwargs: Any) -> str:
-        """The sentence `key` in `lang`, with `{placeholders}` filled.
+    def t(self, key: str, lang: str, /, **kwargs: Any) -> str:
+        """The sentence `key` in `lang` (required: the caller knows whom it speaks to, e.g. `ctx.lang`),
+        with `{placeholders}` filled; a key the language lacks is English's.
 
         String values are HTML-escaped (anything a person typed is safe); wrap trusted markup in
         `Html` to keep it as is.
@@ -108,8 +109,9 @@ class Content:
         }
         return str(template).format_map(safe)
 
-    def data(self, relpath: str, lang: str | None = None) -> Any:
-        """Raw YAML of a content file; with `lang`, `<lang>/<relpath>` falling back to English."""
+    def data(self, relpath: str, lang: str | None) -> Any:
+        """Raw YAML of a content file: with a language, `<lang>/<relpath>` falling back to English;
+        with None, `<relpath>` (a file every language shares)."""
         if lang is not None:
             p = self.root / lang / relpath
             if not p.exists():

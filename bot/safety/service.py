@@ -31,7 +31,7 @@ from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.rules import CATEGORIES, SEVERITIES, EscalationRules, load_rules, rank, workflow
 from bot.escalation.service import FlagResult, raise_flag
 from bot.platform.config import OfficeHours
-from bot.platform.content import DEFAULT_CONTENT_DIR, Content, get_content
+from bot.platform.content import DEFAULT_CONTENT_DIR, FALLBACK_LANGUAGE, Content, get_content
 from bot.platform.keyboards import Button, inline_keyboard
 from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
@@ -207,7 +207,7 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
         if kind not in ids:
             out.append((rel, 0, f"followup: {kind!r} is not a kind under denied.kinds"))
         for key in (f"safety.followup_{kind}", f"safety.confirm_no_reply_{kind}"):
-            if not c.has(key):
+            if not c.has(key, FALLBACK_LANGUAGE):
                 out.append((rel, 0, f"followup {kind}: no text {key!r} in en/messages"))
     return out
 
