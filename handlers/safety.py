@@ -133,11 +133,16 @@ async def screen(update: Update, ctx: Ctx) -> None:
         return  # nothing to record: the features take the text
     lang = ctx.lang
     kind = safety.followup_kind(safety.kind_of(sig, hub.content.root), hub.content.root)
-    replied = False
-    if sig.explicit_crisis and not _known_staff(ctx, user.id):
+    # Handled again after the process died: what was recorded then (the flag, and the crisis
+    # reply, sent or queued with it) is not done twice.
+    again = RECORDED in hub.inbox.steps(update.update_id)
+    replied = again
+    if sig.explicit_crisis and not again and not _known_staff(ctx, user.id):
         replied = await send_crisis(update, ctx, lang, sig.resource_category, kind)
     try:
-        outcome, listening, in_relay = await _record(ctx, user.id, text, sig, replied, _source(update))
+        outcome, listening, in_relay = await _record(
+            ctx, update.update_id, user.id, text, sig, replied, _source(update), again=again
+        )
     except Exception as exc:
         log.error("safety: could not record a risk signal (%s)", type(exc).__name__)
         if sig.explicit_crisis and not replied:
@@ -194,17 +199,29 @@ async def screen(update: Update, ctx: Ctx) -> None:
 FREE_TEXT_KINDS = frozenset({"checkins:note", "sos:plan_entry", "sos:reflect"})
 
 
+# The step of an update (bot/platform/inbox.py) that says its risk signal was recorded, in the
+# same transaction as its flag or question, after its crisis reply went out (or with it queued).
+RECORDED = "safety"
+
+
 async def _record(
-    ctx: Ctx, user_id: int, text: str, sig: Signal, replied: bool, source: str
+    ctx: Ctx, update_id: int, user_id: int, text: str, sig: Signal, replied: bool, source: str, *, again: bool
 ) -> tuple[safety.SafetyOutcome | None, str | None, bool]:
-    """The database part: flags, questions, the plan after a crisis reply."""
+    """The database part: flags, questions, the plan after a crisis reply; `again`: recorded
+    already by an earlier run (nothing more is recorded, as for the same words a moment ago)."""
     hub = ctx.hub
     now = hub.clock.now()
     async with hub.db.transaction() as s:
         patient = await people.active_patient_info(s, user_id)
         if patient is None:
+            if replied and not again:  # not sent yet: the caller tries it once more, then and again
+                await hub.inbox.note_step(s, update_id, RECORDED)
             return None, None, False
-        outcome = await signals.record(s, patient, text, sig, replied=replied, source=source, now=now)
+        if again:
+            outcome = safety.SafetyOutcome(sig, sig.explicit_crisis, None, None, duplicate=True)
+        else:
+            await hub.inbox.note_step(s, update_id, RECORDED)
+            outcome = await signals.record(s, patient, text, sig, replied=replied, source=source, now=now)
         awaiting = await state.get(s, user_id)
         if awaiting is not None and awaiting.kind not in FREE_TEXT_KINDS and outcome.flag is not None:
             # A risk message is not an answer to a settings or onboarding question: drop the
@@ -251,11 +268,15 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         check_id: int = pressed.values[0]
         lang = ctx.lang
         category = pressed.values[1] if pressed.codec is buttons.YES and pressed.values[1] in CATEGORIES else None
+        # Handled again after the process died: the answer and its crisis reply are in already.
+        again = RECORDED in hub.inbox.steps(update.update_id)
         if ans == "yes":
             await answer(q)
-            await send_crisis(update, ctx, lang, category)  # at once, before the database
+            if not again:
+                await send_crisis(update, ctx, lang, category)  # at once, before the database
         try:
             async with hub.db.transaction() as s:
+                await hub.inbox.note_step(s, update.update_id, RECORDED)
                 res = await safety.confirm_answer(s, check_id, telegram_id=user.id, answer=ans, now=now)
                 if res.status == "ok" and res.crisis and res.patient_id is not None:
                     await safety.enqueue_plan(s, res.patient_id, now)

@@ -9,16 +9,20 @@ import asyncio
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bot.platform.db import Database
+from bot.platform.models import InboxUpdate
 from fakeapi import FakeTelegram
+from tests import escalation_support as sup
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
-async def _spawn(fake: FakeTelegram, url: str, tmp: Path) -> asyncio.subprocess.Process:
+async def _spawn(fake: FakeTelegram, url: str, tmp: Path, group: int = -1001234567890) -> asyncio.subprocess.Process:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATABASE_", "WEBHOOK_"))
     }
@@ -26,7 +30,7 @@ async def _spawn(fake: FakeTelegram, url: str, tmp: Path) -> asyncio.subprocess.
         TELEGRAM_BOT_TOKEN=fake.token,
         TELEGRAM_API_BASE_URL=fake.base_url,
         DATABASE_URL=url,
-        COUNSELOR_CHAT_ID="-1001234567890",
+        COUNSELOR_CHAT_ID=str(group),
         SWEEP_INTERVAL_SECONDS="3600",
         LOG_LEVEL="INFO",
     )
@@ -71,3 +75,68 @@ async def test_sigkill_mid_handler_then_restart_handles_the_update_once(tmp_path
                 await proc.wait()
     log = (tmp_path / "bot.log").read_text()
     assert fake.token not in log and "Casey" not in log
+
+
+async def _inbox_done(url: str, update_id: int) -> bool:
+    db = Database(url)
+    try:
+        async with db.session() as s:
+            row = await s.get(InboxUpdate, update_id)
+            return row is not None and row.status == "done"
+    finally:
+        await db.dispose()
+
+
+async def test_sigkill_after_a_crisis_reply_then_restart_does_not_send_it_again(tmp_path: Path, db_url: str):
+    """"Yes" to the safety question: the crisis reply goes straight to Telegram, the answer and the
+    flag are recorded, and the process is killed before the update is marked done (while it takes
+    the question's buttons away). The restarted process handles the update again: the crisis reply
+    and the group's post are not sent a second time."""
+    url = db_url
+    async with FakeTelegram() as fake:
+        u = fake.add_user(first_name="Jordan", started=True)
+        group = fake.add_group("Counselors").id
+        proc = await _spawn(fake, url, tmp_path, group)
+        try:
+            await fake.wait_for(lambda: any(c.method == "getUpdates" for c in fake.calls), timeout=60)
+            db = Database(url)
+            try:
+                await sup.add_patient(db, datetime.now(UTC), telegram_id=u.id)
+            finally:
+                await db.dispose()
+            fake.send_text(u, "I don't want to wake up")
+            question = await fake.wait_for_message(u.id, lambda m: any(d.startswith("sf:y:") for d in m.callback_data), timeout=120)
+            fake.hold("editMessageReplyMarkup", chat_id=u.id)
+            fake.press_button(u, question, "Yes")
+            pressed = fake.updates[-1].update_id
+            await fake.wait_held(timeout=30)  # replied and recorded; the buttons are being taken away
+            proc.kill()  # SIGKILL
+            await proc.wait()
+            fake.release()
+            crisis = [m for m in fake.sent(u.id) if "988lifeline.org" in (m.plain_text or "")]
+            assert len(crisis) == 1
+            assert not await _inbox_done(url, pressed)
+
+            proc = await _spawn(fake, url, tmp_path, group)
+            for _ in range(600):
+                if await _inbox_done(url, pressed):
+                    break
+                await asyncio.sleep(0.1)
+            assert await _inbox_done(url, pressed)
+            # The flag's post (from the outbox) went out before the kill or goes out now: once.
+            await fake.wait_for(lambda: len(fake.sent(group)) >= 1, timeout=30)
+            asked = fake.send_text(u, "/help")  # answered once the new process is past the redelivered update
+            await fake.wait_for_message(u.id, after=asked, timeout=30)
+            await fake.wait_idle(timeout=30)
+            crisis = [m for m in fake.sent(u.id) if "988lifeline.org" in (m.plain_text or "")]
+            assert len(crisis) == 1, "the crisis reply went out twice"
+            assert len(fake.sent(group)) == 1
+
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 60) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    log = (tmp_path / "bot.log").read_text()
+    assert fake.token not in log and "Jordan" not in log

@@ -3,6 +3,12 @@
 Updates are stored (idempotent on `update_id`) before anything handles them and marked done after;
 on start, unfinished ones are handled again. The raw update is cleared once handled, since it holds
 what people typed; the row stays so a redelivered update is recognised and skipped.
+
+Handling an update again after a crash must not do twice what reached someone the first time (a
+crisis reply sent straight to Telegram, a flag posted to the counselors). A handler records such a
+step in the transaction that goes with it (`note_step`), kept in the update's row until it is
+marked done; an update handled again at start tells its handlers which steps are done already
+(`steps`, from memory: no database wait before a reply).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Text, select, type_coerce, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.platform import crypto
 from bot.platform.clock import Clock
@@ -29,6 +36,8 @@ STORE_WAIT_SECONDS = 1.0
 # A batch with a crisis in it waits only this long (a store on a free database takes a few
 # milliseconds): the crisis reply never waits on a busy database.
 URGENT_WAIT_SECONDS = 0.05
+# Where an update's stored row keeps the steps already done (`note_step`), beside Telegram's JSON.
+STEPS_KEY = "_iop_steps"
 # Storing and marking are table statements (no ORM objects involved): they run for every update.
 _TABLE = InboxUpdate.__table__
 T = TypeVar("T")
@@ -52,6 +61,14 @@ def _decode(raw: str | None, update_id: int) -> dict[str, Any]:
     return data
 
 
+def _steps_of(data: dict[str, Any]) -> frozenset[str]:
+    """The steps recorded in a stored update (taken out of it: it goes on as Telegram sent it)."""
+    steps = data.pop(STEPS_KEY, None)
+    if not isinstance(steps, list):
+        return frozenset()
+    return frozenset(s for s in steps if isinstance(s, str))
+
+
 class Inbox:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
@@ -64,6 +81,8 @@ class Inbox:
         self.urgent: Callable[[dict[str, Any]], bool] = _never
         # Updates handed on before they were stored: update id -> the store still under way.
         self._storing: dict[int, asyncio.Task[list[dict[str, Any]]]] = {}
+        # Updates handled again at start: update id -> the steps an earlier run did (`note_step`).
+        self._steps: dict[int, frozenset[str]] = {}
 
     async def receive(self, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Store a batch, waiting at most `store_wait`; returns the updates to handle now.
@@ -143,6 +162,37 @@ class Inbox:
                 )
         return fresh
 
+    def steps(self, update_id: int) -> frozenset[str]:
+        """The steps of handling `update_id` an earlier run did before it stopped (empty for an
+        update handled for the first time). From memory: never waits for the database."""
+        return self._steps.get(update_id, frozenset())
+
+    async def note_step(self, session: AsyncSession, update_id: int, step: str) -> None:
+        """Record, in the caller's transaction, that `step` of handling `update_id` is done: if
+        the process dies before the update is marked done, handling it again at start skips
+        it (`steps`). Nothing is recorded for an update not stored (yet), or already done."""
+        row = (
+            await session.execute(
+                select(type_coerce(_TABLE.c.payload, Text)).where(
+                    _TABLE.c.update_id == update_id, _TABLE.c.status == "pending"
+                )
+            )
+        ).first()
+        if row is None:
+            return
+        try:
+            data = _decode(row[0], update_id)
+        except Exception as exc:  # a row that cannot be read is set aside at start anyway
+            log.warning("inbox: could not record a step of update %s (%s)", update_id, type(exc).__name__)
+            return
+        done = set(data.get(STEPS_KEY) or ())
+        if step in done:
+            return
+        data[STEPS_KEY] = sorted(done | {step})
+        await session.execute(
+            update(_TABLE).where(_TABLE.c.update_id == update_id, _TABLE.c.status == "pending").values(payload=data)
+        )
+
     async def mark_done(self, update_id: int, *, failed: bool = False) -> None:
         """Mark an update handled; returns once that is committed.
 
@@ -152,6 +202,7 @@ class Inbox:
         storing = self._storing.get(update_id)
         if storing is not None:
             await asyncio.wait({storing})  # its row first (a failed store was logged there)
+        self._steps.pop(update_id, None)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch.append((update_id, failed, fut))
         if self._flusher is None or self._flusher.done():
@@ -185,7 +236,8 @@ class Inbox:
     async def pending(self, parse: Callable[[dict[str, Any]], T] | None = None) -> list[T]:
         """Unfinished updates from an earlier run, oldest first, each made ready by `parse`.
 
-        Every row counts one more attempt before it is handed back (so a row that kills the
+        The steps an earlier run recorded for a row (`note_step`) are taken out of it and kept
+        for `steps`. Every row counts one more attempt before it is handed back (so a row that kills the
         process still counts). Each row is read in its own guard: one that cannot be decrypted,
         decoded or parsed, or that has already been tried MAX_ATTEMPTS times, is set aside as
         failed with a log line (its id and why, never its content), so one poisonous update
@@ -210,12 +262,15 @@ class Inbox:
                     continue
                 try:
                     data = _decode(raw, update_id)
+                    steps = _steps_of(data)
                     out.append(parse(data))
                 except Exception as exc:
                     log.error("inbox: stored update %s cannot be read (%s); setting it aside", update_id, type(exc).__name__)
                     aside.append(update_id)
                     continue
                 tried.append(update_id)
+                if steps:
+                    self._steps[update_id] = steps
             if tried:
                 await s.execute(
                     update(_TABLE).where(_TABLE.c.update_id.in_(tried)).values(attempts=_TABLE.c.attempts + 1)
