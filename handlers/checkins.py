@@ -84,6 +84,10 @@ async def _step(s: AsyncSession, hub: Hub, patient: PatientInfo, pressed: Presse
     return None
 
 
+# The buttons of a check-in question (answer, tick, done, skip, back).
+_QUESTION = frozenset({buttons.ANSWER, buttons.TOGGLE, buttons.DONE, buttons.SKIP, buttons.BACK})
+
+
 async def checkin_button(update: Update, ctx: Ctx) -> None:
     q = update.callback_query
     if q is None or q.data is None:
@@ -97,6 +101,10 @@ async def checkin_button(update: Update, ctx: Ctx) -> None:
     async with hub.db.transaction() as s:
         patient = await people.active_patient_info(s, q.from_user.id)
         result = None if patient is None else await _step(s, hub, patient, pressed)
+        if result is None and patient is not None and pressed is not None and pressed.codec in _QUESTION:
+            # A question the check-in has moved past (its screen was not replaced, e.g. the bot
+            # restarted just after recording the answer): go on where the check-in is.
+            result = await checkins.resume(s, hub.content, patient, hub.clock.now())
     if patient is None:
         await not_enrolled(update, ctx)
         return
@@ -156,6 +164,9 @@ async def assessment_button(update: Update, ctx: Ctx) -> None:
     step = _ASSESSMENT_STEPS[pressed.codec]
     async with hub.db.transaction() as s:
         result = await step(s, hub.content, patient, *pressed.values, now)
+        if result is None and pressed.codec in _ASSESSMENT_QUESTION:
+            # A question the questionnaire has moved past: go on where it is.
+            result = await assessments.carry_on(s, hub.content, patient, pressed.values[0], now)
     if result is None:
         await expired_button(update, ctx)
         return
@@ -164,6 +175,8 @@ async def assessment_button(update: Update, ctx: Ctx) -> None:
     hub.sender.wake()
 
 
+# The buttons of a questionnaire's question (answer, the follow-up's yes or no, back).
+_ASSESSMENT_QUESTION = frozenset({assessment_buttons.ANSWER, assessment_buttons.FOLLOWUP, assessment_buttons.BACK})
 _ASSESSMENT_STEPS: dict[Codec, Callable[..., Awaitable[Result | None]]] = {
     assessment_buttons.START: assessments.start,
     assessment_buttons.ANSWER: assessments.answer,

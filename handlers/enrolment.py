@@ -235,6 +235,12 @@ async def onboarding_button(update: Update, ctx: Ctx) -> None:
         prog = await onboarding.current(s, user.id)
     lang = ctx.lang
     label = _button_label(q.message, q.data or "")
+    if prog.kind == "step" and prog.step is not None and prog.step != step:
+        # A question onboarding has moved past (the next one never reached the screen, e.g. the
+        # bot restarted just after recording the answer): ask the one it is on.
+        await answer(q)
+        await ask_step(update, ctx, prog.step, lang, before=c.t("onboarding.welcome_back", lang))
+        return
     if prog.kind != "step" or prog.step != step:
         await common.expired_button(update, ctx)
         return

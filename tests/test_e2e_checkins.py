@@ -101,9 +101,18 @@ async def test_stale_buttons_get_a_friendly_answer(h: BotHarness, fake: FakeTele
     await make_patient(db, clock.now(), telegram_id=u.id)
     await h.send(u, "/checkin")
     msg = fake.last(u.id)
-    for data in ("ci:a:craving:3", "ci:a:mood:77", "ci:zz", "ci:ms:x:y", "as:a:phq9:q9:3", "as:start:nope"):
+    for data in ("ci:zz", "ci:ms:x:y", "as:a:phq9:q9:3", "as:start:nope"):
         qid = await h.press(u, msg, data)
         assert "expired" in (fake.callback_answer(qid) or {}).get("text", "")
+    # A button of another question than the one the check-in is on (or a value it does not
+    # have): the check-in goes on at its question.
+    for data, then, question in (("ci:a:mood:77", None, "How is your mood"), ("ci:a:sleep:4", "ci:a:mood:3", "cravings")):
+        if then is not None:
+            await h.press(u, msg, then)
+        qid = await h.press(u, msg, data)
+        assert not (fake.callback_answer(qid) or {}).get("text")
+        shown = text(fake.sent_message(u.id, msg.message_id))
+        assert "pick up your check-in" in shown and question in shown
     stranger = fake.add_user(first_name="Nobody", started=True)
     await h.send(stranger, "/checkin")
     assert "invite link" in text(fake.last(stranger.id))

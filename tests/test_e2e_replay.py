@@ -8,18 +8,22 @@ update, the bot stops, and a new Application starts on the same database and han
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from bot.checkins.models import CheckinEntry
 from bot.escalation.models import FlagEvent
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from bot.platform.models import InboxUpdate
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
+from tests.checkins_support import make_patient
 from tests.harness import BotHarness
+from tests.onboarding_support import make_invite, running_bot
 
 CRISIS = "I'm going to end it all tonight"
 
@@ -134,3 +138,83 @@ async def test_yes_to_the_safety_question_handled_again_sends_the_crisis_reply_o
     assert len(crisis_replies(fake, u.id)) == 1, "the crisis reply went out twice"
     assert len(fake.sent(h.group.id)) == posts and await triggers(db) == 1
 
+
+# -- buttons on screen after a restart ---------------------------------------------------------
+
+
+async def test_a_checkin_button_after_a_restart_goes_on_where_the_checkin_is(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer was recorded and the process died before the update was marked done (and, with
+    a SIGKILL, before the next question replaced the screen): handled again, and every button of
+    the question still on screen, take the patient on where the check-in is, not to "expired"."""
+    u = fake.add_user(first_name="Ash", started=True)
+    await make_patient(db, clock.now(), telegram_id=u.id, sobriety_date=date(2026, 1, 1))
+    await h.send(u, "/checkin")
+    screen = fake.last(u.id)
+    await h.press(u, screen, "ci:a:mood:2")
+    assert "ci:a:craving:8" in fake.last(u.id).callback_data
+    dies_before_marking(h, monkeypatch)
+    fake.press(u, screen, "ci:a:craving:8")
+    pressed = fake.updates[-1].update_id
+    await h.handled(pressed)
+    await handled_again(h, pressed, clock, minutes=1)
+    for data in ("ci:a:craving:8", "ci:a:craving:3", "ci:a:mood:2"):  # buttons of the screens before
+        qid = await h.press(u, screen, data)
+        assert "expired" not in ((fake.callback_answer(qid) or {}).get("text") or ""), data
+        shown = fake.sent_message(u.id, screen.message_id).plain_text or ""
+        assert "pick up your check-in" in shown and "did you drink or use" in shown, data
+    await h.press(u, screen, "ci:a:use:no_use")
+    assert "ci:d:halt" in fake.sent_message(u.id, screen.message_id).callback_data
+    async with db.session() as s:
+        draft = (await s.execute(select(CheckinEntry.draft))).scalar_one()
+    assert {k: v["v"] for k, v in draft.items()} == {"mood": 2, "craving": 8, "use": "no_use"}
+    # Only what Telegram says to the replayed press (too late to answer) and to the same screen
+    # shown again; the bot takes both in its stride.
+    assert {(e.method, e.description.split(":")[0]) for e in fake.errors} <= {
+        ("answerCallbackQuery", "Bad Request"), ("editMessageText", "Bad Request")
+    }
+    assert all("too old" in e.description or "not modified" in e.description for e in fake.errors)
+
+
+async def test_a_questionnaire_button_after_a_restart_goes_on_where_it_is(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    u = fake.add_user(first_name="Ash", started=True)
+    await make_patient(db, clock.now(), telegram_id=u.id)
+    await h.send(u, "/help")
+    screen = fake.last(u.id)
+    await h.press(u, screen, "as:start:phq9")
+    await h.press(u, screen, "as:a:phq9:q1:1")
+    assert "as:a:phq9:q2:1" in fake.sent_message(u.id, screen.message_id).callback_data
+    dies_before_marking(h, monkeypatch)
+    fake.press(u, screen, "as:a:phq9:q2:1")
+    pressed = fake.updates[-1].update_id
+    await h.handled(pressed)
+    await handled_again(h, pressed, clock, minutes=1)
+    qid = await h.press(u, screen, "as:a:phq9:q2:2")  # the question on screen before the restart
+    assert "expired" not in ((fake.callback_answer(qid) or {}).get("text") or "")
+    assert "as:a:phq9:q3:0" in fake.sent_message(u.id, screen.message_id).callback_data
+    await h.press(u, screen, "as:a:phq9:q3:0")
+    assert "as:a:phq9:q4:0" in fake.sent_message(u.id, screen.message_id).callback_data
+
+
+async def test_an_onboarding_button_after_a_restart_asks_the_question_onboarding_is_on(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_bot(db, clock) as (h, fake, _g):
+        code = await make_invite(h, fake)
+        u = fake.add_user(first_name="Robin")
+        await h.send(u, f"/start {code}")
+        age = fake.last(u.id)
+        dies_before_marking(h, monkeypatch)
+        fake.press(u, age, "ob:age:y")
+        pressed = fake.updates[-1].update_id
+        await h.handled(pressed)
+        await handled_again(h, pressed, clock, minutes=1)
+        qid = await h.press(u, age, "ob:age:y")  # the question on screen before the restart
+        assert "expired" not in ((fake.callback_answer(qid) or {}).get("text") or "")
+        consent = fake.last(u.id)
+        assert "Welcome back" in (consent.plain_text or "") and "ob:con:y" in consent.callback_data
+        await h.press(u, consent, "ob:con:y")
+        assert "ob:tz:0" in fake.last(u.id).callback_data

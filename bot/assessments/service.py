@@ -181,6 +181,17 @@ async def resume(
     return await start(session, content, patient, instrument, now)
 
 
+async def carry_on(
+    session: AsyncSession, content: Content, patient: PatientInfo, instrument: str, now: datetime
+) -> Result | None:
+    """The questionnaire in progress, at the question it is on; None when it is not in progress.
+    For a button of a question it has moved past (the screen was not replaced: the bot restarted
+    after recording the answer), so the patient goes on where it is, never to a dead end."""
+    if instrument not in INSTRUMENTS or await _open(session, patient.id, instrument) is None:
+        return None
+    return await start(session, content, patient, instrument, now)
+
+
 def _values(row: AssessmentResult) -> dict[str, Any]:
     return {k: v["v"] for k, v in (row.answers or {}).items() if not k.startswith("_")}
 

@@ -241,12 +241,31 @@ async def start(session: AsyncSession, content: Content, patient: PatientInfo, n
         entry = Today(new_id, today, items[0].id, {}, None)
         intro = inst.intro
     elif entry.step is not None:
-        intro = inst.texts.get("resume") or c.t("checkins.resume", lang)
+        intro = _resume_intro(c, inst, lang)
     else:
         entry.step = items[0].id
         entry.draft = {}
         intro = c.t("checkins.update_today", lang) if entry.completed_at is not None else inst.intro
     screen = await _ask(session, content, patient, entry, now, intro=intro)
+    await _save(session, entry, now)
+    return Result([screen])
+
+
+def _resume_intro(content: Content, inst: Instrument, lang: str) -> str:
+    return inst.texts.get("resume") or content.t("checkins.resume", lang)
+
+
+async def resume(session: AsyncSession, content: Content, patient: PatientInfo, now: datetime) -> Result | None:
+    """The check-in in progress, at the question it is on; None when none is in progress.
+
+    For a button of a question the check-in has moved past: the screen it was on was never
+    replaced (the bot restarted after recording the answer, before showing the next question),
+    or is an older one. The patient goes on where the check-in is, never to a dead end."""
+    entry = await _open_entry(session, patient, now)
+    if entry is None:
+        return None
+    inst = _instrument(content, patient.language)
+    screen = await _ask(session, content, patient, entry, now, intro=_resume_intro(content, inst, patient.language))
     await _save(session, entry, now)
     return Result([screen])
 
