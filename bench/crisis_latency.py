@@ -27,12 +27,12 @@ CRISIS_TEXT = "I can't do this anymore, I'm going to end it all tonight"
 
 async def main(trials: int, burst: int) -> None:
     quiet_logs()
-    detector = pick_detector()
+    detector, stand_in = pick_detector()
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}")
         await db.create_all()
         async with FakeTelegram() as fake:
-            h = BotHarness(fake, db, Clock())
+            h = BotHarness(fake, db, Clock(), detector=stand_in)
             await h.start()
             users = []
             for i in range(trials + burst):

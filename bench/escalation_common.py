@@ -11,6 +11,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.safety import service as safety  # noqa: E402
+from bot.safety.service import Detector  # noqa: E402
 
 
 def quiet_logs() -> None:
@@ -20,18 +21,18 @@ def quiet_logs() -> None:
     logging.basicConfig(level=logging.CRITICAL)
 
 
-def pick_detector() -> str:
-    """The project's detector when its content loads; otherwise a small stand-in (printed)."""
+def pick_detector() -> tuple[str, Detector | None]:
+    """The project's detector when its content loads (None: the bot's own); otherwise a small
+    stand-in for the bot to screen with. Its name is printed."""
     try:
         from bot.safety.risk.registry import get_detector
 
         get_detector().detect("test")
-        return "bot.safety.risk"
+        return "bot.safety.risk", None
     except Exception as exc:
-        from tests.escalation_support import use_stub
+        from tests.escalation_support import StubDetector
 
-        use_stub()
-        return f"stand-in detector (bot.safety.risk unavailable: {type(exc).__name__})"
+        return f"stand-in detector (bot.safety.risk unavailable: {type(exc).__name__})", StubDetector()
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -30,12 +30,12 @@ FLAG_ID = re.compile(r"Flag #(\d+)")
 
 async def main(n: int, rate: float, seed: int) -> int:
     quiet_logs()
-    detector = pick_detector()
+    detector, stand_in = pick_detector()
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'chaos.db'}")
         await db.create_all()
         async with FakeTelegram() as fake:
-            h = BotHarness(fake, db, Clock())
+            h = BotHarness(fake, db, Clock(), detector=stand_in)
             await h.start()
             users = []
             for i in range(n):

@@ -24,7 +24,9 @@ import bot.schema  # noqa: F401  (every table, for create_all)
 from bot.checkins import service as checkins
 from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
+from bot.escalation.rules import build_workflow
 from bot.platform.clock import FrozenClock, local_date, next_local_due
+from bot.platform.config import load_settings
 from bot.platform.content import get_content
 from bot.platform.db import Database
 from bot.platform.models import OutboxMessage, ScheduledItem
@@ -82,7 +84,9 @@ async def main() -> None:
         await s.execute(update(ScheduledItem).where(ScheduledItem.due_at <= window_start).values(status="done"))
     clock = FrozenClock(window_start + timedelta(minutes=1))
     sw = Sweeper(db, clock)
-    checkins.setup(sw, get_content(), Lifecycle())
+    content = get_content()
+    wf = build_workflow(load_settings(_env_file=None), content)  # no counselors' group: flags are stored only
+    checkins.setup(sw, content, Lifecycle(), lambda: wf)
     async with db.session() as s:
         due = (await s.execute(select(func.count()).select_from(ScheduledItem).where(
             ScheduledItem.status == "pending", ScheduledItem.due_at <= clock.now()))).scalar_one()

@@ -34,6 +34,7 @@ from bot.platform.outbox import Sender
 from bot.platform.scheduler import Sweeper
 from bot.platform.transport import Poller, WebhookServer, parse_update
 from bot.safety.screening import Screening, ScreeningProcessor
+from bot.safety.service import Detection, Detector
 from bot.safety.signals import SignalKeeper
 from handlers.context import Ctx
 
@@ -86,7 +87,10 @@ def build_application(
     db: Database | None = None,
     clock: Clock | None = None,
     concurrent_updates: int = 16,
+    detector: Detector | None = None,
 ) -> Application:  # type: ignore[type-arg]
+    """The application on `settings`; `detector`: the risk detector to screen with instead of
+    the process's own (tests)."""
     token = settings.require_token()
     settings.require_webhook_secret()
     crypto.configure(settings.encryption_key.get_secret_value() if settings.encryption_key else None)
@@ -137,6 +141,8 @@ def build_application(
     hub.on_start.append(lambda hub: retention.ensure_at_start(hub.db, hub.clock))
     hub.provide(screening)
     hub.provide(SignalKeeper(hub))
+    if detector is not None:
+        hub.provide(Detection(detector))  # before the safety area, which provides its own otherwise
     app.bot_data["hub"] = hub
 
     import bot.schema  # noqa: F401  (every table, for the data export and erasure)
@@ -144,6 +150,7 @@ def build_application(
     from bot import areas
 
     handlers.register(app, hub, areas.install(hub))
+    screening.detection = hub.get(Detection)
     from handlers.safety import SCREENED
 
     screening.screened = lambda update: bool(SCREENED.check_update(update))  # type: ignore[arg-type]

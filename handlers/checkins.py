@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,9 +22,11 @@ from bot.core.hub import Hub
 from bot.core.people import PatientInfo
 from bot.core.roles import COUNSELOR
 from bot.core.state import Awaiting
-from bot.platform.callbacks import Codec, Pressed, Stale
+from bot.escalation.rules import Workflow
+from bot.platform.callbacks import Pressed, Stale
 from bot.platform.clock import local_date
 from bot.privacy import erasure
+from bot.safety.service import Detection
 from handlers.common import expired_button, not_enrolled, require_patient, require_role
 from handlers.context import Ctx
 from handlers.router import TextRouter
@@ -60,24 +61,24 @@ async def _step(s: AsyncSession, hub: Hub, patient: PatientInfo, pressed: Presse
     if pressed is None:
         return None
     now = hub.clock.now()
-    c = hub.content
+    c, wf = hub.content, hub.get(Workflow)
     codec, values = pressed.codec, pressed.values
     if codec is buttons.START:
         return await checkins.start(s, c, patient, now)
     if codec is buttons.ANSWER:
-        return await checkins.answer(s, c, patient, *values, now)
+        return await checkins.answer(s, wf, c, patient, *values, now)
     if codec is buttons.TOGGLE:
         return await checkins.toggle(s, c, patient, *values, now)
     if codec is buttons.DONE:
-        return await checkins.multi_done(s, c, patient, *values, now)
+        return await checkins.multi_done(s, wf, c, patient, *values, now)
     if codec is buttons.SKIP:
-        return await checkins.skip(s, c, patient, *values, now)
+        return await checkins.skip(s, wf, c, patient, *values, now)
     if codec is buttons.BACK:
         return await checkins.back(s, c, patient, now)
     if codec is buttons.CANCEL:
         return await checkins.cancel_checkin(s, c, patient, now)
     if codec is buttons.TALK:
-        return Result([await checkins.talk_request(s, c, patient, values[0] == "y", now)])
+        return Result([await checkins.talk_request(s, wf, c, patient, values[0] == "y", now)])
     if codec is buttons.MILESTONE:
         days, share = values
         return Result([await checkins.share_milestone(s, c, patient, days, share == "y", now)])
@@ -139,7 +140,9 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         return
     hub = ctx.hub
     async with hub.db.transaction() as s:
-        result = await checkins.note(s, hub.content, patient, msg.text, hub.clock.now())
+        result = await checkins.note(
+            s, hub.get(Workflow), hub.get(Detection), hub.content, patient, msg.text, hub.clock.now()
+        )
     if result is None:
         await reply(update, hub.content.t("common.free_text", ctx.lang))
         return
@@ -160,13 +163,11 @@ async def assessment_button(update: Update, ctx: Ctx) -> None:
     except Stale:
         await expired_button(update, ctx)
         return
-    now = hub.clock.now()
-    step = _ASSESSMENT_STEPS[pressed.codec]
     async with hub.db.transaction() as s:
-        result = await step(s, hub.content, patient, *pressed.values, now)
+        result = await _assessment_step(s, hub, patient, pressed)
         if result is None and pressed.codec in _ASSESSMENT_QUESTION:
             # A question the questionnaire has moved past: go on where it is.
-            result = await assessments.carry_on(s, hub.content, patient, pressed.values[0], now)
+            result = await assessments.carry_on(s, hub.content, patient, pressed.values[0], hub.clock.now())
     if result is None:
         await expired_button(update, ctx)
         return
@@ -177,14 +178,26 @@ async def assessment_button(update: Update, ctx: Ctx) -> None:
 
 # The buttons of a questionnaire's question (answer, the follow-up's yes or no, back).
 _ASSESSMENT_QUESTION = frozenset({assessment_buttons.ANSWER, assessment_buttons.FOLLOWUP, assessment_buttons.BACK})
-_ASSESSMENT_STEPS: dict[Codec, Callable[..., Awaitable[Result | None]]] = {
-    assessment_buttons.START: assessments.start,
-    assessment_buttons.ANSWER: assessments.answer,
-    assessment_buttons.RESUME: assessments.resume,
-    assessment_buttons.FOLLOWUP: assessments.followup_answer,
-    assessment_buttons.BACK: assessments.back,
-    assessment_buttons.CANCEL: assessments.cancel,
-}
+
+
+async def _assessment_step(s: AsyncSession, hub: Hub, patient: PatientInfo, pressed: Pressed) -> Result | None:
+    """The questionnaire step a button asks for; None when the button is stale."""
+    now = hub.clock.now()
+    c = hub.content
+    codec, values = pressed.codec, pressed.values
+    if codec is assessment_buttons.START:
+        return await assessments.start(s, c, patient, *values, now)
+    if codec is assessment_buttons.ANSWER:
+        return await assessments.answer(s, hub.get(Workflow), c, patient, *values, now)
+    if codec is assessment_buttons.RESUME:
+        return await assessments.resume(s, c, patient, *values, now)
+    if codec is assessment_buttons.FOLLOWUP:
+        return await assessments.followup_answer(s, hub.get(Workflow), c, patient, *values, now)
+    if codec is assessment_buttons.BACK:
+        return await assessments.back(s, c, patient, *values, now)
+    if codec is assessment_buttons.CANCEL:
+        return await assessments.cancel(s, c, patient, *values, now)
+    return None
 
 
 async def days_cmd(update: Update, ctx: Ctx) -> None:

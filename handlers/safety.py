@@ -24,12 +24,13 @@ from bot.checkins import lapse
 from bot.core import people, state
 from bot.core.hub import Hub
 from bot.escalation import relay
-from bot.escalation.rules import CATEGORIES, load_rules
+from bot.escalation.rules import CATEGORIES, Workflow, load_rules
 from bot.platform.callbacks import Stale
 from bot.recovery import buttons as recovery_buttons
-from bot.safety import buttons, crisis, screening, signals
+from bot.safety import buttons, crisis, signals
 from bot.safety import service as safety
-from bot.safety.service import NO_SIGNAL, Signal
+from bot.safety.screening import Screening
+from bot.safety.service import NO_SIGNAL, Detection, Signal
 from bot.safety.signals import SignalKeeper
 from handlers.common import require_patient
 from handlers.context import Ctx
@@ -125,7 +126,7 @@ async def screen(update: Update, ctx: Ctx) -> None:
         return
     hub = ctx.hub
     try:
-        sig = screening.signal_for(text)  # screened once, before the update was let in
+        sig = hub.get(Screening).signal_for(text)  # screened once, before the update was let in
     except Exception:
         log.exception("safety: the risk detector failed")
         sig = NO_SIGNAL
@@ -221,7 +222,9 @@ async def _record(
             outcome = safety.SafetyOutcome(sig, sig.explicit_crisis, None, None, duplicate=True)
         else:
             await hub.inbox.note_step(s, update_id, RECORDED)
-            outcome = await signals.record(s, patient, text, sig, replied=replied, source=source, now=now)
+            outcome = await signals.record(
+                s, hub.get(Workflow), hub.get(Detection), patient, text, sig, replied=replied, source=source, now=now
+            )
         awaiting = await state.get(s, user_id)
         if awaiting is not None and awaiting.kind not in FREE_TEXT_KINDS and outcome.flag is not None:
             # A risk message is not an answer to a settings or onboarding question: drop the
@@ -238,9 +241,10 @@ async def talk_cmd(update: Update, ctx: Ctx) -> None:
         return
     hub = ctx.hub
     now = hub.clock.now()
+    wf = hub.get(Workflow)
     async with hub.db.transaction() as s:
-        await safety.talk_request(s, patient.id, now)
-        line = await safety.counselor_lead(s, patient, now, prefix="safety.talk")
+        await safety.talk_request(s, wf, patient.id, now)
+        line = await safety.counselor_lead(s, wf, patient, now, prefix="safety.talk")
     hub.sender.wake()
     c, lang = hub.content, ctx.lang
     await reply(update, "\n\n".join([c.t("safety.talk_done", lang), line, c.t("safety.talk_safety", lang)]))
@@ -277,9 +281,12 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         try:
             async with hub.db.transaction() as s:
                 await hub.inbox.note_step(s, update.update_id, RECORDED)
-                res = await safety.confirm_answer(s, check_id, telegram_id=user.id, answer=ans, now=now)
+                wf = hub.get(Workflow)
+                res = await safety.confirm_answer(
+                    s, wf, hub.get(Detection), check_id, telegram_id=user.id, answer=ans, now=now
+                )
                 if res.status == "ok" and res.crisis and res.patient_id is not None:
-                    await safety.enqueue_plan(s, res.patient_id, now)
+                    await safety.enqueue_plan(s, wf, res.patient_id, now)
         except Exception as exc:
             # Every answer reaches the care team: kept in memory and retried (bot/safety/signals.py).
             log.error("safety: could not record the answer to the safety question (%s)", type(exc).__name__)
@@ -311,7 +318,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
     if pressed.codec is buttons.FOLLOWUP:
         flag_id, said = pressed.values
         async with hub.db.transaction() as s:
-            status = await safety.followup_answer(s, flag_id, telegram_id=user.id, answer=said, now=now)
+            status = await safety.followup_answer(s, hub.get(Workflow), flag_id, telegram_id=user.id, answer=said, now=now)
         hub.sender.wake()
         lang = ctx.lang
         if status == "not_found":

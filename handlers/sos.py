@@ -20,6 +20,7 @@ from bot.core import state
 from bot.core.hub import Hub
 from bot.core.people import PatientInfo, active_patient_info
 from bot.core.state import Awaiting
+from bot.escalation.rules import Workflow
 from bot.platform.callbacks import Pressed, Stale
 from bot.platform.content import Html
 from bot.recovery import buttons, plans, sos, tips
@@ -220,7 +221,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
         return None
     if codec is buttons.TALK:
         async with hub.db.transaction() as s:
-            res = await sos.request_talk(s, hub.get(SosRules), patient.id, now)
+            res = await sos.request_talk(s, hub.get(Workflow), hub.get(SosRules), patient.id, now)
             live = await safety.in_live_conversation(s, patient.telegram_id)
         hub.sender.wake()
         exp = sos.expectation(hub.settings.office_hours, hub.settings.default_timezone, now)
@@ -237,7 +238,7 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
     if codec is buttons.FOLLOWUP:
         session_id, value = values
         async with hub.db.transaction() as s:
-            result = await sos.answer_followup(s, hub.get(SosRules), patient.id, session_id, value, now)
+            result = await sos.answer_followup(s, hub.get(Workflow), hub.get(SosRules), patient.id, session_id, value, now)
         hub.sender.wake()
         if result.status == "unknown":
             raise Stale

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import bot.schema  # noqa: F401  (every table, for create_all)
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from fakeapi import FakeTelegram
+from tests.escalation_support import StubDetector
 from tests.harness import BotHarness
 
 # Property tests draw the same examples on every run (a failure found once is found again, and CI
@@ -98,21 +99,20 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-def stub_detector() -> Iterator[object]:
-    """A risk detector that knows a few fixed phrases (tests/escalation_support.py)."""
-    from tests import escalation_support as sup
-
-    detector = sup.use_stub()
-    try:
-        yield detector
-    finally:
-        sup.reset()
+def stub_detector() -> StubDetector:
+    """A risk detector that knows a few fixed phrases (tests/escalation_support.py): the bot of
+    a test that uses this fixture screens with it (`h`, or `BotHarness(..., detector=...)`)."""
+    return StubDetector()
 
 
 @pytest.fixture
-async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
-    """The real bot running against `fake`, on the frozen clock."""
-    harness = BotHarness(fake, db, clock)
+async def h(
+    fake: FakeTelegram, db: Database, clock: FrozenClock, request: pytest.FixtureRequest
+) -> AsyncIterator[BotHarness]:
+    """The real bot running against `fake`, on the frozen clock (screening with the stub detector
+    when the test uses `stub_detector`)."""
+    detector = request.getfixturevalue("stub_detector") if "stub_detector" in request.fixturenames else None
+    harness = BotHarness(fake, db, clock, detector=detector)
     await harness.start()
     try:
         yield harness

@@ -11,7 +11,7 @@ from telegram import Bot
 from bot.core.hub import Hub
 from bot.core.models import Patient
 from bot.core.roles import Roles
-from bot.escalation import rules as escalation_rules
+from bot.escalation.rules import Workflow, build_workflow
 from bot.platform.clock import Clock
 from bot.platform.config import Settings, load_settings
 from bot.platform.content import get_content
@@ -20,7 +20,6 @@ from bot.platform.http import AiohttpRequest
 from bot.platform.inbox import Inbox
 from bot.platform.outbox import Sender
 from bot.platform.scheduler import Sweeper
-from bot.safety import service as safety
 
 if TYPE_CHECKING:
     from fakeapi import FakeTelegram
@@ -96,15 +95,10 @@ def hub(db: Database, clock: Clock, settings: Settings) -> Hub:
     )
 
 
-def use_stub() -> StubDetector:
-    d = StubDetector()
-    safety.set_detector(d)
-    return d
-
-
-def reset() -> None:
-    safety.set_detector(None)
-    escalation_rules.reset()
+def workflow(**overrides: Any) -> Workflow:
+    """An escalation workflow on `settings(**overrides)` and the repository's content, for tests
+    that call an area's services without a hub."""
+    return build_workflow(settings(**overrides))
 
 
 async def add_patient(

@@ -13,6 +13,7 @@ from bot.platform.clock import Clock, FrozenClock
 from bot.platform.config import Settings, load_settings
 from bot.platform.db import Database
 from bot.safety.screening import Screening
+from bot.safety.service import Detector
 from fakeapi import FakeTelegram
 
 ADMIN_ID = 900001
@@ -39,9 +40,18 @@ class BotHarness:
     """Starts, stops and restarts the bot; sends as people; waits for the bot to finish."""
 
     def __init__(
-        self, fake: FakeTelegram, db: Database, clock: Clock | None = None, *, background_sweep: bool = False, **overrides: Any
+        self,
+        fake: FakeTelegram,
+        db: Database,
+        clock: Clock | None = None,
+        *,
+        background_sweep: bool = False,
+        detector: Detector | None = None,
+        **overrides: Any,
     ) -> None:
         self.fake = fake
+        # The risk detector the bot screens with (None: the project's own).
+        self.detector = detector
         self.background_sweep = background_sweep
         self.db = db
         self.clock = clock or Clock()
@@ -79,7 +89,7 @@ class BotHarness:
         `content_checked`: what `iop-bot run` gives at a first start (bot/cli.py)."""
         # A fresh Database object per run, like a new process, on the same database.
         db = Database(self.db.url)
-        app = build_application(self.settings, db=db, clock=self.clock)
+        app = build_application(self.settings, db=db, clock=self.clock, detector=self.detector)
         self.runner = Runner(app, content_checked=content_checked)
         self.runner.hub.get(Screening).hold = detector_hold
         self.runner.hub.processed_hooks.append(self._on_processed)

@@ -13,9 +13,11 @@ from bot.assessments.rules import load_assessment_content, next_assessment_date
 from bot.core.clinical import flag_category
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
+from tests import escalation_support as sup
 from tests.checkins_support import content, flags_of, make_patient
 
 C = content()
+WF = sup.workflow()  # flags go to the counselors' group, as in the bot
 CLIN = load_assessment_content(C.root)
 
 
@@ -110,7 +112,7 @@ async def _run(db: Database, clock: FrozenClock, p, instrument: str, values: dic
     inst = CLIN.instrument(instrument)
     for item in inst.items:
         async with db.transaction() as s:
-            r = await assessments.answer(s, C, p, instrument, item.id, str(values.get(item.id, 0)), clock.now())
+            r = await assessments.answer(s, WF, C, p, instrument, item.id, str(values.get(item.id, 0)), clock.now())
         assert r is not None
         screens.append(r)
     return screens
@@ -123,18 +125,18 @@ async def test_phq9_item9_stops_for_the_followup_then_resumes(db: Database, cloc
     assert r is not None and "Pfizer" in r.screens[0].text
     for i in range(1, 9):
         async with db.transaction() as s:
-            await assessments.answer(s, C, p, "phq9", f"q{i}", "0", clock.now())
+            await assessments.answer(s, WF, C, p, "phq9", f"q{i}", "0", clock.now())
     async with db.transaction() as s:
-        r = await assessments.answer(s, C, p, "phq9", "q9", "1", clock.now())
+        r = await assessments.answer(s, WF, C, p, "phq9", "q9", "1", clock.now())
     assert r is not None and not r.finished
     assert [d for row in r.screens[0].rows for _, d in row] == ["as:f:phq9:wish_dead:y", "as:f:phq9:wish_dead:n"]
     assert await flags_of(db, p.id) == [("suicide_self_harm", "high")]  # at once, before the follow-up
     async with db.transaction() as s:
-        assert await assessments.answer(s, C, p, "phq9", "difficulty", "1", clock.now()) is None  # stopped
+        assert await assessments.answer(s, WF, C, p, "phq9", "difficulty", "1", clock.now()) is None  # stopped
         assert await assessments.back(s, C, p, "phq9", clock.now()) is None  # no way back inside it
     for q, yes in (("wish_dead", "y"), ("thoughts", "n"), ("preparation", "n")):
         async with db.transaction() as s:
-            r = await assessments.followup_answer(s, C, p, "phq9", q, yes, clock.now())
+            r = await assessments.followup_answer(s, WF, C, p, "phq9", q, yes, clock.now())
         assert r is not None
     assert "988" in r.screens[1].text and r.screens[-1].rows == [[("📝 Finish the questionnaire", "as:resume:phq9")]]
     assert await flags_of(db, p.id) == [("suicide_self_harm", "high")]
@@ -142,7 +144,7 @@ async def test_phq9_item9_stops_for_the_followup_then_resumes(db: Database, cloc
         r = await assessments.resume(s, C, p, "phq9", clock.now())
     assert r is not None and "10 of 10" in r.screens[0].text  # the follow-up is not asked again
     async with db.transaction() as s:
-        r = await assessments.answer(s, C, p, "phq9", "difficulty", "1", clock.now())
+        r = await assessments.answer(s, WF, C, p, "phq9", "difficulty", "1", clock.now())
     assert r is not None and r.finished
     assert await flags_of(db, p.id) == [("suicide_self_harm", "high")]  # not raised twice
     async with db.session() as s:
@@ -174,8 +176,8 @@ async def test_due_offers_and_resume(db: Database, clock: FrozenClock):
     assert due == ["phq9", "gad7"]
     async with db.transaction() as s:
         await assessments.start(s, C, p, "gad7", clock.now())
-        await assessments.answer(s, C, p, "gad7", "q1", "2", clock.now())
-        assert await assessments.answer(s, C, p, "gad7", "q1", "2", clock.now()) is None  # stale
+        await assessments.answer(s, WF, C, p, "gad7", "q1", "2", clock.now())
+        assert await assessments.answer(s, WF, C, p, "gad7", "q1", "2", clock.now()) is None  # stale
         r = await assessments.cancel(s, C, p, "gad7", clock.now())
     assert r is not None
     async with db.transaction() as s:

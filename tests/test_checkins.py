@@ -16,14 +16,23 @@ from bot.core.models import ChatState
 from bot.core.people import PatientInfo
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
+from bot.safety.service import Detection
+from tests import escalation_support as sup
 from tests.checkins_support import content, flags_of, make_patient
 
 C = content()
+WF = sup.workflow()  # flags go to the counselors' group, as in the bot
+DETECTION = Detection()  # the project's risk detector
 
 
 async def _do(db: Database, fn, *args) -> Result | None:  # type: ignore[no-untyped-def]
+    """One check-in step in its own transaction, with what that step needs."""
     async with db.transaction() as s:
-        return await fn(s, C, *args)
+        if fn is checkins.note:
+            return await fn(s, WF, DETECTION, C, *args)  # type: ignore[no-any-return]
+        if fn in (checkins.answer, checkins.multi_done, checkins.skip):
+            return await fn(s, WF, C, *args)  # type: ignore[no-any-return]
+        return await fn(s, C, *args)  # type: ignore[no-any-return]
 
 
 async def full_checkin(
@@ -168,7 +177,7 @@ async def test_use_disclosed_starts_the_lapse_flow_and_raises_a_flag(db: Databas
     assert "sos:talk" in datas and "sos:call" in datas and "sos:open" not in datas
     assert await flags_of(db, p.id) == [("use_disclosure", "high")]
     async with db.transaction() as s:
-        screen = await checkins.talk_request(s, C, p, True, clock.now())
+        screen = await checkins.talk_request(s, WF, C, p, True, clock.now())
     assert "reach out" in screen.text
     assert await flags_of(db, p.id) == [("use_disclosure", "high"), ("talk_request", "moderate")]
 

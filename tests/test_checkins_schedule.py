@@ -13,16 +13,18 @@ from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.scheduler import Sweeper
+from tests import escalation_support as sup
 from tests.checkins_support import content, flags_of, make_patient
 from tests.test_checkins import full_checkin
 
 C = content()
+WF = sup.workflow()  # flags go to the counselors' group, as in the bot
 
 
 def sweeper(db: Database, clock: FrozenClock, lifecycle: Lifecycle | None = None) -> Sweeper:
     """A sweeper with the check-in kinds; their life-cycle hooks go on `lifecycle` when given."""
     sw = Sweeper(db, clock)
-    checkins.setup(sw, C, lifecycle or Lifecycle())
+    checkins.setup(sw, C, lifecycle or Lifecycle(), lambda: WF)
     return sw
 
 

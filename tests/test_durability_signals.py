@@ -77,7 +77,7 @@ def _no_key_left_behind() -> Iterator[None]:
 async def test_a_crisis_on_a_full_disk_reaches_the_group_and_is_recorded_when_space_is_back(
     fake: FakeTelegram, db: Database, clock: FrozenClock, stub_detector: object
 ):
-    h = BotHarness(fake, db, clock)
+    h = BotHarness(fake, db, clock, detector=stub_detector)
     jordan = fake.add_user(first_name="Jordan", started=True)
     riley = fake.add_user(first_name="Riley", started=True)
     await sup.add_patient(db, clock.now(), telegram_id=jordan.id, code="P-1234", first_name="Jordan")
@@ -134,7 +134,7 @@ async def _stored(h: BotHarness, n: int) -> bool:
 async def test_the_minimal_alert_is_retried_when_the_group_is_at_its_limit(
     fake: FakeTelegram, db: Database, clock: FrozenClock, stub_detector: object
 ):
-    h = BotHarness(fake, db, clock)
+    h = BotHarness(fake, db, clock, detector=stub_detector)
     jordan = fake.add_user(first_name="Jordan", started=True)
     await sup.add_patient(db, clock.now(), telegram_id=jordan.id, code="P-1234", first_name="Jordan")
     await h.start()
@@ -154,7 +154,7 @@ async def test_the_minimal_alert_is_retried_when_the_group_is_at_its_limit(
 async def test_a_signal_from_someone_who_is_not_a_patient_alerts_no_one(
     fake: FakeTelegram, db: Database, clock: FrozenClock, stub_detector: object
 ):
-    h = BotHarness(fake, db, clock)
+    h = BotHarness(fake, db, clock, detector=stub_detector)
     stranger = fake.add_user(first_name="Sky", started=True)
     await h.start()
     try:
@@ -172,7 +172,7 @@ async def test_a_signal_from_someone_who_is_not_a_patient_alerts_no_one(
 async def test_yes_to_the_safety_question_on_a_full_disk_reaches_the_group_and_is_recorded_later(
     fake: FakeTelegram, db: Database, clock: FrozenClock, stub_detector: object
 ):
-    h = BotHarness(fake, db, clock)
+    h = BotHarness(fake, db, clock, detector=stub_detector)
     jordan = fake.add_user(first_name="Jordan", started=True)
     await sup.add_patient(db, clock.now(), telegram_id=jordan.id, code="P-1234", first_name="Jordan")
     await h.start()

@@ -19,7 +19,7 @@ from bot.core.models import Patient
 from bot.escalation.digest import KIND_DIGEST
 from bot.escalation.models import Flag
 from bot.escalation.rendering import why_text
-from bot.escalation.rules import CATEGORIES, sources
+from bot.escalation.rules import CATEGORIES, Workflow, sources
 from bot.escalation.service import raise_flag
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
@@ -270,7 +270,7 @@ async def test_a_low_flag_goes_to_the_digest_only(h: BotHarness, fake: FakeTeleg
     pid = await _pid(db, u.id)
     async with h.hub.db.transaction() as s:
         r = await raise_flag(
-            s, patient_id=pid, category="missed_checkins", severity="low",
+            s, h.hub.get(Workflow), patient_id=pid, category="missed_checkins", severity="low",
             reason="checkin_silent: No check-in for 3 days or more", source="checkin_silence", now=clock.now(),
         )
     h.hub.sender.wake()
@@ -335,7 +335,10 @@ async def test_flags_raised_together_arrive_as_one_card(h: BotHarness, fake: Fak
     pid = await _pid(db, u.id)
     async with h.hub.db.transaction() as s:  # two rules of one answer set, one transaction
         for category, severity in (("use_disclosure", "high"), ("severe_craving", "moderate")):
-            await raise_flag(s, patient_id=pid, category=category, severity=severity, reason="r", source="checkin", now=clock.now())
+            await raise_flag(
+                s, h.hub.get(Workflow), patient_id=pid, category=category, severity=severity, reason="r", source="checkin",
+                now=clock.now(),
+            )
     h.hub.sender.wake()
     await h.outbox_idle()
     (card,) = _group(h, fake)

@@ -21,7 +21,7 @@ from bot.assessments.models import AssessmentResult
 from bot.checkins.models import CheckinEntry
 from bot.escalation.digest import KIND_DIGEST
 from bot.escalation.models import Flag
-from bot.escalation.rules import CATEGORIES, SEVERITIES, load_rules, rank
+from bot.escalation.rules import CATEGORIES, SEVERITIES, Workflow, load_rules, rank
 from bot.escalation.service import FlagResult, raise_flag
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
@@ -71,7 +71,8 @@ async def _raise(
     """A trigger raised now, as the bot's own sources raise it; its messages have gone out."""
     async with h.hub.db.transaction() as s:
         res = await raise_flag(
-            s, patient_id=pid, category=category, severity=severity, reason=reason, source=source, now=clock.now()
+            s, h.hub.get(Workflow), patient_id=pid, category=category, severity=severity, reason=reason, source=source,
+            now=clock.now(),
         )
     await h.outbox_idle()
     return res
@@ -105,7 +106,8 @@ async def test_a_flag_of_every_category_reaches_the_group(
         codes[category] = code
         async with h.hub.db.transaction() as s:
             res = await raise_flag(
-                s, patient_id=pid, category=category, severity=severity, reason="test", source="checkin", now=clock.now()
+                s, h.hub.get(Workflow), patient_id=pid, category=category, severity=severity, reason="test",
+                source="checkin", now=clock.now(),
             )
         assert res.created
     h.hub.sender.wake()

@@ -30,8 +30,8 @@ LIMITS = {
 
 
 @pytest.fixture
-async def h(fake: FakeTelegram, db: Database, clock: FrozenClock) -> AsyncIterator[BotHarness]:
-    harness = BotHarness(fake, db, clock, **LIMITS)
+async def h(fake: FakeTelegram, db: Database, clock: FrozenClock, stub_detector: sup.StubDetector) -> AsyncIterator[BotHarness]:
+    harness = BotHarness(fake, db, clock, detector=stub_detector, **LIMITS)
     await harness.start()
     try:
         yield harness

@@ -223,10 +223,12 @@ async def test_updates_are_received_while_the_risk_detector_builds(
     rules, other texts wait for the full detector: bot/safety/screening.py, tests/test_e2e_screening.py)."""
     import threading
 
-    from bot.safety import service as safety
+    from bot.safety.service import Detection
 
     polled_before: list[bool] = []
-    monkeypatch.setattr(safety, "warm", lambda: polled_before.append(any(c.method == "getUpdates" for c in fake.calls)))
+    monkeypatch.setattr(
+        Detection, "warm", lambda self: polled_before.append(any(c.method == "getUpdates" for c in fake.calls))
+    )
     hold = threading.Event()
     harness = BotHarness(fake, db, clock)
     await harness.start(detector_hold=hold)

@@ -18,6 +18,7 @@ from bot.safety.risk import registry
 from bot.safety.risk.loader import RiskContentError
 from bot.safety.risk.result import Severity
 from bot.safety.screening import Screening
+from bot.safety.service import Detection
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness
@@ -114,10 +115,10 @@ async def test_a_failed_build_stops_the_bot_and_leaves_held_texts_in_the_inbox(
     await h.start(detector_hold=hold)
     u = await _patient(fake, db, clock, "Jordan", "P-1001")
 
-    def broken() -> None:
+    def broken(self: Detection) -> None:
         raise RiskContentError([("risk/en.yaml", 1, "broken")])
 
-    monkeypatch.setattr("bot.safety.service.warm", broken)
+    monkeypatch.setattr(Detection, "warm", broken)
     inc = fake.send_text(u, ORDINARY)
     await fake.wait_idle(timeout=10)  # the bot has taken it from Telegram (stored in the inbox)
     hold.set()

@@ -23,8 +23,8 @@ from bot.escalation.rules import (
     SEVERITIES,
     STATUSES,
     Workflow,
+    build_workflow,
     check_content,
-    configure,
     sources,
 )
 from bot.escalation.service import (
@@ -50,10 +50,7 @@ async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace
     hub = sup.hub(db, clock, sup.settings())
     escalation_area.install(hub)
     pid = await sup.add_patient(db, clock.now())
-    try:
-        yield SimpleNamespace(hub=hub, pid=pid, db=db, clock=clock)
-    finally:
-        sup.reset()
+    yield SimpleNamespace(hub=hub, pid=pid, db=db, clock=clock, wf=hub.get(Workflow))
 
 
 async def _outbox(db: Database) -> list[OutboxMessage]:
@@ -65,6 +62,7 @@ async def _raise(env: SimpleNamespace, severity: str = "crisis", category: str =
     async with env.db.transaction() as s:
         return await raise_flag(
             s,
+            kw.pop("wf", env.wf),
             patient_id=env.pid,
             category=category,
             severity=severity,
@@ -351,7 +349,7 @@ async def test_erasing_one_patient_leaves_other_patients_reminders(env: SimpleNa
     other = await sup.add_patient(env.db, env.clock.now(), telegram_id=5002, code="P-2222", first_name="Robin")
     async with env.db.transaction() as s:
         r = await raise_flag(
-            s, patient_id=other, category="suicide_self_harm", severity="crisis", reason="t", source="message", now=env.clock.now()
+            s, env.wf, patient_id=other, category="suicide_self_harm", severity="crisis", reason="t", source="message", now=env.clock.now()
         )
     async with env.db.transaction() as s:
         await privacy.erase(s, 5001, now=env.clock.now(), removed=removed)  # the first patient (id 1)
@@ -432,10 +430,13 @@ async def test_a_missing_label_is_shown_in_plain_words_and_logged_once(env: Simp
     from bot.platform.content import Content
 
     root = _content_copy(tmp_path, ["flags.category.depression", "flags.severity.moderate"])
-    wf = configure(env.hub.settings, Content(root))
+    wf = build_workflow(env.hub.settings, Content(root))
     rules._missing_labels.clear()
     caplog.set_level(logging.ERROR, logger="bot.escalation.rules")
-    r = await _raise(env, severity="moderate", category="depression", reason="phq9_moderately_severe", source="assessment_phq9", evidence=None)
+    r = await _raise(
+        env, severity="moderate", category="depression", reason="phq9_moderately_severe", source="assessment_phq9",
+        evidence=None, wf=wf,
+    )
     assert r.created
     (post,) = await _outbox(env.db)
     assert post.chat_id == sup.GROUP

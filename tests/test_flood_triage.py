@@ -152,7 +152,7 @@ async def test_what_is_read_from_the_json_is_what_is_read_from_the_built_update(
 
 @pytest.fixture
 async def limited(fake: FakeTelegram, db: Database, clock: FrozenClock, stub_detector: Any) -> AsyncIterator[BotHarness]:
-    harness = BotHarness(fake, db, clock, **LIMITS)
+    harness = BotHarness(fake, db, clock, detector=stub_detector, **LIMITS)
     await harness.start()
     try:
         yield harness

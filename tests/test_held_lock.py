@@ -92,7 +92,7 @@ async def _count(db: Database, model: Any, *where: Any) -> int:
 
 @pytest.fixture
 async def bot(fake: FakeTelegram, db: Database, clock: FrozenClock, stub_detector: object) -> AsyncIterator[Any]:
-    h = BotHarness(fake, db, clock)
+    h = BotHarness(fake, db, clock, detector=stub_detector)
     h.jordan = fake.add_user(first_name="Jordan", started=True)
     await sup.add_patient(db, clock.now(), telegram_id=h.jordan.id, code="P-1234", first_name="Jordan")
     await h.start()
@@ -173,8 +173,10 @@ def _update(text: str, chat_type: str = "private", key: str = "message", field: 
     return {"update_id": 1, key: {"message_id": 1, "date": 0, "chat": {"id": 5, "type": chat_type}, field: text}}
 
 
-def test_only_a_private_crisis_text_is_urgent(stub_detector: object):
-    from bot.safety.service import crisis_update
+def test_only_a_private_crisis_text_is_urgent(stub_detector: sup.StubDetector):
+    from bot.safety.service import Detection
+
+    crisis_update = Detection(stub_detector).crisis_update
 
     crisis = "I'm going to end it all tonight"
     for key in ("message", "edited_message"):
@@ -188,10 +190,10 @@ def test_only_a_private_crisis_text_is_urgent(stub_detector: object):
 
 
 def test_while_the_detector_builds_every_private_text_is_urgent(monkeypatch: pytest.MonkeyPatch):
-    from bot.safety import service as safety
     from bot.safety.risk import registry
+    from bot.safety.service import Detection
 
-    safety.set_detector(None)
+    crisis_update = Detection().crisis_update
     monkeypatch.setattr(registry, "detector_ready", lambda content_dir=None: False)
-    assert safety.crisis_update(_update("hello"))  # cannot be told yet: not held back
-    assert not safety.crisis_update(_update("hello", chat_type="group"))
+    assert crisis_update(_update("hello"))  # cannot be told yet: not held back
+    assert not crisis_update(_update("hello", chat_type="group"))

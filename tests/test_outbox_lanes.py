@@ -99,7 +99,7 @@ async def test_a_crisis_reply_goes_out_while_the_group_is_at_its_limit(
 ):
     """End to end: the group answers 429 to every post; a crisis reply that had to go through the
     outbox (its direct send failed) still reaches the patient at once."""
-    h = BotHarness(fake, db, clock)
+    h = BotHarness(fake, db, clock, detector=stub_detector)
     first = fake.add_user(first_name="Alex", started=True)
     second = fake.add_user(first_name="Sam", started=True)
     await sup.add_patient(db, clock.now(), telegram_id=first.id, code="P-1001", first_name="Alex")

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from bot.core.models import AuditEntry, ChatState, Patient
 from bot.escalation.models import Flag, FlagEvent
+from bot.escalation.rules import Workflow
 from bot.escalation.service import raise_flag
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
@@ -32,11 +33,11 @@ async def _count(db: Database, model: type[Base], *where: object) -> int:
         return int((await s.execute(q)).scalar_one())
 
 
-async def _add_health_data(db: Database, clock: FrozenClock, telegram_id: int) -> Patient:
+async def _add_health_data(wf: Workflow, db: Database, clock: FrozenClock, telegram_id: int) -> Patient:
     async with db.transaction() as s:
         p = (await s.execute(select(Patient).where(Patient.telegram_id == telegram_id))).scalar_one()
         await raise_flag(
-            s, patient_id=p.id, category="severe_craving", severity="moderate", reason="rule.craving",
+            s, wf, patient_id=p.id, category="severe_craving", severity="moderate", reason="rule.craving",
             source="checkin", now=clock.now(), evidence="I really want a drink tonight",
         )
         await schedule(s, "checkin", f"checkin:{p.id}:2026-03-03", clock.now() + timedelta(days=1), {"patient_id": p.id})
@@ -50,7 +51,7 @@ async def test_privacy_export_and_delete(db: Database, clock: FrozenClock):
         code = await make_invite(h, fake)
         u = fake.add_user(first_name="Marlowe")
         await enrol(h, fake, u, code)
-        p = await _add_health_data(db, clock, u.id)
+        p = await _add_health_data(h.hub.get(Workflow), db, clock, u.id)
 
         await h.send(u, "/privacy")
         info = text_of(fake.last(u.id))

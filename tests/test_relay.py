@@ -31,13 +31,12 @@ async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace
     pid = await sup.add_patient(db, clock.now())
     async with db.transaction() as s:
         r = await raise_flag(
-            s, patient_id=pid, category="talk_request", severity="moderate", reason="talk", source="talk", now=clock.now()
+            s, hub.get(Workflow), patient_id=pid, category="talk_request", severity="moderate", reason="talk", source="talk", now=clock.now()
         )
     try:
         yield SimpleNamespace(pid=pid, db=db, clock=clock, flag_id=r.flag_id, wf=hub.get(Workflow))
     finally:
         crypto.configure(None)
-        sup.reset()
 
 
 async def _to(db: Database, chat_id: int) -> list[OutboxMessage]:

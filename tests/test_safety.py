@@ -10,9 +10,11 @@ from sqlalchemy import select
 
 from bot.escalation import area as escalation_area
 from bot.escalation.models import Flag, FlagEvent
+from bot.escalation.rules import Workflow
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from bot.platform.models import OutboxMessage
+from bot.safety import area as safety_area
 from bot.safety import service as safety
 from bot.safety.models import SafetyCheck
 from tests import escalation_support as sup
@@ -21,19 +23,19 @@ from tests import escalation_support as sup
 @pytest.fixture
 async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace]:
     hub = sup.hub(db, clock, sup.settings())
+    detector = sup.StubDetector()
+    hub.provide(safety.Detection(detector))
+    safety_area.install(hub)
     escalation_area.install(hub)
-    safety.install(hub)
-    detector = sup.use_stub()
     pid = await sup.add_patient(db, clock.now())
-    try:
-        yield SimpleNamespace(hub=hub, pid=pid, db=db, clock=clock, detector=detector)
-    finally:
-        sup.reset()
+    yield SimpleNamespace(
+        hub=hub, pid=pid, db=db, clock=clock, detector=detector, wf=hub.get(Workflow), detection=hub.get(safety.Detection)
+    )
 
 
 async def _check(env: SimpleNamespace, text: str, **kw: object) -> safety.SafetyOutcome:
     async with env.db.transaction() as s:
-        return await safety.check_text(s, env.pid, text, source="message", now=env.clock.now(), **kw)  # type: ignore[arg-type]
+        return await safety.check_text(s, env.wf, env.detection, env.pid, text, source="message", now=env.clock.now(), **kw)  # type: ignore[arg-type]
 
 
 async def _rows(db: Database, model: type) -> list:  # type: ignore[type-arg]
@@ -104,7 +106,7 @@ async def test_uncertain_high_asks_then_flags_after_the_timeout(env: SimpleNames
 async def test_answering_no_still_reaches_the_care_team_and_cancels_the_timeout(env: SimpleNamespace):
     out = await _check(env, "Some days I don't want to wake up")
     async with env.db.transaction() as s:
-        res = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
+        res = await safety.confirm_answer(s, env.wf, env.detection, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
     assert res.status == "ok" and res.flag is not None and res.flag.severity == "moderate"
     env.clock.advance(minutes=10)
     await env.hub.sweeper.tick()
@@ -117,20 +119,20 @@ async def test_answering_no_still_reaches_the_care_team_and_cancels_the_timeout(
 async def test_answering_yes_raises_a_crisis_flag(env: SimpleNamespace):
     out = await _check(env, "Maybe I'd be better off gone")
     async with env.db.transaction() as s:
-        res = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="yes", now=env.clock.now())
+        res = await safety.confirm_answer(s, env.wf, env.detection, out.check_id, telegram_id=5001, answer="yes", now=env.clock.now())
     assert res.status == "ok" and res.crisis and res.flag is not None and res.flag.severity == "crisis"
     async with env.db.transaction() as s:
-        twice = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
+        twice = await safety.confirm_answer(s, env.wf, env.detection, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
     assert twice.status == "answered"
 
 
 async def test_someone_else_cannot_answer(env: SimpleNamespace):
     out = await _check(env, "Maybe I'd be better off gone")
     async with env.db.transaction() as s:
-        res = await safety.confirm_answer(s, out.check_id, telegram_id=999, answer="yes", now=env.clock.now())
+        res = await safety.confirm_answer(s, env.wf, env.detection, out.check_id, telegram_id=999, answer="yes", now=env.clock.now())
     assert res.status == "not_found"
     async with env.db.transaction() as s:
-        forged = await safety.confirm_answer(s, 12345, telegram_id=5001, answer="yes", now=env.clock.now())
+        forged = await safety.confirm_answer(s, env.wf, env.detection, 12345, telegram_id=5001, answer="yes", now=env.clock.now())
     assert forged.status == "not_found"
 
 
@@ -145,18 +147,18 @@ async def test_uncertain_moderate_unanswered_is_flagged_moderate(env: SimpleName
 
 async def test_talk_request_and_followup_answers(env: SimpleNamespace):
     async with env.db.transaction() as s:
-        r = await safety.talk_request(s, env.pid, env.clock.now())
+        r = await safety.talk_request(s, env.wf, env.pid, env.clock.now())
     assert r.created and r.severity == "moderate"
     async with env.db.transaction() as s:
-        assert await safety.followup_answer(s, r.flag_id, telegram_id=5001, answer="bad", now=env.clock.now()) == "ok"
-        assert await safety.followup_answer(s, r.flag_id, telegram_id=5001, answer="ok", now=env.clock.now()) == "answered"
-        assert await safety.followup_answer(s, r.flag_id, telegram_id=42, answer="ok", now=env.clock.now()) == "not_found"
+        assert await safety.followup_answer(s, env.wf, r.flag_id, telegram_id=5001, answer="bad", now=env.clock.now()) == "ok"
+        assert await safety.followup_answer(s, env.wf, r.flag_id, telegram_id=5001, answer="ok", now=env.clock.now()) == "answered"
+        assert await safety.followup_answer(s, env.wf, r.flag_id, telegram_id=42, answer="ok", now=env.clock.now()) == "not_found"
 
 
 async def test_detection_is_pure_and_uses_the_configured_detector(env: SimpleNamespace):
-    sig = safety.detect("end it all tonight")
+    sig = env.detection.signal("end it all tonight")
     assert sig.explicit_crisis and sig.category == "suicide_self_harm"
-    assert safety.detect("") == safety.NO_SIGNAL
+    assert env.detection.signal("") == safety.NO_SIGNAL
     assert env.detector.calls == 1
 
 
@@ -177,7 +179,7 @@ async def test_no_after_words_of_a_crisis_is_still_a_high_flag(env: SimpleNamesp
     sig = safety.Signal("crisis", "suicide_self_harm", ("combo_ideation_use",), True)
     out = await _check(env, "words the detector was unsure of", signal=sig)
     async with env.db.transaction() as s:
-        res = await safety.confirm_answer(s, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
+        res = await safety.confirm_answer(s, env.wf, env.detection, out.check_id, telegram_id=5001, answer="no", now=env.clock.now())
     assert res.flag is not None and res.flag.severity == "high"
     assert safety.followup_kind("self_harm") == "self_harm" and safety.followup_kind("passive") is None
 

@@ -22,11 +22,13 @@ from bot.platform.scheduler import Sweeper
 from bot.recovery import sos
 from bot.recovery.library import clear_cache
 from bot.recovery.rules import load_sos_rules
+from tests import escalation_support as sup
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient
 
 content = get_content(CONTENT_DIR)
 RULES = load_sos_rules(CONTENT_DIR)
+WF = sup.workflow()  # flags go to the counselors' group, as in the bot
 
 
 def _all_data(rows: list[list[tuple[str, str]]]) -> list[str]:
@@ -157,14 +159,14 @@ async def test_followup_lower_encourages_without_a_flag(db: Database, clock: Fro
         await sos.record_rating(s, pid, "before", 8, clock.now())
         await sos.record_rating(s, pid, "after", 6, clock.now())
     async with db.transaction() as s:
-        res = await sos.answer_followup(s, RULES, pid, info.id, 3, clock.now())
+        res = await sos.answer_followup(s, WF, RULES, pid, info.id, 3, clock.now())
     assert res.status == "recorded" and res.lower and res.previous == 6 and res.flag_severity is None
     assert res.streak_days == 10
     text, rows = sos.followup_reply(content, "en", res)
     assert "6" in text and "3" in text and "10 days" in text
     assert await _flags(db) == []
     async with db.transaction() as s:
-        twice = await sos.answer_followup(s, RULES, pid, info.id, 9, clock.now())
+        twice = await sos.answer_followup(s, WF, RULES, pid, info.id, 9, clock.now())
     assert twice.status == "already"
     assert await _flags(db) == []
 
@@ -182,7 +184,7 @@ async def test_followup_same_higher_or_high_offers_counselor_and_flags(
         if before is not None:
             await sos.record_rating(s, pid, "before", before, clock.now())
     async with db.transaction() as s:
-        res = await sos.answer_followup(s, RULES, pid, info.id, answer, clock.now())
+        res = await sos.answer_followup(s, WF, RULES, pid, info.id, answer, clock.now())
     assert res.offer_counselor and res.flag_severity == severity
     (flag,) = await _flags(db)
     assert flag.category == "urge_followup" and flag.severity == severity
@@ -196,15 +198,15 @@ async def test_followup_for_someone_else_is_refused(db: Database, clock: FrozenC
     async with db.transaction() as s:
         info = await sos.open_session(s, RULES, a, clock.now())
     async with db.transaction() as s:
-        assert (await sos.answer_followup(s, RULES, b, info.id, 9, clock.now())).status == "unknown"
-        assert (await sos.answer_followup(s, RULES, a, info.id + 100, 9, clock.now())).status == "unknown"
+        assert (await sos.answer_followup(s, WF, RULES, b, info.id, 9, clock.now())).status == "unknown"
+        assert (await sos.answer_followup(s, WF, RULES, a, info.id + 100, 9, clock.now())).status == "unknown"
 
 
 async def test_talk_raises_one_flag(db: Database, clock: FrozenClock) -> None:
     pid = await make_patient(db, clock.now())
     async with db.transaction() as s:
-        first = await sos.request_talk(s, RULES, pid, clock.now())
-        second = await sos.request_talk(s, RULES, pid, clock.now())
+        first = await sos.request_talk(s, WF, RULES, pid, clock.now())
+        second = await sos.request_talk(s, WF, RULES, pid, clock.now())
     assert first.created and not second.created and first.flag_id == second.flag_id
     (flag,) = await _flags(db)
     assert flag.category == "talk_request" and flag.severity == "moderate"

@@ -35,6 +35,7 @@ from bot.assessments.rules import (
 from bot.core.clinical import Item, flag_category
 from bot.core.conversation import Result, Row, Screen
 from bot.core.people import PatientInfo
+from bot.escalation.rules import Workflow
 from bot.escalation.service import raise_flag, raise_rule_flag
 from bot.platform.clock import ensure_utc, local_date
 from bot.platform.content import Content, Html
@@ -230,8 +231,8 @@ def _set(row: AssessmentResult, **meta: Any) -> None:
 
 
 async def answer(
-    session: AsyncSession, content: Content, patient: PatientInfo, instrument: str, item_id: str, raw: str,
-    now: datetime,
+    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, instrument: str, item_id: str,
+    raw: str, now: datetime,
 ) -> Result | None:
     """Store one answer; None when the button is stale."""
     if instrument not in INSTRUMENTS:
@@ -271,7 +272,7 @@ async def answer(
                 RAISED: [*_raised(row), asks.rule_id],
             },
         )
-        await raise_rule_flag(session, patient.id, asks, source=source, now=now)
+        await raise_rule_flag(session, wf, patient.id, asks, source=source, now=now)
         first = followup.next_question({})
         assert first is not None  # the rules hold at least one question
         row.step = FOLLOWUP_STEP + first.id
@@ -280,19 +281,20 @@ async def answer(
         row.crisis_at = now
         crisis = [f for f in partial.triggered if f.crisis]
         for f in crisis:
-            await raise_rule_flag(session, patient.id, f, source=source, now=now)
+            await raise_rule_flag(session, wf, patient.id, f, source=source, now=now)
         _set(row, **{RAISED: [*_raised(row), *(f.rule_id for f in crisis)]})
-        screens.append(Screen(await crisis_text(session, content, patient, now)))
+        screens.append(Screen(await crisis_text(session, wf, content, patient, now)))
     if resume is not None:
         row.step = resume
         # The crisis reply (if any) replaces the question just answered; the next one follows.
         screens.append(_question(content, lang, inst, inst.items[pos + 1], first=False))
         return Result(screens)
-    return await _finish(session, content, patient, inst, row, now, screens)
+    return await _finish(session, wf, content, patient, inst, row, now, screens)
 
 
 async def _raise_followup_flag(
     session: AsyncSession,
+    wf: Workflow,
     patient_id: int,
     followup: SuicideFollowup,
     severity: str,
@@ -303,6 +305,7 @@ async def _raise_followup_flag(
 ) -> None:
     await raise_flag(
         session,
+        wf,
         patient_id=patient_id,
         category=flag_category(followup.category),
         severity=severity,
@@ -320,6 +323,7 @@ def _score_row(row: AssessmentResult, score: AssessmentScore) -> None:
 
 async def _finish(
     session: AsyncSession,
+    wf: Workflow,
     content: Content,
     patient: PatientInfo,
     inst: Questionnaire,
@@ -337,14 +341,14 @@ async def _finish(
     raised = set(_raised(row))
     for f in score.flags:
         if f.rule_id not in raised:
-            await raise_rule_flag(session, patient.id, f, source=f"assessment_{inst.id}", now=now)
+            await raise_rule_flag(session, wf, patient.id, f, source=f"assessment_{inst.id}", now=now)
     screens.append(Screen(inst.closing or content.t("assessments.thanks", patient.language)))
     return Result(screens, finished=True, flags=tuple(f.category for f in score.flags))
 
 
 async def followup_answer(
-    session: AsyncSession, content: Content, patient: PatientInfo, instrument: str, question_id: str, raw: str,
-    now: datetime,
+    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, instrument: str, question_id: str,
+    raw: str, now: datetime,
 ) -> Result | None:
     """Store one yes/no answer of the suicide follow-up; None when the button is stale.
 
@@ -373,16 +377,16 @@ async def followup_answer(
     record.update(grade=grade.id, done_at=ensure_utc(now).isoformat())
     _set(row, **{FOLLOWUP: record})
     source = f"assessment_{instrument}"
-    await _raise_followup_flag(session, patient.id, followup, grade.severity, int(record.get("value") or 0), said, source, now)
+    await _raise_followup_flag(session, wf, patient.id, followup, grade.severity, int(record.get("value") or 0), said, source, now)
     # The last question becomes a thank-you; what to do now follows as a message of its own.
     screens = [Screen(content.t("assessments.followup.thanks", lang))]
     if grade.reply == "crisis":
-        screens.append(Screen(await crisis_text(session, content, patient, now, flag_category(followup.category))))
+        screens.append(Screen(await crisis_text(session, wf, content, patient, now, flag_category(followup.category))))
     else:
-        screens.append(Screen(same_day_text(content, patient, now)))
+        screens.append(Screen(same_day_text(wf, content, patient, now)))
     resume = record.get("resume")
     if resume not in [i.id for i in inst.items]:
-        return await _finish(session, content, patient, inst, row, now, screens)
+        return await _finish(session, wf, content, patient, inst, row, now, screens)
     row.step = resume
     partial = score_assessment(inst, _values(row), partial=True)
     if partial.complete:
@@ -392,7 +396,7 @@ async def followup_answer(
         raised = _raised(row)
         for f in partial.flags:
             if f.rule_id not in raised:
-                await raise_rule_flag(session, patient.id, f, source=source, now=now)
+                await raise_rule_flag(session, wf, patient.id, f, source=source, now=now)
                 raised.append(f.rule_id)
         _set(row, **{RAISED: raised})
     screens.append(
@@ -404,13 +408,13 @@ async def followup_answer(
     return Result(screens, flags=(flag_category(followup.category),))
 
 
-def same_day_text(content: Content, patient: PatientInfo, now: datetime) -> str:
+def same_day_text(wf: Workflow, content: Content, patient: PatientInfo, now: datetime) -> str:
     """After a follow-up graded for same-day contact: when a counselor will reach out (honest
     about office hours), and 988."""
     from bot.safety import crisis
     from bot.safety import service as safety
 
-    office_hours, zone = safety.clinic_hours()
+    office_hours, zone = safety.clinic_hours(wf)
     lang = patient.language
     line = crisis.counselor_line(
         lang,
@@ -450,7 +454,7 @@ async def cancel(session: AsyncSession, content: Content, patient: PatientInfo, 
 
 
 async def crisis_text(
-    session: AsyncSession, content: Content, patient: PatientInfo, now: datetime, category: str | None = None
+    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, now: datetime, category: str | None = None
 ) -> str:
     """The crisis reply: the escalation area's message (resources for `category`, the patient's
     plan, when a counselor will answer) when installed, else the region's resource list."""
@@ -458,7 +462,7 @@ async def crisis_text(
         crisis = importlib.import_module("bot.safety.crisis")
         safety = importlib.import_module("bot.safety.service")
 
-        office_hours, zone = safety.clinic_hours()
+        office_hours, zone = safety.clinic_hours(wf)
         lines = await safety.plan_lines(session, patient.id)
         text = crisis.crisis_message(
             patient.language,

@@ -6,12 +6,13 @@ import logging
 
 from bot.checkins import service as checkins
 from bot.core.hub import Hub
+from bot.escalation.rules import Workflow
 
 log = logging.getLogger(__name__)
 
 
 def install(hub: Hub) -> None:
-    checkins.setup(hub.sweeper, hub.content, hub.lifecycle)
+    checkins.setup(hub.sweeper, hub.content, hub.lifecycle, lambda: hub.get(Workflow))
     hub.on_start.append(_ensure_prompts)
 
 

@@ -15,8 +15,8 @@ Screens are plain values (`bot.core.conversation`); the handlers render them.
 
 from __future__ import annotations
 
-import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -36,7 +36,8 @@ from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
 from bot.core.rules_loader import instruments_for
-from bot.escalation.service import raise_flag, raise_rule_flag
+from bot.escalation.rules import Workflow
+from bot.escalation.service import raise_rule_flag
 from bot.platform.clock import ensure_utc, local_date, local_datetime, next_local_due
 from bot.platform.content import Content, Html
 from bot.platform.keyboards import inline_keyboard
@@ -44,6 +45,7 @@ from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
 from bot.platform.scheduler import cancel, schedule
 from bot.recovery import buttons as recovery_buttons
+from bot.safety import service as safety
 
 log = logging.getLogger(__name__)
 
@@ -301,12 +303,12 @@ def _option(item: Item, raw: str) -> Any:
 
 
 async def _next_or_finish(
-    session: AsyncSession, content: Content, patient: PatientInfo, entry: Today, items: list[Item],
+    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, entry: Today, items: list[Item],
     current: str, now: datetime,
 ) -> Result:
     nxt = _advance(items, current)
     if nxt is None:
-        return await finish(session, content, patient, entry, now)
+        return await finish(session, wf, content, patient, entry, now)
     entry.step = nxt.id
     # Moving forward from a button answer: no note is awaited (leaving the note item, by
     # skipping it or writing it, clears that where it happens).
@@ -316,7 +318,7 @@ async def _next_or_finish(
 
 
 async def answer(
-    session: AsyncSession, content: Content, patient: PatientInfo, item_id: str, raw: str, now: datetime
+    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, item_id: str, raw: str, now: datetime
 ) -> Result | None:
     """A single-choice answer. None when the button is stale (not today's current question)."""
     cur = await _current(session, content, patient, item_id, now, ("scale", "choice"))
@@ -329,7 +331,7 @@ async def answer(
     draft = dict(entry.draft or {})
     draft[item.id] = _stamp(value, now)
     entry.draft = draft
-    return await _next_or_finish(session, content, patient, entry, items, item.id, now)
+    return await _next_or_finish(session, wf, content, patient, entry, items, item.id, now)
 
 
 async def toggle(
@@ -360,7 +362,7 @@ async def toggle(
 
 
 async def multi_done(
-    session: AsyncSession, content: Content, patient: PatientInfo, item_id: str, now: datetime
+    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, item_id: str, now: datetime
 ) -> Result | None:
     cur = await _current(session, content, patient, item_id, now, ("multi",))
     if cur is None:
@@ -372,11 +374,11 @@ async def multi_done(
     else:
         draft[item.id] = _stamp(draft[item.id].get("v") or [], now)
     entry.draft = draft
-    return await _next_or_finish(session, content, patient, entry, items, item.id, now)
+    return await _next_or_finish(session, wf, content, patient, entry, items, item.id, now)
 
 
 async def skip(
-    session: AsyncSession, content: Content, patient: PatientInfo, item_id: str, now: datetime
+    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, item_id: str, now: datetime
 ) -> Result | None:
     """Skip an optional item (the note)."""
     cur = await _current(session, content, patient, item_id, now)
@@ -387,11 +389,17 @@ async def skip(
     draft[item.id] = _stamp(None, now)
     entry.draft = draft
     await state.clear(session, patient.telegram_id, NOTE_STATE)
-    return await _next_or_finish(session, content, patient, entry, items, item.id, now)
+    return await _next_or_finish(session, wf, content, patient, entry, items, item.id, now)
 
 
 async def note(
-    session: AsyncSession, content: Content, patient: PatientInfo, text: str, now: datetime
+    session: AsyncSession,
+    wf: Workflow,
+    detection: safety.Detection,
+    content: Content,
+    patient: PatientInfo,
+    text: str,
+    now: datetime,
 ) -> Result | None:
     """The typed note: stored, passed to the risk detector, then the check-in is finished."""
     entry = await _open_entry(session, patient, now)
@@ -409,22 +417,17 @@ async def note(
     entry.draft = draft
     await state.clear(session, patient.telegram_id, NOTE_STATE)
     if text:
-        await _check_risk(session, patient.id, text, now)
-    return await _next_or_finish(session, content, patient, entry, items, item.id, now)
+        await _check_risk(session, wf, detection, patient.id, text, now)
+    return await _next_or_finish(session, wf, content, patient, entry, items, item.id, now)
 
 
-async def _check_risk(session: AsyncSession, patient_id: int, text: str, now: datetime) -> None:
-    """Hand the note to the risk detector's entry point, if it is installed."""
-    try:
-        safety = importlib.import_module("bot.safety.service")
-    except ImportError:
-        return
-    check = getattr(safety, "check_text", None)
-    if check is None:
-        return
+async def _check_risk(
+    session: AsyncSession, wf: Workflow, detection: safety.Detection, patient_id: int, text: str, now: datetime
+) -> None:
+    """Screen the note for risk as every free text is (a failure never costs the check-in)."""
     try:
         async with session.begin_nested():
-            await check(session, patient_id, text, source="checkin_note", now=now)
+            await safety.check_text(session, wf, detection, patient_id, text, source="checkin_note", now=now)
     except Exception:
         log.exception("checkin: the risk detector failed on a note")
 
@@ -477,7 +480,7 @@ async def recent_answers(session: AsyncSession, patient_id: int, before: date, d
 
 
 async def finish(
-    session: AsyncSession, content: Content, patient: PatientInfo, entry: Today, now: datetime
+    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, entry: Today, now: datetime
 ) -> Result:
     c = content
     lang = patient.language
@@ -504,7 +507,7 @@ async def finish(
     recent = await recent_answers(session, patient.id, entry.local_date)
     outcome = checkin_outcome(checkin.rules, CheckinAnswers(entry.local_date, rule_values), recent)
     for f in outcome.flags:
-        await raise_rule_flag(session, patient.id, f, source="checkin", now=now)
+        await raise_rule_flag(session, wf, patient.id, f, source="checkin", now=now)
 
     rows: list[Row] = []
     milestone: int | None = None
@@ -557,25 +560,12 @@ def milestone_screen(content: Content, lang: str, days: int) -> Screen:
     )
 
 
-async def talk_request(session: AsyncSession, content: Content, patient: PatientInfo, wanted: bool, now: datetime) -> Screen:
+async def talk_request(
+    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, wanted: bool, now: datetime
+) -> Screen:
     """The lapse flow's question: would they like a counselor to reach out?"""
     if wanted:
-        try:
-            safety = importlib.import_module("bot.safety.service")
-        except ImportError:
-            safety = None
-        if safety is not None and hasattr(safety, "talk_request"):
-            await safety.talk_request(session, patient.id, now, source="checkin_lapse")
-        else:
-            await raise_flag(
-                session,
-                patient_id=patient.id,
-                category="talk_request",
-                severity="moderate",
-                reason="Asked for counselor contact after a lapse (check-in)",
-                source="checkin_lapse",
-                now=now,
-            )
+        await safety.talk_request(session, wf, patient.id, now, source="checkin_lapse")
         return Screen(content.t("checkins.talk_sent", patient.language))
     return Screen(content.t("checkins.talk_declined", patient.language))
 
@@ -689,7 +679,9 @@ async def days_silent(session: AsyncSession, p: Patient, day: date) -> int:
     return max(0, (day - last).days - 1)
 
 
-async def check_silence(session: AsyncSession, content: Content, p: Patient, day: date, now: datetime) -> FlagRequest | None:
+async def check_silence(
+    session: AsyncSession, wf: Workflow, content: Content, p: Patient, day: date, now: datetime
+) -> FlagRequest | None:
     """Raise the 'no check-in for N days' flag on the day the silence reaches a rule's length."""
     rules = checkin_content_for(content).rules
     silent = await days_silent(session, p, day)
@@ -697,11 +689,11 @@ async def check_silence(session: AsyncSession, content: Content, p: Patient, day
         return None
     flag = _silent_rule(rules, silent)
     if flag is not None:
-        await raise_rule_flag(session, p.id, flag, source="checkin_silence", now=now)
+        await raise_rule_flag(session, wf, p.id, flag, source="checkin_silence", now=now)
     return flag
 
 
-async def on_prompt(session: AsyncSession, item: ScheduledItem, now: datetime, content: Content) -> None:
+async def on_prompt(session: AsyncSession, wf: Workflow, item: ScheduledItem, now: datetime, content: Content) -> None:
     payload = item.payload or {}
     pid = int(payload["patient_id"])
     day = date.fromisoformat(payload["date"])
@@ -714,7 +706,7 @@ async def on_prompt(session: AsyncSession, item: ScheduledItem, now: datetime, c
         return
     if local_date(now, p.timezone) != day:
         return  # the bot was away for the whole day: no late prompt tomorrow
-    await check_silence(session, content, p, day, now)
+    await check_silence(session, wf, content, p, day, now)
     status = await _entry_state(session, pid, day)
     if status == "done":
         return
@@ -769,11 +761,12 @@ def _keyboard(rows: list[Row]) -> dict[str, Any]:
     return inline_keyboard(rows)
 
 
-def setup(sweeper: Any, content: Content, lifecycle: Lifecycle) -> None:
-    """Register the sweeper kinds and the life-cycle hooks."""
+def setup(sweeper: Any, content: Content, lifecycle: Lifecycle, workflow: Callable[[], Workflow]) -> None:
+    """Register the sweeper kinds and the life-cycle hooks. `workflow`: escalation's, for the
+    flags a silence raises (asked for when a prompt is due: that area is installed later)."""
 
     async def prompt(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
-        await on_prompt(session, item, now, content)
+        await on_prompt(session, workflow(), item, now, content)
 
     async def reminder(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
         await on_reminder(session, item, now, content)

@@ -72,6 +72,11 @@ class Hub:
         self._services[kind] = service
         return service
 
+    def provides(self, kind: type) -> bool:
+        """Whether a service of type `kind` is provided (e.g. by the composition root, before
+        the area that would provide its own)."""
+        return kind in self._services
+
     def get(self, kind: type[T]) -> T:
         """The service of type `kind` an area provided."""
         try:

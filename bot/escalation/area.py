@@ -14,7 +14,7 @@ from bot.core.hub import Hub
 from bot.core.roles import group_members
 from bot.escalation import digest, relay, renotify
 from bot.escalation.rendering import record_sent
-from bot.escalation.rules import Workflow, configure
+from bot.escalation.rules import Workflow, build_workflow
 from bot.platform.models import OutboxMessage, ScheduledItem
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ ROSTER_CHECKS_AT_ONCE = 8
 
 
 def install(hub: Hub) -> None:
-    wf = hub.provide(configure(hub.settings, hub.content))
+    wf = hub.provide(build_workflow(hub.settings, hub.content))
 
     async def renotify_item(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
         await renotify.renotify_item(session, wf, item, now)

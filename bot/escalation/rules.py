@@ -279,22 +279,8 @@ class Workflow:
         return self.settings.counselor_chat_id
 
 
-_workflow: Workflow | None = None
-
-
-def configure(settings: Settings, content: Content | None = None) -> Workflow:
-    """Set the settings and words the workflow uses (tests call this without an application)."""
-    global _workflow
+def build_workflow(settings: Settings, content: Content | None = None) -> Workflow:
+    """The workflow for these settings and words (escalation's `install` provides the process's
+    one on the hub; tests build their own)."""
     content = content or get_content(settings.content_dir)
-    _workflow = Workflow(settings, content, load_rules(content.root))
-    return _workflow
-
-
-def reset() -> None:
-    """Forget the configuration (tests)."""
-    global _workflow
-    _workflow = None
-
-
-def workflow() -> Workflow | None:
-    return _workflow
+    return Workflow(settings, content, load_rules(content.root))

@@ -46,7 +46,6 @@ from bot.escalation.rules import (
     SOURCES,
     Workflow,
     rank,
-    workflow,
 )
 from bot.escalation.values import (
     CheckinInfo,
@@ -59,7 +58,7 @@ from bot.escalation.values import (
     patient_code,
 )
 from bot.platform.clock import ensure_utc
-from bot.platform.content import Content, get_content
+from bot.platform.content import Content
 from bot.platform.outbox import Outgoing, enqueue
 
 log = logging.getLogger(__name__)
@@ -101,6 +100,7 @@ def _who(actor_id: int, actor_name: str | None) -> str:
 
 async def raise_flag(
     session: AsyncSession,
+    wf: Workflow,
     *,
     patient_id: int,
     category: str,
@@ -163,14 +163,10 @@ async def raise_flag(
     )
     session.add(event)
     await session.flush()
-    wf = workflow()
     try:
         await _explain(session, wf, flag, event)
     except Exception as exc:  # the why is for counselors' convenience; the flag stands without it
         log.error("flags: why flag %s stands could not be worked out (%s)", flag.id, type(exc).__name__)
-    if wf is None:
-        log.warning("flags: workflow not configured; flag %s stored without a group post", flag.id)
-        return FlagResult(flag.id, created, flag.severity, escalated)
     try:
         await _after_raise(session, wf, flag, created, escalated, now, event)
     except Exception as exc:
@@ -185,7 +181,7 @@ _unknown_sources: set[str] = set()
 
 
 async def raise_rule_flag(
-    session: AsyncSession, patient_id: int, flag: FlagRequest, *, source: str, now: datetime
+    session: AsyncSession, wf: Workflow, patient_id: int, flag: FlagRequest, *, source: str, now: datetime
 ) -> None:
     """Raise the flag a content rule asks for (a rule naming an unknown category is logged, so a
     content mistake never loses the patient's answers)."""
@@ -195,6 +191,7 @@ async def raise_rule_flag(
         return
     await raise_flag(
         session,
+        wf,
         patient_id=patient_id,
         category=category,
         severity=flag.severity,
@@ -287,7 +284,7 @@ async def _facts(session: AsyncSession, patient_id: int, source: str, at: dateti
     return {k: v for k, v in found.items() if k in wanted and isinstance(v, int | float | str) and not isinstance(v, bool)}
 
 
-async def _explain(session: AsyncSession, wf: Workflow | None, flag: Flag, event: FlagEvent) -> None:
+async def _explain(session: AsyncSession, wf: Workflow, flag: Flag, event: FlagEvent) -> None:
     """Keep `flag.why`: the first trigger that brought the flag to its highest severity, with the
     answers its readable reason names. It changes only when the severity rises (and the post is
     edited then). A failure here is logged and never costs the flag."""
@@ -297,9 +294,7 @@ async def _explain(session: AsyncSession, wf: Workflow | None, flag: Flag, event
         if current is not None and current.get("severity") in SEVERITIES and rank(severity) <= rank(current["severity"]):
             return
         rule, text = split_reason(event.reason)
-        c = wf.content if wf else get_content()
-        lang = wf.lang if wf else "en"
-        facts = await _facts(session, flag.patient_id, event.source or "", event.at, why_fields(c, lang, rule) or set())
+        facts = await _facts(session, flag.patient_id, event.source or "", event.at, why_fields(wf.content, wf.lang, rule) or set())
         flag.why = {
             "source": event.source,
             "severity": severity,

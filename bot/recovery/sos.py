@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.checkins import sobriety
 from bot.core.models import Patient
+from bot.escalation.rules import Workflow
 from bot.escalation.service import raise_flag
 from bot.platform import scheduler
 from bot.platform.callbacks import Codec
@@ -307,12 +308,13 @@ class TalkResult:
 
 
 async def request_talk(
-    session: AsyncSession, rules: SosRules, patient_id: int, now: datetime, source: str = "sos"
+    session: AsyncSession, wf: Workflow, rules: SosRules, patient_id: int, now: datetime, source: str = "sos"
 ) -> TalkResult:
     """The patient's own "talk to my counselor": a flag through the flags service."""
     rule = rules.talk_request
     res = await raise_flag(
         session,
+        wf,
         patient_id=patient_id,
         category="talk_request",
         severity=rule.severity,
@@ -383,7 +385,7 @@ def followup_handler(content: Content) -> Callable[[AsyncSession, ScheduledItem,
 
 
 async def answer_followup(
-    session: AsyncSession, rules: SosRules, patient_id: int, session_id: int, rating: int, now: datetime
+    session: AsyncSession, wf: Workflow, rules: SosRules, patient_id: int, session_id: int, rating: int, now: datetime
 ) -> FollowupResult:
     """The patient's answer: lower → encouragement; same/higher or high → counselor, flag."""
     if not 0 <= rating <= 10:
@@ -409,6 +411,7 @@ async def answer_followup(
     if flag_rule is not None:
         res = await raise_flag(
             session,
+            wf,
             patient_id=patient_id,
             category="urge_followup",
             severity=flag_rule.severity,

@@ -1,10 +1,24 @@
-"""The safety area on the hub: the timeout of an unanswered safety question."""
+"""The safety area on the hub: risk detection (unless the composition root provided one), the
+timeout of an unanswered safety question, and which received updates are a crisis."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.core.hub import Hub
-from bot.safety import service as safety
+from bot.escalation.rules import Workflow
+from bot.platform.models import ScheduledItem
+from bot.safety.service import KIND_CONFIRM, Detection, confirm_timeout
 
 
 def install(hub: Hub) -> None:
-    safety.install(hub)
+    detection = hub.get(Detection) if hub.provides(Detection) else hub.provide(Detection())
+
+    async def timeout(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
+        # The workflow is escalation's, installed after this area: asked for when it runs.
+        await confirm_timeout(session, hub.get(Workflow), detection, item, now)
+
+    hub.sweeper.register(KIND_CONFIRM, timeout)
+    hub.inbox.urgent = detection.crisis_update

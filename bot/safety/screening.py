@@ -49,21 +49,14 @@ SWITCH_INTERVAL = 0.0005  # seconds, while the detector builds
 MAX_CARRIED = 10_000
 
 # The text screened for the update being handled and what the detector found in it: the safety
-# handler reads it (`signal_for`) instead of running the detector a second time.
+# handler reads it (`Screening.signal_for`) instead of running the detector a second time.
 _screened: ContextVar[tuple[str, safety.Signal] | None] = ContextVar("screened_signal", default=None)
-
-
-def signal_for(text: str) -> safety.Signal:
-    """What the risk detector finds in `text`: the result of this update's screening when it
-    screened these words, otherwise detected now (raises as `safety.detect` does)."""
-    carried = _screened.get()
-    if carried is not None and carried[0] == text:
-        return carried[1]
-    return safety.detect(text, None)
 
 
 class Screening:
     def __init__(self) -> None:
+        # Risk detection (the safety area's service on the hub; the composition root sets it).
+        self.detection = safety.Detection()
         # Whether safety screening reads this update (set from the handlers' filter).
         self.screened: Callable[[object], bool] = lambda update: True
         # Tests: the full build waits on this before it starts (a detector still building, made
@@ -79,6 +72,14 @@ class Screening:
         self._crisis: asyncio.Future[RiskDetector] | None = None
         self._full: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def signal_for(self, text: str) -> safety.Signal:
+        """What the risk detector finds in `text`: the result of this update's screening when it
+        screened these words, otherwise detected now (raises as `Detection.signal` does)."""
+        carried = _screened.get()
+        if carried is not None and carried[0] == text:
+            return carried[1]
+        return self.detection.signal(text, None)
 
     @property
     def ready(self) -> bool:
@@ -149,7 +150,7 @@ class Screening:
     def _build_full(self) -> None:
         if self.hold is not None:
             self.hold.wait()
-        safety.warm()
+        self.detection.warm()
 
     async def detector_for(self, update: object) -> RiskDetector | None:
         """The detector that screens `update`: None for the usual one (ready, or nothing to
@@ -432,13 +433,12 @@ class ScreeningProcessor(SimpleUpdateProcessor):
             registry.in_use.reset(token)
             self._release()
 
-    @staticmethod
-    def _screen(text: str | None) -> _Screened:
+    def _screen(self, text: str | None) -> _Screened:
         """Risk-screen the text of an update (with the detector in use), once."""
         if not text:
             return _NOTHING
         try:
-            sig = safety.detect(text, None)
+            sig = self.screening.detection.signal(text, None)
         except Exception:
             log.exception("screening: the risk detector failed on a text; it is handled in order")
             return _Screened(text, None, True, False)  # cannot tell: never dropped

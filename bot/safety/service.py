@@ -25,10 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core.hub import Hub
 from bot.core.models import Patient
 from bot.escalation.models import Flag, FlagEvent
-from bot.escalation.rules import CATEGORIES, SEVERITIES, EscalationRules, load_rules, rank, workflow
+from bot.escalation.rules import CATEGORIES, SEVERITIES, Workflow, rank
 from bot.escalation.service import FlagResult, raise_flag
 from bot.platform.config import OfficeHours
 from bot.platform.content import DEFAULT_CONTENT_DIR, FALLBACK_LANGUAGE, Content, get_content
@@ -40,6 +39,7 @@ from bot.platform.text import split_text
 from bot.recovery import buttons as recovery_buttons
 from bot.safety import buttons
 from bot.safety.models import SafetyCheck
+from bot.safety.risk import registry
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +50,6 @@ DUPLICATE_WINDOW = timedelta(minutes=10)
 
 class Detector(Protocol):
     def detect(self, text: str, lang: str | None = None) -> Any: ...
-
-
-_detector: Detector | None = None
-
-
-def set_detector(detector: Detector | None) -> None:
-    """Use another detector (tests); None goes back to `bot.safety.risk`."""
-    global _detector
-    _detector = detector
-
-
-def _get_detector() -> Detector:
-    if _detector is not None:
-        return _detector
-    from bot.safety.risk.registry import get_detector
-
-    return get_detector()
-
-
-def warm() -> None:
-    """Build the detector now: compiling its rules takes seconds, which belongs at start-up,
-    not on the first message someone sends (which may be a crisis)."""
-    _get_detector()
 
 
 def _val(x: Any) -> str | None:
@@ -112,6 +89,77 @@ class Signal:
 
 
 NO_SIGNAL = Signal("none", None, (), False)
+
+
+class Detection:
+    """Risk detection, a service on the hub (`install`): every text is classified here.
+
+    It asks the process's detectors (bot/safety/risk/registry.py): the one screening chose for the
+    update being handled (the crisis rules while the full detector builds), else the full
+    detector, built once. `fixed`: another detector the composition root was given (tests)."""
+
+    def __init__(self, fixed: Detector | None = None) -> None:
+        self.fixed = fixed
+
+    def _detector(self) -> Detector:
+        return self.fixed if self.fixed is not None else registry.get_detector()
+
+    @property
+    def ready(self) -> bool:
+        """Whether `signal` answers at once (nothing is left to build)."""
+        return self.fixed is not None or registry.detector_ready()
+
+    def warm(self) -> None:
+        """Build the detector now: compiling its rules takes seconds, which belongs at start-up,
+        not on the first message someone sends (which may be a crisis)."""
+        self._detector()
+
+    def signal(self, text: str, lang: str | None = None) -> Signal:
+        """Classify one text (pure CPU, no database): safe to call before anything else."""
+        if not text or not text.strip():
+            return NO_SIGNAL
+        r = self._detector().detect(text, lang)
+        sev = _val(getattr(r, "severity", "none")) or "none"
+        cat = _val(getattr(r, "category", None))
+        rules = tuple(
+            str(getattr(m, "rule_id", "")) for m in (getattr(r, "matches", ()) or ()) if getattr(m, "rule_id", "")
+        )
+        if sev not in ("moderate", "high", "crisis") or cat not in CATEGORIES:
+            return NO_SIGNAL
+        also = tuple(
+            sorted(
+                {
+                    c
+                    for m in (getattr(r, "matches", ()) or ())
+                    if (c := _val(getattr(m, "category", None))) in CATEGORIES
+                    and c != cat
+                    and _val(getattr(m, "severity", None)) in ("high", "crisis")
+                    and c in _COMBINED
+                },
+                key=CATEGORIES.index,
+            )
+        )
+        return Signal(sev, cat, rules, bool(getattr(r, "uncertain", False)), also)
+
+    def crisis_update(self, data: dict[str, Any]) -> bool:
+        """Whether an update as Telegram sent it (JSON) is a private text or caption the detector
+        finds an explicit crisis in: receiving hands it on without waiting for a busy database
+        (bot/platform/inbox.py). While the detector is still building, every private text counts: it
+        cannot be told yet, and it is not held back."""
+        msg = data.get("message") or data.get("edited_message")
+        if not isinstance(msg, dict) or (msg.get("chat") or {}).get("type") != "private":
+            return False
+        text = msg.get("text") or msg.get("caption")
+        if not isinstance(text, str) or not text.strip():
+            return False
+        if not self.ready:
+            return True
+        return self.signal(text).explicit_crisis
+
+
+# Categories that change the crisis resources when they come with another one: an overdose
+# with words of suicide needs 911 first and never "before you use".
+_COMBINED = frozenset({"suicide_self_harm", "overdose_medical"})
 
 
 # -- rules (content/rules/safety.yaml) ---------------------------------------------------------
@@ -164,10 +212,7 @@ def _safety_rules_cached(path: str, mtime: float) -> SafetyRules:
 
 
 def safety_rules(content_dir: Path | None = None) -> SafetyRules:
-    if content_dir is None:
-        wf = workflow()
-        content_dir = wf.content.root if wf is not None else DEFAULT_CONTENT_DIR
-    p = Path(content_dir) / "rules" / "safety.yaml"
+    p = Path(content_dir or DEFAULT_CONTENT_DIR) / "rules" / "safety.yaml"
     if not p.is_file():
         return SafetyRules()
     return _safety_rules_cached(str(p), p.stat().st_mtime)
@@ -212,39 +257,6 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
     return out
 
 
-def detect(text: str, lang: str | None = None) -> Signal:
-    """Classify one text (pure CPU, no database): safe to call before anything else."""
-    if not text or not text.strip():
-        return NO_SIGNAL
-    r = _get_detector().detect(text, lang)
-    sev = _val(getattr(r, "severity", "none")) or "none"
-    cat = _val(getattr(r, "category", None))
-    rules = tuple(
-        str(getattr(m, "rule_id", "")) for m in (getattr(r, "matches", ()) or ()) if getattr(m, "rule_id", "")
-    )
-    if sev not in ("moderate", "high", "crisis") or cat not in CATEGORIES:
-        return NO_SIGNAL
-    also = tuple(
-        sorted(
-            {
-                c
-                for m in (getattr(r, "matches", ()) or ())
-                if (c := _val(getattr(m, "category", None))) in CATEGORIES
-                and c != cat
-                and _val(getattr(m, "severity", None)) in ("high", "crisis")
-                and c in _COMBINED
-            },
-            key=CATEGORIES.index,
-        )
-    )
-    return Signal(sev, cat, rules, bool(getattr(r, "uncertain", False)), also)
-
-
-# Categories that change the crisis resources when they come with another one: an overdose
-# with words of suicide needs 911 first and never "before you use".
-_COMBINED = frozenset({"suicide_self_harm", "overdose_medical"})
-
-
 @dataclass(frozen=True)
 class SafetyOutcome:
     signal: Signal
@@ -252,16 +264,6 @@ class SafetyOutcome:
     flag: FlagResult | None
     check_id: int | None  # a confirmation question was asked
     duplicate: bool = False  # the same text was already handled a moment ago
-
-
-def _rules() -> EscalationRules:
-    wf = workflow()
-    return wf.rules if wf is not None else load_rules()
-
-
-def _content() -> Content:
-    wf = workflow()
-    return wf.content if wf is not None else get_content()
 
 
 def _reason(sig: Signal) -> str:
@@ -292,6 +294,8 @@ async def _recent_duplicate(session: AsyncSession, patient_id: int, text: str, n
 
 async def check_text(
     session: AsyncSession,
+    wf: Workflow,
+    detection: Detection,
     patient_id: int,
     text: str,
     *,
@@ -309,7 +313,7 @@ async def check_text(
     patient = await session.get(Patient, patient_id)
     if patient is None:
         return SafetyOutcome(NO_SIGNAL, False, None, None)
-    sig = signal if signal is not None else detect(text, lang or patient.language)
+    sig = signal if signal is not None else detection.signal(text, lang or patient.language)
     if not sig.any:
         return SafetyOutcome(sig, False, None, None)
     evidence = text[:EVIDENCE_MAX]
@@ -317,10 +321,11 @@ async def check_text(
         return SafetyOutcome(sig, sig.explicit_crisis, None, None, duplicate=True)
     assert sig.category is not None
     if sig.uncertain:
-        check_id = await _ask_confirm(session, patient, sig, evidence, source, now)
+        check_id = await _ask_confirm(session, wf, detection, patient, sig, evidence, source, now)
         return SafetyOutcome(sig, False, None, check_id)
     res = await raise_flag(
         session,
+        wf,
         patient_id=patient_id,
         category=sig.category,
         severity=sig.severity,
@@ -330,13 +335,15 @@ async def check_text(
         evidence=evidence,
     )
     if sig.explicit_crisis and send_crisis:
-        await enqueue_crisis(session, patient, now, category=sig.resource_category)
+        await enqueue_crisis(session, wf, patient, now, category=sig.resource_category)
     return SafetyOutcome(sig, sig.explicit_crisis, res, None)
 
 
-async def enqueue_crisis(session: AsyncSession, patient: Patient, now: datetime, *, category: str | None = None) -> None:
+async def enqueue_crisis(
+    session: AsyncSession, wf: Workflow, patient: Patient, now: datetime, *, category: str | None = None
+) -> None:
     """The crisis reply through the outbox (for sources that are not a chat message)."""
-    text = await crisis_reply(session, patient, now, category=category)
+    text = await crisis_reply(session, wf, patient, now, category=category)
     key = f"crisis:{patient.id}:{now.strftime('%Y%m%d%H%M')}"
     await _enqueue_parts(session, patient.telegram_id, text, now, key, urgent=True)
 
@@ -352,20 +359,15 @@ async def in_live_conversation(session: AsyncSession, telegram_id: int) -> bool:
         return False
 
 
-def clinic_hours() -> tuple[OfficeHours | None, str]:
+def clinic_hours(wf: Workflow) -> tuple[OfficeHours | None, str]:
     """The clinic's office hours (None: not known) and its zone, from the escalation workflow."""
-    from bot.safety.crisis import DEFAULT_ZONE
-
-    wf = workflow()
-    if wf is None:
-        return None, DEFAULT_ZONE
     return wf.settings.office_hours, wf.settings.default_timezone
 
 
-async def _reach(session: AsyncSession, patient: Any) -> dict[str, Any]:
+async def _reach(session: AsyncSession, wf: Workflow, patient: Any) -> dict[str, Any]:
     """What says when a counselor will reach this patient: the clinic's hours and zone, the
     patient's own zone, and whether a counselor is talking with them right now."""
-    office_hours, zone = clinic_hours()
+    office_hours, zone = clinic_hours(wf)
     return {
         "office_hours": office_hours,
         "zone": zone,
@@ -374,17 +376,21 @@ async def _reach(session: AsyncSession, patient: Any) -> dict[str, Any]:
     }
 
 
-async def counselor_lead(session: AsyncSession, patient: Any, now: datetime, *, prefix: str = "crisis.counselor") -> str:
+async def counselor_lead(
+    session: AsyncSession, wf: Workflow, patient: Any, now: datetime, *, prefix: str = "crisis.counselor"
+) -> str:
     """The honest line about when a counselor will reach this patient: office hours told in the
     patient's own zone, or the counselor who is talking with them right now."""
     from bot.safety.crisis import counselor_line
 
     return counselor_line(
-        patient.language or "en", now=now, content=_content(), prefix=prefix, **await _reach(session, patient)
+        patient.language or "en", now=now, content=wf.content, prefix=prefix, **await _reach(session, wf, patient)
     )
 
 
-async def crisis_reply(session: AsyncSession, patient: Any, now: datetime, *, category: str | None = None) -> str:
+async def crisis_reply(
+    session: AsyncSession, wf: Workflow, patient: Any, now: datetime, *, category: str | None = None
+) -> str:
     """The whole crisis reply for a patient (a Patient or PatientInfo): the resources for this
     kind of crisis (`category`, a flag category), their plan, when a counselor will reach them
     (in their own zone; or the counselor talking with them now). The one builder every source
@@ -393,16 +399,18 @@ async def crisis_reply(session: AsyncSession, patient: Any, now: datetime, *, ca
 
     return crisis_message(
         patient.language or "en",
-        _rules().default_region,
+        wf.rules.default_region,
         await plan_lines(session, patient.id),
         now=now,
-        content=_content(),
+        content=wf.content,
         category=category,
-        **await _reach(session, patient),
+        **await _reach(session, wf, patient),
     )
 
 
-async def enqueue_plan(session: AsyncSession, patient_id: int, now: datetime, *, lead: str | None = None) -> bool:
+async def enqueue_plan(
+    session: AsyncSession, wf: Workflow, patient_id: int, now: datetime, *, lead: str | None = None
+) -> bool:
     """After a crisis reply sent without the database: `lead` (e.g. when the care team will be
     in touch) and the patient's own plan, if they have one — split to fit Telegram's limit."""
     patient = await session.get(Patient, patient_id)
@@ -413,7 +421,7 @@ async def enqueue_plan(session: AsyncSession, patient_id: int, now: datetime, *,
         return False
     from bot.safety.crisis import plan_block
 
-    c = _content()
+    c = wf.content
     lang = patient.language or "en"
     blocks = [lead] if lead else []
     if lines:
@@ -462,11 +470,18 @@ def followup_text(c: Content, lang: str, kind: str) -> str:
 
 
 async def _ask_confirm(
-    session: AsyncSession, patient: Patient, sig: Signal, evidence: str, source: str, now: datetime
+    session: AsyncSession,
+    wf: Workflow,
+    detection: Detection,
+    patient: Patient,
+    sig: Signal,
+    evidence: str,
+    source: str,
+    now: datetime,
 ) -> int | None:
-    rules = _rules().confirm
+    rules = wf.rules.confirm
     assert sig.category is not None
-    c = _content()
+    c = wf.content
     lang = patient.language or "en"
     extra = followup_kind(kind_of(sig, c.root), c.root)
     quiet = now - timedelta(minutes=rules.quiet_minutes)
@@ -487,7 +502,7 @@ async def _ask_confirm(
         # Still waiting for an answer: don't ask twice, but keep every disclosure (what the
         # answer "no" reports comes from these words) and the strongest signal.
         before = pending.evidence or ""
-        if extra is not None and followup_kind(kind_of(detect(before, lang), c.root), c.root) != extra:
+        if extra is not None and followup_kind(kind_of(detection.signal(before, lang), c.root), c.root) != extra:
             await enqueue(
                 session,
                 Outgoing(patient.telegram_id, followup_text(c, lang, extra), reply_markup=_tools_keyboard(c, lang)),
@@ -498,7 +513,7 @@ async def _ask_confirm(
             pending.evidence = (f"{before}\n{evidence}" if before else evidence)[:EVIDENCE_MAX]
         if rank(sig.severity) > rank(pending.severity):
             pending.severity = sig.severity
-            await _schedule_timeout(session, pending, now)
+            await _schedule_timeout(session, wf, pending, now)
         return pending.id
     check = SafetyCheck(
         patient_id=patient.id,
@@ -524,7 +539,7 @@ async def _ask_confirm(
         now=now,
         dedup_key=f"safetyq:{check.id}",
     )
-    await _schedule_timeout(session, check, now)
+    await _schedule_timeout(session, wf, check, now)
     return check.id
 
 
@@ -532,8 +547,8 @@ def _tools_keyboard(c: Content, lang: str) -> dict[str, Any]:
     return inline_keyboard([[(c.t("safety.sos_button", lang), recovery_buttons.MENU.pack())]])
 
 
-async def _schedule_timeout(session: AsyncSession, check: SafetyCheck, now: datetime) -> None:
-    rules = _rules().confirm
+async def _schedule_timeout(session: AsyncSession, wf: Workflow, check: SafetyCheck, now: datetime) -> None:
+    rules = wf.rules.confirm
     if rank(check.severity) < rank(rules.flag_without_answer_from):
         return
     await schedule(
@@ -545,7 +560,9 @@ async def _schedule_timeout(session: AsyncSession, check: SafetyCheck, now: date
     )
 
 
-async def _confirm_timeout(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
+async def confirm_timeout(
+    session: AsyncSession, wf: Workflow, detection: Detection, item: ScheduledItem, now: datetime
+) -> None:
     check = (
         await session.execute(
             select(SafetyCheck).where(SafetyCheck.id == int((item.payload or {}).get("check_id", 0))).with_for_update()
@@ -555,14 +572,15 @@ async def _confirm_timeout(session: AsyncSession, item: ScheduledItem, now: date
         return
     check.answer = "timeout"
     check.answered_at = now
-    c = _content()
+    c = wf.content
     try:
-        reason = safety_rules(c.root).unanswered_reason(kind_of(detect(check.evidence or ""), c.root))
+        reason = safety_rules(c.root).unanswered_reason(kind_of(detection.signal(check.evidence or ""), c.root))
     except Exception as exc:  # the flag must not wait on the rules file
         log.warning("safety: rules unavailable (%s)", type(exc).__name__)
         reason = SafetyRules().unanswered
     res = await raise_flag(
         session,
+        wf,
         patient_id=check.patient_id,
         category=check.category,
         severity=check.severity,
@@ -586,7 +604,14 @@ class ConfirmResult:
 
 
 async def confirm_answer(
-    session: AsyncSession, check_id: int, *, telegram_id: int, answer: str, now: datetime
+    session: AsyncSession,
+    wf: Workflow,
+    detection: Detection,
+    check_id: int,
+    *,
+    telegram_id: int,
+    answer: str,
+    now: datetime,
 ) -> ConfirmResult:
     """The patient's answer (yes | no | talk) to the confirmation question.
 
@@ -613,13 +638,14 @@ async def confirm_answer(
     check.answer = answer
     check.answered_at = now
     await cancel(session, key=f"safetyconfirm:c{check.id}")
-    rules = _rules()
+    rules = wf.rules
     res: FlagResult | None = None
     crisis = False
     if answer == "yes":
         severity = rules.confirm.yes_severity
         res = await raise_flag(
             session,
+            wf,
             patient_id=patient.id,
             category=check.category,
             severity=severity,
@@ -632,6 +658,7 @@ async def confirm_answer(
     elif answer == "talk":
         res = await raise_flag(
             session,
+            wf,
             patient_id=patient.id,
             category=check.category,
             severity=check.severity,
@@ -640,13 +667,14 @@ async def confirm_answer(
             now=now,
             evidence=check.evidence,
         )
-    c = _content()
-    kind = kind_of(detect(check.evidence or "", lang), c.root)
+    c = wf.content
+    kind = kind_of(detection.signal(check.evidence or "", lang), c.root)
     if answer == "no":
         srules = safety_rules(c.root)
         severity = srules.denied_severity(check.severity)
         res = await raise_flag(
             session,
+            wf,
             patient_id=patient.id,
             category=check.category,
             severity=severity,
@@ -660,11 +688,14 @@ async def confirm_answer(
     return ConfirmResult("ok", answer, crisis, res, lang, patient.id, followup_kind(kind, c.root))
 
 
-async def talk_request(session: AsyncSession, patient_id: int, now: datetime, *, source: str = "talk") -> FlagResult:
+async def talk_request(
+    session: AsyncSession, wf: Workflow, patient_id: int, now: datetime, *, source: str = "talk"
+) -> FlagResult:
     """/talk: the patient asks a counselor to reach out."""
-    rules = _rules().talk
+    rules = wf.rules.talk
     return await raise_flag(
         session,
+        wf,
         patient_id=patient_id,
         category="talk_request",
         severity=rules.severity,
@@ -675,7 +706,7 @@ async def talk_request(session: AsyncSession, patient_id: int, now: datetime, *,
 
 
 async def followup_answer(
-    session: AsyncSession, flag_id: int, *, telegram_id: int, answer: str, now: datetime
+    session: AsyncSession, wf: Workflow, flag_id: int, *, telegram_id: int, answer: str, now: datetime
 ) -> str:
     """The patient's answer to the follow-up after a resolved flag: ok | not_found | answered."""
     if answer not in ("ok", "bad", "talk"):
@@ -697,9 +728,10 @@ async def followup_answer(
         return "answered"
     session.add(FlagEvent(flag_id=flag.id, at=now, kind="followup_answer", detail={"answer": answer}))
     if answer != "ok":
-        rules = _rules().followup
+        rules = wf.rules.followup
         await raise_flag(
             session,
+            wf,
             patient_id=patient.id,
             category="talk_request" if answer == "talk" else flag.category,
             severity=rules.severity,
@@ -724,27 +756,3 @@ async def plan_lines(session: AsyncSession, patient_id: int, limit: int = 10) ->
         for e in plan.section(section):
             out.append(f"{e.text} — {e.phone}" if e.phone else e.text)
     return out[:limit]
-
-
-def crisis_update(data: dict[str, Any]) -> bool:
-    """Whether an update as Telegram sent it (JSON) is a private text or caption the detector
-    finds an explicit crisis in: receiving hands it on without waiting for a busy database
-    (bot/platform/inbox.py). While the detector is still building, every private text counts: it cannot
-    be told yet, and it is not held back."""
-    msg = data.get("message") or data.get("edited_message")
-    if not isinstance(msg, dict) or (msg.get("chat") or {}).get("type") != "private":
-        return False
-    text = msg.get("text") or msg.get("caption")
-    if not isinstance(text, str) or not text.strip():
-        return False
-    if _detector is None:
-        from bot.safety.risk.registry import detector_ready
-
-        if not detector_ready():
-            return True
-    return detect(text).explicit_crisis
-
-
-def install(hub: Hub) -> None:
-    hub.sweeper.register(KIND_CONFIRM, _confirm_timeout)
-    hub.inbox.urgent = crisis_update

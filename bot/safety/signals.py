@@ -32,12 +32,12 @@ from telegram.constants import ParseMode
 from telegram.error import RetryAfter, TelegramError
 
 from bot.core import people
-from bot.escalation.rules import load_rules, rank
+from bot.escalation.rules import Workflow, load_rules, rank
 from bot.platform.content import Content, Html
 from bot.platform.outbox import Outgoing, enqueue
 from bot.safety import service as safety
 from bot.safety.models import SafetyCheck
-from bot.safety.service import SafetyOutcome, Signal
+from bot.safety.service import Detection, SafetyOutcome, Signal
 
 if TYPE_CHECKING:
     from bot.core.hub import Hub
@@ -76,6 +76,8 @@ def alert_text(
 
 async def record(
     session: AsyncSession,
+    wf: Workflow,
+    detection: Detection,
     patient: people.PatientInfo,
     text: str,
     sig: Signal,
@@ -87,12 +89,13 @@ async def record(
     """Record one risk signal of a patient: the flag or the question, and after a crisis reply
     that went out without the database, the line about the care team and the patient's plan."""
     outcome = await safety.check_text(
-        session, patient.id, text, source=source, now=now, signal=sig, lang=patient.language, send_crisis=not replied
+        session, wf, detection, patient.id, text,
+        source=source, now=now, signal=sig, lang=patient.language, send_crisis=not replied,
     )
     if outcome.crisis and replied and not outcome.duplicate:
         # When a counselor will reach them, in their own zone (or the one talking with them now).
-        lead = await safety.counselor_lead(session, patient, now)
-        await safety.enqueue_plan(session, patient.id, now, lead=lead)
+        lead = await safety.counselor_lead(session, wf, patient, now)
+        await safety.enqueue_plan(session, wf, patient.id, now, lead=lead)
     return outcome
 
 
@@ -219,21 +222,24 @@ class SignalKeeper:
         """Record one held signal in one transaction; False when there was nothing to record."""
         hub = self.hub
         now = hub.clock.now()
+        wf, detection = hub.get(Workflow), hub.get(Detection)
         async with hub.db.transaction() as s:
             flag_id: int | None = None
             if held.check_id is not None and held.answer is not None:
-                res = await safety.confirm_answer(s, held.check_id, telegram_id=held.user_id, answer=held.answer, now=now)
+                res = await safety.confirm_answer(
+                    s, wf, detection, held.check_id, telegram_id=held.user_id, answer=held.answer, now=now
+                )
                 if res.status != "ok":
                     return False
                 if res.crisis and res.patient_id is not None:
-                    await safety.enqueue_plan(s, res.patient_id, now)
+                    await safety.enqueue_plan(s, wf, res.patient_id, now)
                 flag_id = res.flag.flag_id if res.flag is not None else None
             else:
                 patient = await people.active_patient_info(s, held.user_id)
                 if patient is None:
                     return False
                 outcome = await record(
-                    s, patient, held.text, held.signal, replied=held.replied, source=held.source, now=now
+                    s, wf, detection, patient, held.text, held.signal, replied=held.replied, source=held.source, now=now
                 )
                 flag_id = outcome.flag.flag_id if outcome.flag is not None else None
             if held.alert_message_id is not None and held.alert_text is not None and hub.settings.counselor_chat_id:
