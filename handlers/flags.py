@@ -44,12 +44,12 @@ from bot.escalation.service import (
     open_flags,
     resolve,
     staff_names,
+    talk_request,
 )
 from bot.platform.callbacks import Stale
 from bot.platform.content import Html
 from bot.platform.text import split_text
 from bot.privacy import erasure
-from bot.safety import service as safety
 from handlers.common import require_role
 from handlers.context import Ctx
 from handlers.router import TextRouter
@@ -350,7 +350,7 @@ async def patient_relay(update: Update, ctx: Ctx) -> None:
         # That person is no longer on the care team: never pass them the patient's words.
         async with hub.db.transaction() as s:
             await relay.staff_access_lost(s, hub.get(Workflow), conv.counselor_id, now=hub.clock.now())
-            await safety.talk_request(s, hub.get(Workflow), conv.patient_id, hub.clock.now(), source="relay_ended")
+            await talk_request(s, hub.get(Workflow), conv.patient_id, hub.clock.now(), source="relay_ended")
         hub.sender.wake()
         return
     async with hub.db.transaction() as s:

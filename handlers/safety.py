@@ -24,7 +24,8 @@ from bot.checkins import lapse
 from bot.core import people, state
 from bot.core.hub import Hub
 from bot.escalation import relay
-from bot.escalation.rules import CATEGORIES, Workflow, load_rules
+from bot.escalation.rules import CATEGORIES, Workflow
+from bot.escalation.service import talk_request
 from bot.platform.callbacks import Stale
 from bot.recovery import buttons as recovery_buttons
 from bot.safety import buttons, crisis, signals
@@ -50,7 +51,7 @@ def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None, catego
     try:
         return crisis.crisis_message(
             lang,
-            load_rules(hub.content.root).default_region,
+            hub.get(Workflow).rules.default_region,
             plan_lines,
             hub.settings.office_hours,
             hub.clock.now(),
@@ -61,10 +62,7 @@ def crisis_text(ctx: Ctx, lang: str, plan_lines: list[str] | None = None, catego
         )
     except Exception:
         log.exception("crisis: could not build the crisis reply; sending the short form")
-        try:
-            return hub.content.t("common.error", lang)
-        except Exception:
-            return "988 · 911"
+        return crisis.short_form(hub.content, lang)
 
 
 async def send_crisis(update: Update, ctx: Ctx, lang: str, category: str | None = None, kind: str | None = None) -> bool:
@@ -243,7 +241,7 @@ async def talk_cmd(update: Update, ctx: Ctx) -> None:
     now = hub.clock.now()
     wf = hub.get(Workflow)
     async with hub.db.transaction() as s:
-        await safety.talk_request(s, wf, patient.id, now)
+        await talk_request(s, wf, patient.id, now)
         line = await safety.counselor_lead(s, wf, patient, now, prefix="safety.talk")
     hub.sender.wake()
     c, lang = hub.content, ctx.lang

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from bot.escalation import area as escalation_area
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.rules import Workflow
+from bot.escalation.service import talk_request
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from bot.platform.models import OutboxMessage
@@ -147,7 +148,7 @@ async def test_uncertain_moderate_unanswered_is_flagged_moderate(env: SimpleName
 
 async def test_talk_request_and_followup_answers(env: SimpleNamespace):
     async with env.db.transaction() as s:
-        r = await safety.talk_request(s, env.wf, env.pid, env.clock.now())
+        r = await talk_request(s, env.wf, env.pid, env.clock.now())
     assert r.created and r.severity == "moderate"
     async with env.db.transaction() as s:
         assert await safety.followup_answer(s, env.wf, r.flag_id, telegram_id=5001, answer="bad", now=env.clock.now()) == "ok"

@@ -12,7 +12,6 @@ next check-in) without being asked the follow-up again.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -39,12 +38,12 @@ from bot.escalation.rules import Workflow
 from bot.escalation.service import raise_flag, raise_rule_flag
 from bot.platform.clock import ensure_utc, local_date
 from bot.platform.content import Content, Html
-from bot.safety.crisis import load_regions
+from bot.safety import service as safety
+from bot.safety.crisis import counselor_line, short_form
 
 log = logging.getLogger(__name__)
 
 INSTRUMENTS = ("weekly", "phq9", "gad7")
-CRISIS_REGION = "us"
 # Kept in `answers` next to the items (not item ids: those never start with "_").
 FOLLOWUP = "_followup"  # {"value", "at", "a": {question id: bool}, "resume", "grade", "done_at"}
 RAISED = "_raised"  # ids of the rules whose flag was raised before the last answer
@@ -283,7 +282,7 @@ async def answer(
         for f in crisis:
             await raise_rule_flag(session, wf, patient.id, f, source=source, now=now)
         _set(row, **{RAISED: [*_raised(row), *(f.rule_id for f in crisis)]})
-        screens.append(Screen(await crisis_text(session, wf, content, patient, now)))
+        screens.append(Screen(await crisis_text(session, wf, patient, now)))
     if resume is not None:
         row.step = resume
         # The crisis reply (if any) replaces the question just answered; the next one follows.
@@ -381,7 +380,7 @@ async def followup_answer(
     # The last question becomes a thank-you; what to do now follows as a message of its own.
     screens = [Screen(content.t("assessments.followup.thanks", lang))]
     if grade.reply == "crisis":
-        screens.append(Screen(await crisis_text(session, wf, content, patient, now, flag_category(followup.category))))
+        screens.append(Screen(await crisis_text(session, wf, patient, now, flag_category(followup.category))))
     else:
         screens.append(Screen(same_day_text(wf, content, patient, now)))
     resume = record.get("resume")
@@ -411,12 +410,9 @@ async def followup_answer(
 def same_day_text(wf: Workflow, content: Content, patient: PatientInfo, now: datetime) -> str:
     """After a follow-up graded for same-day contact: when a counselor will reach out (honest
     about office hours), and 988."""
-    from bot.safety import crisis
-    from bot.safety import service as safety
-
     office_hours, zone = safety.clinic_hours(wf)
     lang = patient.language
-    line = crisis.counselor_line(
+    line = counselor_line(
         lang,
         office_hours,
         now,
@@ -454,35 +450,15 @@ async def cancel(session: AsyncSession, content: Content, patient: PatientInfo, 
 
 
 async def crisis_text(
-    session: AsyncSession, wf: Workflow, content: Content, patient: PatientInfo, now: datetime, category: str | None = None
+    session: AsyncSession, wf: Workflow, patient: PatientInfo, now: datetime, category: str | None = None
 ) -> str:
-    """The crisis reply: the escalation area's message (resources for `category`, the patient's
-    plan, when a counselor will answer) when installed, else the region's resource list."""
+    """The crisis reply (`bot.safety.service.crisis_reply`, the one every source sends); if it
+    cannot be built, the short form with the emergency numbers."""
     try:
-        crisis = importlib.import_module("bot.safety.crisis")
-        safety = importlib.import_module("bot.safety.service")
-
-        office_hours, zone = safety.clinic_hours(wf)
-        lines = await safety.plan_lines(session, patient.id)
-        text = crisis.crisis_message(
-            patient.language,
-            CRISIS_REGION,
-            lines,
-            office_hours,
-            now,
-            zone=zone,
-            patient_zone=patient.timezone,
-            content=content,
-            category=category,
-        )
-        if isinstance(text, str) and text:
-            return text
+        return await safety.crisis_reply(session, wf, patient, now, category=category)
     except Exception:
-        log.exception("assessments: the crisis message failed; sending the resource list")
-    parts = [content.t("assessments.crisis_intro", patient.language)]
-    for r in load_regions(content.root).resources(CRISIS_REGION, patient.language):
-        parts.append(f"<b>{r.name}</b>: {r.how}. {r.description}")
-    return "\n\n".join(parts)
+        log.exception("assessments: the crisis reply failed; sending the short form")
+        return short_form(wf.content, patient.language)
 
 
 async def latest_scores(session: AsyncSession, content: Content, patient_id: int, lang: str = "en") -> list[LatestScore]:

@@ -36,6 +36,7 @@ from bot.core.lifecycle import Lifecycle
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
 from bot.core.rules_loader import instruments_for
+from bot.escalation import service as escalation
 from bot.escalation.rules import Workflow
 from bot.escalation.service import raise_rule_flag
 from bot.platform.clock import ensure_utc, local_date, local_datetime, next_local_due
@@ -565,7 +566,7 @@ async def talk_request(
 ) -> Screen:
     """The lapse flow's question: would they like a counselor to reach out?"""
     if wanted:
-        await safety.talk_request(session, wf, patient.id, now, source="checkin_lapse")
+        await escalation.talk_request(session, wf, patient.id, now, source="checkin_lapse")
         return Screen(content.t("checkins.talk_sent", patient.language))
     return Screen(content.t("checkins.talk_declined", patient.language))
 

@@ -201,6 +201,32 @@ async def raise_rule_flag(
     )
 
 
+async def talk_request(
+    session: AsyncSession,
+    wf: Workflow,
+    patient_id: int,
+    now: datetime,
+    *,
+    source: str = "talk",
+    severity: str | None = None,
+    reason: str | None = None,
+) -> FlagResult:
+    """A patient asks a counselor to reach out: the one way every source asks (/talk, /sos, the
+    lapse check-in, a conversation whose counselor left the team). The talk flag has the severity
+    and reason of `talk` in content/rules/escalation.yaml unless the source has its own rule."""
+    rule = wf.rules.talk
+    return await raise_flag(
+        session,
+        wf,
+        patient_id=patient_id,
+        category="talk_request",
+        severity=severity or rule.severity,
+        reason=reason or rule.reason,
+        source=source,
+        now=now,
+    )
+
+
 async def _after_raise(
     session: AsyncSession, wf: Workflow, flag: Flag, created: bool, escalated: bool, now: datetime, event: FlagEvent
 ) -> None:

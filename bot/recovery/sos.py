@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.checkins import sobriety
 from bot.core.models import Patient
 from bot.escalation.rules import Workflow
-from bot.escalation.service import raise_flag
+from bot.escalation.service import raise_flag, talk_request
 from bot.platform import scheduler
 from bot.platform.callbacks import Codec
 from bot.platform.clock import local_date
@@ -310,18 +310,10 @@ class TalkResult:
 async def request_talk(
     session: AsyncSession, wf: Workflow, rules: SosRules, patient_id: int, now: datetime, source: str = "sos"
 ) -> TalkResult:
-    """The patient's own "talk to my counselor": a flag through the flags service."""
+    """The patient's own "talk to my counselor" from /sos: the talk request (with the reason
+    /sos gives it), noted on the urge session."""
     rule = rules.talk_request
-    res = await raise_flag(
-        session,
-        wf,
-        patient_id=patient_id,
-        category="talk_request",
-        severity=rule.severity,
-        reason=rule.reason,
-        source=source,
-        now=now,
-    )
+    res = await talk_request(session, wf, patient_id, now, source=source, severity=rule.severity, reason=rule.reason)
     row = await _current(session, patient_id, now)
     if row is not None and row.talk_requested_at is None:
         row.talk_requested_at = now

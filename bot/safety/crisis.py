@@ -371,6 +371,15 @@ def crisis_message(
     return "\n\n".join(p for p in parts if p)
 
 
+def short_form(content: Content, lang: str) -> str:
+    """What is sent instead when the crisis reply cannot be built (a gap in the words): the
+    emergency numbers, in as few words as there are."""
+    try:
+        return content.t("common.error", lang)
+    except Exception:
+        return "988 · 911"
+
+
 def head(lang: str, region: str | None, category: str | None, *, content: Content | None = None) -> str:
     """The crisis reply before the patient's plan: the most important resource first, a warm
     line, then the other resources for this kind of crisis."""
@@ -445,5 +454,6 @@ __all__ = [
     "plan_block",
     "plain_length",
     "resources",
+    "short_form",
 ]
 

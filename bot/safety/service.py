@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.models import Patient
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.rules import CATEGORIES, SEVERITIES, Workflow, rank
-from bot.escalation.service import FlagResult, raise_flag
+from bot.escalation.service import FlagResult, raise_flag, talk_request
 from bot.platform.config import OfficeHours
 from bot.platform.content import DEFAULT_CONTENT_DIR, FALLBACK_LANGUAGE, Content, get_content
 from bot.platform.keyboards import Button, inline_keyboard
@@ -688,23 +688,6 @@ async def confirm_answer(
     return ConfirmResult("ok", answer, crisis, res, lang, patient.id, followup_kind(kind, c.root))
 
 
-async def talk_request(
-    session: AsyncSession, wf: Workflow, patient_id: int, now: datetime, *, source: str = "talk"
-) -> FlagResult:
-    """/talk: the patient asks a counselor to reach out."""
-    rules = wf.rules.talk
-    return await raise_flag(
-        session,
-        wf,
-        patient_id=patient_id,
-        category="talk_request",
-        severity=rules.severity,
-        reason=rules.reason,
-        source=source,
-        now=now,
-    )
-
-
 async def followup_answer(
     session: AsyncSession, wf: Workflow, flag_id: int, *, telegram_id: int, answer: str, now: datetime
 ) -> str:
@@ -727,15 +710,18 @@ async def followup_answer(
     if seen is not None:
         return "answered"
     session.add(FlagEvent(flag_id=flag.id, at=now, kind="followup_answer", detail={"answer": answer}))
-    if answer != "ok":
-        rules = wf.rules.followup
+    rules = wf.rules.followup
+    reason = f"follow-up after flag #{flag.id}: {answer}"
+    if answer == "talk":
+        await talk_request(session, wf, patient.id, now, source="followup", severity=rules.severity, reason=reason)
+    elif answer != "ok":
         await raise_flag(
             session,
             wf,
             patient_id=patient.id,
-            category="talk_request" if answer == "talk" else flag.category,
+            category=flag.category,
             severity=rules.severity,
-            reason=f"follow-up after flag #{flag.id}: {answer}",
+            reason=reason,
             source="followup",
             now=now,
         )
