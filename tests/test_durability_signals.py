@@ -291,3 +291,34 @@ async def test_a_key_set_later_on_an_unencrypted_installation_is_taken_up(
     await h.stop()
     # From now on the key is checked: taking it away again stops the start.
     assert "not set" in await _start_fails(h, None)
+
+
+async def test_a_message_sent_straight_to_telegram_says_why_it_was_not_taken(db: Database, clock: FrozenClock):
+    """What the signal keeper sends while the database cannot store (bot/platform/outbox.py
+    `send_now`): the message id, or `NotSent` with the wait a 429 asks for."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from telegram.error import Forbidden, NetworkError, RetryAfter
+
+    from bot.platform.outbox import NotSent, Sender
+
+    class Bot:
+        def __init__(self, refusal: Exception | None) -> None:
+            self.refusal = refusal
+
+        async def send_message(self, chat_id: int, text: str, parse_mode: str | None = None) -> Any:
+            assert parse_mode == "HTML"
+            if self.refusal is not None:
+                raise self.refusal
+            return SimpleNamespace(message_id=42)
+
+    assert await Sender(db, Bot(None), clock).send_now(1, "<b>alert</b>") == 42  # type: ignore[arg-type]
+    for refusal, wait in (
+        (RetryAfter(timedelta(seconds=7)), 7.0),
+        (Forbidden("blocked"), None),
+        (NetworkError("down"), None),
+    ):
+        with pytest.raises(NotSent) as caught:
+            await Sender(db, Bot(refusal), clock).send_now(1, "alert")  # type: ignore[arg-type]
+        assert caught.value.retry_after == wait and str(caught.value) == type(refusal).__name__

@@ -137,6 +137,16 @@ SentHook = Callable[[OutboxMessage, int | None], Awaitable[None]]
 BlockedHook = Callable[[int], Awaitable[None]]
 
 
+class NotSent(Exception):
+    """Telegram did not take a message sent straight through the Bot API (`Sender.send_now`).
+    `retry_after`: the seconds that chat must wait first (a 429); None for any other refusal or a
+    network error."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
 class Sender:
     """Delivers outbox rows. One per process; `wake()` after committing new rows."""
 
@@ -168,6 +178,17 @@ class Sender:
         # Telegram asked that chat to wait.
         self._handed: dict[int, set[int]] = {}
         self._handed_until: dict[int, datetime] = {}
+
+    async def send_now(self, chat_id: int, text: str) -> int:
+        """Send HTML `text` straight through the Bot API, not the outbox (for what must go out
+        while the database cannot store it): its message id. Raises `NotSent`."""
+        try:
+            msg = await self.bot.send_message(chat_id, text, parse_mode="HTML")
+        except RetryAfter as exc:
+            raise NotSent(type(exc).__name__, _seconds(exc.retry_after)) from exc
+        except TelegramError as exc:
+            raise NotSent(type(exc).__name__) from exc
+        return int(msg.message_id)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:

@@ -28,13 +28,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram.constants import ParseMode
-from telegram.error import RetryAfter, TelegramError
 
 from bot.core import people
 from bot.escalation.rules import Workflow, load_rules, rank
 from bot.platform.content import Content, Html
-from bot.platform.outbox import Outgoing, enqueue
+from bot.platform.outbox import NotSent, Outgoing, enqueue
 from bot.safety import service as safety
 from bot.safety.models import SafetyCheck
 from bot.safety.service import Detection, SafetyOutcome, Signal
@@ -279,16 +277,14 @@ class SignalKeeper:
                 at=held.at, zone=hub.settings.default_timezone,
             )
             try:
-                msg = await hub.sender.bot.send_message(group, text, parse_mode=ParseMode.HTML)
-            except RetryAfter as exc:
-                wait = exc.retry_after
-                held.alert_not_before = loop.time() + (wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait))
-                log.warning("safety: the minimal alert waits for the group's limit")
+                held.alert_message_id = await hub.sender.send_now(group, text)
+            except NotSent as exc:
+                if exc.retry_after is not None:
+                    held.alert_not_before = loop.time() + exc.retry_after
+                    log.warning("safety: the minimal alert waits for the group's limit")
+                else:
+                    log.error("safety: the minimal alert could not be posted (%s); retrying", exc)
                 continue
-            except TelegramError as exc:
-                log.error("safety: the minimal alert could not be posted (%s); retrying", type(exc).__name__)
-                continue
-            held.alert_message_id = msg.message_id
             held.alert_text = text
             log.warning("safety: a minimal alert went to the counselors' group (the signal is not stored yet)")
 
@@ -322,10 +318,10 @@ class SignalKeeper:
         told = False
         for admin in hub.settings.admin_user_ids:
             try:
-                await hub.sender.bot.send_message(admin, text, parse_mode=ParseMode.HTML)
+                await hub.sender.send_now(admin, text)
                 told = True
-            except TelegramError as exc:
-                log.warning("safety: could not tell an admin that the database cannot store data (%s)", type(exc).__name__)
+            except NotSent as exc:
+                log.warning("safety: could not tell an admin that the database cannot store data (%s)", exc)
         self._admins_told = told or not hub.settings.admin_user_ids
 
     async def _recovered(self) -> None:
