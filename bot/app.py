@@ -33,10 +33,11 @@ from bot.platform.inbox import Inbox
 from bot.platform.outbox import Sender
 from bot.platform.scheduler import Sweeper
 from bot.platform.transport import Poller, WebhookServer, parse_update
-from bot.safety.screening import Screening, ScreeningProcessor
+from bot.safety.screening import Screening
 from bot.safety.service import Detection, Detector
 from bot.safety.signals import SignalKeeper
 from handlers.context import Ctx
+from handlers.screening import ScreeningProcessor
 
 if TYPE_CHECKING:
     from bot.safety.risk.prepared import Prepared

@@ -28,8 +28,8 @@ from bot.platform.config import Settings
 from bot.platform.db import Database
 from bot.platform.flood import Kind
 from bot.platform.models import InboxUpdate
-from bot.safety import screening
 from fakeapi import FakeTelegram
+from handlers import screening
 from handlers.safety import SCREENED
 from tests import escalation_support as sup
 from tests.harness import BotHarness

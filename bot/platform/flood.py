@@ -7,7 +7,7 @@ member is only asked (of the database) when they are beyond the strangers' limit
 costs nothing.
 
 What a flood loses is ordinary handling beyond the limit. Risk comes first and is never dropped:
-the processor screens each text before it asks the limiter (bot/safety/screening.py), and a text with a
+the processor screens each text before it asks the limiter (handlers/screening.py), and a text with a
 risk signal from a member is handled whatever the limit says. A stranger's crisis text beyond
 the limit is handled once per flood (the resources), the rest of a stranger's flood is dropped
 without a reply. A member's flood is answered once, with one short line.

@@ -71,7 +71,7 @@ class _Base:
 
         A person's message or button is read from its JSON and, once stored, screened and counted
         against their limit before it is built (the update processor's `triage` and `decide`,
-        bot/safety/screening.py): one beyond the limit is marked done without ever becoming an Update,
+        handlers/screening.py): one beyond the limit is marked done without ever becoming an Update,
         so a flood costs little more than its screening. Every other update is built before it
         is stored, and one that cannot be is set aside unstored. (One read from its JSON but
         that cannot be built is marked failed once stored, and counted as refused.)"""
