@@ -51,7 +51,7 @@ def _start_and_run() -> int:
     token = settings.require_token()
     settings.require_webhook_secret()
     setup_logging(settings.log_level, token)
-    prepared = _prepare_risk_detector(DATA_DIR)
+    prepared = _prepare_risk_detector(DATA_DIR, settings.content_dir)
     from bot.app import Runner, build_application, run_event_loop
     from bot.areas import content_checks
     from bot.platform import content, migrate
@@ -79,7 +79,7 @@ def _start_and_run() -> int:
     return 0
 
 
-def _prepare_risk_detector(data_dir: Path) -> risk_prepared.Prepared:
+def _prepare_risk_detector(data_dir: Path, content_dir: Path) -> risk_prepared.Prepared:
     """First thing, in a worker thread: the full risk detector from the file prepared by an
     earlier start (bot/safety/risk/prepared.py) when it is valid for this content and code; otherwise
     the crisis rules are built, and the bot answers a crisis with them while the full detector
@@ -90,12 +90,12 @@ def _prepare_risk_detector(data_dir: Path) -> risk_prepared.Prepared:
     from bot.safety.risk import prepared as risk_prepared
     from bot.safety.risk import registry
 
-    prepared = risk_prepared.Prepared(data_dir)
+    prepared = risk_prepared.Prepared(data_dir, content_dir)
 
     def work() -> None:
         if not prepared.load():
             with contextlib.suppress(Exception):
-                registry.crisis_detector()
+                registry.crisis_detector(content_dir)
 
     threading.Thread(target=work, name="risk-detector", daemon=True).start()
     return prepared

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -192,6 +193,25 @@ def _content_copy(tmp: Path) -> Path:
     root = tmp / "content"
     shutil.copytree(REPO_CONTENT, root)
     return root
+
+
+async def test_broken_risk_rules_stop_a_first_start_with_their_file_and_line(tmp_path: Path) -> None:
+    root = _content_copy(tmp_path)
+    rules = root / "risk" / "en.yaml"
+    text = rules.read_text(encoding="utf-8")
+    rules.write_text(text.replace("  self: 'myself|", "  self: '(myself|", 1), encoding="utf-8")
+    async with FakeTelegram(token=TOKEN) as fake:
+        bot = await BotProcess(fake, tmp_path, CONTENT_DIR=str(root)).start()
+        try:
+            assert await bot.exited(300) == 1
+        finally:
+            await bot.kill()
+    last = bot.stderr_lines()
+    assert any("invalid risk content" in ln for ln in last)
+    # Each rule that uses the broken word list is named with its file and line.
+    assert any(re.search(r"risk/en\.yaml:\d+: rule \w+: bad pattern", ln) for ln in last), last[-5:]
+    assert not (tmp_path / "data" / content.CHECKED_FILE).exists()
+    _assert_clean(bot.output())
 
 
 async def test_other_content_problems_stop_a_first_start_before_it_receives(tmp_path: Path) -> None:

@@ -198,7 +198,7 @@ def _start(
         return rules
 
     monkeypatch.setattr(registry, "crisis_detector", crisis_detector)
-    prepared = cli._prepare_risk_detector(data)
+    prepared = cli._prepare_risk_detector(data, DEFAULT_CONTENT_DIR)
     assert prepared.tried.wait(60)
     return prepared, built_rules, done
 

@@ -14,7 +14,7 @@ from bot.safety.service import KIND_CONFIRM, Detection, confirm_timeout
 
 
 def install(hub: Hub) -> None:
-    detection = hub.get(Detection) if hub.provides(Detection) else hub.provide(Detection())
+    detection = hub.get(Detection) if hub.provides(Detection) else hub.provide(Detection(content_dir=hub.settings.content_dir))
 
     async def timeout(session: AsyncSession, item: ScheduledItem, now: datetime) -> None:
         # The workflow is escalation's, installed after this area: asked for when it runs.

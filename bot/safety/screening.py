@@ -123,15 +123,16 @@ class Screening:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         try:
-            if registry.detector_ready() and self.hold is None:
-                # Built already (content checked at this start, or an earlier run in this process).
-                self._crisis.set_result(registry.get_detector())
+            content_dir = self.detection.content_dir
+            if registry.detector_ready(content_dir) and self.hold is None:
+                # Built already (read from the prepared file, or an earlier run in this process).
+                self._crisis.set_result(registry.get_detector(content_dir))
             else:
-                self._crisis.set_result(await asyncio.to_thread(registry.crisis_detector))
+                self._crisis.set_result(await asyncio.to_thread(registry.crisis_detector, content_dir))
             self.timings["crisis_rules"] = time.perf_counter() - t0
             log.info("screening: crisis rules ready in %.1fs", self.timings["crisis_rules"])
             await asyncio.to_thread(self._build_full)
-            self.detector = registry.get_detector()
+            self.detector = registry.get_detector(content_dir)
             self.timings["full"] = time.perf_counter() - t0
             log.info("screening: risk detector ready in %.1fs", self.timings["full"])
             self._full.set_result(None)

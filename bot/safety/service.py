@@ -96,18 +96,20 @@ class Detection:
 
     It asks the process's detectors (bot/safety/risk/registry.py): the one screening chose for the
     update being handled (the crisis rules while the full detector builds), else the full
-    detector, built once. `fixed`: another detector the composition root was given (tests)."""
+    detector, built once from `content_dir` (the clinic's content; default: the repository's).
+    `fixed`: another detector the composition root was given (tests)."""
 
-    def __init__(self, fixed: Detector | None = None) -> None:
+    def __init__(self, fixed: Detector | None = None, *, content_dir: Path | None = None) -> None:
         self.fixed = fixed
+        self.content_dir = content_dir
 
     def _detector(self) -> Detector:
-        return self.fixed if self.fixed is not None else registry.get_detector()
+        return self.fixed if self.fixed is not None else registry.get_detector(self.content_dir)
 
     @property
     def ready(self) -> bool:
         """Whether `signal` answers at once (nothing is left to build)."""
-        return self.fixed is not None or registry.detector_ready()
+        return self.fixed is not None or registry.detector_ready(self.content_dir)
 
     def warm(self) -> None:
         """Build the detector now: compiling its rules takes seconds, which belongs at start-up,
