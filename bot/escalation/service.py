@@ -163,6 +163,8 @@ async def raise_flag(
     )
     session.add(event)
     await session.flush()
+    if created or escalated:
+        log_flag("raised" if created else "escalated", flag, source=source)
     try:
         await _explain(session, wf, flag, event)
     except Exception as exc:  # the why is for counselors' convenience; the flag stands without it
@@ -224,6 +226,16 @@ async def talk_request(
         reason=reason or rule.reason,
         source=source,
         now=now,
+    )
+
+
+def log_flag(what: str, flag: Flag, *, source: str | None = None) -> None:
+    """One INFO line when a flag is raised, escalated, claimed or resolved: its number, severity,
+    category and source only (no code, name, Telegram id or patient words: logs hold no personal
+    data)."""
+    log.info(
+        "flags: flag %s %s (severity %s, category %s, source %s)",
+        flag.id, what, flag.severity, flag.category, source or flag.source,
     )
 
 
@@ -356,6 +368,7 @@ async def claim(
     flag.rev = (flag.rev or 0) + 1
     session.add(FlagEvent(flag_id=flag.id, at=now, kind="claim", actor_id=actor_id))
     await audit(session, actor_id, "flag.claim", f"flag:{flag.id}", now=now)
+    log_flag("claimed", flag)
     await stop_renotify(session, flag.id)
     await session.flush()
     await edit_posts(session, wf, flag, now)
@@ -384,6 +397,7 @@ async def resolve(
     flag.rev = (flag.rev or 0) + 1
     session.add(FlagEvent(flag_id=flag.id, at=now, kind="resolve", actor_id=actor_id))
     await audit(session, actor_id, "flag.resolve", f"flag:{flag.id}", now=now)
+    log_flag("resolved", flag)
     await stop_renotify(session, flag.id)
     await session.flush()
     await edit_posts(session, wf, flag, now)
