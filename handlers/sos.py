@@ -56,7 +56,7 @@ async def sos_cmd(update: Update, ctx: Ctx) -> None:
         patient = await active_patient_info(s, user.id)
     if patient is None:
         # Not enrolled, but maybe in a hard moment: where to find help right now.
-        await reply(update, ctx.hub.content.t("sos.not_enrolled", ctx.lang))
+        await reply(update, sos.not_enrolled(ctx.hub.content, ctx.lang))
         return
     source = "urge" if (update.effective_message and (update.effective_message.text or "").startswith("/urge")) else "sos"
     await _open(ctx, patient, source)

@@ -226,3 +226,35 @@ async def test_sos_open_from_checkin_and_strangers(h: BotHarness, fake: FakeTele
     await h.tick()
     assert "How strong is the urge now" in _text(fake.last(u.id))
     fake.assert_no_errors()
+
+
+async def test_every_sos_screen_shows_the_crisis_lines_from_the_resources(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+) -> None:
+    """/sos (and the toolbox it comes back to) always ends with the clinic region's crisis lines,
+    read from content/resources as the crisis reply reads them; someone not enrolled gets them too."""
+    from bot.escalation.rules import load_rules
+    from bot.platform.content import get_content
+    from bot.safety.crisis import resources
+
+    c = get_content()
+    listed = resources(load_rules(c.root).default_region, "en", c.root, "sos")
+    assert listed and listed[0].id == "lifeline_988"
+    crisis_reply_ids = {r.id for r in resources("us", "en", c.root, "suicide_self_harm")}
+    assert {r.id for r in listed} <= crisis_reply_ids | {r.id for r in resources("us", "en", c.root, None)}
+    hows = [r.how for r in listed]
+
+    u = await _patient(fake, db, clock)
+    stranger = fake.add_user(first_name="Lee", started=True)
+    for who in (u, stranger):
+        await h.send(who, "/sos")
+        text = _text(fake.last(who.id))
+        for how in hows:
+            assert how in text, (who.first_name, how)
+        assert "988" in text
+        assert "crisis service" not in text.lower()
+    # Back to the toolbox from a tool: the lines are still there.
+    toolbox = fake.last(u.id)
+    await h.press(u, toolbox, next(d for d in toolbox.callback_data if d.startswith("sos:x:")))
+    await h.press(u, fake.last(u.id), "sos:menu")
+    assert all(how in _text(fake.last(u.id)) for how in hows)

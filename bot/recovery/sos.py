@@ -58,13 +58,26 @@ def exercises(content: Content, lang: str) -> ExerciseSet:
 # ---------------------------------------------------------------------------------------
 
 
+def crisis_lines(content: Content, lang: str) -> str:
+    """The crisis lines every /sos screen ends with: the clinic region's short list from
+    content/resources, the same resources the crisis reply uses."""
+    from bot.escalation.rules import load_rules
+
+    return crisis.short_lines(lang, load_rules(content.root).default_region, content=content)
+
+
 def toolbox(content: Content, lang: str) -> tuple[str, Rows]:
-    """The /sos message: one tap to each tool."""
+    """The /sos message: one tap to each tool, and the crisis lines at the foot."""
     rows: Rows = [[(e.button_label, buttons.STEP.pack(e.id, 0))] for e in exercises(content, lang).exercises]
     rows.append([(content.t("sos.button.plan", lang), buttons.SHOW_PLAN.pack())])
     rows.append([(content.t("sos.button.call", lang), buttons.CALL.pack())])
     rows.append([(content.t("sos.button.talk", lang), buttons.TALK.pack())])
-    return content.t("sos.toolbox", lang), rows
+    return content.t("sos.toolbox", lang) + "\n\n" + crisis_lines(content, lang), rows
+
+
+def not_enrolled(content: Content, lang: str) -> str:
+    """/sos from someone who is not a patient: where help answers right now, and how to join."""
+    return content.t("sos.not_enrolled", lang) + "\n\n" + crisis_lines(content, lang)
 
 
 def rating_rows(codec: Codec, *head: object, low: int = 0, high: int = 10) -> Rows:
@@ -477,6 +490,7 @@ __all__ = [
     "followup_handler",
     "followup_key",
     "followup_reply",
+    "not_enrolled",
     "note_tool",
     "open_session",
     "rating_key",

@@ -398,6 +398,21 @@ def head(lang: str, region: str | None, category: str | None, *, content: Conten
     return lead + "\n\n" + body
 
 
+SHORT_LIST = "sos"  # the key in `by_category` of the short list (/sos); without it, `default`
+
+
+def short_lines(lang: str, region: str | None, *, content: Content | None = None) -> str:
+    """The crisis lines in short (one line each, no description), for screens that are not a
+    crisis reply but must always show where help answers at once (/sos): the region's `sos`
+    list in content/resources, else its `default` list, the same resources as the crisis reply."""
+    c = content or get_content()
+    found = resources(region, lang, c.root, SHORT_LIST)
+    if not found:
+        return c.t("crisis.no_resources", lang)
+    lines = [c.t("crisis.short_line", lang, name=Html(r.name), how=Html(r.how)) for r in found]
+    return c.t("crisis.short_title", lang) + "\n" + "\n".join(lines)
+
+
 def plan_block(lang: str, plan_lines: Sequence[str], *, content: Content | None = None) -> str:
     """The patient's own plan lines (escaped: the patient typed them)."""
     c = content or get_content()
@@ -424,7 +439,7 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
         data = _region_file(Path(content_dir), region) or {}
         for key in data.get("by_category") or {}:
             for part in str(key).split("+"):
-                if key != "default" and part not in CATEGORIES:
+                if key not in ("default", SHORT_LIST) and part not in CATEGORIES:
                     out.append((rel, 0, f"by_category: unknown category {part!r} (see bot/escalation/rules.py)"))
         combined = [str(k) for k in data.get("by_category") or {} if "+" in str(k)]
         for lang in c.languages:
@@ -455,5 +470,6 @@ __all__ = [
     "plain_length",
     "resources",
     "short_form",
+    "short_lines",
 ]
 
