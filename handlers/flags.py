@@ -369,6 +369,9 @@ async def flags_cmd(update: Update, ctx: Ctx) -> None:
     if not await require_role(update, ctx, COUNSELOR):
         return
     hub, c = ctx.hub, ctx.hub.content
+    if ctx.args:
+        await reply(update, c.t("flags.list_usage", ctx.lang))
+        return
     now = hub.clock.now()
     async with hub.db.session() as s:
         items = await open_flags(s, limit=20)
@@ -443,6 +446,9 @@ async def oncall_cmd(update: Update, ctx: Ctx) -> None:
             await reply(update, c.t("flags.oncall_show", ctx.lang, mention=Html(mention), time=when) + "\n" + c.t("flags.oncall_help", ctx.lang))
         return
     arg = args[0].lower()
+    if len(args) > 1:
+        await reply(update, c.t("flags.oncall_help", ctx.lang))
+        return
     if arg in ("off", "none", "nobody"):
         async with hub.db.transaction() as s:
             await set_oncall(s, None, name=None, by=user.id, now=now)

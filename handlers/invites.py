@@ -75,7 +75,6 @@ def _cohort_error_key(reason: str) -> str:
         "archived": "staff.cohort_is_archived",
         "empty": "staff.cohort_name_bad",
         "too_long": "staff.cohort_name_bad",
-        "reusable_needs_cohort": "staff.invite_reusable_needs_cohort",
     }.get(reason, "staff.cohort_usage")
 
 
@@ -94,15 +93,14 @@ async def invite_cmd(update: Update, ctx: Ctx) -> None:
     now = ctx.hub.clock.now()
     try:
         async with ctx.hub.db.transaction() as s:
-            cohort_id = None
-            if ref:
-                found = await invites.find_cohort(s, ref)
-                if found is None:
-                    raise CohortError("unknown")
-                cohort_id = found.id
-            inv = await invites.create_invite(s, created_by=common.user_id(update), now=now, cohort_id=cohort_id, reusable=reusable)
+            found = await invites.find_cohort(s, ref) if ref else None
+            if ref and found is None:
+                raise CohortError("unknown")
+            inv = await invites.create_invite(
+                s, created_by=common.user_id(update), now=now, cohort_id=found.id if found else None, reusable=reusable
+            )
     except CohortError as exc:
-        await reply(update, c.t(_cohort_error_key(exc.reason), ctx.lang))
+        await reply(update, await _invite_usage(ctx, exc.reason))
         return
     link = invites.invite_link(ctx.bot.username, inv.code)
     caption = c.t(
@@ -115,6 +113,20 @@ async def invite_cmd(update: Update, ctx: Ctx) -> None:
     await ctx.bot.send_photo(
         chat.id, photo=InputFile(invites.qr_png(link), filename="invite.png"), caption=caption, parse_mode=ParseMode.HTML
     )
+
+
+async def _invite_usage(ctx: Ctx, reason: str) -> str:
+    """Why no invite was made (no cohort given, or one that does not exist or is archived) and
+    how to ask: one line, with the open cohorts to choose from."""
+    c, lang = ctx.hub.content, ctx.lang
+    async with ctx.hub.db.session() as s:
+        cohorts = await invites.list_cohorts(s, include_archived=False)
+    if not cohorts:
+        return c.t("staff.invite_no_cohorts", lang)
+    names = ", ".join(c.t("staff.invite_usage_cohort", lang, id=x.id, name=x.name) for x in cohorts)
+    lead = {"unknown": "staff.invite_unknown", "archived": "staff.invite_archived"}.get(reason)
+    usage = c.t("staff.invite_usage", lang, cohorts=Html(names), example=cohorts[0].id)
+    return (c.t(lead, lang) + " " + usage) if lead else usage
 
 
 def _invites_view(c: Content, lang: str, items: list[invites.InviteInfo]) -> tuple[str, list[list[Button]]]:
@@ -140,6 +152,9 @@ def _invites_view(c: Content, lang: str, items: list[invites.InviteInfo]) -> tup
 
 async def invites_cmd(update: Update, ctx: Ctx) -> None:
     if not await common.require_role(update, ctx, COUNSELOR):
+        return
+    if ctx.args:
+        await reply(update, ctx.hub.content.t("staff.invites_usage", ctx.lang))
         return
     now = ctx.hub.clock.now()
     async with ctx.hub.db.transaction() as s:

@@ -86,6 +86,9 @@ async def staff_cmd(update: Update, ctx: Ctx) -> None:
     if not await common.require_role(update, ctx, ADMIN):
         return
     c = ctx.hub.content
+    if ctx.args:
+        await reply(update, c.t("staff.staff_usage", ctx.lang))
+        return
     now = ctx.hub.clock.now()
     async with ctx.hub.db.transaction() as s:
         members = await staff.list_staff(s, ctx.hub.settings.admin_user_ids)

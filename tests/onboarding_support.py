@@ -34,8 +34,15 @@ async def running_bot(db: Database, clock: Clock | None = None, **overrides: Any
             await h.stop()
 
 
+TEST_COHORT = "Test cohort"
+
+
 async def make_invite(h: BotHarness, fake: FakeTelegram, args: str = "") -> str:
-    """The admin asks for an invite; returns the code from the link in the QR's caption."""
+    """The admin asks for an invite (into `args`, else into the test cohort, created if needed:
+    every invite has a cohort); returns the code from the link in the QR's caption."""
+    if not args:
+        await h.send(ADMIN, f"/cohort new {TEST_COHORT}")
+        args = TEST_COHORT
     await h.send(ADMIN, f"/invite {args}".strip())
     caption = text_of(fake.last(ADMIN))
     assert "start=" in caption, caption

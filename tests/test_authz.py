@@ -67,7 +67,7 @@ async def _check_commands(
         commands = [
             (f"/cohort new Cohort {persona} {in_group}", ADMIN_ONLY, lambda: _count(db, Cohort)),
             ("/cohort list", ADMIN_ONLY, None),
-            ("/invite", COUNSELORS, lambda: _count(db, Invite)),
+            ("/invite Test cohort", COUNSELORS, lambda: _count(db, Invite)),
             ("/invites", COUNSELORS, None),
             (f"/grant {target} counselor", ADMIN_ONLY, lambda t=target: _count(db, StaffRole, StaffRole.telegram_id == t)),
             (f"/revoke {target} counselor", ADMIN_ONLY, lambda t=target: _count(db, StaffRole, StaffRole.telegram_id == t)),

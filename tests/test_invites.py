@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -35,10 +35,30 @@ async def test_qr_is_a_png_of_the_link():
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 200
 
 
+async def _cohort(db: Database, now: datetime) -> int:
+    async with db.transaction() as s:
+        return (await invites.create_cohort(s, "Test cohort", actor_id=ACTOR, now=now)).id
+
+
+async def test_an_invite_needs_an_open_cohort(db: Database, clock: FrozenClock):
+    now = clock.now()
+    cid = await _cohort(db, now)
+    async with db.transaction() as s:
+        for kw, reason in (({"cohort_id": None}, "needs_cohort"), ({"cohort_id": 9999}, "unknown")):
+            with pytest.raises(CohortError) as err:
+                await invites.create_invite(s, created_by=ACTOR, now=now, **kw)
+            assert err.value.reason == reason
+        await invites.archive_cohort(s, cid, actor_id=ACTOR, now=now)
+        with pytest.raises(CohortError) as err:
+            await invites.create_invite(s, created_by=ACTOR, now=now, cohort_id=cid)
+        assert err.value.reason == "archived"
+
+
 async def test_single_use_invite_life_cycle(db: Database, clock: FrozenClock):
     now = clock.now()
+    cid = await _cohort(db, now)
     async with db.transaction() as s:
-        inv = await invites.create_invite(s, created_by=ACTOR, now=now)
+        inv = await invites.create_invite(s, created_by=ACTOR, now=now, cohort_id=cid)
     assert inv.expires_at - now == timedelta(days=14) and not inv.reusable
     async with db.transaction() as s:
         check = await invites.check_invite(s, inv.code, now)
@@ -53,9 +73,10 @@ async def test_single_use_invite_life_cycle(db: Database, clock: FrozenClock):
 
 async def test_expiry_and_revocation(db: Database, clock: FrozenClock):
     now = clock.now()
+    cid = await _cohort(db, now)
     async with db.transaction() as s:
-        a = await invites.create_invite(s, created_by=ACTOR, now=now)
-        b = await invites.create_invite(s, created_by=ACTOR, now=now)
+        a = await invites.create_invite(s, created_by=ACTOR, now=now, cohort_id=cid)
+        b = await invites.create_invite(s, created_by=ACTOR, now=now, cohort_id=cid)
         assert {i.id for i in await invites.list_invites(s, now)} == {a.id, b.id}
         assert await invites.revoke_invite(s, b.id, actor_id=ACTOR, now=now)
         assert not await invites.revoke_invite(s, b.id, actor_id=ACTOR, now=now)
@@ -76,7 +97,7 @@ async def test_reusable_cohort_invites(db: Database, clock: FrozenClock):
     now = clock.now()
     async with db.transaction() as s:
         with pytest.raises(CohortError):
-            await invites.create_invite(s, created_by=ACTOR, now=now, reusable=True)
+            await invites.create_invite(s, created_by=ACTOR, now=now, cohort_id=None, reusable=True)
         cohort = await invites.create_cohort(s, "  Monday   mornings ", actor_id=ACTOR, now=now)
         assert cohort.name == "Monday mornings"
         inv = await invites.create_invite(s, created_by=ACTOR, now=now, cohort_id=cohort.id, reusable=True)

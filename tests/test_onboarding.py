@@ -149,7 +149,8 @@ async def test_patient_codes_are_random_and_grow_when_crowded(db: Database, cloc
 
 async def _invite(db: Database, clock: FrozenClock) -> str:
     async with db.transaction() as s:
-        return (await invites.create_invite(s, created_by=1, now=clock.now())).code
+        cohort = await invites.find_cohort(s, "Test cohort") or await invites.create_cohort(s, "Test cohort", actor_id=1, now=clock.now())
+        return (await invites.create_invite(s, created_by=1, now=clock.now(), cohort_id=cohort.id)).code
 
 
 async def _nothing_stored(db: Database) -> None:
@@ -209,7 +210,7 @@ async def test_refusals_erase_everything(db: Database, clock: FrozenClock, where
             assert r.kind == "erased"
     await _nothing_stored(db)
     async with db.session() as s:
-        assert {e.action for e in await entries(s)} == {"invite.create"}
+        assert {e.action for e in await entries(s)} == {"cohort.create", "invite.create"}
 
 
 async def test_single_use_code_taken_meanwhile(db: Database, clock: FrozenClock):

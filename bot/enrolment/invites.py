@@ -190,20 +190,20 @@ async def create_invite(
     *,
     created_by: int,
     now: datetime,
-    cohort_id: int | None = None,
+    cohort_id: int | None,
     reusable: bool = False,
     valid_for: timedelta = DEFAULT_VALID_FOR,
 ) -> InviteInfo:
-    if reusable and cohort_id is None:
-        raise CohortError("reusable_needs_cohort")
-    cohort_name = None
-    if cohort_id is not None:
-        c = await session.get(Cohort, cohort_id)
-        if c is None:
-            raise CohortError("unknown")
-        if c.archived_at is not None:
-            raise CohortError("archived")
-        cohort_name = c.name
+    """An invite into an open cohort: every patient joins one (an invite without a cohort, or
+    into an unknown or archived cohort, is refused with `CohortError`)."""
+    if cohort_id is None:
+        raise CohortError("needs_cohort")
+    c = await session.get(Cohort, cohort_id)
+    if c is None:
+        raise CohortError("unknown")
+    if c.archived_at is not None:
+        raise CohortError("archived")
+    cohort_name = c.name
     valid_for = min(valid_for, timedelta(days=MAX_VALID_DAYS))
     inv = Invite(
         code=new_code(),
