@@ -216,13 +216,13 @@ async def test_details_show_what_a_counselor_needs_in_the_clinic_zone(h: BotHarn
     assert "Times are America/New_York (EST)." in d and "UTC" not in d and "CET" not in d
     assert "typed message · suicide or self-harm" in d and "risk:" not in d and "stub_" not in d
     assert "10:05" in d  # the trigger, in New York time
-    assert "PHQ-9: total 17 · Moderately severe" in d and "item 9 (thoughts of death or self-harm) = 1" in d
+    assert "PHQ-9: total 17 · Moderately severe" in d and "item 9 (thoughts of death or self-harm): Several days (1)" in d
     assert f"#{craving_id}" in d and "severe craving" in d
     assert "Sam (sponsor) — +1 617 555 0134" in d and "walk round the block" in d
     assert "MAT: yes · weekly medication" in d
     checkins = [line for line in d.splitlines() if "mood 2 · craving" in line]
     assert len(checkins) == 7 and all("09:00" in line and "15:00" not in line for line in checkins)
-    assert "medication not taken" in checkins[0] and "use no" in checkins[0]
+    assert "medication No" in checkins[0] and "use No" in checkins[0]
     # The flag's history in the group reads the same way: no rule ids, no words.
     await h.send(dana, f"/flag {crisis_id}", chat=h.group)
     history = fake.last(h.group.id).plain_text or ""
@@ -367,7 +367,7 @@ async def test_the_digest_after_a_crisis_day(h: BotHarness, fake: FakeTelegram, 
     assert "Crisis or high in the last 24 h" in digest and f"#{fid}" in digest and "typed message · suicide or self-harm" in digest
     assert "Resolved in the last 24 h: 1" in digest and "by Dana" in digest
     assert "Follow-ups due in the next 24 h" in digest and f"after flag #{fid}" in digest
-    assert "PHQ-9 item 9 above zero (last 24 h): P-1234 (item 9 = 2)" in digest
+    assert "PHQ-9 item 9 above zero (last 24 h): P-1234 (item 9: More than half the days (2))" in digest
     assert "Times are America/New_York (EST)." in digest
     assert "Jordan" not in digest and "sister" not in digest
     fake.assert_no_errors()
@@ -378,3 +378,71 @@ async def test_a_quiet_day_still_says_no_notable_changes(h: BotHarness, fake: Fa
     digest = await _digest(h, fake, clock)
     assert "No notable changes." in digest and "No open flags." in digest
     fake.assert_no_errors()
+
+
+# -- answers as labels, never stored values ----------------------------------------------------
+
+
+def test_every_option_of_every_instrument_reads_as_its_label() -> None:
+    from bot.core.rules_loader import load_instruments
+
+    clinical = load_instruments(CONTENT_DIR)
+    for inst_id in clinical.instruments_by_lang["en"]:
+        inst = clinical.instrument(inst_id, "en")
+        for item in inst.items:
+            for o in item.options:
+                shown = inst.answer_label(item.id, o.value)
+                assert shown.startswith(str(o.label)), (inst_id, item.id, o.value, shown)
+                assert str(o.value) in str(o.label) or isinstance(o.value, int) or str(o.value) not in shown
+
+
+async def test_counselor_views_show_every_checkin_answer_as_its_label(h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock):
+    """/patient and Details list the last seven check-ins: driven from every option of the
+    check-in's use, medication and HALT items (and PHQ-9 item 9 in Details and the digest), each
+    shows the label in content, never the stored value."""
+    from bot.core.rules_loader import load_instruments
+
+    inst = load_instruments(CONTENT_DIR).checkin("en")
+    phq = load_instruments(CONTENT_DIR).instrument("phq9", "en")
+    use, medication, halt = (inst.item(i).options for i in ("use", "medication", "halt"))
+    u = await _patient(fake, db, clock, mat=True)
+    pid = await _pid(db, u.id)
+    dana = await sup.add_counselor(h, fake)
+    rows = max(len(use), len(medication), len(halt))
+    async with db.transaction() as s:
+        for i in range(rows):
+            done = clock.now() - timedelta(days=i, hours=1)
+            s.add(CheckinEntry(
+                patient_id=pid, local_date=done.date(), started_at=done, updated_at=done, completed_at=done,
+                mood=2, craving=3, use=use[i % len(use)].value, medication=medication[i % len(medication)].value,
+                halt=[halt[i % len(halt)].value, halt[(i + 1) % len(halt)].value] if not halt[i % len(halt)].exclusive else [halt[i % len(halt)].value],
+            ))
+    # Stored values that are not plain words of the views ("none" is: "Open flags: none").
+    raw = {str(o.value) for o in (*use, *medication, *halt)} - {"none"}
+    await h.send(sup_admin(fake), "/patient P-1234")
+    view = next(m.plain_text or "" for m in reversed(fake.sent(sup_admin(fake).id)) if "Patient P-1234" in (m.plain_text or ""))
+    for o in (*use, *halt):
+        assert str(o.label) in view, (o.value, view)
+    words = set(re.findall(r"[a-z_]+", view))
+    assert not raw & words, raw & words
+    for q9 in phq.item("q9").options[1:]:
+        async with db.transaction() as s:
+            s.add(AssessmentResult(
+                patient_id=pid, instrument="phq9", local_date=date(2026, 3, 2), status="done",
+                answers={f"q{i}": {"v": q9.value if i == 9 else 0} for i in range(1, 10)}, total=q9.value, band="minimal",
+                started_at=clock.now(), completed_at=clock.now(),
+            ))
+        clock.advance(minutes=1)
+        await h.send(u, "I'm going to end it all tonight")
+        async with db.session() as s:
+            flag_id = (await s.execute(select(Flag.id))).scalars().first()
+        n = len(fake.sent(dana.id))
+        await h.press(dana, _group(h, fake)[0], f"fl:details:{flag_id}")
+        d = "\n".join(m.plain_text or "" for m in fake.sent(dana.id)[n:])
+        assert f"{q9.label} ({q9.value})" in d, d
+        for o in (*use, *medication):
+            assert str(o.label) in d, (o.value, d)
+        assert not raw & set(re.findall(r"[a-z_]+", d))
+    # The digest's item 9 line reads the same way.
+    digest = await _digest(h, fake, clock)
+    assert f"item 9: {phq.item('q9').options[-1].label}" in digest, digest

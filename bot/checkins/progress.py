@@ -20,6 +20,7 @@ from bot.checkins.models import CheckinEntry
 from bot.core.audit import audit
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
+from bot.core.rules_loader import instruments_for
 from bot.escalation.models import Flag
 from bot.escalation.rules import label as flag_label
 from bot.platform.clock import ensure_utc, local_date, local_text, zone_name
@@ -136,6 +137,7 @@ async def counselor_view(
         .limit(7)
     )
     recent = list((await session.execute(q)).scalars())
+    checkin = instruments_for(content).checkin(lang)
     lines = [t("progress.staff_checkins", lang)]
     if not recent:
         lines.append(t("progress.staff_none", lang))
@@ -147,8 +149,8 @@ async def counselor_view(
                 time=local_text(e.completed_at or e.updated_at, zone),
                 mood="–" if e.mood is None else e.mood,
                 craving="–" if e.craving is None else e.craving,
-                use=e.use or "–",
-                halt=", ".join(e.halt or []) or "–",
+                use=checkin.answer_label("use", e.use),
+                halt=checkin.answer_label("halt", e.halt or None),
             )
         )
     parts.append("\n".join(lines))

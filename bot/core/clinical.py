@@ -314,6 +314,21 @@ class Item(Model):
                 return option
         raise ValueError(f"{value!r} is not an option of item {self.id!r}")
 
+    def answer_label(self, value: Any) -> str:
+        """A stored answer as people read it, never its stored value: the option's label
+        ("I'd rather not say", not "prefer_not"); a number whose label does not show it keeps
+        it in brackets ("Several days (1)"); several answers (a multi item) joined by commas.
+        None is "–"; a value no option has any more is told in plain words."""
+        if value is None or value == []:
+            return "–"
+        if isinstance(value, list | tuple):
+            return ", ".join(self.answer_label(v) for v in value)
+        for option in self.options:
+            if same_value(option.value, value):
+                label = str(option.label)
+                return label if not is_number(value) or str(value) in label else f"{label} ({value})"
+        return str(value).replace("_", " ")
+
     def score_range(self) -> tuple[int, int]:
         points = [o.points for o in self.options if o.points is not None]
         return (min(points), max(points)) if points else (0, 0)
@@ -372,6 +387,13 @@ class Instrument(Model):
         items = [i for i in self.scored_items if domain is None or i.domain == domain]
         ranges = [i.score_range() for i in items]
         return sum(r[0] for r in ranges), sum(r[1] for r in ranges)
+
+    def answer_label(self, item_id: str, value: Any) -> str:
+        """The stored answer to item `item_id` as people read it (`Item.answer_label`)."""
+        try:
+            return self.item(item_id).answer_label(value)
+        except KeyError:
+            return "–" if value is None else str(value).replace("_", " ")
 
     def band_label(self, band_id: str | None) -> str | None:
         return None if band_id is None else self.band_labels.get(band_id)

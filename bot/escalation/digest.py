@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.assessments.models import AssessmentResult
 from bot.core.models import Patient
 from bot.escalation.models import Flag, FlagEvent
-from bot.escalation.rendering import age_text, flag_fields, why_text
+from bot.escalation.rendering import age_text, answer_text, flag_fields, why_text
 from bot.escalation.renotify import KIND_FOLLOWUP
 from bot.escalation.rules import DigestRules, Workflow, rank
 from bot.escalation.service import open_flags
@@ -78,7 +78,10 @@ async def build_digest(session: AsyncSession, wf: Workflow, now: datetime) -> st
         parts.append(c.t("flags.digest_urgent", lang) + "\n" + "\n".join(lines))
     item9 = await _item9_since(session, since)
     if item9:
-        codes = ", ".join(c.t("flags.digest_item9_code", lang, code=code, value=value) for code, value in item9)
+        codes = ", ".join(
+            c.t("flags.digest_item9_code", lang, code=code, value=Html(answer_text(c, lang, "phq9", "q9", value)))
+            for code, value in item9
+        )
         parts.append(c.t("flags.digest_item9", lang, codes=Html(codes)))
     resolved = await _resolved_since(session, since)
     if resolved:

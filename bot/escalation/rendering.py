@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.rules_loader import instruments_for
 from bot.escalation import buttons
 from bot.escalation.models import Flag, FlagCard, FlagEvent
 from bot.escalation.rules import Workflow, label, rank
@@ -515,11 +516,15 @@ def _clip(text: str) -> str:
     return text if len(text) <= EVIDENCE_SHOWN else text[:EVIDENCE_SHOWN].rstrip() + " …"
 
 
-def _answer(c: Content, lang: str, value: Any) -> str:
-    if value is None:
-        return "–"
-    key = f"flags.answer.{value}"
-    return c.t(key, lang) if isinstance(value, str) and c.has(key, lang) else html.escape(str(value).replace("_", " "), quote=False)
+def answer_text(c: Content, lang: str, instrument: str, item: str, value: Any) -> str:
+    """A stored answer as counselors read it: the option's label in content (never the stored
+    value, such as "no_use"), escaped for HTML."""
+    try:
+        shown = instruments_for(c).instrument(instrument, lang).answer_label(item, value)
+    except Exception as exc:  # a view never fails for want of a label
+        log.warning("flags: answer label unavailable (%s)", type(exc).__name__)
+        shown = "–" if value is None else str(value).replace("_", " ")
+    return html.escape(shown, quote=False)
 
 
 def render_details(d: FlagDetails, wf: Workflow) -> str:
@@ -567,7 +572,7 @@ def render_details(d: FlagDetails, wf: Workflow) -> str:
             else:
                 line = c.t("flags.details_score_open", lang, title=Html(sc.title), time=when(sc.at))
             if sc.item9 is not None:
-                line += " · " + c.t("flags.details_item9", lang, value=sc.item9)
+                line += " · " + c.t("flags.details_item9", lang, value=Html(answer_text(c, lang, "phq9", "q9", sc.item9)))
             lines.append(line)
         parts.append("\n".join(lines))
     if d.other_flags:
@@ -613,8 +618,8 @@ def render_details(d: FlagDetails, wf: Workflow) -> str:
                     time=when(ci.at),
                     mood="–" if ci.mood is None else ci.mood,
                     craving="–" if ci.craving is None else ci.craving,
-                    use=Html(_answer(c, lang, ci.use)),
-                    medication=Html(_answer(c, lang, ci.medication)),
+                    use=Html(answer_text(c, lang, "checkin", "use", ci.use)),
+                    medication=Html(answer_text(c, lang, "checkin", "medication", ci.medication)),
                 )
             )
         parts.append("\n".join(lines))
