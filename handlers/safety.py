@@ -242,7 +242,7 @@ async def talk_cmd(update: Update, ctx: Ctx) -> None:
     wf = hub.get(Workflow)
     async with hub.db.transaction() as s:
         await talk_request(s, wf, patient.id, now)
-        line = await safety.counselor_lead(s, wf, patient, now, prefix="safety.talk")
+        line = await safety.counselor_lead(s, wf, patient, now, crisis=False)
     hub.sender.wake()
     c, lang = hub.content, ctx.lang
     await reply(update, "\n\n".join([c.t("safety.talk_done", lang), line, c.t("safety.talk_safety", lang)]))

@@ -222,16 +222,11 @@ async def _sos_action(update: Update, ctx: Ctx, q: CallbackQuery, patient: Patie
     if codec is buttons.TALK:
         async with hub.db.transaction() as s:
             res = await sos.request_talk(s, hub.get(Workflow), hub.get(SosRules), patient.id, now)
-            live = await safety.in_live_conversation(s, patient.telegram_id)
+            # When a counselor will reach out (or the one talking with them right now).
+            line = await safety.counselor_lead(s, hub.get(Workflow), patient, now, crisis=False)
         hub.sender.wake()
-        exp = sos.expectation(hub.settings.office_hours, hub.settings.default_timezone, now)
         text = "\n\n".join(
-            [
-                c.t("sos.talk.sent" if res.created else "sos.talk.already", lang),
-                # A counselor talking with them right now: office hours do not apply.
-                c.t("safety.talk_live", lang) if live else sos.expectation_text(c, lang, exp, patient.timezone, now),
-                c.t("sos.talk.urgent", lang),
-            ]
+            [c.t("sos.talk.sent" if res.created else "sos.talk.already", lang), line, c.t("sos.talk.urgent", lang)]
         )
         await reply(update, text, [[(c.t("sos.button.more_tools", lang), buttons.MENU.pack())]])
         return None

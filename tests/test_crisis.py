@@ -206,6 +206,3 @@ def test_late_evening_in_the_clinic_is_tomorrow_for_the_clinic_but_said_in_the_p
 def test_a_live_conversation_replaces_office_hours():
     line = crisis.counselor_line("en", HOURS, SATURDAY_3AM, zone=ZONE, live=True)
     assert "talking with you" in line and "Monday" not in line and "earliest" not in line
-    # A wording without its own live line falls back to the crisis one.
-    talk = crisis.counselor_line("en", HOURS, SATURDAY_3AM, zone=ZONE, live=True, prefix="no.such.prefix")
-    assert "talking with you" in talk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import string
 from datetime import UTC, datetime
 
@@ -45,9 +46,9 @@ async def test_crisis_at_3am_gets_resources_and_a_group_post(h: BotHarness, fake
     assert "988" in reply.splitlines()[0] and "911" in reply and "Crisis Text Line" in reply
     assert "Never Use Alone" not in reply  # a suicide reply: 988 first, nothing about using
     # The care-team line follows once the flag is recorded (only then is it true).
-    assert "not working at this hour" not in reply
+    assert "not working right now" not in reply
     follow = fake.sent(u.id)[1].plain_text or ""
-    assert "not working at this hour" in follow and "Monday at 9:00 am" in follow
+    assert "not working right now" in follow and "Monday at 9:00 am" in follow
     (post,) = fake.sent(h.group.id)
     text = post.plain_text or ""
     assert "CRISIS" in text and "P-1234" in text and "suicide or self-harm" in text and "Sat 07 Mar 03:00" in text
@@ -387,3 +388,35 @@ async def test_staff_typing_with_nothing_waiting_get_a_staff_line(h: BotHarness,
     said = fake.last(dana.id).plain_text or ""
     assert "program assistant" not in said and "Message patient" in said
     fake.assert_no_errors()
+
+
+async def test_every_promise_that_a_counselor_will_reach_out_is_the_same_sentence(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+):
+    """/talk, Talk to my counselor in /sos and the crisis reply say when a counselor will reach
+    out in one wording (crisis.counselor_line from the configured office hours), open or closed,
+    and never promise a time ("before 3:00 pm") the configuration cannot keep."""
+    from bot.platform.content import get_content
+    from bot.safety.crisis import counselor_line
+
+    c = get_content()
+    settings = h.hub.settings
+    u = await _patient(fake, db, clock)
+    for when in (datetime(2026, 3, 7, 8, 0, tzinfo=UTC), datetime(2026, 3, 9, 15, 0, tzinfo=UTC)):  # Sat 03:00, Mon 11:00 (NY)
+        clock.set(when)
+        line = counselor_line(
+            "en", settings.office_hours, clock.now(), zone=settings.default_timezone, patient_zone="America/New_York", content=c
+        )
+        plain = re.sub(r"<[^>]+>", "", line)
+        n = len(fake.sent(u.id))
+        await h.send(u, "/talk")
+        await h.send(u, "/sos")
+        await h.press(u, fake.last(u.id), "sos:talk")
+        await h.send(u, "I'm going to end it all tonight")
+        said = [m.plain_text or "" for m in fake.sent(u.id)[n:]]
+        talk = [x for x in said if "let your care team know you'd like to talk" in x or "knows you'd like to talk" in x]
+        crisis = [x for x in said if "letting your care team know now" in x]
+        assert len(talk) == 2 and crisis, said
+        for text in (*talk, *crisis):
+            assert plain in text, (plain, text)
+            assert not re.search(r"before \d", text)

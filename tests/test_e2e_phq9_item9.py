@@ -247,8 +247,10 @@ async def test_item9_followup_grades_the_flag_and_stops_the_questionnaire(
         assert plain(crisis.head("en", "us", "suicide_self_harm", content=C)) in new[0] and "988" in new[0]
     else:
         assert "988" in new[0] and "911" in new[0]
-        # Open now: today, until the end of office hours, told in the patient's zone.
-        assert plain(str(C.raw("assessments.followup.contact_now", "en")).split("{until}")[0]) in new[0]
+        # Open now: the same promise as /talk and the crisis reply (as soon as they can, with the
+        # end of office hours told in the patient's zone), never a time the clinic cannot keep.
+        assert plain(str(C.raw("crisis.reach.now", "en")).split("{until}")[0]) in new[0]
+        assert not re.search(r"before \d", new[0])
         assert "America/New_York" in new[0]
         assert t("crisis.intro") not in new[0]
     stop = fake.last(u.id)
@@ -349,7 +351,7 @@ async def test_after_hours_the_same_day_reply_is_honest_about_when(
     texts = [_text(m) for m in fake.sent(u.id)]
     (same_day,) = [x for x in texts if t("assessments.followup.lifeline") in x]
     # Closed until Monday: said so, in the patient's zone, never "today".
-    assert plain(str(C.raw("assessments.followup.contact_later", "en")).split("{when}")[0]) in same_day
+    assert plain(str(C.raw("crisis.reach.later", "en")).split("{when}")[0]) in same_day
     assert "Monday at 9" in same_day.replace("09", "9") and "America/New_York" in same_day
     assert "today" not in same_day
     fake.assert_no_errors()

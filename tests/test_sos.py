@@ -22,6 +22,7 @@ from bot.platform.scheduler import Sweeper
 from bot.recovery import sos
 from bot.recovery.library import clear_cache
 from bot.recovery.rules import load_sos_rules
+from bot.safety import crisis
 from tests import escalation_support as sup
 from tests.conftest import CONTENT_DIR
 from tests.sos_helpers import make_patient
@@ -213,24 +214,25 @@ async def test_talk_raises_one_flag(db: Database, clock: FrozenClock) -> None:
 
 
 @pytest.mark.parametrize(
-    ("when", "open_now", "expected"),
+    ("when", "expected"),
     [
-        (datetime(2026, 3, 2, 15, 0, tzinfo=UTC), True, "today until 5:00 pm your time (America/New_York)"),  # Monday 10:00 in New York
-        (datetime(2026, 3, 2, 23, 0, tzinfo=UTC), False, "tomorrow at 9:00 am"),  # Monday 18:00
-        (datetime(2026, 3, 7, 15, 0, tzinfo=UTC), False, "on Monday at 9:00 am"),  # Saturday
-        (datetime(2026, 3, 3, 12, 0, tzinfo=UTC), False, "later today at 9:00 am"),  # Tuesday 07:00
+        (datetime(2026, 3, 2, 15, 0, tzinfo=UTC), "today until 5:00 pm your time (America/New_York)"),  # Monday 10:00 in New York
+        (datetime(2026, 3, 2, 23, 0, tzinfo=UTC), "tomorrow at 9:00 am"),  # Monday 18:00
+        (datetime(2026, 3, 7, 15, 0, tzinfo=UTC), "Monday at 9:00 am"),  # Saturday
+        (datetime(2026, 3, 3, 12, 0, tzinfo=UTC), "today at 9:00 am"),  # Tuesday 07:00
     ],
 )
-def test_expectation_is_honest(when: datetime, open_now: bool, expected: str) -> None:
-    exp = sos.expectation(OfficeHours("Mon-Fri 09:00-17:00"), "America/New_York", when)
-    assert exp.open_now is open_now
-    assert expected in sos.expectation_text(content, "en", exp, "America/New_York", when)
+def test_expectation_is_honest(when: datetime, expected: str) -> None:
+    line = crisis.counselor_line("en", OfficeHours("Mon-Fri 09:00-17:00"), when, zone="America/New_York", content=content)
+    assert expected in line
 
 
 def test_expectation_in_the_patients_own_time() -> None:
     when = datetime(2026, 3, 2, 23, 0, tzinfo=UTC)
-    exp = sos.expectation(OfficeHours("Mon-Fri 09:00-17:00"), "America/New_York", when)
-    assert "tomorrow at 6:00 am your time (America/Los_Angeles)" in sos.expectation_text(content, "en", exp, "America/Los_Angeles", when)
+    line = crisis.counselor_line(
+        "en", OfficeHours("Mon-Fri 09:00-17:00"), when, zone="America/New_York", patient_zone="America/Los_Angeles", content=content
+    )
+    assert "tomorrow at 6:00 am your time (America/Los_Angeles)" in line
 
 
 def test_lapse_message_is_warm_and_offers_next_steps() -> None:

@@ -408,19 +408,11 @@ async def followup_answer(
 
 
 def same_day_text(wf: Workflow, content: Content, patient: PatientInfo, now: datetime) -> str:
-    """After a follow-up graded for same-day contact: when a counselor will reach out (honest
-    about office hours), and 988."""
+    """After a follow-up graded for same-day contact: when a counselor will reach out (the one
+    wording, `crisis.counselor_line`: honest about office hours, never a promised time), and 988."""
     office_hours, zone = safety.clinic_hours(wf)
     lang = patient.language
-    line = counselor_line(
-        lang,
-        office_hours,
-        now,
-        zone=zone,
-        patient_zone=patient.timezone,
-        content=content,
-        prefix="assessments.followup.contact",
-    )
+    line = counselor_line(lang, office_hours, now, zone=zone, patient_zone=patient.timezone, content=content)
     return f"{line}\n\n{content.t('assessments.followup.lifeline', lang)}"
 
 

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,8 +24,7 @@ from bot.escalation.service import raise_flag, talk_request
 from bot.platform import scheduler
 from bot.platform.callbacks import Codec
 from bot.platform.clock import local_date
-from bot.platform.config import OfficeHours
-from bot.platform.content import Content, Html
+from bot.platform.content import Content
 from bot.platform.keyboards import inline_keyboard
 from bot.platform.models import ScheduledItem
 from bot.platform.outbox import Outgoing, enqueue
@@ -268,53 +266,6 @@ async def current_session(session: AsyncSession, patient_id: int, now: datetime)
 
 
 @dataclass(frozen=True)
-class Expectation:
-    """When a counselor can be expected: now (office hours) or the next opening."""
-
-    open_now: bool
-    until: datetime | None = None  # end of today's office hours, when open
-    next_open: datetime | None = None  # when closed
-
-
-def expectation(hours: OfficeHours, office_zone: str, now: datetime) -> Expectation:
-    tz = ZoneInfo(office_zone)
-    local = now.astimezone(tz)
-    for days, start, end in hours.blocks:
-        if local.weekday() in days and start <= local.time() < end:
-            return Expectation(True, until=datetime.combine(local.date(), end, tz))
-    best: datetime | None = None
-    for offset in range(0, 8):
-        d = local.date() + timedelta(days=offset)
-        for days, start, _end in hours.blocks:
-            if d.weekday() in days:
-                at = datetime.combine(d, start, tz)
-                if at > local and (best is None or at < best):
-                    best = at
-        if best is not None:
-            break
-    return Expectation(False, next_open=best)
-
-
-def expectation_text(content: Content, lang: str, exp: Expectation, patient_zone: str, now: datetime) -> str:
-    """The honest line: when to expect contact, in the patient's own time, the zone named."""
-    tz = ZoneInfo(patient_zone)
-    if exp.open_now and exp.until is not None:
-        return content.t("sos.talk.open", lang, until=Html(crisis.local_time(content, lang, exp.until, patient_zone)))
-    if exp.next_open is None:
-        return content.t("sos.talk.closed_unknown", lang)
-    when = exp.next_open.astimezone(tz)
-    today = now.astimezone(tz).date()
-    if when.date() == today:
-        day = content.t("sos.talk.today", lang)
-    elif when.date() == today + timedelta(days=1):
-        day = content.t("sos.talk.tomorrow", lang)
-    else:
-        names = content.raw("sos.weekdays", lang)
-        day = str(names[when.weekday()])
-    return content.t("sos.talk.closed", lang, day=day, time=Html(crisis.local_time(content, lang, when, patient_zone)))
-
-
-@dataclass(frozen=True)
 class TalkResult:
     flag_id: int
     created: bool
@@ -477,7 +428,6 @@ def followup_reply(content: Content, lang: str, result: FollowupResult) -> tuple
 
 __all__ = [
     "FOLLOWUP_KIND",
-    "Expectation",
     "FollowupResult",
     "TalkResult",
     "UrgeInfo",
@@ -485,8 +435,6 @@ __all__ = [
     "cancel_followup",
     "current_session",
     "exercise_view",
-    "expectation",
-    "expectation_text",
     "followup_handler",
     "followup_key",
     "followup_reply",

@@ -305,32 +305,36 @@ def counselor_line(
     *,
     zone: str = DEFAULT_ZONE,
     content: Content | None = None,
-    prefix: str = "crisis.counselor",
     patient_zone: str | None = None,
     live: bool = False,
+    crisis: bool = False,
 ) -> str:
-    """The honest line about when a counselor will reach the patient.
+    """The one honest sentence about when a counselor will reach the patient (`crisis.reach.*`),
+    for every message that says so: the crisis reply, /talk, Talk to my counselor, the PHQ-9
+    follow-up. From the configured office hours only: open now, "as soon as they can" with the
+    end of today's hours; closed, the earliest they open; not known, "as soon as they can".
 
     `zone` is the clinic's (office hours are kept there); times are told in `patient_zone`
     (the patient's own; the clinic's when not given), with the zone named. `live`: a counselor
     is talking with the patient through the bot right now, so office hours do not apply.
-    `prefix` chooses the wording: `<prefix>_now`, `<prefix>_later`, `<prefix>_unknown` and
-    `<prefix>_live` (falling back to `crisis.counselor_live`).
+    `crisis`: inside the crisis reply, which says first that the team is being told and, when
+    nobody can answer soon, points back to the numbers above.
     """
     c = content or get_content()
-    if live:
-        key = f"{prefix}_live"
-        return c.t(key if c.has(key, lang) else "crisis.counselor_live", lang)
-    if office_hours is None:
-        return c.t(f"{prefix}_unknown", lang)
     shown = patient_zone or zone
-    a = availability(office_hours, now, zone)
-    hours = Html(c.t("crisis.hours", lang, hours=str(office_hours), zone=_zone_label(zone)))
-    if a.open_now and a.until is not None:
-        return c.t(f"{prefix}_now", lang, until=Html(local_time(c, lang, a.until, shown)), hours=hours)
-    if a.next_open is not None:
-        return c.t(f"{prefix}_later", lang, when=Html(_when(c, lang, a.next_open, now, shown)), hours=hours)
-    return c.t(f"{prefix}_unknown", lang)
+    a = None if live or office_hours is None else availability(office_hours, now, zone)
+    if live:
+        line = c.t("crisis.reach.live", lang)
+    elif a is not None and a.open_now and a.until is not None:
+        line = c.t("crisis.reach.now", lang, until=Html(local_time(c, lang, a.until, shown)))
+    elif a is not None and a.next_open is not None:
+        line = c.t("crisis.reach.later", lang, when=Html(_when(c, lang, a.next_open, now, shown)))
+    else:
+        line = c.t("crisis.reach.unknown", lang)
+    if not crisis:
+        return line
+    soon = live or (a is not None and a.open_now)
+    return " ".join([c.t("crisis.telling", lang), line] + ([] if soon else [c.t("crisis.until_then", lang)]))
 
 
 # -- the message ------------------------------------------------------------------------------
@@ -365,7 +369,7 @@ def crisis_message(
         parts.append(plan_block(lang, plan_lines, content=c))
     if care_team:
         parts.append(
-            counselor_line(lang, office_hours, now, zone=zone, content=c, patient_zone=patient_zone, live=live)
+            counselor_line(lang, office_hours, now, zone=zone, content=c, patient_zone=patient_zone, live=live, crisis=True)
         )
     parts.append(c.t("crisis.closing", lang))
     return "\n\n".join(p for p in parts if p)

@@ -379,14 +379,15 @@ async def _reach(session: AsyncSession, wf: Workflow, patient: Any) -> dict[str,
 
 
 async def counselor_lead(
-    session: AsyncSession, wf: Workflow, patient: Any, now: datetime, *, prefix: str = "crisis.counselor"
+    session: AsyncSession, wf: Workflow, patient: Any, now: datetime, *, crisis: bool = True
 ) -> str:
-    """The honest line about when a counselor will reach this patient: office hours told in the
-    patient's own zone, or the counselor who is talking with them right now."""
+    """The honest line about when a counselor will reach this patient (`crisis.counselor_line`,
+    the one wording): office hours told in the patient's own zone, or the counselor who is
+    talking with them right now. `crisis`: worded for the crisis reply."""
     from bot.safety.crisis import counselor_line
 
     return counselor_line(
-        patient.language or "en", now=now, content=wf.content, prefix=prefix, **await _reach(session, wf, patient)
+        patient.language or "en", now=now, content=wf.content, crisis=crisis, **await _reach(session, wf, patient)
     )
 
 
