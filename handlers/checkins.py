@@ -30,7 +30,7 @@ from bot.safety.service import Detection
 from handlers.common import expired_button, not_enrolled, require_patient, require_role
 from handlers.context import Ctx
 from handlers.router import TextRouter
-from handlers.ui import answer, edit, keyboard, reply
+from handlers.ui import answer, close_question, edit, keyboard, reply
 
 PRIVATE = filters.ChatType.PRIVATE
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     if result is None:
         await reply(update, hub.content.t("common.free_text", ctx.lang))
         return
+    await close_question(update, buttons.CHECKIN)  # the note question's Skip and Back go, as a press would take them
     await _show(update, result)
     hub.sender.wake()
 

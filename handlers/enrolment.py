@@ -42,7 +42,7 @@ from handlers import common
 from handlers.context import Ctx
 from handlers.router import TextRouter
 from handlers.staff import refresh_menu
-from handlers.ui import Button, answer, edit, reply
+from handlers.ui import Button, answer, close_question, edit, reply
 
 SETTING_KIND = "onboarding:setting"
 # In chat state data: a reply keyboard (share location) is showing and must be removed later.
@@ -377,11 +377,13 @@ async def _typed_step(
         if zone is None:
             await reply(update, c.t("onboarding.bad_zone", lang))
             return
+        await close_question(update, buttons.ONBOARDING.family)
         async with ctx.hub.db.transaction() as s:
             new = await onboarding.answer_timezone(s, user_id, zone, now)
         await reply(update, c.t("onboarding.zone_set", lang, zone=zone), markup=ReplyKeyboardRemove())
     elif step == CHECKIN_TIME:
         t = onboarding.parse_time(text)
+        await close_question(update, buttons.ONBOARDING.family)  # taken, or asked again below with its buttons
         if t is None:
             await ask_step(update, ctx, step, lang, before=c.t("onboarding.bad_time", lang))
             return
@@ -389,6 +391,7 @@ async def _typed_step(
             new = await onboarding.answer_checkin_time(s, user_id, t, now)
     elif step == SOBRIETY:
         zone = prog.patient.timezone if prog.patient else ctx.hub.settings.default_timezone
+        await close_question(update, buttons.ONBOARDING.family)  # taken, or asked again below with its buttons
         if text.strip().lower() != c.t("onboarding.skip", lang).lower():
             try:
                 d = onboarding.parse_past_date(text, local_date(now, zone))
@@ -400,6 +403,7 @@ async def _typed_step(
         async with ctx.hub.db.transaction() as s:
             new = await onboarding.answer_sobriety(s, user_id, None, now)
     else:
+        await close_question(update, buttons.ONBOARDING.family)
         await ask_step(update, ctx, step, lang, before=c.t("onboarding.use_buttons", lang))
         return
     if new is not None and new.kind != "stale":
@@ -630,12 +634,14 @@ async def settings_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         if zone is None:
             await reply(update, c.t("onboarding.bad_zone", lang))
             return
+        await close_question(update, buttons.SETTINGS.family)
         await _save_setting(update, ctx, "timezone", zone, typed=True)
     elif field == "checkin_time":
         t = onboarding.parse_time(text)
         if t is None:
             await reply(update, c.t("onboarding.bad_time", lang))
             return
+        await close_question(update, buttons.SETTINGS.family)
         await _save_setting(update, ctx, "checkin_time", t, typed=True)
     elif field == "sobriety_date":
         try:
@@ -643,6 +649,7 @@ async def settings_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
         except DateProblem as exc:
             await reply(update, c.t(f"onboarding.date_{exc.reason}", lang))
             return
+        await close_question(update, buttons.SETTINGS.family)
         await reply(update, *sobriety_echo(c, lang, d, buttons.SETTINGS))  # saved once confirmed
     else:
         async with ctx.hub.db.transaction() as s:

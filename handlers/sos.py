@@ -30,7 +30,7 @@ from bot.safety import service as safety
 from handlers.common import require_patient
 from handlers.context import Ctx
 from handlers.router import TextRouter
-from handlers.ui import answer, edit, reply
+from handlers.ui import answer, close_question, edit, reply
 
 log = logging.getLogger(__name__)
 
@@ -413,6 +413,7 @@ async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | N
             await state.clear(s, user.id, PLAN_STATE)
             plan = await plans.get_plan(s, patient.id)
     except PlanError as exc:
+        await close_question(update, buttons.PLAN)  # the answer below carries the buttons that still apply
         keep = exc.code not in ("not_found", "full", "unknown_section")
         if not keep:
             async with hub.db.transaction() as s:
@@ -420,6 +421,7 @@ async def plan_text(update: Update, ctx: Ctx, awaiting: Awaiting, typed: str | N
         rows = _cancel_rows(ctx, lang) if keep else [[(c.t("plan.button.back", lang), buttons.PLAN_MENU.pack())]]
         await reply(update, c.t(f"plan.error.{exc.code}", lang, **exc.kwargs), rows)
         return
+    await close_question(update, buttons.PLAN)  # the entry is taken: the prompt's Cancel goes
     await reply(update, *_section_view(ctx, lang, entry.section, plan, prefix=c.t("plan.saved", lang)))
 
 

@@ -11,6 +11,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 
 from bot.platform import outbox
+from bot.platform.callbacks import Buttons
 from bot.platform.http import call
 from bot.platform.keyboards import Button, inline_keyboard
 from bot.platform.outbox import Outgoing
@@ -19,6 +20,52 @@ from bot.platform.text import split_text
 log = logging.getLogger(__name__)
 
 NO_PREVIEW = json.dumps({"is_disabled": True})
+
+# The messages with buttons each private chat has on screen, by button family (chat id → {prefix:
+# message id}, the latest of each), so that typed text a question takes can close that question
+# as a press would: its buttons go.
+_ASKING: dict[int, dict[str, int]] = {}
+_ASKING_MAX = 50_000
+
+
+def _families(rows: Sequence[Sequence[Button]] | None) -> set[str]:
+    return {str(data).split(":", 1)[0] for row in rows or () for _label, data in row if data}
+
+
+def _asking(chat_id: int, message_id: int | None, rows: Sequence[Sequence[Button]] | None) -> None:
+    """Remember which button families `message_id` now shows (none: forget it)."""
+    if chat_id <= 0 or message_id is None:  # private chats only
+        return
+    shown = _ASKING.get(chat_id, {})
+    for family in [f for f, m in shown.items() if m == message_id]:
+        del shown[family]
+    for family in _families(rows):
+        shown[family] = message_id
+    if shown and chat_id not in _ASKING:
+        if len(_ASKING) >= _ASKING_MAX:
+            _ASKING.pop(next(iter(_ASKING)))
+        _ASKING[chat_id] = shown
+    elif not shown:
+        _ASKING.pop(chat_id, None)
+
+
+async def close_question(update: Update, family: Buttons) -> None:
+    """Typed text answered the question on screen: remove the buttons of the latest message
+    showing `family`'s buttons (its text stays), so they cannot be pressed again, as a press on
+    them would have closed it. Nothing to do when it was closed already or is not known (after
+    a restart)."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    message_id = _ASKING.get(chat.id, {}).get(family.prefix)
+    if message_id is None:
+        return
+    _asking(chat.id, message_id, None)
+    fields = {"chat_id": str(chat.id), "message_id": str(message_id), "reply_markup": json.dumps({"inline_keyboard": []})}
+    try:
+        await call(chat.get_bot(), "editMessageReplyMarkup", fields)
+    except TelegramError as exc:  # gone, too old, or not modified: nothing left to press
+        log.debug("buttons not removed: %s", type(exc).__name__)
 
 
 def keyboard(rows: Sequence[Sequence[Button]]) -> InlineKeyboardMarkup:
@@ -58,6 +105,8 @@ async def reply(
             if await outbox.hand_over(bot, rest, exc):
                 return None
             raise
+    if msg is not None and rows:
+        _asking(chat.id, msg.message_id, rows)
     return msg
 
 
@@ -91,6 +140,7 @@ async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]]
     )
     if outbox.waiting_in(bot, msg.chat.id) and await outbox.hand_over(bot, [edit_row, *rest[1:]]):
         return
+    _asking(msg.chat.id, msg.message_id, first_rows)
     try:
         # Raw call: the edited message Telegram sends back is not needed (the hot path).
         await call(bot, "editMessageText", fields)
