@@ -119,7 +119,7 @@ WHY_CASES = {
     "message": (_by_message, "Why: typed message · suicide or self-harm"),
     "checkin_use": (_by_checkin_use, "Why: check-in · use disclosed"),
     "checkin_craving": (_by_checkin_craving, "Why: check-in · craving 9/10, high on 2 of the last 3 days"),
-    "phq9_item9": (_by_phq9_item9, "Why: PHQ-9 item 9 = 1"),
+    "phq9_item9": (_by_phq9_item9, "Why: PHQ-9 item 9: Several days (1)"),
     "phq9_total": (_by_phq9_total, "Why: PHQ-9 total 16 (moderately severe)"),
     "talk": (_by_talk, "Why: patient asked to talk to a counselor (/talk)"),
 }

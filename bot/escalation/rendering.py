@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.rules_loader import instruments_for
 from bot.escalation import buttons
 from bot.escalation.models import Flag, FlagCard, FlagEvent
-from bot.escalation.rules import Workflow, label, rank
+from bot.escalation.rules import ASSESSMENT_SOURCE, Workflow, label, rank
 from bot.escalation.values import FlagDetails, FlagInfo, flag_info, locked, patient_code
 from bot.platform.callbacks import Codec
 from bot.platform.clock import ensure_utc, local_date, local_text, zone_name
@@ -307,13 +307,30 @@ def why_text(
         fields = why_fields(c, lang, rule)
         if fields is not None and fields <= set(facts):
             try:
-                return c.t(f"flags.why.{rule}", lang, **{k: facts[k] for k in fields}) if fields else c.t(f"flags.why.{rule}", lang)
+                shown = {k: _fact(c, lang, src_id, k, facts[k]) for k in fields}
+                return c.t(f"flags.why.{rule}", lang, **shown) if fields else c.t(f"flags.why.{rule}", lang)
             except (KeyError, IndexError, ValueError):
                 pass
         reason = html.escape(_sentence(text), quote=False)
     if not src or not reason or _names_source(html.unescape(src), html.unescape(reason)):
         return reason or src or "–"
     return c.t("flags.why_line", lang, source=Html(src), reason=Html(reason))
+
+
+def _fact(c: Content, lang: str, source: str, key: str, value: Any) -> Any:
+    """A fact behind a rule as counselors read it: an answer to an item of the instrument the
+    trigger came from is its label ("Several days (1)"), a total or a count stays a number."""
+    if source.startswith(ASSESSMENT_SOURCE):
+        instrument = source[len(ASSESSMENT_SOURCE):]
+    elif source == "checkin":
+        instrument = "checkin"
+    else:
+        return value
+    try:
+        item = instruments_for(c).instrument(instrument, lang).item(key)
+    except KeyError:
+        return value
+    return item.answer_label(value)
 
 
 def _state(info: FlagInfo, c: Content, lang: str, zone: str) -> str:
