@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,10 +31,19 @@ from bot.safety.service import Detection
 from handlers.common import expired_button, not_enrolled, require_patient, require_role
 from handlers.context import Ctx
 from handlers.router import TextRouter
-from handlers.ui import answer, close_question, edit, keyboard, reply
+from handlers.ui import answer, close_question, edit, keyboard, replied, reply, reply_in, sent_in
 
 PRIVATE = filters.ChatType.PRIVATE
 log = logging.getLogger(__name__)
+
+
+async def _queue(s: AsyncSession, hub: Hub, update: Update, result: Result | None, now: datetime) -> list[int] | None:
+    """A result that must arrive (`Result.must_arrive`) goes to the outbox in the transaction that
+    recorded it, the crisis lane first (handlers/ui.py `reply_in`); None for any other."""
+    if result is None or not result.must_arrive:
+        return None
+    screens = [(screen.text, screen.rows or None) for screen in result.screens]
+    return await reply_in(s, hub.inbox, update, screens, now=now, urgent=result.crisis)
 
 
 async def _show(update: Update, result: Result) -> None:
@@ -94,6 +104,9 @@ async def checkin_button(update: Update, ctx: Ctx) -> None:
     if q is None or q.data is None:
         return
     hub = ctx.hub
+    if replied(hub.inbox, update):
+        await answer(q)
+        return
     try:
         pressed: Pressed | None = buttons.CHECKIN.parse(q.data)
     except Stale:
@@ -106,6 +119,7 @@ async def checkin_button(update: Update, ctx: Ctx) -> None:
             # A question the check-in has moved past (its screen was not replaced, e.g. the bot
             # restarted just after recording the answer): go on where the check-in is.
             result = await checkins.resume(s, hub.content, patient, hub.clock.now())
+        queued = await _queue(s, hub, update, result, hub.clock.now())
     if patient is None:
         await not_enrolled(update, ctx)
         return
@@ -128,9 +142,10 @@ async def checkin_button(update: Update, ctx: Ctx) -> None:
             pass
         await reply(update, result.screens[0].text)
         return
+    if queued is not None:
+        sent_in(update, queued)
+        return
     await _show(update, result)
-    if result.finished:
-        hub.sender.wake()
 
 
 async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
@@ -139,14 +154,21 @@ async def note_text(update: Update, ctx: Ctx, awaiting: Awaiting) -> None:
     if patient is None or msg is None or msg.text is None:
         return
     hub = ctx.hub
+    if replied(hub.inbox, update):
+        return
     async with hub.db.transaction() as s:
         result = await checkins.note(
             s, hub.get(Workflow), hub.get(Detection), hub.content, patient, msg.text, hub.clock.now()
         )
+        queued = await _queue(s, hub, update, result, hub.clock.now())
     if result is None:
         await reply(update, hub.content.t("common.free_text", ctx.lang))
         return
+    if queued is not None:
+        sent_in(update, queued)
     await close_question(update, buttons.CHECKIN)  # the note question's Skip and Back go, as a press would take them
+    if queued is not None:
+        return
     await _show(update, result)
     hub.sender.wake()
 
@@ -159,6 +181,9 @@ async def assessment_button(update: Update, ctx: Ctx) -> None:
     if patient is None:
         return
     hub = ctx.hub
+    if replied(hub.inbox, update):
+        await answer(q)
+        return
     try:
         pressed = assessment_buttons.ASSESSMENT.parse(q.data)
     except Stale:
@@ -169,8 +194,13 @@ async def assessment_button(update: Update, ctx: Ctx) -> None:
         if result is None and pressed.codec in _ASSESSMENT_QUESTION:
             # A question the questionnaire has moved past: go on where it is.
             result = await assessments.carry_on(s, hub.content, patient, pressed.values[0], hub.clock.now())
+        queued = await _queue(s, hub, update, result, hub.clock.now())
     if result is None:
         await expired_button(update, ctx)
+        return
+    if queued is not None:
+        sent_in(update, queued)  # first: what it says must not wait for the answer to the press
+        await answer(q)
         return
     await answer(q)
     await _show(update, result)

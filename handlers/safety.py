@@ -8,7 +8,9 @@ is raised. Other texts continue to the features, so conversation flows still rec
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import CallbackQuery, Update
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -36,7 +38,7 @@ from bot.safety.signals import SignalKeeper
 from handlers.common import require_patient
 from handlers.context import Ctx
 from handlers.router import TextRouter
-from handlers.ui import answer, reply
+from handlers.ui import answer, reply, reply_in, sent_in
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +141,8 @@ async def screen(update: Update, ctx: Ctx) -> None:
     if sig.explicit_crisis and not again and not _known_staff(ctx, user.id):
         replied = await send_crisis(update, ctx, lang, sig.resource_category, kind)
     try:
-        outcome, listening, in_relay = await _record(
-            ctx, update.update_id, user.id, text, sig, replied, _source(update), again=again
+        outcome, listening, in_relay, queued = await _record(
+            ctx, update, user.id, text, sig, replied, _source(update), again=again
         )
     except Exception as exc:
         log.error("safety: could not record a risk signal (%s)", type(exc).__name__)
@@ -171,25 +173,8 @@ async def screen(update: Update, ctx: Ctx) -> None:
         return  # the words belong to what they are writing (a note, a plan entry, a reply)
     if outcome.duplicate or outcome.check_id is not None:
         raise ApplicationHandlerStop  # handled already, or the question is on its way
-    if outcome.flag is not None and outcome.signal.category == "use_disclosure":
-        # The lapse flow, as after the check-in: the sober-day counter restarts, the reply
-        # reads the patient's words (self-blame, an opioid, missed or extra MAT doses).
-        try:
-            async with hub.db.transaction() as s:
-                told = await lapse.typed(s, hub.content, user.id, text, hub.clock.now())
-        except Exception:
-            log.exception("lapse: could not record a typed lapse")
-            told = None
-        body, rows = (told.text, told.rows) if told else lapse.lapse_message(ctx.lang, content=hub.content)
-        await reply(update, body, rows)
-        raise ApplicationHandlerStop
     if outcome.flag is not None:
-        key = f"safety.ack.{outcome.signal.severity}"
-        if hub.content.has(key, ctx.lang):
-            try:
-                await reply(update, hub.content.t(key, ctx.lang))
-            except TelegramError as exc:
-                log.info("safety: acknowledgement not delivered (%s)", type(exc).__name__)
+        sent_in(update, queued)  # the lapse reply or the acknowledgement, written with the flag
         raise ApplicationHandlerStop
 
 
@@ -204,18 +189,20 @@ RECORDED = "safety"
 
 
 async def _record(
-    ctx: Ctx, update_id: int, user_id: int, text: str, sig: Signal, replied: bool, source: str, *, again: bool
-) -> tuple[safety.SafetyOutcome | None, str | None, bool]:
-    """The database part: flags, questions, the plan after a crisis reply; `again`: recorded
-    already by an earlier run (nothing more is recorded, as for the same words a moment ago)."""
+    ctx: Ctx, update: Update, user_id: int, text: str, sig: Signal, replied: bool, source: str, *, again: bool
+) -> tuple[safety.SafetyOutcome | None, str | None, bool, list[int]]:
+    """The database part: flags, questions, the plan after a crisis reply, and the reply to a
+    flag (`_answer_flag`, in the outbox with it); `again`: recorded already by an earlier run
+    (nothing more is recorded, as for the same words a moment ago)."""
     hub = ctx.hub
     now = hub.clock.now()
+    update_id = update.update_id
     async with hub.db.transaction() as s:
         patient = await people.active_patient_info(s, user_id)
         if patient is None:
             if replied and not again:  # not sent yet: the caller tries it once more, then and again
                 await hub.inbox.note_step(s, update_id, RECORDED)
-            return None, None, False
+            return None, None, False, []
         if again:
             outcome = safety.SafetyOutcome(sig, sig.explicit_crisis, None, None, duplicate=True)
         else:
@@ -230,7 +217,34 @@ async def _record(
             await state.clear(s, user_id)
         listening = awaiting.kind if awaiting is not None else None
         in_relay = await relay.active_for_patient(s, user_id) is not None
-        return outcome, listening, in_relay
+        queued: list[int] = []
+        answered_here = not (sig.explicit_crisis or in_relay or listening in FREE_TEXT_KINDS)
+        if answered_here and outcome.flag is not None and not outcome.duplicate and outcome.check_id is None:
+            queued = await _answer_flag(s, ctx, update, outcome.signal, text, now)
+        return outcome, listening, in_relay, queued
+
+
+async def _answer_flag(s: AsyncSession, ctx: Ctx, update: Update, sig: Signal, text: str, now: datetime) -> list[int]:
+    """The reply to a risk message that raised a flag, written to the outbox in the flag's
+    transaction (so it arrives once even if the process dies right after): the lapse flow for a
+    lapse in the patient's words, else the acknowledgement for the severity (if content has one)."""
+    hub, lang = ctx.hub, ctx.lang
+    if sig.category == "use_disclosure":
+        # The lapse flow, as after the check-in: the sober-day counter restarts, the reply
+        # reads the patient's words (self-blame, an opioid, missed or extra MAT doses).
+        user = update.effective_user
+        told = None
+        try:
+            async with s.begin_nested():
+                told = None if user is None else await lapse.typed(s, hub.content, user.id, text, now)
+        except Exception:
+            log.exception("lapse: could not record a typed lapse")
+        body, rows = (told.text, told.rows) if told else lapse.lapse_message(lang, content=hub.content)
+        return await reply_in(s, hub.inbox, update, [(body, rows)], now=now, urgent=True)
+    key = f"safety.ack.{sig.severity}"
+    if not hub.content.has(key, lang):
+        return []
+    return await reply_in(s, hub.inbox, update, [(hub.content.t(key, lang), None)], now=now, urgent=True)
 
 
 async def talk_cmd(update: Update, ctx: Ctx) -> None:
@@ -276,6 +290,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
             await answer(q)
             if not again:
                 await send_crisis(update, ctx, lang, category)  # at once, before the database
+        queued: list[int] = []
         try:
             async with hub.db.transaction() as s:
                 await hub.inbox.note_step(s, update.update_id, RECORDED)
@@ -285,6 +300,12 @@ async def on_button(update: Update, ctx: Ctx) -> None:
                 )
                 if res.status == "ok" and res.crisis and res.patient_id is not None:
                     await safety.enqueue_plan(s, wf, res.patient_id, now)
+                if res.status == "ok" and ans != "yes":
+                    # Sent with the answer it replies to, so it arrives even if the process dies
+                    # right after (the crisis lane: it carries 988).
+                    queued = await reply_in(
+                        s, hub.inbox, update, [_confirm_reply(ctx, ans, res.kind)], now=now, urgent=True, in_place=False
+                    )
         except Exception as exc:
             # Every answer reaches the care team: kept in memory and retried (bot/safety/signals.py).
             log.error("safety: could not record the answer to the safety question (%s)", type(exc).__name__)
@@ -298,20 +319,10 @@ async def on_button(update: Update, ctx: Ctx) -> None:
             if ans != "yes":
                 await answer(q, c.t("common.button_expired", ctx.lang))
             return
+        sent_in(update, queued)
+        if ans != "yes":
+            await answer(q, c.t("safety.confirm_done", ctx.lang) if res.status == "answered" else None)
         await _drop_buttons(q)
-        if ans == "yes":
-            return
-        if res.status == "answered":
-            await answer(q, c.t("safety.confirm_done", ctx.lang))
-            return
-        await answer(q)
-        if ans == "no":
-            key = f"safety.confirm_no_reply_{res.kind}" if res.kind else "safety.confirm_no_reply"
-            if not c.has(key, ctx.lang):
-                key = "safety.confirm_no_reply"
-            await reply(update, c.t(key, ctx.lang), _tools_row(ctx, ctx.lang))
-            return
-        await reply(update, c.t("safety.confirm_talk_reply", ctx.lang))
         return
     if pressed.codec is buttons.FOLLOWUP:
         flag_id, said = pressed.values
@@ -329,6 +340,17 @@ async def on_button(update: Update, ctx: Ctx) -> None:
             await reply(update, c.t(key, lang))
         return
     await answer(q, c.t("common.button_expired", ctx.lang))
+
+
+def _confirm_reply(ctx: Ctx, ans: str, kind: str | None) -> tuple[str, list[list[tuple[str, str]]] | None]:
+    """The reply to "no" (with the tools, in words for what was disclosed) or "talk"."""
+    c, lang = ctx.hub.content, ctx.lang
+    if ans == "no":
+        key = f"safety.confirm_no_reply_{kind}" if kind else "safety.confirm_no_reply"
+        if not c.has(key, lang):
+            key = "safety.confirm_no_reply"
+        return c.t(key, lang), _tools_row(ctx, lang)
+    return c.t("safety.confirm_talk_reply", lang), None
 
 
 async def _drop_buttons(q: CallbackQuery) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
@@ -13,6 +16,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from bot.platform import outbox
 from bot.platform.callbacks import Buttons
 from bot.platform.http import call
+from bot.platform.inbox import Inbox
 from bot.platform.keyboards import Button, inline_keyboard
 from bot.platform.outbox import Outgoing
 from bot.platform.text import split_text
@@ -110,6 +114,65 @@ async def reply(
     return msg
 
 
+def _reply_rows(chat_id: int, text: str, rows: Sequence[Sequence[Button]] | None) -> list[Outgoing]:
+    """A reply as outbox rows: its parts, buttons on the last."""
+    parts = split_text(text)
+    return [_outgoing(chat_id, p, keyboard(rows) if rows and i == len(parts) - 1 else None) for i, p in enumerate(parts)]
+
+
+def _edit_rows(chat_id: int, message_id: int, text: str, rows: Sequence[Sequence[Button]] | None) -> list[Outgoing]:
+    """What `edit` does as outbox rows: the first part replaces the message, the rest follow."""
+    parts = split_text(text)
+    first = _outgoing(
+        chat_id, parts[0], keyboard(rows) if rows and len(parts) == 1 else None, "editMessageText", message_id=message_id
+    )
+    return [first, *_reply_rows(chat_id, text, rows)[1:]]
+
+
+# The step of an update (bot/platform/inbox.py) that says its replies were written to the outbox.
+REPLIED = "replied"
+
+
+async def reply_in(
+    session: AsyncSession, inbox: Inbox, update: Update, screens: Sequence[tuple[str, Sequence[Sequence[Button]] | None]], *,
+    now: datetime, urgent: bool = False, in_place: bool = True,
+) -> list[int]:
+    """Replies that must arrive exactly once, written to the outbox in the caller's transaction
+    (the one that records what they answer): if the process dies after the commit they are still
+    sent, once, and an update handled again finds them done. A button's first screen replaces the
+    pressed message (or arrives as a new one where Telegram no longer allows that; not `in_place`:
+    a new one always); the others follow. `urgent`: the crisis lane, sent before every ordinary row. After the commit, `sent_in`."""
+    chat = update.effective_chat
+    if chat is None:
+        return []
+    q = update.callback_query
+    pressed = q.message if q is not None and in_place else None
+    outs: list[Outgoing] = []
+    for i, (text, rows) in enumerate(screens):
+        if i == 0 and pressed is not None:
+            first, *after = _edit_rows(chat.id, pressed.message_id, text, rows)
+            outs += [replace(first, params={**(first.params or {}), outbox.OR_SEND: True}), *after]
+        else:
+            outs += _reply_rows(chat.id, text, rows)
+    ids = [await outbox.enqueue(session, out, now=now, urgent=urgent) for out in outs]
+    await inbox.note_step(session, update.update_id, REPLIED)
+    return [i for i in ids if i is not None]
+
+
+def replied(inbox: Inbox, update: Update) -> bool:
+    """An earlier run wrote this update's replies to the outbox (`reply_in`) before it stopped:
+    they are sent (or on their way), and there is nothing more to do or say."""
+    return REPLIED in inbox.steps(update.update_id)
+
+
+def sent_in(update: Update, ids: list[int]) -> None:
+    """After the commit of `reply_in`: the sender delivers them now, and the chat's next direct
+    replies queue behind them."""
+    chat = update.effective_chat
+    if chat is not None and ids:
+        outbox.expect(chat.get_bot(), chat.id, ids)
+
+
 def _outgoing(chat_id: int, text: str, markup: object | None, method: str = "sendMessage", **params: object) -> Outgoing:
     """A reply as the outbox sends it: HTML, no link preview, its buttons as Bot API JSON."""
     rm = markup.to_dict() if markup is not None and hasattr(markup, "to_dict") else None
@@ -134,10 +197,8 @@ async def edit(query: CallbackQuery, text: str, rows: Sequence[Sequence[Button]]
     if first_rows:
         fields["reply_markup"] = json.dumps(inline_keyboard(first_rows))
     bot = query.get_bot()
-    rest = [_outgoing(msg.chat.id, p, keyboard(rows) if rows and i == len(parts) - 1 else None) for i, p in enumerate(parts)]
-    edit_row = _outgoing(
-        msg.chat.id, parts[0], keyboard(first_rows) if first_rows else None, "editMessageText", message_id=msg.message_id
-    )
+    edit_row = _edit_rows(msg.chat.id, msg.message_id, text, rows)[0]
+    rest = _reply_rows(msg.chat.id, text, rows)  # all of it sent anew, if need be
     if outbox.waiting_in(bot, msg.chat.id) and await outbox.hand_over(bot, [edit_row, *rest[1:]]):
         return
     _asking(msg.chat.id, msg.message_id, first_rows)

@@ -8,17 +8,29 @@ update, the bot stops, and a new Application starts on the same database and han
 
 from __future__ import annotations
 
+import asyncio
+import html
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+import handlers.safety as safety_handlers
+from bot.assessments import service as assessment_service
+from bot.assessments.models import AssessmentResult
 from bot.checkins.models import CheckinEntry
 from bot.escalation.models import FlagEvent
 from bot.platform.clock import FrozenClock
+from bot.platform.content import Content, get_content
 from bot.platform.db import Database
 from bot.platform.models import InboxUpdate
+from bot.safety.models import SafetyCheck
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.checkins_support import make_patient
@@ -26,6 +38,7 @@ from tests.harness import BotHarness
 from tests.onboarding_support import make_invite, running_bot
 
 CRISIS = "I'm going to end it all tonight"
+C: Content = get_content()
 
 
 def dies_before_marking(h: BotHarness, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,3 +231,188 @@ async def test_an_onboarding_button_after_a_restart_asks_the_question_onboarding
         assert "Welcome back" in (consent.plain_text or "") and "ob:con:y" in consent.callback_data
         await h.press(u, consent, "ob:con:y")
         assert "ob:tz:0" in fake.last(u.id).callback_data
+
+
+# -- killed between the commit of an answer and its reply ------------------------------------
+
+
+class Killed(BaseException):
+    """The process is killed (-9): nothing after this point of it runs (not an error it handles)."""
+
+
+def dies_after_commit(
+    h: BotHarness, monkeypatch: pytest.MonkeyPatch, recorded: Callable[[AsyncSession], Awaitable[bool]]
+) -> None:
+    """This run dies right after committing the transaction after which `recorded` holds: the
+    handler goes no further (no reply sent straight to Telegram), its outbox sends nothing more,
+    and the update is never marked done."""
+    dies_before_marking(h, monkeypatch)
+    hub = h.hub
+
+    async def dead() -> tuple[int, None]:
+        return 0, None
+
+    monkeypatch.setattr(hub.sender, "run_once", dead)
+    transaction = hub.db.transaction
+
+    @asynccontextmanager
+    async def then_killed() -> AsyncIterator[AsyncSession]:
+        async with transaction() as s:
+            yield s
+        async with hub.db.session() as s:
+            if await recorded(s):
+                raise Killed
+
+    monkeypatch.setattr(hub.db, "transaction", then_killed)
+
+
+async def followup_graded(s: AsyncSession) -> bool:
+    row = (await s.execute(select(AssessmentResult).where(AssessmentResult.instrument == "phq9"))).scalar_one()
+    return "grade" in ((row.answers or {}).get(assessment_service.FOLLOWUP) or {})
+
+
+async def _phq9_to_the_last_followup_question(h: BotHarness, fake: FakeTelegram, u: Any) -> Any:
+    """PHQ-9 with item 9 above zero, the follow-up answered up to its last question (the crisis
+    grade on "yes"): the screen showing it."""
+    await h.send(u, "/help")
+    screen = fake.last(u.id)
+    await h.press(u, screen, "as:start:phq9")
+    for i in range(1, 10):
+        await h.press(u, screen, f"as:a:phq9:q{i}:{2 if i == 9 else 0}")
+    for qid in ("wish_dead", "thoughts"):
+        await h.press(u, screen, f"as:f:phq9:{qid}:n")
+    assert "as:f:phq9:preparation:y" in fake.sent_message(u.id, screen.message_id).callback_data
+    return screen
+
+
+async def test_the_phq9_followup_crisis_reply_arrives_once_though_the_process_died_after_the_grade(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follow-up's grade (crisis) was committed and the process died before the crisis reply
+    went out: after the restart it arrives, once."""
+    u = fake.add_user(first_name="Ash", started=True)
+    await make_patient(db, clock.now(), telegram_id=u.id)
+    screen = await _phq9_to_the_last_followup_question(h, fake, u)
+    dies_after_commit(h, monkeypatch, followup_graded)
+    fake.press(u, screen, "as:f:phq9:preparation:y")
+    pressed = fake.updates[-1].update_id
+    await h.handled(pressed)
+    assert crisis_replies(fake, u.id) == []  # killed before anything reached the patient
+    await handled_again(h, pressed, clock, minutes=1)
+    assert len(crisis_replies(fake, u.id)) == 1
+    thanks = html.unescape(re.sub(r"<[^>]+>", "", C.t("assessments.followup.thanks", "en")))
+    assert fake.sent_message(u.id, screen.message_id).plain_text == thanks  # the question, replaced
+    fake.assert_no_errors()
+
+
+async def test_the_phq9_followup_crisis_reply_goes_out_at_once(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
+) -> None:
+    """Sent through the outbox with the grade, in the crisis lane: no wait worth noting."""
+    u = fake.add_user(first_name="Ash", started=True)
+    await make_patient(db, clock.now(), telegram_id=u.id)
+    screen = await _phq9_to_the_last_followup_question(h, fake, u)
+    await h.outbox_idle()
+    started = time.monotonic()
+    fake.press(u, screen, "as:f:phq9:preparation:y")
+    while not crisis_replies(fake, u.id):
+        assert time.monotonic() - started < 2.0, "the crisis reply took more than 2 s"
+        await asyncio.sleep(0.005)
+    print(f"crisis reply after {1000 * (time.monotonic() - started):.0f} ms")
+
+
+def _safety_answers() -> list[str]:
+    return sorted(set(safety_handlers._ANSWERS.values()))
+
+
+@pytest.mark.parametrize("ans", _safety_answers())
+async def test_an_answer_to_are_you_safe_is_replied_to_once_though_the_process_died_after_recording_it(
+    ans: str, h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    u = fake.add_user(first_name="Jordan", started=True)
+    await sup.add_patient(db, clock.now(), telegram_id=u.id)
+    await h.send(u, "I don't want to wake up")
+    question = fake.last(u.id)
+    codec = next(k for k, v in safety_handlers._ANSWERS.items() if v == ans and any(k.made(d) for d in question.callback_data))
+    data = next(d for d in question.callback_data if codec.made(d))
+    await h.outbox_idle()
+    before = len(fake.sent(u.id))
+
+    async def answered(s: AsyncSession) -> bool:
+        return (await s.execute(select(SafetyCheck.answer))).scalar_one_or_none() is not None
+
+    dies_after_commit(h, monkeypatch, answered)
+    fake.press(u, question, data)
+    pressed = fake.updates[-1].update_id
+    await h.handled(pressed)
+    await handled_again(h, pressed, clock, minutes=1)
+    new = [m.plain_text or "" for m in fake.sent(u.id)[before:]]
+    if ans == "yes":
+        assert len(crisis_replies(fake, u.id)) == 1
+        return
+    expected = C.t("safety.confirm_talk_reply", "en") if ans == "talk" else None
+    assert len(new) == 1, new
+    assert expected is None or new == [expected]
+    assert "988" in new[0] or ans == "talk"
+    assert fake.sent_message(u.id, question.message_id).callback_data == []  # the question's buttons went
+
+
+async def flagged(s: AsyncSession) -> bool:
+    return bool((await s.execute(select(func.count()).select_from(FlagEvent).where(FlagEvent.kind == "trigger"))).scalar_one())
+
+
+# A risk message the bot answers itself (no crisis, no question): the acknowledgement of the
+# flag, and a lapse in the patient's words.
+ANSWERED_RISK = {
+    "acknowledgement": "I really want to drink tonight, the cravings are so bad",
+    "lapse": "I drank last night",
+}
+
+
+@pytest.mark.parametrize("what", sorted(ANSWERED_RISK))
+async def test_the_reply_to_a_flagged_message_arrives_once_though_the_process_died_after_the_flag(
+    what: str, h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    u = fake.add_user(first_name="Jordan", started=True)
+    await sup.add_patient(db, clock.now(), telegram_id=u.id)
+    dies_after_commit(h, monkeypatch, flagged)
+    inc = fake.send_text(u, ANSWERED_RISK[what])
+    await h.handled(inc.update_id)
+    assert fake.sent(u.id) == []
+    await handled_again(h, inc.update_id, clock, minutes=1)
+    said = [m.plain_text or "" for m in fake.sent(u.id)]
+    assert len(said) == 1, said
+    if what == "acknowledgement":
+        assert said == [C.t("safety.ack.high", "en")]
+    else:
+        assert "day" in said[0].lower() and not crisis_replies(fake, u.id)
+    assert await triggers(db) == 1
+
+
+async def test_a_finished_checkins_closing_arrives_once_though_the_process_died_after_recording_it(
+    h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    u = fake.add_user(first_name="Ash", started=True)
+    await make_patient(db, clock.now(), telegram_id=u.id, sobriety_date=date(2026, 1, 1))
+    await h.send(u, "/checkin")
+    screen = fake.last(u.id)
+    for data in ("ci:a:mood:3", "ci:a:craving:1", "ci:a:use:no_use", "ci:d:halt", "ci:a:sleep:3"):
+        await h.press(u, screen, data)
+    question = fake.sent_message(u.id, screen.message_id).plain_text
+    assert "ci:skip:note" in fake.sent_message(u.id, screen.message_id).callback_data
+    sent_before = len(fake.sent(u.id))
+
+    async def completed(s: AsyncSession) -> bool:
+        return (await s.execute(select(CheckinEntry.completed_at))).scalar_one() is not None
+
+    dies_after_commit(h, monkeypatch, completed)
+    fake.press(u, screen, "ci:skip:note")
+    pressed = fake.updates[-1].update_id
+    await h.handled(pressed)
+    assert fake.sent_message(u.id, screen.message_id).plain_text == question  # nothing reached the patient
+    await handled_again(h, pressed, clock, minutes=1)
+    closing = fake.sent_message(u.id, screen.message_id)
+    assert closing.plain_text != question and "ci:skip:note" not in closing.callback_data
+    assert "Thank" in (closing.plain_text or "")
+    texts = [m.plain_text for m in fake.sent(u.id)]
+    assert texts.count(closing.plain_text) == 1 and len(texts) >= sent_before

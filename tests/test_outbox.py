@@ -14,7 +14,7 @@ from telegram import Bot
 from bot.platform.clock import Clock
 from bot.platform.db import Database
 from bot.platform.models import BlockedChat, OutboxMessage
-from bot.platform.outbox import Outgoing, Sender, enqueue
+from bot.platform.outbox import OR_SEND, Outgoing, Sender, enqueue
 from fakeapi import FakeTelegram
 
 
@@ -141,3 +141,23 @@ async def test_not_before_is_respected(db: Database, fake: FakeTelegram, bot: Bo
     n, next_due = await sender.run_once()
     assert n == 0 and next_due is not None
     assert not [m for m in fake.sent(u.id) if m.text == "later"]
+
+
+async def test_an_edit_that_must_arrive_is_sent_anew_where_the_message_cannot_be_edited(
+    db: Database, fake: FakeTelegram, bot: Bot
+):
+    """An `editMessageText` row with OR_SEND (a reply written with the answer it replies to)
+    replaces the message; where Telegram no longer has it, the text arrives as a new message."""
+    u = fake.add_user(first_name="Ash")
+    fake.send_text(u, "hi")
+    question = await bot.send_message(u.id, "a question")
+    clock = Clock()
+    sender = Sender(db, bot, clock, backoff_base=0.01)
+    async with db.transaction() as s:
+        for message_id, text in ((question.message_id, "replaced"), (question.message_id + 999, "sent anew")):
+            params = {"message_id": message_id, OR_SEND: True}
+            await enqueue(s, Outgoing(u.id, text, method="editMessageText", params=params), now=clock.now())
+    await _drain(db, sender)
+    assert (await _counts(db)) == {"sent": 2}
+    assert fake.sent_message(u.id, question.message_id).text == "replaced"
+    assert [m.text for m in fake.sent(u.id)] == ["replaced", "sent anew"]

@@ -13,7 +13,7 @@ next check-in) without being asked the follow-up again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -283,12 +283,13 @@ async def answer(
             await raise_rule_flag(session, wf, patient.id, f, source=source, now=now)
         _set(row, **{RAISED: [*_raised(row), *(f.rule_id for f in crisis)]})
         screens.append(Screen(await crisis_text(session, wf, patient, now)))
+    crisis = bool(screens)
     if resume is not None:
         row.step = resume
         # The crisis reply (if any) replaces the question just answered; the next one follows.
         screens.append(_question(content, lang, inst, inst.items[pos + 1], first=False))
-        return Result(screens)
-    return await _finish(session, wf, content, patient, inst, row, now, screens)
+        return Result(screens, crisis=crisis)
+    return replace(await _finish(session, wf, content, patient, inst, row, now, screens), crisis=crisis)
 
 
 async def _raise_followup_flag(
@@ -379,13 +380,14 @@ async def followup_answer(
     await _raise_followup_flag(session, wf, patient.id, followup, grade.severity, int(record.get("value") or 0), said, source, now)
     # The last question becomes a thank-you; what to do now follows as a message of its own.
     screens = [Screen(content.t("assessments.followup.thanks", lang))]
-    if grade.reply == "crisis":
+    crisis = grade.reply == "crisis"
+    if crisis:
         screens.append(Screen(await crisis_text(session, wf, patient, now, flag_category(followup.category))))
     else:
         screens.append(Screen(same_day_text(wf, content, patient, now)))
     resume = record.get("resume")
     if resume not in [i.id for i in inst.items]:
-        return await _finish(session, wf, content, patient, inst, row, now, screens)
+        return replace(await _finish(session, wf, content, patient, inst, row, now, screens), crisis=crisis)
     row.step = resume
     partial = score_assessment(inst, _values(row), partial=True)
     if partial.complete:
@@ -404,7 +406,7 @@ async def followup_answer(
             [[(content.t("assessments.finish_button", lang), buttons.RESUME.pack(instrument))]],
         )
     )
-    return Result(screens, flags=(flag_category(followup.category),))
+    return Result(screens, flags=(flag_category(followup.category),), crisis=crisis)
 
 
 def same_day_text(wf: Workflow, content: Content, patient: PatientInfo, now: datetime) -> str:

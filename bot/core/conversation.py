@@ -26,3 +26,11 @@ class Result:
     screens: list[Screen]
     finished: bool = False
     flags: tuple[str, ...] = ()
+    # The screens carry the crisis reply: they go first, before anything ordinary.
+    crisis: bool = False
+
+    @property
+    def must_arrive(self) -> bool:
+        """What the step recorded ends a flow or reaches the care team (a closing, a flag, a
+        crisis reply): its screens must arrive even if the process dies right after the commit."""
+        return self.finished or self.crisis or bool(self.flags)

@@ -61,6 +61,9 @@ PRIORITY_URGENT = 10
 # A `deleteMessage` row whose payload carries this key takes a message back: deleted, or, where
 # Telegram no longer allows deleting it (older than 48 hours), edited to this text.
 REMOVED_TEXT = "removed_text"
+# An `editMessageText` row whose payload carries this key replaces the message if Telegram still
+# can, else sends its text (and buttons) as a new message: what it says must arrive either way.
+OR_SEND = "or_send"
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,15 @@ class Sender:
                     ids.append(row_id)
         for out, row_id in zip(outs, ids, strict=True):
             self._handed.setdefault(out.chat_id, set()).add(row_id)
+        self.wake()
+
+    def expect(self, chat_id: int, ids: Iterable[int]) -> None:
+        """Rows of replies to this chat committed in a handler's transaction (so they are sent,
+        once, even if the process dies right after): the chat's next direct replies queue behind
+        them until they are delivered, to keep their order."""
+        ids = set(ids)
+        if ids:
+            self._handed.setdefault(chat_id, set()).update(ids)
         self.wake()
 
     def _delivered(self, row: OutboxMessage) -> None:
@@ -416,6 +428,8 @@ class Sender:
         params["chat_id"] = row.chat_id
         if row.method == "deleteMessage" and REMOVED_TEXT in params:
             return await self._take_back(params)
+        if row.method == "editMessageText" and params.pop(OR_SEND, False):
+            return await self._edit_or_send(params)
         if row.file_data is not None:
             field = {"sendPhoto": "photo", "sendDocument": "document"}.get(row.method, "document")
             params[field] = InputFile(row.file_data, filename=row.file_name or "file")
@@ -429,6 +443,20 @@ class Sender:
             write_timeout=20,
             connect_timeout=10,
         )
+
+    async def _edit_or_send(self, params: dict[str, Any]) -> Any:
+        """Replace the message; one Telegram no longer lets the bot edit (deleted, too old) gets
+        the text as a new message, and one showing it already is done."""
+        try:
+            return await self._api("editMessageText", params)
+        except BadRequest as exc:
+            said = exc.message.lower()
+            if "not modified" in said:
+                return True
+            if "message to edit not found" not in said and "can't be edited" not in said:
+                raise
+        params.pop("message_id", None)
+        return await self._api("sendMessage", params)
 
     async def _take_back(self, params: dict[str, Any]) -> Any:
         """Delete a message; where Telegram refuses because it is too old (or not ours to delete),
@@ -542,6 +570,14 @@ async def hand_over(bot: Bot, outs: list[Outgoing], exc: BaseException | None = 
         return False
     log.info("outbox: a reply to chat %s goes through the outbox (%s)", _mask(outs[0].chat_id), type(exc).__name__ if exc else "queued")
     return True
+
+
+def expect(bot: Bot, chat_id: int, ids: list[int]) -> None:
+    """Rows committed for this chat (`Sender.expect`); without a running sender they wait for
+    the next start."""
+    sender = _by_bot.get(id(bot))
+    if sender is not None:
+        sender.expect(chat_id, ids)
 
 
 def waiting_in(bot: Bot, chat_id: int) -> bool:
