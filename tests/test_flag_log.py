@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from bot.escalation import area as escalation_area
-from bot.escalation.rules import CATEGORIES, SEVERITIES, sources
+from bot.escalation.rules import CATEGORIES, SEVERITIES, Workflow, sources
 from bot.escalation.service import claim, raise_flag, resolve
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
@@ -31,10 +31,7 @@ async def env(db: Database, clock: FrozenClock) -> AsyncIterator[SimpleNamespace
     hub = sup.hub(db, clock, sup.settings())
     escalation_area.install(hub)
     pid = await sup.add_patient(db, clock.now(), telegram_id=TELEGRAM_ID, code=CODE, first_name=NAME)
-    try:
-        yield SimpleNamespace(pid=pid, db=db, clock=clock)
-    finally:
-        sup.reset()
+    yield SimpleNamespace(pid=pid, db=db, clock=clock, wf=hub.get(Workflow))
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -58,7 +55,7 @@ async def test_every_flag_raised_escalated_claimed_and_resolved_is_logged_withou
         caplog.clear()
         async with env.db.transaction() as s:
             r = await raise_flag(
-                s, patient_id=env.pid, category=category, severity=severity, reason="risk:test",
+                s, env.wf, patient_id=env.pid, category=category, severity=severity, reason="risk:test",
                 source=source, now=env.clock.now(), evidence=WORDS,
             )
         lines = _lines(caplog)
@@ -69,12 +66,11 @@ async def test_every_flag_raised_escalated_claimed_and_resolved_is_logged_withou
     caplog.clear()
     async with env.db.transaction() as s:
         await raise_flag(
-            s, patient_id=env.pid, category=category, severity="low", reason="risk:test",
+            s, env.wf, patient_id=env.pid, category=category, severity="low", reason="risk:test",
             source="message", now=env.clock.now(), evidence=WORDS,
         )
     assert _lines(caplog) == []
-    wf = sup.escalation_rules.workflow()
-    assert wf is not None
+    wf = env.wf
     for action, what in ((claim, "claimed"), (resolve, "resolved")):
         caplog.clear()
         extra = {"note": NOTE} if action is resolve else {}
