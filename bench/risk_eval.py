@@ -22,15 +22,12 @@ sys.path.insert(0, str(ROOT))
 
 from bot.safety.risk.detector import RiskDetector  # noqa: E402
 from bot.safety.risk.loader import DEFAULT_CONTENT_DIR, LABELLED_SUBDIR, RISK_SUBDIR  # noqa: E402
-from bot.safety.risk.model import LearnedModel, read_labelled  # noqa: E402
+from bot.safety.risk.model import FLAGGED, LABELS, LearnedModel, read_labelled  # noqa: E402
 from bot.safety.risk.registry import get_detector  # noqa: E402
-from bot.safety.risk.result import Category, Severity  # noqa: E402
-
-LEVELS = ["crisis", "high", "moderate", "none"]
-FLAGGED = ("crisis", "high")
+from bot.safety.risk.result import DETECTED_CATEGORIES  # noqa: E402
 
 
-def _count(confusion: Counter[tuple[str, str]], label: str, got: tuple[str, ...] = tuple(LEVELS)) -> int:
+def _count(confusion: Counter[tuple[str, str]], label: str, got: tuple[str, ...] = LABELS) -> int:
     return sum(confusion[(label, g)] for g in got)
 
 
@@ -42,7 +39,7 @@ def _unseen(det: RiskDetector, path: Path) -> RiskDetector:
     folder = DEFAULT_CONTENT_DIR / RISK_SUBDIR / LABELLED_SUBDIR
     others = [f for f in sorted(folder.glob("*.jsonl")) if f.resolve() != path.resolve()]
     problems: list[tuple[str, int, str]] = []
-    rows = read_labelled(others, str, set(Category), problems)
+    rows = read_labelled(others, str, {c.value for c in DETECTED_CATEGORIES}, problems)
     if problems:
         raise SystemExit(f"labelled data has problems: {problems[:3]}")
     clone = copy.copy(det)
@@ -62,16 +59,16 @@ def evaluate(path: Path, show_misses: bool, unseen: bool = False) -> None:
         result = det.detect(row["text"])
         got = result.severity.value
         confusion[(row["label"], got)] += 1
-        flagged = result.severity >= Severity.HIGH
+        flagged = got in FLAGGED
         if (row["label"] in FLAGGED and not flagged) or (row["label"] == "none" and flagged) or (
             row["label"] == "moderate" and got == "none"
         ):
             misses.append(f"  {row['label']:>8} -> {got:<8} {row['text']!r} {[m.rule_id for m in result.matches]}")
     per_message = (time.perf_counter() - started) / max(len(rows), 1) * 1000
     print(f"{path}: {len(rows)} messages, {per_message:.3f} ms each")
-    print("label \\ got " + "".join(f"{g:>10}" for g in LEVELS))
-    for label in LEVELS:
-        print(f"{label:>11} " + "".join(f"{confusion[(label, g)]:>10}" for g in LEVELS))
+    print("label \\ got " + "".join(f"{g:>10}" for g in LABELS))
+    for label in LABELS:
+        print(f"{label:>11} " + "".join(f"{confusion[(label, g)]:>10}" for g in LABELS))
     crisis_hit, crisis_n = _count(confusion, "crisis", FLAGGED), _count(confusion, "crisis")
     risky_hit = crisis_hit + _count(confusion, "high", FLAGGED)
     risky_n = crisis_n + _count(confusion, "high")

@@ -25,8 +25,9 @@ from telegram.ext import (
 from bot.checkins import lapse
 from bot.core import people, state
 from bot.core.hub import Hub
+from bot.core.vocabulary import Category
 from bot.escalation import relay
-from bot.escalation.rules import CATEGORIES, Workflow
+from bot.escalation.rules import Workflow
 from bot.escalation.service import talk_request
 from bot.platform.callbacks import Stale
 from bot.recovery import buttons as recovery_buttons
@@ -283,7 +284,7 @@ async def on_button(update: Update, ctx: Ctx) -> None:
         ans = _ANSWERS[pressed.codec]
         check_id: int = pressed.values[0]
         lang = ctx.lang
-        category = pressed.values[1] if pressed.codec is buttons.YES and pressed.values[1] in CATEGORIES else None
+        category = pressed.values[1] if pressed.codec is buttons.YES and Category.known(pressed.values[1]) else None
         # Handled again after the process died: the answer and its crisis reply are in already.
         again = RECORDED in hub.inbox.steps(update.update_id)
         if ans == "yes":

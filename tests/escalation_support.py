@@ -11,6 +11,7 @@ from telegram import Bot
 from bot.core.hub import Hub
 from bot.core.models import Patient
 from bot.core.roles import Roles
+from bot.core.vocabulary import Severity
 from bot.escalation.rules import Workflow, build_workflow
 from bot.platform.clock import Clock
 from bot.platform.config import Settings, load_settings
@@ -60,9 +61,8 @@ class StubDetector:
         self.calls += 1
         low = text.lower()
         best: StubResult = StubResult("none", None, (), False)
-        order = {"none": 0, "moderate": 1, "high": 2, "crisis": 3}
         for phrase, (sev, cat, unsure) in PHRASES.items():
-            if phrase in low and order[sev] > order[best.severity]:
+            if phrase in low and Severity(sev) > best.severity:
                 best = StubResult(sev, cat, (StubMatch(f"stub_{cat}"),), unsure)
         return best
 

@@ -18,8 +18,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
+from bot.core.vocabulary import FLAG_SEVERITIES, Category, Severity
 from bot.escalation.models import Flag
-from bot.escalation.rules import CATEGORIES, SEVERITIES, load_rules, rank
+from bot.escalation.rules import load_rules
 from bot.platform import crypto
 from bot.platform.clock import FrozenClock
 from bot.platform.config import ConfigError
@@ -200,8 +201,8 @@ async def test_yes_to_the_safety_question_on_a_full_disk_reaches_the_group_and_i
         await h.stop()
 
 
-@pytest.mark.parametrize("severity", SEVERITIES)
-@pytest.mark.parametrize("category", CATEGORIES)
+@pytest.mark.parametrize("severity", FLAG_SEVERITIES)
+@pytest.mark.parametrize("category", list(Category))
 def test_the_minimal_alert_for_every_category_and_severity(category: str, severity: str, clock: FrozenClock):
     c = get_content()
     text = signals.alert_text(c, "en", code="P-0042", category=category, severity=severity, at=clock.now(), zone="America/New_York")
@@ -216,9 +217,9 @@ def test_which_signals_call_for_a_counselor_at_once():
         assert signals.needs_counselor(Signal(severity, "suicide_self_harm", (), False))
     # Uncertain: a question first; only what would be flagged without an answer alerts now
     # (the threshold is the clinical rule in content/rules/escalation.yaml).
-    threshold = rank(load_rules().confirm.flag_without_answer_from)
+    threshold = Severity(load_rules().confirm.flag_without_answer_from)
     for severity in ("moderate", "high", "crisis"):
-        expected = rank(severity) >= threshold
+        expected = Severity(severity) >= threshold
         assert signals.needs_counselor(Signal(severity, "suicide_self_harm", (), True)) is expected
     assert not signals.needs_counselor(Signal("none", None, (), False))
 

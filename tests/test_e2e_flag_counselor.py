@@ -16,10 +16,11 @@ from sqlalchemy import select
 from bot.assessments.models import AssessmentResult
 from bot.checkins.models import CheckinEntry
 from bot.core.models import Patient
+from bot.core.vocabulary import Category
 from bot.escalation.digest import KIND_DIGEST
 from bot.escalation.models import Flag
 from bot.escalation.rendering import why_text
-from bot.escalation.rules import CATEGORIES, Workflow, sources
+from bot.escalation.rules import Workflow, sources
 from bot.escalation.service import raise_flag
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
@@ -176,7 +177,7 @@ def test_every_rule_and_source_reads_in_plain_words():
                 assert text and "{" not in text and rule not in text, (source, rule, text)
         plain = why_text({"source": source, "rule": None, "reason": "confirmed by the patient"}, content=c, lang="en")
         assert c.t(f"flags.source.{source}", "en") in plain and "confirmed by the patient" in plain
-        for category in CATEGORIES:
+        for category in Category:
             risk = why_text({"source": source, "rule": "risk", "reason": category}, content=c, lang="en")
             assert c.t(f"flags.category.{category}", "en") in risk and "_" not in risk
 

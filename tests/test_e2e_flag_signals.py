@@ -19,9 +19,10 @@ from sqlalchemy import select
 
 from bot.assessments.models import AssessmentResult
 from bot.checkins.models import CheckinEntry
+from bot.core.vocabulary import FLAG_SEVERITIES, Category, Severity
 from bot.escalation.digest import KIND_DIGEST
 from bot.escalation.models import Flag
-from bot.escalation.rules import CATEGORIES, SEVERITIES, Workflow, load_rules, rank
+from bot.escalation.rules import Workflow, load_rules
 from bot.escalation.service import FlagResult, raise_flag
 from bot.platform.clock import FrozenClock
 from bot.platform.content import get_content
@@ -94,14 +95,14 @@ async def _digest(h: BotHarness, fake: FakeTelegram, clock: FrozenClock) -> str:
 # -- 1. every category and severity reaches the group ----------------------------------------
 
 
-@pytest.mark.parametrize("severity", SEVERITIES)
+@pytest.mark.parametrize("severity", FLAG_SEVERITIES)
 async def test_a_flag_of_every_category_reaches_the_group(
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock, severity: str
 ):
     c = get_content()
     codes: dict[str, str] = {}
-    for i, category in enumerate(CATEGORIES):
-        code = f"P-{rank(severity)}{i:02d}"
+    for i, category in enumerate(Category):
+        code = f"P-{Severity(severity).rank()}{i:02d}"
         _, pid = await _patient(fake, db, clock, code=code)
         codes[category] = code
         async with h.hub.db.transaction() as s:
@@ -120,7 +121,7 @@ async def test_a_flag_of_every_category_reaches_the_group(
         label = c.t(f"flags.category.{category}", "en")
         assert any(code in t and label in t for t in posts), (category, severity)
     async with db.session() as s:
-        assert len((await s.execute(select(Flag))).scalars().all()) == len(CATEGORIES)
+        assert len((await s.execute(select(Flag))).scalars().all()) == len(Category)
     fake.assert_no_errors()
 
 

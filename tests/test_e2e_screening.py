@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
+from bot.core.vocabulary import Severity
 from bot.escalation.models import Flag
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
 from bot.safety.risk import registry
 from bot.safety.risk.loader import RiskContentError
-from bot.safety.risk.result import Severity
 from bot.safety.screening import Screening
 from bot.safety.service import Detection
 from fakeapi import FakeTelegram

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from bot.core.vocabulary import FLAG_SEVERITIES, Category
 from bot.escalation import area as escalation_area
-from bot.escalation.rules import CATEGORIES, SEVERITIES, Workflow, sources
+from bot.escalation.rules import Workflow, sources
 from bot.escalation.service import claim, raise_flag, resolve
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
@@ -44,13 +45,13 @@ def _assert_private(lines: list[str]) -> None:
         assert secret not in text, secret
 
 
-@pytest.mark.parametrize("category", CATEGORIES)
+@pytest.mark.parametrize("category", list(Category))
 async def test_every_flag_raised_escalated_claimed_and_resolved_is_logged_without_personal_data(
     env: SimpleNamespace, caplog: pytest.LogCaptureFixture, category: str
 ) -> None:
     all_sources = sources()
     caplog.set_level(logging.INFO, logger=LOGGER)
-    for i, severity in enumerate(SEVERITIES):
+    for i, severity in enumerate(FLAG_SEVERITIES):
         source = all_sources[i % len(all_sources)]
         caplog.clear()
         async with env.db.transaction() as s:

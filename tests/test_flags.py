@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.core.models import AuditEntry, StaffRole
+from bot.core.vocabulary import FLAG_SEVERITIES, Category, FlagStatus
 from bot.escalation import area as escalation_area
 from bot.escalation import rendering, rules, service
 from bot.escalation.digest import KIND_DIGEST, build_digest, ensure_digest_scheduled
@@ -19,9 +20,6 @@ from bot.escalation.oncall import counselor_ids, get_oncall, set_oncall
 from bot.escalation.rendering import record_sent, render_details
 from bot.escalation.renotify import restart_renotify
 from bot.escalation.rules import (
-    CATEGORIES,
-    SEVERITIES,
-    STATUSES,
     Workflow,
     build_workflow,
     check_content,
@@ -388,7 +386,7 @@ def _content_copy(tmp_path, drop: list[str]):  # type: ignore[no-untyped-def]
 
 
 def _code_labels() -> list[str]:
-    wanted = {"category": CATEGORIES, "severity": SEVERITIES, "status": STATUSES, "source": sources()}
+    wanted = {"category": list(Category), "severity": FLAG_SEVERITIES, "status": list(FlagStatus), "source": sources()}
     return [f"flags.{kind}.{key}" for kind, keys in wanted.items() for key in keys]
 
 

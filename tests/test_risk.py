@@ -12,11 +12,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.core.vocabulary import Category, Severity
 from bot.safety.risk.cli import main_check
 from bot.safety.risk.detector import RiskDetector
 from bot.safety.risk.loader import RiskContentError, load_detector
 from bot.safety.risk.registry import check_content, get_detector
-from bot.safety.risk.result import Category, Match, RiskResult, Severity
+from bot.safety.risk.result import (
+    DETECTED_CATEGORIES,
+    DETECTED_SEVERITIES,
+    Match,
+    RiskResult,
+    priority,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "content" / "risk" / "labelled"
 CONTENT = Path(__file__).resolve().parents[1] / "content"
@@ -72,7 +79,7 @@ def test_labelled_table_is_broad() -> None:
     assert len(CASES) >= 150
     assert all(labels[k] >= 20 for k in ACCEPT)
     assert langs["es"] >= 40
-    assert set(cats) == {c.value for c in Category}
+    assert set(cats) == {c.value for c in DETECTED_CATEGORIES}
 
 
 def _confusion(det: RiskDetector, rows: list[dict[str, str]]) -> Counter[tuple[str, str]]:
@@ -128,9 +135,10 @@ def test_no_risk_result(det: RiskDetector) -> None:
 def test_severity_is_ordered() -> None:
     assert Severity.NONE < Severity.MODERATE < Severity.HIGH < Severity.CRISIS
     assert max([Severity.HIGH, Severity.CRISIS, Severity.MODERATE]) == Severity.CRISIS
-    assert [s.rank() for s in Severity] == [0, 1, 2, 3]
+    assert [s.rank() for s in Severity] == [0, 1, 2, 3, 4]
+    assert sorted(DETECTED_SEVERITIES) == list(DETECTED_SEVERITIES) and Severity.LOW not in DETECTED_SEVERITIES
     assert Severity.HIGH >= Severity.HIGH and not Severity.HIGH > Severity.HIGH
-    assert Category.SUICIDE_SELF_HARM.priority() < Category.SEVERE_CRAVING.priority()
+    assert priority(Category.SUICIDE_SELF_HARM) < priority(Category.SEVERE_CRAVING)
 
 
 def test_category_tie_break_prefers_suicide(det: RiskDetector) -> None:

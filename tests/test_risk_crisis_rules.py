@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.core.vocabulary import Severity
 from bot.safety.risk import registry
 from bot.safety.risk.loader import DEFAULT_CONTENT_DIR, LABELLED_SUBDIR, RISK_SUBDIR
-from bot.safety.risk.result import Severity
 
 LABELLED = sorted((DEFAULT_CONTENT_DIR / RISK_SUBDIR / LABELLED_SUBDIR).glob("*.jsonl"))
 

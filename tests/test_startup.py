@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot import cli
+from bot.core.vocabulary import Severity
 from bot.platform import content
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
@@ -24,7 +25,6 @@ from bot.safety.risk import compiled, registry
 from bot.safety.risk import prepared as risk_prepared
 from bot.safety.risk.detector import RiskDetector
 from bot.safety.risk.loader import DEFAULT_CONTENT_DIR
-from bot.safety.risk.result import Severity
 from fakeapi import FakeTelegram
 from tests.harness import BotHarness
 

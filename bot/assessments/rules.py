@@ -28,7 +28,6 @@ from bot.core.clinical import (
     Instrument,
     Model,
     PlainText,
-    Severity,
     Weekday,
     by_severity,
     flag_request,
@@ -46,6 +45,7 @@ from bot.core.rules_loader import (
     pick_instrument,
     resolved,
 )
+from bot.core.vocabulary import FlagSeverity
 from bot.platform.content import Content
 
 __all__ = [
@@ -115,7 +115,7 @@ class FollowupGrade(Model):
 
     id: Id
     when: Condition | None = None
-    severity: Severity
+    severity: FlagSeverity
     reply: Literal["crisis", "same_day"]
 
 

@@ -20,7 +20,6 @@ from bot.core.clinical import (
     CHECKIN_INSTRUMENT,
     DEFAULT_CONTENT_DIR,
     FALLBACK_LANGUAGE,
-    SEVERITY_RANK,
     AnswerValue,
     Condition,
     FlagRequest,
@@ -31,7 +30,6 @@ from bot.core.clinical import (
     Label,
     Model,
     PlainText,
-    Severity,
     by_severity,
     flag_request,
     holds,
@@ -47,6 +45,7 @@ from bot.core.rules_loader import (
     pick_language,
     resolved,
 )
+from bot.core.vocabulary import FlagSeverity
 from bot.platform.content import Content
 
 __all__ = [
@@ -95,7 +94,7 @@ class NoteRule(Model):
 class SilentRule(Model):
     id: Id
     after_days: int = Field(ge=1, le=365)
-    severity: Severity
+    severity: FlagSeverity
     category: Id
     reason: PlainText
 
@@ -433,7 +432,7 @@ def silent_days_flag(rules: CheckinRules, days_since_last_checkin: int) -> FlagR
     matching = [r for r in rules.silent if days_since_last_checkin >= r.after_days]
     if not matching:
         return None
-    rule = max(matching, key=lambda r: (r.after_days, SEVERITY_RANK[r.severity]))
+    rule = max(matching, key=lambda r: (r.after_days, r.severity.rank()))
     return flag_request(rule, days=days_since_last_checkin)
 
 

@@ -31,13 +31,14 @@ from pydantic import (
     model_validator,
 )
 
+from bot.core.vocabulary import FlagSeverity, Severity
+
 __all__ = [
     "CHECKIN_INSTRUMENT",
     "DEFAULT_CONTENT_DIR",
     "FALLBACK_LANGUAGE",
     "NUMERIC_OPERATORS",
     "REQUIRED_INSTRUMENTS",
-    "SEVERITY_RANK",
     "WEEKDAYS",
     "AnswerValue",
     "Condition",
@@ -47,7 +48,6 @@ __all__ = [
     "Item",
     "Model",
     "Option",
-    "Severity",
     "Weekday",
     "by_severity",
     "flag_category",
@@ -66,8 +66,6 @@ TEXT_MAX_CHARS = 3000
 REQUIRED_INSTRUMENTS = ("checkin", "weekly", "phq9", "gad7")
 CHECKIN_INSTRUMENT = "checkin"
 
-Severity = Literal["crisis", "high", "moderate", "low"]
-SEVERITY_RANK: Mapping[str, int] = {"low": 1, "moderate": 2, "high": 3, "crisis": 4}
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 Domain = Literal["use", "risk", "protective"]
@@ -337,7 +335,7 @@ class Item(Model):
 class FlagRule(Model):
     id: Id
     when: Condition
-    severity: Severity
+    severity: FlagSeverity
     category: Id
     reason: PlainText
     # crisis_flow: the crisis reply at once; suicide_followup: stop the questionnaire and ask
@@ -410,7 +408,7 @@ class FlagRequest:
     flag of the same category."""
 
     rule_id: str
-    severity: Severity
+    severity: FlagSeverity
     category: str
     reason: str
     action: str | None = None
@@ -499,13 +497,13 @@ def most_severe_per_category(flags: Sequence[FlagRequest]) -> tuple[FlagRequest,
     best: dict[str, FlagRequest] = {}
     for flag in flags:
         current = best.get(flag.category)
-        if current is None or SEVERITY_RANK[flag.severity] > SEVERITY_RANK[current.severity]:
+        if current is None or Severity(flag.severity) > current.severity:
             best[flag.category] = flag
     return by_severity(best.values())
 
 
 def by_severity(flags: Collection[FlagRequest]) -> tuple[FlagRequest, ...]:
-    return tuple(sorted(flags, key=lambda f: -SEVERITY_RANK[f.severity]))
+    return tuple(sorted(flags, key=lambda f: -Severity(f.severity).rank()))
 
 
 class RaisesFlags(Protocol):

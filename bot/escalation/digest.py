@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.assessments.models import AssessmentResult
 from bot.core.models import Patient
+from bot.core.vocabulary import Severity
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.rendering import age_text, answer_text, flag_fields, why_text
 from bot.escalation.renotify import KIND_FOLLOWUP
-from bot.escalation.rules import DigestRules, Workflow, rank
+from bot.escalation.rules import DigestRules, Workflow
 from bot.escalation.service import open_flags
 from bot.escalation.values import FlagInfo, flag_info, patient_code
 from bot.platform.clock import ensure_utc, local_date, local_text, next_local_due, zone_name
@@ -55,8 +56,8 @@ async def build_digest(session: AsyncSession, wf: Workflow, now: datetime) -> st
         return c.t("flags.digest_flag", lang, **flag_fields(c, lang, f), age=age_text(c, lang, now - f.opened_at))
 
     open_all = await open_flags(session, limit=200)
-    posted = [f for f in open_all if f.severity != "low"]
-    low = [f for f in open_all if f.severity == "low"]
+    posted = [f for f in open_all if f.severity != Severity.LOW]
+    low = [f for f in open_all if f.severity == Severity.LOW]
     if posted:
         parts.append(c.t("flags.digest_open", lang, n=len(posted)) + "\n" + "\n".join(flag_line(f) for f in posted))
     elif not low:
@@ -121,14 +122,14 @@ DIGEST_WINDOW = timedelta(hours=24)  # "the last 24 hours": the time since the p
 async def _urgent_since(session: AsyncSession, since: datetime) -> list[FlagInfo]:
     """Flags with a crisis or high trigger since `since` (open or not), most severe first."""
     ids = select(FlagEvent.flag_id).where(
-        FlagEvent.kind == "trigger", FlagEvent.severity.in_(("crisis", "high")), FlagEvent.at >= since
+        FlagEvent.kind == "trigger", FlagEvent.severity.in_((Severity.CRISIS, Severity.HIGH)), FlagEvent.at >= since
     )
     rows = (
         await session.execute(
             select(Flag, Patient.code).join(Patient, Patient.id == Flag.patient_id).where(Flag.id.in_(ids)).order_by(Flag.id)
         )
     ).all()
-    return sorted((flag_info(f, code) for f, code in rows), key=lambda i: (-rank(i.severity), i.id))
+    return sorted((flag_info(f, code) for f, code in rows), key=lambda i: (-Severity(i.severity).rank(), i.id))
 
 
 async def _resolved_since(session: AsyncSession, since: datetime) -> list[FlagInfo]:

@@ -20,9 +20,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.rules_loader import instruments_for
+from bot.core.vocabulary import Severity
 from bot.escalation import buttons
 from bot.escalation.models import Flag, FlagCard, FlagEvent
-from bot.escalation.rules import ASSESSMENT_SOURCE, Workflow, label, rank
+from bot.escalation.rules import ASSESSMENT_SOURCE, Workflow, label
 from bot.escalation.values import FlagDetails, FlagInfo, flag_info, locked, patient_code
 from bot.platform.callbacks import Codec
 from bot.platform.clock import ensure_utc, local_date, local_text, zone_name
@@ -136,7 +137,7 @@ def _plain_keyboard(info: FlagInfo) -> dict[str, Any]:
 
 async def plain_alert(session: AsyncSession, wf: Workflow, flag: Flag, event: FlagEvent, now: datetime) -> None:
     """The last resort when announcing a flag failed: its plain post to the group."""
-    if wf.group is None or flag.severity == "low":
+    if wf.group is None or flag.severity == Severity.LOW:
         return
     info = flag_info(flag, await patient_code(session, flag.patient_id))
     await enqueue(
@@ -362,7 +363,7 @@ def render_card(infos: list[FlagInfo], wf: Workflow) -> tuple[str, dict[str, Any
     if len(infos) == 1:
         return _render(infos[0], wf)
     c, lang, z = wf.content, wf.lang, wf.zone
-    ordered = sorted(infos, key=lambda i: (-rank(i.severity), i.id))
+    ordered = sorted(infos, key=lambda i: (-Severity(i.severity).rank(), i.id))
     live = [i for i in ordered if i.status != "resolved"] or ordered
     try:
         blocks = [
@@ -447,7 +448,7 @@ async def publish(session: AsyncSession, wf: Workflow, flag: Flag, created: bool
     """The posting decision for a raise. Low: nothing (the digest lists it). A flag not yet in the
     group goes on the patient's card of the day; one already there has its messages edited when
     its severity rose. True when this raise produced a message that notifies the group."""
-    if flag.severity == "low" or flag.status == "resolved":
+    if flag.severity == Severity.LOW or flag.status == "resolved":
         return False
     if flag.card_id is not None or (not created and flag.group_message_id is not None):  # (or posted before cards)
         if escalated:

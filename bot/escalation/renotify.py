@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.models import Patient
+from bot.core.vocabulary import Severity
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.oncall import counselor_ids, get_oncall
 from bot.escalation.rendering import view
@@ -35,9 +36,9 @@ KIND_FOLLOWUP = "flag_followup"
 def _renotify_plan(wf: Workflow, severity: str) -> list[tuple[int, int]]:
     """(stage, minutes after the trigger) for a severity; moderate and low go to the digest."""
     s = wf.settings
-    if severity == "crisis":
+    if severity == Severity.CRISIS:
         return [(1, s.crisis_repost_minutes), (2, s.crisis_dm_minutes)]
-    if severity == "high":
+    if severity == Severity.HIGH:
         return [(1, s.high_repost_minutes)]
     return []
 

@@ -1,6 +1,7 @@
-"""What a flag can be and how escalation is set (DESIGN §2.6): the severities, categories,
-statuses and trigger sources with their labels, the rules of content/rules/escalation.yaml with
-their content check, and the running workflow configured from them (settings, words, rules).
+"""What a flag can be and how escalation is set (DESIGN §2.6): the trigger sources; the labels of
+the sources and of the kernel's severities, categories and statuses (`bot/core/vocabulary.py`);
+the rules of content/rules/escalation.yaml with their content check; and the running workflow
+configured from them (settings, words, rules).
 
 A missing label never costs a flag: it shows the key in plain words and is logged once.
 """
@@ -19,35 +20,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.core.clinical import flag_category
+from bot.core.vocabulary import FLAG_SEVERITIES, Category, FlagStatus, Severity
 from bot.platform.config import Settings
 from bot.platform.content import DEFAULT_CONTENT_DIR, Content, get_content
 
 log = logging.getLogger(__name__)
-
-SEVERITIES = ("low", "moderate", "high", "crisis")
-
-
-CATEGORIES = (
-    "suicide_self_harm",
-    "overdose_medical",
-    "harm_to_others",
-    "abuse_violence",
-    "use_disclosure",
-    "severe_craving",
-    "depression",
-    "anxiety",
-    "recovery_risk",
-    "recovery_support",
-    "medication",
-    "missed_checkins",
-    "urge_followup",
-    "talk_request",
-    "missed_sessions",
-)
-
-
-STATUSES = ("open", "claimed", "resolved")
-
 
 # Where a trigger comes from (`raise_flag(source=...)`), each with a label in flags.source.
 # Assessments add `assessment_<instrument>` for every instrument in content/rules/assessments.yaml.
@@ -70,10 +47,6 @@ SOURCES = (
 
 
 ASSESSMENT_SOURCE = "assessment_"
-
-
-def rank(severity: str) -> int:
-    return SEVERITIES.index(severity)
 
 
 # -- rules (content/rules/escalation.yaml) ----------------------------------------------------
@@ -123,9 +96,9 @@ class CardRules(_M):
 
     def alerts(self, severity: str, category: str) -> bool:
         """Whether a flag added to a card already in the group is announced by a new message."""
-        if rank(severity) >= rank(self.alert_from):
+        if Severity(severity) >= self.alert_from:
             return True
-        return severity == "moderate" and category in self.alert_moderate_categories
+        return severity == Severity.MODERATE and category in self.alert_moderate_categories
 
 
 class EscalationRules(_M):
@@ -166,10 +139,10 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
         ("card.alert_from", r.card.alert_from),
         *((f"followup.severities[{i}]", s) for i, s in enumerate(r.followup.severities)),
     ):
-        if sev not in SEVERITIES:
+        if sev not in FLAG_SEVERITIES:
             out.append(("rules/escalation.yaml", 0, f"{name}: unknown severity {sev!r}"))
     for i, category in enumerate(r.card.alert_moderate_categories):
-        if category not in CATEGORIES:
+        if not Category.known(category):
             out.append(("rules/escalation.yaml", 0, f"card.alert_moderate_categories[{i}]: unknown category {category!r}"))
     try:
         _ = r.digest.at
@@ -218,9 +191,9 @@ def check_labels(content_dir: Path) -> list[tuple[str, int, str]]:
     root = Path(content_dir)
     out: list[tuple[str, int, str]] = []
     for file, cat in _rule_categories(root):
-        if flag_category(cat) not in CATEGORIES:
-            out.append((file, 0, f"category {cat!r} is not a flag category (one of {', '.join(CATEGORIES)})"))
-    wanted = {"category": CATEGORIES, "severity": SEVERITIES, "status": STATUSES, "source": sources(root)}
+        if not Category.known(flag_category(cat)):
+            out.append((file, 0, f"category {cat!r} is not a flag category (one of {', '.join(Category)})"))
+    wanted = {"category": list(Category), "severity": FLAG_SEVERITIES, "status": list(FlagStatus), "source": sources(root)}
     try:
         content = Content(root)
     except Exception:

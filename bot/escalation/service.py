@@ -22,6 +22,7 @@ from bot.checkins.models import CheckinEntry
 from bot.core.audit import audit
 from bot.core.clinical import FlagRequest, flag_category
 from bot.core.models import Patient, StaffRole
+from bot.core.vocabulary import FLAG_SEVERITIES, Category, Severity
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.rendering import (
     DETAILS_TRIGGERS,
@@ -41,11 +42,8 @@ from bot.escalation.renotify import (
 )
 from bot.escalation.rules import (
     ASSESSMENT_SOURCE,
-    CATEGORIES,
-    SEVERITIES,
     SOURCES,
     Workflow,
-    rank,
 )
 from bot.escalation.values import (
     CheckinInfo,
@@ -116,9 +114,9 @@ async def raise_flag(
     `reason` is a rule id or a short reason and is shown to counselors (never patient text);
     `evidence` holds the patient's words, if any (encrypted, shown only in Details).
     """
-    if severity not in SEVERITIES:
+    if severity not in FLAG_SEVERITIES:
         raise ValueError(f"unknown severity {severity!r}")
-    if category not in CATEGORIES:
+    if not Category.known(category):
         raise ValueError(f"unknown category {category!r}")
     # Lock the patient first: two triggers at once for the same patient never open two flags.
     await session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
@@ -144,7 +142,7 @@ async def raise_flag(
         )
         session.add(flag)
         await session.flush()
-    elif rank(severity) > rank(flag.severity):
+    elif Severity(severity) > flag.severity:
         flag.severity = severity
         flag.rev = (flag.rev or 0) + 1
         escalated = True
@@ -188,7 +186,7 @@ async def raise_rule_flag(
     """Raise the flag a content rule asks for (a rule naming an unknown category is logged, so a
     content mistake never loses the patient's answers)."""
     category = flag_category(flag.category)
-    if category not in CATEGORIES:
+    if not Category.known(category):
         log.error("rule %s names unknown flag category %r; no flag raised", flag.rule_id, flag.category)
         return
     await raise_flag(
@@ -245,7 +243,7 @@ async def _after_raise(
     announced = await publish(session, wf, flag, created, escalated, now)
     # A new high or crisis trigger on a flag that is already open or claimed reaches the group
     # again (a reply to the flag's post), and re-notification starts over from it.
-    urgent = not created and not announced and event.severity is not None and rank(event.severity) >= rank("high")
+    urgent = not created and not announced and event.severity is not None and Severity(event.severity) >= Severity.HIGH
     renewed = urgent and await notify_new_trigger(session, wf, flag, event, escalated, now)
     if not created and flag.status == "claimed" and flag.claimed_by is not None:
         # The counselor who holds the flag hears about every new trigger (no words, no name).
@@ -329,7 +327,7 @@ async def _explain(session: AsyncSession, wf: Workflow, flag: Flag, event: FlagE
     try:
         severity = event.severity or flag.severity
         current = flag.why or None
-        if current is not None and current.get("severity") in SEVERITIES and rank(severity) <= rank(current["severity"]):
+        if current is not None and current.get("severity") in FLAG_SEVERITIES and Severity(severity) <= current["severity"]:
             return
         rule, text = split_reason(event.reason)
         facts = await _facts(session, flag.patient_id, event.source or "", event.at, why_fields(wf.content, wf.lang, rule) or set())

@@ -13,10 +13,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.core.vocabulary import FlagSeverity
 from bot.recovery.library import Tip
 
 RULES_FILE = "rules/sos.yaml"
-Severity = Literal["low", "moderate", "high", "crisis"]
 
 
 class _Model(BaseModel):
@@ -27,7 +27,7 @@ class FollowupFlagRule(_Model):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     at_least: int | None = Field(default=None, ge=0, le=10)
     compared: Literal["higher", "same"] | None = None
-    severity: Severity
+    severity: FlagSeverity
     reason: str = Field(min_length=1, max_length=200)
 
     @model_validator(mode="after")
@@ -58,7 +58,7 @@ class UrgeFollowupRules(_Model):
 
 
 class TalkRules(_Model):
-    severity: Severity
+    severity: FlagSeverity
     reason: str = Field(min_length=1, max_length=200)
 
 

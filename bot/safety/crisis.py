@@ -28,6 +28,7 @@ from pydantic import Field, StringConstraints
 from bot.core import timefmt
 from bot.core.clinical import FALLBACK_LANGUAGE, Id, LocalText, Model, PlainText
 from bot.core.rules_loader import Problem, Reader, loaded, resolved
+from bot.core.vocabulary import Category
 from bot.platform.clock import local_datetime
 from bot.platform.config import OfficeHours
 from bot.platform.content import DEFAULT_CONTENT_DIR, Content, Html, get_content
@@ -432,8 +433,6 @@ def plain_length(text: str) -> int:
 def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
     """The region files are valid, every kind of crisis gets resources, and the reply before the
     plan fits one screen (for `iop-bot content check`)."""
-    from bot.escalation.rules import CATEGORIES
-
     c = get_content(content_dir)
     out: list[tuple[str, int, str]] = list(check_regions(content_dir))
     folder = Path(content_dir) / "resources"
@@ -443,11 +442,11 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
         data = _region_file(Path(content_dir), region) or {}
         for key in data.get("by_category") or {}:
             for part in str(key).split("+"):
-                if key not in ("default", SHORT_LIST) and part not in CATEGORIES:
-                    out.append((rel, 0, f"by_category: unknown category {part!r} (see bot/escalation/rules.py)"))
+                if key not in ("default", SHORT_LIST) and not Category.known(part):
+                    out.append((rel, 0, f"by_category: unknown category {part!r} (see bot/core/vocabulary.py)"))
         combined = [str(k) for k in data.get("by_category") or {} if "+" in str(k)]
         for lang in c.languages:
-            for category in (None, *CATEGORIES, *combined):
+            for category in (None, *Category, *combined):
                 if not resources(region, lang, content_dir, category):
                     out.append((rel, 0, f"{lang}: no resource for {category or 'default'}"))
                     continue

@@ -33,10 +33,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from bot.core.vocabulary import Severity
 from bot.safety import service as safety
 from bot.safety.risk import registry
 from bot.safety.risk.detector import RiskDetector
-from bot.safety.risk.result import Severity
 
 log = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.0005  # seconds, while the detector builds

@@ -26,8 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.models import Patient
+from bot.core.vocabulary import FLAG_SEVERITIES, Category, Severity
 from bot.escalation.models import Flag, FlagEvent
-from bot.escalation.rules import CATEGORIES, SEVERITIES, Workflow, rank
+from bot.escalation.rules import Workflow
 from bot.escalation.service import FlagResult, raise_flag, talk_request
 from bot.platform.config import OfficeHours
 from bot.platform.content import DEFAULT_CONTENT_DIR, FALLBACK_LANGUAGE, Content, get_content
@@ -77,10 +78,10 @@ class Signal:
     @property
     def resource_category(self) -> str | None:
         """The kind of crisis for the resources: the category, joined with the other serious
-        ones in the order of `CATEGORIES` ("suicide_self_harm+overdose_medical")."""
+        ones in the order of `Category` ("suicide_self_harm+overdose_medical")."""
         if self.category is None or not self.also:
             return self.category
-        both = sorted({self.category, *self.also}, key=CATEGORIES.index)
+        both = sorted({self.category, *self.also}, key=lambda c: Category(c).order())
         return "+".join(both)
 
     @property
@@ -126,19 +127,19 @@ class Detection:
         rules = tuple(
             str(getattr(m, "rule_id", "")) for m in (getattr(r, "matches", ()) or ()) if getattr(m, "rule_id", "")
         )
-        if sev not in ("moderate", "high", "crisis") or cat not in CATEGORIES:
+        if sev not in ("moderate", "high", "crisis") or not Category.known(cat):
             return NO_SIGNAL
         also = tuple(
             sorted(
                 {
                     c
                     for m in (getattr(r, "matches", ()) or ())
-                    if (c := _val(getattr(m, "category", None))) in CATEGORIES
+                    if Category.known(c := _val(getattr(m, "category", None)))
                     and c != cat
                     and _val(getattr(m, "severity", None)) in ("high", "crisis")
                     and c in _COMBINED
                 },
-                key=CATEGORIES.index,
+                key=lambda c: Category(c).order(),
             )
         )
         return Signal(sev, cat, rules, bool(getattr(r, "uncertain", False)), also)
@@ -201,8 +202,8 @@ class SafetyRules(_M):
     def denied_severity(self, signal: str) -> str:
         """One step below the signal, never below `denied.severity` nor above the signal: a
         tap on "no" does not turn words of a crisis into a moderate flag."""
-        lower = SEVERITIES[max(rank(signal) - 1, 0)]
-        return min(max(lower, self.denied.severity, key=rank), signal, key=rank)
+        lower = max(Severity(signal).lower(), Severity.LOW)
+        return min(max(lower, Severity(self.denied.severity)), Severity(signal))
 
     def unanswered_reason(self, kind: str | None) -> str:
         return next((k.unanswered for k in self.denied.kinds if k.id == kind and k.unanswered), self.unanswered)
@@ -237,7 +238,7 @@ def check_content(content_dir: Path) -> list[tuple[str, int, str]]:
     except Exception as exc:
         return [(rel, 0, str(exc).splitlines()[0])]
     out: list[tuple[str, int, str]] = []
-    if r.denied.severity not in SEVERITIES:
+    if r.denied.severity not in FLAG_SEVERITIES:
         out.append((rel, 0, f"denied.severity: unknown severity {r.denied.severity!r}"))
     known: set[str] = set()
     for f in sorted((Path(content_dir) / "risk").glob("*.yaml")):
@@ -514,7 +515,7 @@ async def _ask_confirm(
             )
         if evidence not in before:
             pending.evidence = (f"{before}\n{evidence}" if before else evidence)[:EVIDENCE_MAX]
-        if rank(sig.severity) > rank(pending.severity):
+        if Severity(sig.severity) > pending.severity:
             pending.severity = sig.severity
             await _schedule_timeout(session, wf, pending, now)
         return pending.id
@@ -552,7 +553,7 @@ def _tools_keyboard(c: Content, lang: str) -> dict[str, Any]:
 
 async def _schedule_timeout(session: AsyncSession, wf: Workflow, check: SafetyCheck, now: datetime) -> None:
     rules = wf.rules.confirm
-    if rank(check.severity) < rank(rules.flag_without_answer_from):
+    if Severity(check.severity) < rules.flag_without_answer_from:
         return
     await schedule(
         session,

@@ -30,7 +30,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core import people
-from bot.escalation.rules import Workflow, load_rules, rank
+from bot.core.vocabulary import Severity
+from bot.escalation.rules import Workflow, load_rules
 from bot.platform.content import Content, Html
 from bot.platform.outbox import NotSent, Outgoing, enqueue
 from bot.safety import service as safety
@@ -53,7 +54,7 @@ def needs_counselor(sig: Signal) -> bool:
         return False
     if not sig.uncertain:
         return True
-    return rank(sig.severity) >= rank(load_rules().confirm.flag_without_answer_from)
+    return Severity(sig.severity) >= load_rules().confirm.flag_without_answer_from
 
 
 def alert_text(

@@ -30,13 +30,14 @@ How a message is read:
 4. **Combinations** raise the level when separate signals meet (`💊` + `goodbye`, use + racing
    heart, a weapon + "he's outside").
 
-The result is the highest-severity match; ties go to the category order of `Category`. A
+The result is the highest-severity match; ties go to the detector's category order (`DETECTED_CATEGORIES`). A
 literal-word prefilter decides which patterns can match at all, so a message costs well under
 a millisecond.
 
 The package, each module importing only those above it:
 
-- `result`: what the detector answers (`Severity`, `Category`, `Match`, `RiskResult`);
+- `result`: what the detector answers (its subset of the kernel's `Severity` and `Category`,
+  with its tie-break order; `Match`, `RiskResult`);
 - `compiled`: the one cache of compiled patterns, keeping their engine code for `prepared`;
 - `normalize`: step 1, the text as the rules read it, with its map back to the original;
 - `patterns`: step 2, a pattern as written in the content made into the regex that runs;

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.core.vocabulary import Category, Severity
 from bot.safety.risk.model import LearnedModel
 from bot.safety.risk.normalize import Normalizer
 from bot.safety.risk.prefilter import Prefilter, required_literals
-from bot.safety.risk.result import NO_RISK, Category, Match, RiskResult, Severity
+from bot.safety.risk.result import DETECTED_SEVERITIES, NO_RISK, Match, RiskResult, priority
 
 COMMON = "common"  # the rules and context of content/risk/common.yaml, in every language
 LEARNED_RULE = "learned"  # the rule id of the learned model's findings
@@ -184,7 +185,7 @@ class RiskDetector:
         for h in matches:
             present.add(h.match.rule_id)
             present |= h.tags
-            for sev in Severity:
+            for sev in DETECTED_SEVERITIES:
                 if sev <= h.match.severity:
                     present.add(f"{h.match.category.value}>={sev.value}")
                     present.add(f"*>={sev.value}")
@@ -200,7 +201,7 @@ class RiskDetector:
         real = [(h.match, h.a) for h in matches if h.match.severity > Severity.NONE]
         if not real:
             return NO_RISK, held_back
-        real.sort(key=lambda t: (-t[0].severity.rank(), t[0].category.priority(), t[1]))
+        real.sort(key=lambda t: (-t[0].severity.rank(), priority(t[0].category), t[1]))
         top = real[0][0]
         top_level = [m for m, _ in real if m.severity == top.severity]
         uncertain = all(m.uncertain for m in top_level)

@@ -12,12 +12,13 @@ from typing import Any
 
 import yaml
 
+from bot.core.vocabulary import Category, Severity
 from bot.safety.risk.compiled import compile_regex
 from bot.safety.risk.detector import COMMON, Combo, Context, RiskDetector, Rule
 from bot.safety.risk.model import LearnedModel, read_labelled
 from bot.safety.risk.normalize import INVISIBLE, Normalizer, fold_text
 from bot.safety.risk.patterns import BOUNDARY_L, BOUNDARY_R, PatternError, compile_pattern
-from bot.safety.risk.result import Category, Severity
+from bot.safety.risk.result import DETECTED_CATEGORIES, DETECTED_SEVERITIES
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parents[3] / "content"
 RISK_SUBDIR = "risk"
@@ -91,8 +92,8 @@ def _line(obj: Any, default: int = 0) -> int:
 # Building the detector
 # --------------------------------------------------------------------------------------------
 
-_SEVERITIES = {s.value for s in Severity}
-_CATEGORY_NAMES = [c.value for c in Category]
+_SEVERITIES = {s.value for s in DETECTED_SEVERITIES}
+_CATEGORY_NAMES = [c.value for c in DETECTED_CATEGORIES]
 _CATEGORIES = set(_CATEGORY_NAMES)
 _RULE_KEYS = {
     "id", "category", "severity", "uncertain", "patterns", "tags", "negatable", "past",

@@ -26,8 +26,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-LABELS = ("crisis", "high", "moderate", "none")
-FLAGGED = ("crisis", "high")
+from bot.core.vocabulary import Severity
+from bot.safety.risk.result import DETECTED_SEVERITIES
+
+# A labelled message's label is one of the detector's severities (most severe first); high and
+# crisis are what the model learns to flag.
+LABELS = tuple(s.value for s in reversed(DETECTED_SEVERITIES))
+FLAGGED = tuple(s for s in LABELS if Severity(s) >= Severity.HIGH)
 _WORD = re.compile(r"[a-z0-9ñ]+")
 _SMOOTHING = 0.5
 _CHAR_NGRAMS = (4, 5)

@@ -42,7 +42,7 @@ from bot.safety.risk.compiled import PatternCode, supported
 from bot.safety.risk.detector import RiskDetector
 from bot.safety.risk.loader import LABELLED_SUBDIR, RISK_SUBDIR
 from bot.safety.risk.model import read_labelled
-from bot.safety.risk.result import Category
+from bot.safety.risk.result import DETECTED_CATEGORIES
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ _ALLOWED = frozenset(
         ("bot.safety.risk.normalize", "Normalizer"),
         ("bot.safety.risk.prefilter", "Prefilter"),
         ("bot.safety.risk.loader", "_LineStr"),
-        ("bot.safety.risk.result", "Severity"),
-        ("bot.safety.risk.result", "Category"),
+        ("bot.core.vocabulary", "Severity"),
+        ("bot.core.vocabulary", "Category"),
         ("bot.safety.risk.model", "LearnedModel"),
         (__name__, "_pattern"),
     }
@@ -115,7 +115,7 @@ def probe_texts(content_dir: Path) -> list[str]:
     rows: list[tuple[str, str, str | None]] = []
     if folder.is_dir():
         problems: list[tuple[str, int, str]] = []
-        rows = read_labelled(sorted(folder.glob("*.jsonl")), str, {c.value for c in Category}, problems)
+        rows = read_labelled(sorted(folder.glob("*.jsonl")), str, {c.value for c in DETECTED_CATEGORIES}, problems)
     if not rows:
         return list(_FALLBACK_PROBES)
     step = max(1, len(rows) // PROBES)

@@ -1,63 +1,36 @@
-"""What the risk detector answers: a severity and a category per finding, and the result of one
+"""What the risk detector answers: a severity and a category per finding (the kernel's
+`Severity` and `Category`, the subset it can answer declared here), and the result of one
 message (its highest finding and the findings behind it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
+from bot.core.vocabulary import Category, Severity
 
-class Severity(StrEnum):
-    NONE = "none"
-    MODERATE = "moderate"
-    HIGH = "high"
-    CRISIS = "crisis"
+# What the detector answers, out of the kernel's vocabulary: it never answers low (a flag's
+# lowest severity comes from check-in and assessment rules, never from words).
+DETECTED_SEVERITIES: tuple[Severity, ...] = (Severity.NONE, Severity.MODERATE, Severity.HIGH, Severity.CRISIS)
 
-    def rank(self) -> int:
-        return _SEVERITY_RANK[self.value]
-
-    def __lt__(self, other: object) -> bool:
-        if isinstance(other, Severity):
-            return self.rank() < other.rank()
-        return NotImplemented
-
-    def __le__(self, other: object) -> bool:
-        if isinstance(other, Severity):
-            return self.rank() <= other.rank()
-        return NotImplemented
-
-    def __gt__(self, other: object) -> bool:
-        if isinstance(other, Severity):
-            return self.rank() > other.rank()
-        return NotImplemented
-
-    def __ge__(self, other: object) -> bool:
-        if isinstance(other, Severity):
-            return self.rank() >= other.rank()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.value)
+# The categories it finds, in its tie-break order: on a tie of severity the first one wins
+# (suicide first, craving last).
+DETECTED_CATEGORIES: tuple[Category, ...] = (
+    Category.SUICIDE_SELF_HARM,
+    Category.OVERDOSE_MEDICAL,
+    Category.HARM_TO_OTHERS,
+    Category.ABUSE_VIOLENCE,
+    Category.USE_DISCLOSURE,
+    Category.SEVERE_CRAVING,
+)
 
 
-_SEVERITY_RANK = {"none": 0, "moderate": 1, "high": 2, "crisis": 3}
+_PRIORITY: dict[Category, int] = {c: i for i, c in enumerate(DETECTED_CATEGORIES)}
 
 
-class Category(StrEnum):
-    SUICIDE_SELF_HARM = "suicide_self_harm"
-    OVERDOSE_MEDICAL = "overdose_medical"
-    HARM_TO_OTHERS = "harm_to_others"
-    ABUSE_VIOLENCE = "abuse_violence"
-    USE_DISCLOSURE = "use_disclosure"
-    SEVERE_CRAVING = "severe_craving"
-
-    def priority(self) -> int:
-        """Tie-break order: lower wins (suicide first, craving last)."""
-        return _CATEGORY_ORDER.index(self.value)
-
-
-_CATEGORY_ORDER = [c.value for c in Category]
+def priority(category: Category) -> int:
+    """Tie-break order: lower wins."""
+    return _PRIORITY[category]
 
 
 @dataclass(frozen=True)
