@@ -25,7 +25,9 @@ from bot.core import state
 from bot.core.hub import Hub
 from bot.core.roles import COUNSELOR
 from bot.core.state import Awaiting
-from bot.escalation import buttons, relay
+from bot.core.vocabulary import FlagStatus
+from bot.escalation import buttons, lifecycle, relay
+from bot.escalation.lifecycle import Move
 from bot.escalation.oncall import get_oncall, set_oncall
 from bot.escalation.rendering import (
     age_text,
@@ -159,7 +161,7 @@ async def _details(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
         await answer(q, c.t("flags.not_found", ctx.lang), alert=True)
         return
     text = render_details(d, hub.get(Workflow))
-    rows = [[(c.t("flags.button.message", ctx.lang), buttons.MESSAGE.pack(flag_id))]] if d.flag.status != "resolved" else None
+    rows = [[(c.t("flags.button.message", ctx.lang), buttons.MESSAGE.pack(flag_id))]] if d.flag.status != FlagStatus.RESOLVED else None
     if await _dm(ctx, user.id, text, rows, about=d.flag.patient_id):
         await answer(q, c.t("flags.details_sent", ctx.lang) if q.message is None or q.message.chat.type != "private" else None)
     else:
@@ -196,7 +198,7 @@ async def _resolve(update: Update, ctx: Ctx, user: User, flag_id: int) -> None:
     if info is None:
         await answer(q, c.t("flags.not_found", ctx.lang), alert=True)
         return
-    if info.status == "resolved":
+    if not lifecycle.allowed(info.status, Move.RESOLVE):
         await answer(q, c.t("flags.already_resolved", ctx.lang), alert=True)
         return
     async with hub.db.transaction() as s:
@@ -385,7 +387,7 @@ async def flags_cmd(update: Update, ctx: Ctx) -> None:
         age = age_text(c, lang, now - (f.last_trigger_at or f.opened_at))
         lines.append(c.t("flags.list_item", lang, **flag_fields(c, lang, f), age=age))
         row = [(f"#{f.id} " + c.t("flags.button.details", ctx.lang), buttons.DETAILS.pack(f.id))]
-        if f.status == "open":
+        if lifecycle.allowed(f.status, Move.CLAIM):
             row.insert(0, (f"#{f.id} " + c.t("flags.button.claim", ctx.lang), buttons.CLAIM.pack(f.id)))
         rows.append(row)
     await reply(update, "\n".join(lines), rows)

@@ -21,6 +21,7 @@ from bot.core.audit import audit
 from bot.core.models import Patient
 from bot.core.people import PatientInfo
 from bot.core.rules_loader import instruments_for
+from bot.core.vocabulary import FlagStatus
 from bot.escalation.models import Flag
 from bot.escalation.rules import label as flag_label
 from bot.platform.clock import ensure_utc, local_date, local_text, zone_name
@@ -177,7 +178,7 @@ async def counselor_view(
 
     fq = (
         select(Flag)
-        .where(Flag.patient_id == p.id, Flag.status != "resolved")
+        .where(Flag.patient_id == p.id, Flag.status != FlagStatus.RESOLVED)
         .order_by(Flag.opened_at.desc())
     )
     flags = list((await session.execute(fq)).scalars())

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.assessments.models import AssessmentResult
 from bot.core.models import Patient
-from bot.core.vocabulary import Severity
+from bot.core.vocabulary import FlagStatus, Severity
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.rendering import age_text, answer_text, flag_fields, why_text
 from bot.escalation.renotify import KIND_FOLLOWUP
@@ -137,7 +137,7 @@ async def _resolved_since(session: AsyncSession, since: datetime) -> list[FlagIn
         await session.execute(
             select(Flag, Patient.code)
             .join(Patient, Patient.id == Flag.patient_id)
-            .where(Flag.status == "resolved", Flag.resolved_at >= since)
+            .where(Flag.status == FlagStatus.RESOLVED, Flag.resolved_at >= since)
             .order_by(Flag.resolved_at, Flag.id)
         )
     ).all()

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bot.core.vocabulary import FlagStatus
 from bot.platform.crypto import EncryptedText
 from bot.platform.db import STAFF, Base, UTCDateTime
 
@@ -21,8 +22,8 @@ class Flag(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
     category: Mapped[str] = mapped_column(String(32))
-    severity: Mapped[str] = mapped_column(String(12))  # crisis | high | moderate | low
-    status: Mapped[str] = mapped_column(String(12), default="open")  # open | claimed | resolved
+    severity: Mapped[str] = mapped_column(String(12))  # a flag's Severity, low to crisis
+    status: Mapped[str] = mapped_column(String(12), default=FlagStatus.OPEN)  # moved by lifecycle.py only
     source: Mapped[str] = mapped_column(String(32))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

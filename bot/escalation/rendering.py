@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.rules_loader import instruments_for
-from bot.core.vocabulary import Severity
+from bot.core.vocabulary import FlagStatus, Severity
 from bot.escalation import buttons
 from bot.escalation.models import Flag, FlagCard, FlagEvent
 from bot.escalation.rules import ASSESSMENT_SOURCE, Workflow, label
@@ -188,9 +188,9 @@ def post_keyboard(info: FlagInfo, c: Content, lang: str) -> dict[str, Any]:
     claim, details, message, resolve = (
         b("claim", buttons.CLAIM), b("details", buttons.DETAILS), b("message", buttons.MESSAGE), b("resolve", buttons.RESOLVE)
     )
-    if info.status == "resolved":
+    if info.status == FlagStatus.RESOLVED:
         rows = [[details]]
-    elif info.status == "claimed":
+    elif info.status == FlagStatus.CLAIMED:
         rows = [[details, message], [resolve]]
     else:
         rows = [[claim, details], [message, resolve]]
@@ -336,9 +336,9 @@ def _fact(c: Content, lang: str, source: str, key: str, value: Any) -> Any:
 
 def _state(info: FlagInfo, c: Content, lang: str, zone: str) -> str:
     """Not claimed yet / claimed by … / resolved by …, with the time in the clinic's zone."""
-    if info.status == "resolved" and info.resolved_at is not None:
+    if info.status == FlagStatus.RESOLVED and info.resolved_at is not None:
         return c.t("flags.state.resolved", lang, name=info.resolved_by_name or "?", time=local_text(info.resolved_at, zone, POST_TIME))
-    if info.status == "claimed" and info.claimed_at is not None:
+    if info.status == FlagStatus.CLAIMED and info.claimed_at is not None:
         return c.t("flags.state.claimed", lang, name=info.claimed_by_name or "?", time=local_text(info.claimed_at, zone, POST_TIME))
     return c.t("flags.state.open", lang)
 
@@ -364,7 +364,7 @@ def render_card(infos: list[FlagInfo], wf: Workflow) -> tuple[str, dict[str, Any
         return _render(infos[0], wf)
     c, lang, z = wf.content, wf.lang, wf.zone
     ordered = sorted(infos, key=lambda i: (-Severity(i.severity).rank(), i.id))
-    live = [i for i in ordered if i.status != "resolved"] or ordered
+    live = [i for i in ordered if i.status != FlagStatus.RESOLVED] or ordered
     try:
         blocks = [
             c.t(
@@ -373,7 +373,7 @@ def render_card(infos: list[FlagInfo], wf: Workflow) -> tuple[str, dict[str, Any
                 severity=Html(label(c, lang, "severity", live[0].severity)),
                 code=ordered[0].patient_code,
                 n=len(ordered),
-                open=len([i for i in ordered if i.status != "resolved"]),
+                open=len([i for i in ordered if i.status != FlagStatus.RESOLVED]),
             )
         ]
         rows: list[list[dict[str, str]]] = []
@@ -448,7 +448,7 @@ async def publish(session: AsyncSession, wf: Workflow, flag: Flag, created: bool
     """The posting decision for a raise. Low: nothing (the digest lists it). A flag not yet in the
     group goes on the patient's card of the day; one already there has its messages edited when
     its severity rose. True when this raise produced a message that notifies the group."""
-    if flag.severity == Severity.LOW or flag.status == "resolved":
+    if flag.severity == Severity.LOW or flag.status == FlagStatus.RESOLVED:
         return False
     if flag.card_id is not None or (not created and flag.group_message_id is not None):  # (or posted before cards)
         if escalated:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.models import Patient
-from bot.core.vocabulary import Severity
+from bot.core.vocabulary import FlagStatus, Severity
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.oncall import counselor_ids, get_oncall
 from bot.escalation.rendering import view
@@ -64,7 +64,7 @@ async def restart_renotify(session: AsyncSession, wf: Workflow, flag: Flag, now:
     alarm later (a patient writing every few minutes would otherwise never reach the counselors'
     direct messages)."""
     sooner: dict[int, tuple[datetime, str]] = {}
-    if flag.status == "open":
+    if flag.status == FlagStatus.OPEN:
         for item in await _pending_renotify(session, flag.id):
             payload = item.payload or {}
             stage, due = int(payload.get("stage", 1)), ensure_utc(item.due_at)
@@ -108,7 +108,7 @@ async def stop_renotify(session: AsyncSession, flag_id: int) -> None:
 async def renotify_item(session: AsyncSession, wf: Workflow, item: ScheduledItem, now: datetime) -> None:
     payload = item.payload or {}
     flag = await locked(session, int(payload.get("flag_id", 0)))
-    if flag is None or flag.status not in ("open", "claimed"):
+    if flag is None or flag.status not in (FlagStatus.OPEN, FlagStatus.CLAIMED):
         return
     stage = int(payload.get("stage", 1))
     if stage <= (flag.renotify_stage or 0):
@@ -121,11 +121,11 @@ async def renotify_item(session: AsyncSession, wf: Workflow, item: ScheduledItem
     except (KeyError, ValueError):
         since = ensure_utc(flag.opened_at)
     holder = flag.claimed_by_name or str(flag.claimed_by)
-    if flag.status == "claimed" and (not round_id or await _holder_acted(session, flag, since)):
+    if flag.status == FlagStatus.CLAIMED and (not round_id or await _holder_acted(session, flag, since)):
         return  # claimed before this round, or its holder has opened it since the new trigger
     _, text, kb = await view(session, wf, flag)
     c, lang = wf.content, wf.lang
-    claimed = flag.status == "claimed"
+    claimed = flag.status == FlagStatus.CLAIMED
     minutes = int((now - since).total_seconds() // 60)
     oncall = await get_oncall(session)
     ref = f"flag:{flag.id}:{flag.rev or 0}:r{stage}{suffix}"

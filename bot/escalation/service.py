@@ -3,8 +3,8 @@
 `raise_flag` keeps one open flag per patient and category: a new trigger adds an event and may
 raise the severity; it never opens a second flag. Posting to the counselors' group goes through
 the outbox in the same transaction (rendering.py). The lifecycle is open → claimed → resolved,
-each step with its timestamp and an event (who, when); re-notification and the follow-up run
-through the sweeper (renotify.py). Details, history and the open flags are read here.
+one table of moves (lifecycle.py), each step with its timestamp and an event (who, when);
+re-notification and the follow-up run through the sweeper (renotify.py). Details, history and the open flags are read here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from bot.checkins.models import CheckinEntry
 from bot.core.audit import audit
 from bot.core.clinical import FlagRequest, flag_category
 from bot.core.models import Patient, StaffRole
-from bot.core.vocabulary import FLAG_SEVERITIES, Category, Severity
+from bot.core.vocabulary import FLAG_SEVERITIES, Category, FlagStatus, Severity
+from bot.escalation import lifecycle
+from bot.escalation.lifecycle import Move
 from bot.escalation.models import Flag, FlagEvent
 from bot.escalation.rendering import (
     DETAILS_TRIGGERS,
@@ -73,7 +75,7 @@ class FlagResult:
 @dataclass(frozen=True)
 class ActionResult:
     ok: bool
-    reason: str | None  # not_found | already_claimed | resolved
+    reason: str | None  # not_found, or why the lifecycle refused the move (lifecycle.REFUSALS)
     flag: FlagInfo | None
 
 
@@ -89,11 +91,6 @@ class EventInfo:
 
 
 # -- raising ---------------------------------------------------------------------------------------
-
-
-def _who(actor_id: int, actor_name: str | None) -> str:
-    """The name a flag keeps for the counselor who claimed or resolved it."""
-    return (actor_name or str(actor_id))[:64]
 
 
 async def raise_flag(
@@ -122,7 +119,7 @@ async def raise_flag(
     await session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
     q = (
         select(Flag)
-        .where(Flag.patient_id == patient_id, Flag.category == category, Flag.status != "resolved")
+        .where(Flag.patient_id == patient_id, Flag.category == category, Flag.status != FlagStatus.RESOLVED)
         .order_by(Flag.id)
         .with_for_update()
     )
@@ -134,12 +131,11 @@ async def raise_flag(
             patient_id=patient_id,
             category=category,
             severity=severity,
-            status="open",
             source=source,
-            opened_at=now,
             renotify_stage=0,
             rev=0,
         )
+        lifecycle.open_flag(flag, now)
         session.add(flag)
         await session.flush()
     elif Severity(severity) > flag.severity:
@@ -245,7 +241,7 @@ async def _after_raise(
     # again (a reply to the flag's post), and re-notification starts over from it.
     urgent = not created and not announced and event.severity is not None and Severity(event.severity) >= Severity.HIGH
     renewed = urgent and await notify_new_trigger(session, wf, flag, event, escalated, now)
-    if not created and flag.status == "claimed" and flag.claimed_by is not None:
+    if not created and flag.status == FlagStatus.CLAIMED and flag.claimed_by is not None:
         # The counselor who holds the flag hears about every new trigger (no words, no name).
         info, text, kb = await view(session, wf, flag)
         await enqueue(
@@ -258,10 +254,10 @@ async def _after_raise(
             now=now,
             ref=f"flag:{flag.id}:{flag.rev or 0}:t",
         )
-    if renewed and flag.status in ("open", "claimed"):
+    if renewed and flag.status in (FlagStatus.OPEN, FlagStatus.CLAIMED):
         # A claimed flag's round runs only while its holder has not acted on it since.
         await restart_renotify(session, wf, flag, now, event)
-    elif flag.status == "open" and (created or escalated):
+    elif flag.status == FlagStatus.OPEN and (created or escalated):
         await schedule_renotify(session, wf, flag, now)
 
 
@@ -353,23 +349,15 @@ async def claim(
     if flag is None:
         return ActionResult(False, "not_found", None)
     code = await patient_code(session, flag.patient_id)
-    if flag.status == "resolved":
-        return ActionResult(False, "resolved", flag_info(flag, code))
-    if flag.status == "claimed":
-        if flag.claimed_by == actor_id:
-            return ActionResult(True, None, flag_info(flag, code))
-        return ActionResult(False, "already_claimed", flag_info(flag, code))
-    flag.status = "claimed"
-    flag.claimed_at = now
-    flag.claimed_by = actor_id
-    flag.claimed_by_name = _who(actor_id, actor_name)
-    flag.rev = (flag.rev or 0) + 1
-    session.add(FlagEvent(flag_id=flag.id, at=now, kind="claim", actor_id=actor_id))
-    await audit(session, actor_id, "flag.claim", f"flag:{flag.id}", now=now)
-    log_flag("claimed", flag)
-    await stop_renotify(session, flag.id)
-    await session.flush()
-    await edit_posts(session, wf, flag, now)
+    try:
+        moved = await lifecycle.move(session, flag, Move.CLAIM, actor_id=actor_id, actor_name=actor_name, now=now)
+    except lifecycle.Refused as refused:
+        return ActionResult(False, refused.reason, flag_info(flag, code))
+    if moved:  # (a second tap by its holder changes nothing)
+        log_flag("claimed", flag)
+        await stop_renotify(session, flag.id)
+        await session.flush()
+        await edit_posts(session, wf, flag, now)
     return ActionResult(True, None, flag_info(flag, code))
 
 
@@ -381,20 +369,11 @@ async def resolve(
     if flag is None:
         return ActionResult(False, "not_found", None)
     code = await patient_code(session, flag.patient_id)
-    if flag.status == "resolved":
-        return ActionResult(False, "resolved", flag_info(flag, code))
-    if flag.claimed_at is None:
-        flag.claimed_at = now
-        flag.claimed_by = actor_id
-        flag.claimed_by_name = _who(actor_id, actor_name)
-    flag.status = "resolved"
-    flag.resolved_at = now
-    flag.resolved_by = actor_id
-    flag.resolved_by_name = _who(actor_id, actor_name)
+    try:
+        await lifecycle.move(session, flag, Move.RESOLVE, actor_id=actor_id, actor_name=actor_name, now=now)
+    except lifecycle.Refused as refused:
+        return ActionResult(False, refused.reason, flag_info(flag, code))
     flag.outcome = note.strip()[:2000]
-    flag.rev = (flag.rev or 0) + 1
-    session.add(FlagEvent(flag_id=flag.id, at=now, kind="resolve", actor_id=actor_id))
-    await audit(session, actor_id, "flag.resolve", f"flag:{flag.id}", now=now)
     log_flag("resolved", flag)
     await stop_renotify(session, flag.id)
     await session.flush()
@@ -424,7 +403,7 @@ async def open_flags(session: AsyncSession, limit: int = 50) -> list[FlagInfo]:
             select(Flag, Patient.code, last_at)
             .join(Patient, Patient.id == Flag.patient_id)
             .outerjoin(latest, latest.c.flag_id == Flag.id)
-            .where(Flag.status != "resolved")
+            .where(Flag.status != FlagStatus.RESOLVED)
             .order_by(last_at.desc(), Flag.id.desc())
             .limit(limit)
         )
@@ -477,7 +456,7 @@ async def details(session: AsyncSession, wf: Workflow, flag_id: int, *, actor_id
     others = (
         await session.execute(
             select(Flag)
-            .where(Flag.patient_id == patient.id, Flag.status != "resolved", Flag.id != flag.id)
+            .where(Flag.patient_id == patient.id, Flag.status != FlagStatus.RESOLVED, Flag.id != flag.id)
             .order_by(Flag.opened_at.desc(), Flag.id.desc())
         )
     ).scalars()

@@ -22,6 +22,7 @@ from bot.core import state
 from bot.core.audit import audit
 from bot.core.models import AuditEntry, ChatState
 from bot.core.people import patient_by_telegram
+from bot.core.vocabulary import FlagStatus
 from bot.escalation.models import Flag
 from bot.escalation.rules import label
 from bot.platform.content import FALLBACK_LANGUAGE, Content, Html, get_content
@@ -194,7 +195,7 @@ async def erase(
     still_open = (
         await session.execute(
             select(Flag.id, Flag.severity, Flag.category)
-            .where(Flag.patient_id == pid, Flag.status.in_(("open", "claimed")))
+            .where(Flag.patient_id == pid, Flag.status.in_((FlagStatus.OPEN, FlagStatus.CLAIMED)))
             .order_by(Flag.id)
         )
     ).all()
