@@ -27,7 +27,7 @@ def make_settings(fake: FakeTelegram, db: Database, **overrides: Any) -> Setting
         admin_user_ids=[ADMIN_ID],
         sweep_interval_seconds=3600,
         # Tests send as fast as the machine runs: the per-person limits are out of their way
-        # unless a test sets them (tests/test_e2e_flood.py).
+        # unless a test sets them (tests/platform/test_e2e_flood.py).
         flood_member_burst=100_000,
         flood_stranger_burst=100_000,
         flood_button_burst=100_000,

@@ -2,7 +2,7 @@
 what reached people the first time is not sent again, and what did not is still sent.
 
 "Died before marking it done" is what a SIGKILL leaves between the end of a handler and the
-inbox's mark (tests/test_crash.py does it with a real process): here the inbox fails to mark the
+inbox's mark (tests/platform/test_crash.py does it with a real process): here the inbox fails to mark the
 update, the bot stops, and a new Application starts on the same database and handles it again.
 """
 

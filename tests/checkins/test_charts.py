@@ -12,8 +12,8 @@ from bot.checkins.charts import ChartDay, render
 from bot.core.models import AuditEntry
 from bot.platform.clock import FrozenClock
 from bot.platform.db import Database
+from tests.checkins.test_checkins import full_checkin
 from tests.checkins_support import content, make_patient
-from tests.test_checkins import full_checkin
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -34,7 +34,7 @@ from tests.conftest import CONTENT_DIR
 from tests.harness import BotHarness
 
 TUESDAY_10AM = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # 10:00 in New York (EST), the clinic's zone
-CONTENT = Path(__file__).resolve().parents[1] / "content"
+CONTENT = Path(__file__).resolve().parents[2] / "content"
 
 
 @pytest.fixture

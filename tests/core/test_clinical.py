@@ -31,7 +31,7 @@ from bot.recovery.library import Library, Tip, check_library, load_library
 from bot.recovery.rules import next_tip
 from bot.safety.crisis import load_regions
 
-CONTENT = Path(__file__).resolve().parents[1] / "content"
+CONTENT = Path(__file__).resolve().parents[2] / "content"
 TODAY = date(2024, 5, 15)
 ATTRIBUTION = (
     "Developed by Drs. Robert L. Spitzer, Janet B.W. Williams, Kurt Kroenke and colleagues, "

@@ -14,8 +14,8 @@ from bot.platform.db import Database
 from bot.platform.models import OutboxMessage, ScheduledItem
 from bot.platform.scheduler import Sweeper
 from tests import escalation_support as sup
+from tests.checkins.test_checkins import full_checkin
 from tests.checkins_support import content, flags_of, make_patient
-from tests.test_checkins import full_checkin
 
 C = content()
 WF = sup.workflow()  # flags go to the counselors' group, as in the bot

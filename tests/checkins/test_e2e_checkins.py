@@ -205,7 +205,7 @@ async def test_prompts_across_days_zones_and_dst_with_restarts(h: BotHarness, fa
 async def test_phq9_by_buttons_with_item9_asks_the_followup_then_the_crisis_path(
     h: BotHarness, fake: FakeTelegram, db: Database, clock: FrozenClock
 ):
-    # Every item-9 value and follow-up pattern: tests/test_e2e_phq9_item9.py.
+    # Every item-9 value and follow-up pattern: tests/assessments/test_e2e_phq9_item9.py.
     u = fake.add_user(first_name="Rae", started=True)
     p = await make_patient(db, clock.now(), telegram_id=u.id)
     await h.send(u, "/checkin")

@@ -23,7 +23,7 @@ from bot.safety import buttons as safety
 
 FAMILIES = button_families()
 CODECS = [codec for family in FAMILIES for codec in family.codecs]
-CONTENT = Path(__file__).resolve().parent.parent / "content"
+CONTENT = Path(__file__).resolve().parents[2] / "content"
 
 
 def _name(codec: Codec) -> str:

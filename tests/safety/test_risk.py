@@ -25,8 +25,8 @@ from bot.safety.risk.result import (
     priority,
 )
 
-DATA = Path(__file__).resolve().parent.parent / "content" / "risk" / "labelled"
-CONTENT = Path(__file__).resolve().parents[1] / "content"
+DATA = Path(__file__).resolve().parents[2] / "content" / "risk" / "labelled"
+CONTENT = Path(__file__).resolve().parents[2] / "content"
 
 # What a labelled message may come out as. Crisis and high are both "flagged": a crisis
 # message must never come out lower than high; ordinary talk may at most be moderate.

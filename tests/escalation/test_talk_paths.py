@@ -27,7 +27,7 @@ from bot.safety import service as safety
 from tests import escalation_support as sup
 from tests.checkins_support import make_patient
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _talk(env: SimpleNamespace, pid: int) -> None:

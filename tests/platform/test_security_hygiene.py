@@ -34,9 +34,9 @@ from bot.platform.logs import MASK, RedactTokenFilter, redact
 from fakeapi import FakeTelegram
 from tests import escalation_support as sup
 from tests.harness import BotHarness
-from tests.test_platform_faults import EXIT_TOKEN_REJECTED, TOKEN, BotProcess
+from tests.platform.test_platform_faults import EXIT_TOKEN_REJECTED, TOKEN, BotProcess
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECRET_PART = TOKEN.split(":")[1]
 
 

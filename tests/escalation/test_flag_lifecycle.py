@@ -195,7 +195,7 @@ async def test_the_service_refuses_an_unknown_flag(env: SimpleNamespace):
 
 
 def test_no_other_code_sets_a_flags_status():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     writes = re.compile(r"\bflag\.status\s*=[^=]|update\(Flag\)|Flag\(.*\bstatus=", re.IGNORECASE)
     found = [
         f"{p.relative_to(root)}:{n}"

@@ -220,7 +220,7 @@ async def test_updates_are_received_while_the_risk_detector_builds(
     fake: FakeTelegram, db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Building it takes seconds: the bot receives meanwhile (a crisis is answered by the crisis
-    rules, other texts wait for the full detector: bot/safety/screening.py, tests/test_e2e_screening.py)."""
+    rules, other texts wait for the full detector: bot/safety/screening.py, tests/safety/test_e2e_screening.py)."""
     import threading
 
     from bot.safety.service import Detection
