@@ -18,6 +18,7 @@ database, and only a lease that expired (its process died) is taken over by anot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
@@ -53,9 +54,12 @@ warnings.filterwarnings("ignore", message="Please use 'Bot.", category=PTBUserWa
 MAX_ATTEMPTS = 12
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0  # an outage is retried every 30 s at most, so flags go out soon after
-# A claimed row stays the claiming sender's until then. A send takes at most about 50 s (its
-# timeouts), so a live sender never loses a lease it still needs.
-LEASE = timedelta(minutes=2)
+# A claimed row stays the claiming sender's until then, and the sender renews the leases of the
+# rows it holds every `LEASE_RENEW_SECONDS` (a send may take up to about 50 s, its timeouts): a
+# live sender never loses a lease it still needs, and the rows of a process that died are taken
+# over within `LEASE` (a restart's sender waits that long at most for them, never minutes).
+LEASE = timedelta(seconds=20)
+LEASE_RENEW_SECONDS = 5.0
 PRIORITY_NORMAL = 0
 PRIORITY_URGENT = 10
 # A `deleteMessage` row whose payload carries this key takes a message back: deleted, or, where
@@ -180,6 +184,9 @@ class Sender:
         # Direct replies handed over and not yet delivered, by chat (`hand_over`), and until when
         # Telegram asked that chat to wait.
         self._handed: dict[int, set[int]] = {}
+        # Rows this sender claimed and has not finished with: their leases are renewed.
+        self._held: set[int] = set()
+        self._renewing: asyncio.Task[None] | None = None
         self._handed_until: dict[int, datetime] = {}
 
     async def send_now(self, chat_id: int, text: str) -> int:
@@ -199,6 +206,7 @@ class Sender:
         self._stopping = False
         _by_bot[id(self.bot)] = self
         self._task = asyncio.create_task(self._run(), name="outbox-sender")
+        self._renewing = asyncio.create_task(self._renew_loop(), name="outbox-leases")
 
     async def stop(self) -> None:
         self._stopping = True
@@ -208,6 +216,32 @@ class Sender:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
+            self._renewing = None
+
+    async def renew_leases(self) -> int:
+        """Extend the lease of every row this sender holds (claimed, not yet finished); how many."""
+        held = list(self._held)
+        if not held:
+            return 0
+        async with self.db.transaction() as s:
+            result = await s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(held), OutboxMessage.status == "sending")
+                .values(lease_until=self.clock.now() + LEASE)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def _renew_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(LEASE_RENEW_SECONDS)
+            try:
+                await self.renew_leases()
+            except Exception as exc:  # a busy database: the next round tries again
+                log.warning("outbox: could not renew leases (%s)", type(exc).__name__)
 
     # -- direct replies Telegram did not take ------------------------------------------------
     def waiting_in(self, chat_id: int) -> bool:
@@ -369,9 +403,11 @@ class Sender:
                     r.status = "sending"
                     r.lease_until = now + LEASE
                     live.append(r)
-            return live
+        self._held.update(r.id for r in live)
+        return live
 
     async def _release(self, ids: list[int]) -> None:
+        self._held.difference_update(ids)
         if not ids:
             return
         async with self.db.transaction() as s:
@@ -512,6 +548,7 @@ class Sender:
             values["chat_id"] = new_chat_id
         async with self.db.transaction() as s:
             await s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values))
+        self._held.discard(row.id)
         row.telegram_message_id = message_id
         if status == "pending":
             self._wake.set()
@@ -527,6 +564,7 @@ class Sender:
                 .values(status="blocked", last_error="403")
             )
             await mark_blocked(s, row.chat_id, now, reason[:200])
+        self._held.discard(row.id)
         self._delivered(row)
         for hook in self.blocked_hooks:
             try:

@@ -178,6 +178,55 @@ async def test_a_starting_sender_leaves_another_senders_rows_in_flight_alone(
             await second.dispose()
 
 
+async def test_a_live_sender_keeps_its_lease_and_a_dead_ones_rows_go_within_a_lease(
+    db_url: str, fake: FakeTelegram, clock: FrozenClock
+):
+    """A send may outlast one lease: the sender renews the leases of the rows it holds, so
+    another sender never takes them; a process that died stops renewing, and its rows (e.g. a
+    crisis reply it was sending) are taken over one lease later — seconds, not minutes."""
+    assert LEASE <= timedelta(seconds=30)
+    first = Database(db_url)
+    await first.create_all()
+    second = Database(db_url)
+    u = fake.add_user(first_name="Slow", started=True)
+    async with Bot(fake.token, base_url=fake.base_url) as bot_a, Bot(fake.token, base_url=fake.base_url) as bot_b:
+        a = Sender(first, bot_a, clock, batch=8, concurrency=8)
+        b = Sender(second, bot_b, clock, batch=8, concurrency=8)
+        try:
+            async with first.transaction() as s:
+                await enqueue(s, Outgoing(u.id, "slow send"), now=clock.now())
+            fake.hold("sendMessage")
+            in_flight = asyncio.create_task(a.run_once())
+            await fake.wait_held(count=1)
+            for _ in range(3):  # three leases long, renewed each time
+                clock.advance(LEASE - timedelta(seconds=1))
+                assert await a.renew_leases() == 1
+                await b.recover()
+                assert (await asyncio.wait_for(b.run_once(), 5))[0] == 0
+            fake.release()
+            await in_flight
+            assert _texts(fake) == ["slow send"]
+            assert await a.renew_leases() == 0  # nothing held once sent
+
+            # A dies mid-send: nothing renews its lease, and B sends the row once it expires.
+            async with first.transaction() as s:
+                await enqueue(s, Outgoing(u.id, "orphan"), now=clock.now())
+            fake.hold("sendMessage")
+            dying = asyncio.create_task(a.run_once())
+            await fake.wait_held(count=1)
+            dying.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await dying
+            fake.release()
+            clock.advance(LEASE + timedelta(seconds=1))
+            await b.recover()
+            assert (await b.run_once())[0] == 1
+            assert (await _statuses(first)) == {"sent": 2}
+        finally:
+            await first.dispose()
+            await second.dispose()
+
+
 async def test_two_senders_on_one_database_send_1000_rows_none_twice(db_url: str, fake: FakeTelegram, clock: FrozenClock):
     first = Database(db_url)
     await first.create_all()
