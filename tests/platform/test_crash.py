@@ -140,3 +140,60 @@ async def test_sigkill_after_a_crisis_reply_then_restart_does_not_send_it_again(
                 await proc.wait()
     log = (tmp_path / "bot.log").read_text()
     assert fake.token not in log and "Jordan" not in log
+
+
+def _crisis_replies(fake: FakeTelegram, chat_id: int) -> list[str]:
+    return [m.plain_text for m in fake.sent(chat_id) if "988lifeline.org" in (m.plain_text or "")]
+
+
+async def test_sigkill_after_a_typed_crisis_reply_then_restart_sends_it_once_and_posts_the_flag(
+    tmp_path: Path, db_url: str
+):
+    """Words of a crisis: the reply with 988 goes straight to Telegram, and the process is killed
+    at the next call it makes to Telegram (the line about the care team, from the outbox). The
+    restarted process handles the text again: the crisis reply does not come a second time, the
+    line about the care team comes (the dead process's outbox rows are taken over one lease
+    later), and the counselors' group gets the flag once."""
+    url = db_url
+    async with FakeTelegram() as fake:
+        u = fake.add_user(first_name="Jordan", started=True)
+        group = fake.add_group("Counselors").id
+        proc = await _spawn(fake, url, tmp_path, group)
+        try:
+            await fake.wait_for(lambda: any(c.method == "getUpdates" for c in fake.calls), timeout=60)
+            db = Database(url)
+            try:
+                await sup.add_patient(db, datetime.now(UTC), telegram_id=u.id)
+            finally:
+                await db.dispose()
+            # Every call after the crisis reply is held, whatever it is (polling goes on).
+            fake.hold(None, predicate=lambda method, _: method != "getUpdates" and bool(_crisis_replies(fake, u.id)))
+            typed = fake.send_text(u, "I have a rope and I am going to hang myself")
+            await fake.wait_held(timeout=120)  # the line about the care team, from the outbox
+            proc.kill()  # SIGKILL
+            await proc.wait()
+            fake.release()
+            assert len(_crisis_replies(fake, u.id)) == 1
+
+            proc = await _spawn(fake, url, tmp_path, group)
+            for _ in range(600):
+                if await _inbox_done(url, typed.update_id):
+                    break
+                await asyncio.sleep(0.1)
+            assert await _inbox_done(url, typed.update_id)
+            await fake.wait_for(lambda: len(fake.sent(group)) >= 1, timeout=60)
+            await fake.wait_for_message(u.id, lambda m: "care team" in (m.plain_text or ""), timeout=60)
+            asked = fake.send_text(u, "/help")  # answered once the new process is past the redelivered update
+            await fake.wait_for_message(u.id, after=asked, timeout=30)
+            await fake.wait_idle(timeout=30)
+            assert len(_crisis_replies(fake, u.id)) == 1, "the crisis reply went out twice"
+            assert len(fake.sent(group)) == 1
+
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 60) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    log = (tmp_path / "bot.log").read_text()
+    assert fake.token not in log and "Jordan" not in log
