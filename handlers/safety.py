@@ -97,8 +97,7 @@ def _known_staff(ctx: Ctx, user_id: int) -> bool:
     hub = ctx.hub
     if user_id in hub.settings.admin_user_ids:
         return True
-    cached = getattr(hub.roles, "_membership", {}).get(user_id)
-    return bool(cached and cached[0])
+    return hub.roles.known_member(user_id)
 
 
 async def _is_staff(ctx: Ctx, user_id: int) -> bool:

@@ -110,6 +110,12 @@ class Roles:
     def forget(self, user_id: int) -> None:
         self._membership.pop(user_id, None)
 
+    def known_member(self, user_id: int) -> bool:
+        """Whether this user was seen in the counselors' group recently, from memory only (never
+        waits for Telegram or the database: the crisis reply asks it before anything else)."""
+        cached = self._membership.get(user_id)
+        return bool(cached and cached[0])
+
     async def in_counselor_group(self, user_id: int) -> bool:
         chat = self.settings.counselor_chat_id
         if chat is None or self.lookup is None:

@@ -168,3 +168,24 @@ async def test_grant_and_revoke_refresh_the_menu(db: Database, clock: FrozenCloc
             await h.send(ADMIN, bad)
             assert "is now" not in text_of(fake.last(ADMIN))
         fake.assert_no_errors()
+
+
+async def test_a_known_member_is_answered_from_memory_only(db: Database, clock: FrozenClock):
+    """The crisis reply asks whether the writer is staff before anything else: from what the bot
+    saw of the counselors' group, never waiting for Telegram or the database."""
+    from bot.core.roles import Roles
+    from tests import escalation_support as sup
+
+    asked: list[int] = []
+
+    async def lookup(chat_id: int, user_id: int) -> str:
+        asked.append(user_id)
+        return "member" if user_id == 1 else "left"
+
+    roles = Roles(db, sup.settings(counselor_chat_id=-100123), clock, lookup)
+    assert not roles.known_member(1) and not roles.known_member(2)
+    assert asked == []  # nothing asked to answer from memory
+    assert await roles.in_counselor_group(1) and not await roles.in_counselor_group(2)
+    assert roles.known_member(1) and not roles.known_member(2)
+    roles.forget(1)
+    assert not roles.known_member(1)
